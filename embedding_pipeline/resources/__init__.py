@@ -1,0 +1,49 @@
+"""The pipeline's resources, built from the settings: the one place that turns settings into clients."""
+
+import os
+
+import dagster as dg
+
+from embedding_pipeline.resources.chunker import TextChunker
+from embedding_pipeline.resources.content_source import (
+    DEFAULT_CONTENT_FILES_QUERY,
+    DEFAULT_RESOURCES_QUERY,
+    ContentSource,
+)
+from embedding_pipeline.resources.encoders import dense_encoder_class
+from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+from embedding_pipeline.resources.parquet_io import ParquetIOManager
+from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.settings import Settings
+
+
+def _secret(name: str, fallback: str | None = None):
+    """An env var the UI shows by name, never by value (it may hold a password)."""
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else fallback
+
+
+def build_resources(settings: Settings) -> dict:
+    return {
+        "io_manager": ParquetIOManager(),
+        "content_source": ContentSource(
+            database_url=_secret("CONTENT_DATABASE_URL", settings.content_database_url),
+            resources_query=settings.resources_query or DEFAULT_RESOURCES_QUERY,
+            content_files_query=settings.content_files_query or DEFAULT_CONTENT_FILES_QUERY,
+        ),
+        "chunker": TextChunker(
+            encoding_name=settings.token_encoding_name,
+            chunk_size=settings.qdrant_chunk_size,
+            chunk_overlap=settings.qdrant_chunk_overlap,
+        ),
+        "dense_encoder": dense_encoder_class(settings.qdrant_encoder).from_settings(settings),
+        "sparse_encoder": SparseEncoder(
+            model_name=settings.qdrant_sparse_model,
+            **({"model_path": settings.qdrant_sparse_model_path} if settings.qdrant_sparse_model_path else {}),
+        ),
+        "qdrant": QdrantResource(
+            host=settings.qdrant_host,
+            api_key=_secret("QDRANT_API_KEY"),
+            path=str(settings.qdrant_path),
+            base_collection_name=settings.qdrant_base_collection_name,
+        ),
+    }

@@ -1,0 +1,105 @@
+"""The content source: learning resources and content files from any SQLAlchemy database."""
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+
+# The schema of DESIGN.md: the sample database is created from it, and the default queries read it.
+metadata = sa.MetaData()
+learning_resources = sa.Table(
+    "learning_resources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("readable_id", sa.String(256), nullable=False),
+    sa.Column("platform", sa.String(64), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=False, index=True),
+    sa.Column("title", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("full_description", sa.Text),
+    sa.Column("url", sa.Text),
+    sa.Column("topics", sa.JSON),
+    sa.Column("published", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_on", sa.DateTime(timezone=True)),
+    sa.Column("updated_on", sa.DateTime(timezone=True), index=True),
+    sa.UniqueConstraint("platform", "readable_id"),
+)
+content_files = sa.Table(
+    "content_files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("resource_id", sa.Integer, sa.ForeignKey("learning_resources.id"), nullable=False, index=True),
+    sa.Column("run_readable_id", sa.String(256)),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("title", sa.Text),
+    sa.Column("content", sa.Text),
+    sa.Column("file_type", sa.String(64)),
+    sa.Column("file_extension", sa.String(16)),
+    sa.Column("url", sa.Text),
+    sa.Column("checksum", sa.String(128)),
+    sa.Column("published", sa.Boolean, nullable=False, default=True),
+    sa.Column("updated_on", sa.DateTime(timezone=True), index=True),
+)
+
+DEFAULT_RESOURCES_QUERY = """
+SELECT id, readable_id, platform, resource_type, title, description, full_description,
+       url, topics, published, created_on, updated_on
+FROM learning_resources
+WHERE resource_type = :resource_type AND published
+ORDER BY id
+"""
+DEFAULT_CONTENT_FILES_QUERY = """
+SELECT cf.id, cf.resource_id, cf.run_readable_id, cf.key, cf.title, cf.content, cf.file_type,
+       cf.file_extension, cf.url, cf.checksum, cf.published, cf.updated_on
+FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id
+WHERE lr.resource_type = :resource_type AND lr.published AND cf.published
+ORDER BY cf.id
+"""
+RESOURCE_COLUMNS = [c.name for c in learning_resources.columns]
+CONTENT_FILE_COLUMNS = [c.name for c in content_files.columns]
+
+
+class ContentSource(dg.ConfigurableResource):
+    """Reads one resource type's published resources and content files.
+
+    Any SQLAlchemy URL works (SQLite, PostgreSQL, ...). Production databases whose tables differ
+    give their own queries: each takes the `:resource_type` parameter and returns the columns of
+    the default query.
+    """
+
+    database_url: str = Field(description="SQLAlchemy URL of the content database.")
+    resources_query: str = Field(
+        default=DEFAULT_RESOURCES_QUERY,
+        description="SQL returning the published learning resources of :resource_type.",
+    )
+    content_files_query: str = Field(
+        default=DEFAULT_CONTENT_FILES_QUERY,
+        description="SQL returning the published content files of the resources of :resource_type.",
+    )
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.database_url)
+
+    def fetch(self, resource_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The partition's (resources, content files), with the columns of the default queries."""
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                params = {"resource_type": resource_type}
+                resources = pd.read_sql_query(sa.text(self.resources_query), conn, params=params)
+                files = pd.read_sql_query(sa.text(self.content_files_query), conn, params=params)
+        finally:
+            engine.dispose()
+        _require_columns(resources, RESOURCE_COLUMNS, "resources_query")
+        _require_columns(files, CONTENT_FILE_COLUMNS, "content_files_query")
+        # A user's query may not filter on publication; what is not published is never embedded.
+        resources = resources[resources["published"].fillna(False).astype(bool)]
+        files = files[files["published"].fillna(False).astype(bool) & files["resource_id"].isin(resources["id"])]
+        return resources[RESOURCE_COLUMNS].reset_index(drop=True), files[CONTENT_FILE_COLUMNS].reset_index(drop=True)
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], query_name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"The content source's {query_name} returned no column(s) {', '.join(missing)}")
+

@@ -1,0 +1,111 @@
+"""fastembed (ONNX Runtime) encoders: the default dense model and BM25."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from fastembed import SparseTextEmbedding, TextEmbedding
+from fastembed.common.model_description import ModelSource, PoolingType
+from pydantic import Field, PrivateAttr
+from qdrant_client import models
+
+from embedding_pipeline.resources.encoders.base import DenseEncoder
+
+BUNDLED_BM25_DIR = Path(__file__).parent / "bm25"
+
+
+class FastEmbedEncoder(DenseEncoder):
+    """A fastembed text model, from the hub or from a local ONNX model directory.
+
+    A directory needs `model.onnx`, `tokenizer.json`, `tokenizer_config.json`,
+    `special_tokens_map.json` and `config.json`. A model fastembed does not know is registered
+    from the directory (mean pooling, normalized, dimension from `config.json`).
+    """
+
+    model_path: str = Field(default="", description="Local ONNX model directory; empty to download by name.")
+    threads: int | None = Field(default=None, description="ONNX Runtime threads; None uses every core.")
+    _model: TextEmbedding | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings) -> "FastEmbedEncoder":
+        return cls(
+            model_name=settings.qdrant_dense_model,
+            model_path=settings.qdrant_dense_model_path,
+            batch_size=settings.embedding_batch_size,
+        )
+
+    def _load(self) -> TextEmbedding:
+        if self._model is None:
+            path = Path(self.model_path) if self.model_path else None
+            if path is not None:
+                if not (path / "model.onnx").exists():
+                    raise FileNotFoundError(
+                        f"No model.onnx in {path} for {self.model_name}: run `embedding-pipeline setup` "
+                        "to build the default model, or set QDRANT_DENSE_MODEL_PATH to an ONNX model directory"
+                    )
+                known = {d.model for d in TextEmbedding._list_supported_models()}
+                if self.model_name not in known:
+                    hidden_size = json.loads((path / "config.json").read_text())["hidden_size"]
+                    TextEmbedding.add_custom_model(
+                        model=self.model_name,
+                        pooling=PoolingType.MEAN,
+                        normalization=True,
+                        sources=ModelSource(hf=self.model_name),
+                        dim=hidden_size,
+                        model_file="model.onnx",
+                    )
+            self._model = TextEmbedding(
+                self.model_name, specific_model_path=str(path) if path else None, threads=self.threads
+            )
+        return self._model
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._model = None  # frees the ONNX session (and its thread pool) when the run ends
+
+    @property
+    def dim(self) -> int:
+        return self._load().embedding_size
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        return np.stack(list(self._load().embed(texts, batch_size=len(texts))))
+
+
+class SparseEncoder(dg.ConfigurableResource):
+    """A fastembed sparse model; `Qdrant/bm25` (the default) needs no download."""
+
+    model_name: str = Field(default="Qdrant/bm25", description="fastembed sparse model name.")
+    model_path: str = Field(
+        default=str(BUNDLED_BM25_DIR),
+        description="Local model directory (for BM25: where english.txt, the stopwords, lives).",
+    )
+    batch_size: int = Field(default=256, description="Texts per encoder call.")
+    _model: SparseTextEmbedding | None = PrivateAttr(default=None)
+
+    def _load(self) -> SparseTextEmbedding:
+        if self._model is None:
+            self._model = SparseTextEmbedding(self.model_name, specific_model_path=self.model_path or None)
+        return self._model
+
+    @property
+    def vector_name(self) -> str:
+        return self.model_name.split("/")[-1]
+
+    @property
+    def uses_idf(self) -> bool:
+        """BM25's document vectors hold term frequencies only; Qdrant applies the IDF."""
+        return any(d.model == self.model_name and d.requires_idf for d in SparseTextEmbedding._list_supported_models())
+
+    def embed_documents(self, texts: list[str]) -> list[models.SparseVector]:
+        """Vectors for `texts`, in their order; each distinct text goes to the model once."""
+        distinct = list(dict.fromkeys(texts))
+        embedded = self._load().embed(distinct, batch_size=self.batch_size)
+        vectors = {
+            text: models.SparseVector(indices=e.indices.tolist(), values=e.values.tolist())
+            for text, e in zip(distinct, embedded)
+        }
+        return [vectors[text] for text in texts]
+
+    def embed_query(self, text: str) -> models.SparseVector:
+        (e,) = self._load().query_embed([text])
+        return models.SparseVector(indices=e.indices.tolist(), values=e.values.tolist())

@@ -1,0 +1,29 @@
+"""Stores each asset partition's DataFrame as a Parquet file under Dagster's storage directory."""
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+from upath import UPath
+
+
+class PartitionedParquetIOManager(dg.UPathIOManager):
+    """`<base_dir>/<asset>/<partition>.parquet`: one file per partition, columnar, not pickled."""
+
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".partial")
+        obj.to_parquet(staging, index=False)
+        staging.replace(path)  # a killed step never leaves half a file behind
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        return pd.read_parquet(path)
+
+
+class ParquetIOManager(dg.ConfigurableIOManagerFactory):
+    base_dir: str | None = Field(default=None, description="Defaults to the instance's storage directory.")
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> PartitionedParquetIOManager:
+        base_dir = self.base_dir or context.instance.storage_directory()
+        return PartitionedParquetIOManager(base_path=UPath(base_dir))

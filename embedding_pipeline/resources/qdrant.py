@@ -1,0 +1,118 @@
+"""Qdrant: a server when `QDRANT_HOST` is set, otherwise an embedded on-disk store."""
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+from pydantic import Field
+from qdrant_client import QdrantClient, models
+
+COLLECTION_KINDS = ("resources", "content_files")
+
+# The fields searches filter on, per collection kind.
+PAYLOAD_INDEXES = {
+    "resources": {
+        "resource_type": models.PayloadSchemaType.KEYWORD,
+        "platform": models.PayloadSchemaType.KEYWORD,
+        "readable_id": models.PayloadSchemaType.KEYWORD,
+        "topics": models.PayloadSchemaType.KEYWORD,
+        "published": models.PayloadSchemaType.BOOL,
+    },
+    "content_files": {
+        "resource_type": models.PayloadSchemaType.KEYWORD,
+        "platform": models.PayloadSchemaType.KEYWORD,
+        "resource_readable_id": models.PayloadSchemaType.KEYWORD,
+        "run_readable_id": models.PayloadSchemaType.KEYWORD,
+        "key": models.PayloadSchemaType.KEYWORD,
+        "published": models.PayloadSchemaType.BOOL,
+    },
+}
+
+
+class QdrantResource(dg.ConfigurableResource):
+    """Hands out a Qdrant client for the length of one `with` block.
+
+    The embedded store allows one open client per folder across processes, so a client is
+    opened only while a step needs it and closed right after.
+    """
+
+    host: str = Field(default="", description="Qdrant server URL; empty for the embedded store.")
+    api_key: str | None = Field(default=None, description="API key of the Qdrant server.")
+    path: str = Field(default="", description="Folder of the embedded store (when host is empty).")
+    base_collection_name: str = Field(
+        default="resource_embeddings", description="Collections are {base}.resources and {base}.content_files."
+    )
+
+    @contextmanager
+    def get_client(self) -> Iterator[QdrantClient]:
+        if self.host:
+            client = QdrantClient(url=self.host, api_key=self.api_key or None, timeout=60)
+        elif self.path:
+            client = QdrantClient(path=self.path)
+        else:
+            raise ValueError("Qdrant needs either a server URL (QDRANT_HOST) or an embedded store path")
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def alias(self, kind: str) -> str:
+        """The name searches use: an alias of the physical collection."""
+        return f"{self.base_collection_name}.{kind}"
+
+    def physical_name(self, kind: str, version: str) -> str:
+        """The physical collection for one set of models and chunking settings."""
+        return f"{self.base_collection_name}.{kind}.{version}"
+
+
+def ensure_collection(
+    client: QdrantClient,
+    name: str,
+    kind: str,
+    dense_name: str,
+    dense_dim: int,
+    sparse_name: str,
+    sparse_idf: bool,
+) -> bool:
+    """Create the collection and its payload indexes unless present; True if it was created.
+
+    An existing collection must hold a dense vector of the same name and dimension.
+    """
+    if client.collection_exists(name):
+        vectors = client.get_collection(name).config.params.vectors
+        existing = vectors.get(dense_name) if isinstance(vectors, dict) else None
+        if existing is None or existing.size != dense_dim:
+            found = {k: v.size for k, v in vectors.items()} if isinstance(vectors, dict) else vectors
+            raise ValueError(
+                f"Qdrant collection {name} has dense vectors {found}, but the encoder makes "
+                f"{dense_name!r} of dimension {dense_dim}"
+            )
+        return False
+    client.create_collection(
+        name,
+        vectors_config={dense_name: models.VectorParams(size=dense_dim, distance=models.Distance.COSINE)},
+        sparse_vectors_config={
+            sparse_name: models.SparseVectorParams(modifier=models.Modifier.IDF if sparse_idf else None)
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+        for field, schema in PAYLOAD_INDEXES[kind].items():
+            client.create_payload_index(name, field_name=field, field_schema=schema)
+    return True
+
+
+def point_alias(client: QdrantClient, alias: str, collection: str) -> None:
+    """Make `alias` name `collection` in one atomic step (replacing any earlier target)."""
+    actions: list = []
+    if any(a.alias_name == alias for a in client.get_aliases().aliases):
+        actions.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+    actions.append(
+        models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
+    )
+    client.update_collection_aliases(change_aliases_operations=actions)
+
+
+def alias_target(client: QdrantClient, alias: str) -> str | None:
+    return next((a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias), None)

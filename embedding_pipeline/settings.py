@@ -1,0 +1,81 @@
+"""Every setting the pipeline reads from the environment, with its default, in one place.
+
+The names are the ones users already have in their `.env` from the system this replaces.
+Assets never read the environment: `definitions.py` builds the resources from `Settings`.
+"""
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_ENCODER = "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder"
+
+
+def prepare_offline_environment() -> None:
+    """Let tiktoken and litellm work without their download hosts (unless the user set otherwise)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:
+        spec = importlib.util.find_spec("litellm")
+        if spec and spec.submodule_search_locations:
+            bundled = Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers"
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"Setting {name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    content_database_url: str
+    resources_query: str
+    content_files_query: str
+    qdrant_host: str
+    qdrant_path: Path
+    qdrant_base_collection_name: str
+    qdrant_dense_model: str
+    qdrant_dense_model_path: str
+    qdrant_sparse_model: str
+    qdrant_sparse_model_path: str
+    qdrant_encoder: str
+    qdrant_chunk_size: int
+    qdrant_chunk_overlap: int
+    token_encoding_name: str
+    embedding_batch_size: int
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        data_dir = Path(_env("EMBEDDING_PIPELINE_DATA_DIR", str(Path.cwd() / "data"))).resolve()
+        dense_model = _env("QDRANT_DENSE_MODEL", DEFAULT_DENSE_MODEL)
+        default_model_path = str(data_dir / "models" / dense_model.split("/")[-1]) if dense_model == DEFAULT_DENSE_MODEL else ""
+        return cls(
+            data_dir=data_dir,
+            content_database_url=_env("CONTENT_DATABASE_URL", f"sqlite:///{data_dir / 'content.db'}"),
+            resources_query=_env("CONTENT_RESOURCES_QUERY", ""),
+            content_files_query=_env("CONTENT_FILES_QUERY", ""),
+            qdrant_host=_env("QDRANT_HOST", ""),
+            qdrant_path=Path(_env("QDRANT_PATH", str(data_dir / "qdrant"))),
+            qdrant_base_collection_name=_env("QDRANT_BASE_COLLECTION_NAME", "resource_embeddings"),
+            qdrant_dense_model=dense_model,
+            qdrant_dense_model_path=_env("QDRANT_DENSE_MODEL_PATH", default_model_path),
+            qdrant_sparse_model=_env("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),
+            qdrant_sparse_model_path=_env("QDRANT_SPARSE_MODEL_PATH", ""),
+            qdrant_encoder=_env("QDRANT_ENCODER", DEFAULT_ENCODER),
+            qdrant_chunk_size=_env_int("QDRANT_CHUNK_SIZE", 512),
+            qdrant_chunk_overlap=_env_int("QDRANT_CHUNK_OVERLAP", 51),
+            token_encoding_name=_env("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
+            embedding_batch_size=_env_int("EMBEDDING_BATCH_SIZE", 32),
+        )
+

@@ -1,0 +1,84 @@
+"""Shared fixtures: the real ONNX model, a sample SQLite database, an embedded Qdrant, real resources."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from embedding_pipeline.assets.chunks import text_chunks
+from embedding_pipeline.assets.collections import qdrant_points
+from embedding_pipeline.assets.source import source_content
+from embedding_pipeline.assets.vectors import dense_vectors, sparse_vectors
+from embedding_pipeline.offline_model import build_minilm_onnx
+from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.resources import build_resources
+from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = [source_content, text_chunks, dense_vectors, sparse_vectors, qdrant_points]
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The default dense model as ONNX: the project's own copy (built once by `make setup`)."""
+    path = Path(os.environ.get("EMBEDDING_PIPELINE_TEST_MODEL", REPO / "data" / "models" / "all-MiniLM-L6-v2"))
+    return build_minilm_onnx(path)
+
+
+def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`."""
+    env = {
+        "EMBEDDING_PIPELINE_DATA_DIR": str(data_dir),
+        "QDRANT_DENSE_MODEL_PATH": str(model_dir),
+        "DAGSTER_HOME": str(data_dir / "dagster_home"),
+        **extra,
+    }
+    (data_dir / "dagster_home").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+class Pipeline:
+    """A pipeline on its own data directory: settings, resources, instance, and a way to run it."""
+
+    def __init__(self, data_dir: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+        for name, value in pipeline_env(data_dir, model_dir).items():
+            monkeypatch.setenv(name, value)
+        for name in ("QDRANT_HOST", "QDRANT_API_KEY", "CONTENT_DATABASE_URL", "QDRANT_ENCODER", "QDRANT_DENSE_MODEL"):
+            monkeypatch.delenv(name, raising=False)
+        self.settings = Settings.from_env()
+        self.resources = build_resources(self.settings)
+        self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
+        load_sample_data(self.settings.content_database_url)
+
+    def materialize(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ASSETS, partition_key=partition, resources=self.resources, instance=self.instance, **kwargs
+        )
+
+    def materialize_all(self) -> dict[str, dg.ExecuteInProcessResult]:
+        return {p: self.materialize(p) for p in RESOURCE_TYPES}
+
+    @property
+    def qdrant(self):
+        return self.resources["qdrant"]
+
+    def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict:
+        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+@pytest.fixture
+def pipeline(tmp_path, model_dir, monkeypatch) -> Pipeline:
+    """A fresh pipeline on the sample data, nothing materialized yet."""
+    return Pipeline(tmp_path, model_dir, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def embedded_pipeline(tmp_path_factory, model_dir):
+    """A pipeline with every partition materialized once, shared by a module's read-only tests."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        pipeline = Pipeline(tmp_path_factory.mktemp("embedded"), model_dir, monkeypatch)
+        pipeline.results = pipeline.materialize_all()
+        yield pipeline

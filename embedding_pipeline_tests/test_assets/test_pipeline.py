@@ -1,0 +1,149 @@
+"""The embed pipeline end to end: sample database → real model → embedded Qdrant."""
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from qdrant_client import models
+
+from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.resources.content_source import content_files, learning_resources
+from embedding_pipeline.search import search
+
+
+def _count(pipeline, kind: str, **match) -> int:
+    conditions = [models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in match.items()]
+    with pipeline.qdrant.get_client() as client:
+        return client.count(pipeline.qdrant.alias(kind), count_filter=models.Filter(must=conditions), exact=True).count
+
+
+def _payloads(pipeline, kind: str) -> list[dict]:
+    with pipeline.qdrant.get_client() as client:
+        records, _ = client.scroll(pipeline.qdrant.alias(kind), limit=10_000, with_payload=True)
+    return [r.payload for r in records]
+
+
+def _search(pipeline, query: str, **kwargs) -> list[dict]:
+    r = pipeline.resources
+    return search(r["qdrant"], r["dense_encoder"], r["sparse_encoder"], query, **kwargs)
+
+
+def test_every_partition_succeeds_and_has_points(embedded_pipeline):
+    assert all(result.success for result in embedded_pipeline.results.values())
+    for resource_type in RESOURCE_TYPES:
+        assert _count(embedded_pipeline, "resources", resource_type=resource_type) > 0, resource_type
+
+
+@pytest.mark.parametrize(
+    ("query", "readable_id"),
+    [
+        ("eigenvalues, matrices and vector spaces", "ocw-18.06"),
+        ("the history of jazz musicians and recordings", "pod-jazz-stories"),
+        ("how to negotiate a higher salary", "yt-negotiation"),
+        ("editing DNA with Cas9", "yt-crispr"),
+        ("moving goods: logistics, warehouses and inventory", "prog-supply-chain"),
+        ("keeping honey bees in the city", "doc-urban-beekeeping"),
+    ],
+)
+def test_a_query_about_a_subject_returns_its_resource_first(embedded_pipeline, query, readable_id):
+    for hybrid in (False, True):
+        hits = _search(embedded_pipeline, query, hybrid=hybrid, limit=3)
+        assert hits[0]["readable_id"] == readable_id, (hybrid, [h["readable_id"] for h in hits])
+
+
+def test_a_query_finds_the_content_chunk_that_answers_it(embedded_pipeline):
+    hits = _search(embedded_pipeline, "what does rubisco do in the Calvin cycle", collection="content_files", limit=3)
+    assert hits[0]["resource_readable_id"] == "ocw-7.01"
+    assert "rubisco" in hits[0]["chunk_content"].lower()
+
+
+def test_content_chunks_are_within_the_token_limit_and_long_documents_are_split(embedded_pipeline):
+    chunker = embedded_pipeline.resources["chunker"]
+    payloads = _payloads(embedded_pipeline, "content_files")
+    assert max(chunker.count_tokens(p["chunk_content"]) for p in payloads) <= chunker.chunk_size
+    per_file = pd.Series([p["key"] for p in payloads]).value_counts()
+    assert per_file["urban-beekeeping.md"] >= 7 and per_file["distributed-systems-notes.md"] >= 7
+
+
+def test_markdown_chunks_carry_their_header_path(embedded_pipeline):
+    chunks = [p for p in _payloads(embedded_pipeline, "content_files") if p["key"] == "urban-beekeeping.md"]
+    swarm = next(c for c in chunks if "shaken into a cardboard box" in c["chunk_content"])
+    assert swarm["headers"] == ["A Field Guide to Urban Beekeeping", "Swarms", "Catching a swarm"]
+    assert swarm["chunk_content"].startswith("A Field Guide to Urban Beekeeping > Swarms > Catching a swarm\n\n")
+    assert all(c["headers"] for c in chunks)
+
+
+def test_unpublished_records_are_not_embedded(embedded_pipeline):
+    assert _count(embedded_pipeline, "resources", readable_id="ocw-11.001-retired") == 0
+    assert _count(embedded_pipeline, "content_files", key="draft-exam.md") == 0
+
+
+def test_materialization_metadata_reports_counts_models_and_rates(embedded_pipeline):
+    result = embedded_pipeline.results["document"]
+    source = embedded_pipeline.metadata(result, "source_content")
+    chunks = embedded_pipeline.metadata(result, "text_chunks")
+    dense = embedded_pipeline.metadata(result, "dense_vectors")
+    sparse = embedded_pipeline.metadata(result, "sparse_vectors")
+    points = embedded_pipeline.metadata(result, "qdrant_points")
+    assert (source["resources"], source["content_files"]) == (5, 5)
+    assert chunks["chunks"] == points["content_files_points"] and chunks["tokens"] > 6000
+    assert dense["model"] == "sentence-transformers/all-MiniLM-L6-v2" and dense["dimension"] == 384
+    assert dense["texts_per_second"] > 0 and sparse["model"] == "Qdrant/bm25"
+    assert points["points"] == chunks["resources"] + chunks["chunks"]
+    assert points["dense_dimension"] == 384
+
+
+def test_running_the_job_again_leaves_the_same_points(pipeline):
+    pipeline.materialize("document")
+    before = (_count(pipeline, "resources"), _count(pipeline, "content_files"))
+    result = pipeline.materialize("document")
+    assert result.success
+    assert (_count(pipeline, "resources"), _count(pipeline, "content_files")) == before
+    assert before[1] > 10
+
+
+def test_a_broken_record_is_reported_and_the_rest_of_the_partition_is_embedded(pipeline):
+    engine = sa.create_engine(pipeline.settings.content_database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE learning_resources SET topics = '[not json' WHERE readable_id = 'yt-crispr'"))
+        conn.execute(learning_resources.update().where(learning_resources.c.readable_id == "yt-sourdough").values(title=None))
+    result = pipeline.materialize("video")
+    assert result.success
+    chunks = pipeline.metadata(result, "text_chunks")
+    assert chunks["failed_records"] == 2
+    assert "youtube.yt-crispr: field 'topics' is not a JSON list" in chunks["failures"]
+    assert "youtube.yt-sourdough: field 'title' is empty" in chunks["failures"]
+    assert _count(pipeline, "resources", resource_type="video") == 4
+
+
+def test_a_failed_record_keeps_its_points_and_a_deleted_one_loses_them(pipeline):
+    pipeline.materialize("podcast_episode")
+    engine = sa.create_engine(pipeline.settings.content_database_url)
+    with engine.begin() as conn:
+        bebop = conn.execute(sa.select(learning_resources.c.id).where(learning_resources.c.readable_id == "ep-bebop")).scalar()
+        conn.execute(content_files.delete().where(content_files.c.resource_id == bebop))
+        conn.execute(learning_resources.delete().where(learning_resources.c.id == bebop))
+        conn.execute(
+            learning_resources.update().where(learning_resources.c.readable_id == "ep-black-holes").values(title="")
+        )
+    result = pipeline.materialize("podcast_episode")
+    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 2  # bebop and its one chunk
+    assert _count(pipeline, "resources", readable_id="ep-bebop") == 0
+    assert _count(pipeline, "content_files", resource_readable_id="ep-bebop") == 0
+    assert _count(pipeline, "resources", readable_id="ep-black-holes") == 1
+    assert _count(pipeline, "resources", resource_type="podcast_episode") == 5
+
+
+def test_point_ids_are_deterministic_across_fresh_pipelines(pipeline, embedded_pipeline):
+    pipeline.materialize("course")
+    assert _ids(pipeline) == _ids(embedded_pipeline)
+    assert len(_ids(pipeline)) == 8  # the published courses
+
+
+def _ids(pipeline) -> set[str]:
+    with pipeline.qdrant.get_client() as client:
+        records, _ = client.scroll(
+            pipeline.qdrant.alias("resources"),
+            scroll_filter=models.Filter(must=[models.FieldCondition(key="resource_type", match=models.MatchValue(value="course"))]),
+            limit=1000,
+        )
+    return {str(r.id) for r in records}

@@ -1,0 +1,64 @@
+"""What a user types: the search command and Dagster's own CLI against the same Qdrant."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from embedding_pipeline.cli import main
+from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline_tests.conftest import REPO, pipeline_env
+
+
+def test_search_prints_title_type_and_score(embedded_pipeline, capsys):
+    main(["search", "editing DNA with Cas9", "--limit", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(" 1. ") and "[video] CRISPR Gene Editing, Animated" in lines[0]
+    assert len(lines) == 2
+
+
+def test_search_content_files_shows_the_chunk_start(embedded_pipeline, capsys):
+    main(["search", "catching a swarm of bees", "--collection", "content_files", "--hybrid", "--limit", "1"])
+    first, chunk = capsys.readouterr().out.splitlines()
+    assert "[document] A Field Guide to Urban Beekeeping" in first
+    assert "A Field Guide to Urban Beekeeping (chunk" in chunk and "Swarms" in chunk
+
+
+def test_search_json_holds_payload_and_score(embedded_pipeline, capsys):
+    main(["search", "quantum tunneling", "--json", "--limit", "3"])
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and hits[0]["readable_id"] == "ocw-8.04"
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def _dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.run(
+        [str(dagster), *args], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_dagster_cli_job_execute_and_asset_materialize_write_to_one_qdrant(tmp_path, model_dir, monkeypatch):
+    env = pipeline_env(tmp_path, model_dir)
+    load_sample_data(f"sqlite:///{tmp_path / 'content.db'}")
+    module = ["-m", "embedding_pipeline.definitions"]
+
+    job = _dagster(env, "job", "execute", *module, "-j", "embed", "--tags", '{"dagster/partition": "course"}')
+    assert job.returncode == 0, job.stderr[-3000:]
+    asset = _dagster(env, "asset", "materialize", *module, "--select", "*", "--partition", "video")
+    assert asset.returncode == 0, asset.stderr[-3000:]
+
+    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    with qdrant.get_client() as client:
+        types = [r.payload["resource_type"] for r in client.scroll(qdrant.alias("resources"), limit=100)[0]]
+    assert types.count("course") == 8 and types.count("video") == 6
+
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    assert sorted(r.tags["dagster/partition"] for r in runs) == ["course", "video"]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

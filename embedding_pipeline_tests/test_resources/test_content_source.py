@@ -1,0 +1,48 @@
+"""The content source over SQLAlchemy: default queries, the user's own SQL, clear errors."""
+
+import pytest
+
+from embedding_pipeline.resources.content_source import ContentSource
+from embedding_pipeline.sample_data import load_sample_data
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'content.db'}"
+    assert load_sample_data(url) == (44, 14)
+    return url
+
+
+def test_default_queries_return_the_published_records_of_one_type(database_url):
+    resources, files = ContentSource(database_url=database_url).fetch("course")
+    assert len(resources) == 8 and "ocw-11.001-retired" not in set(resources["readable_id"])
+    assert set(files["key"]) == {"syllabus.md", "lecture-notes-photosynthesis.txt", "week1/getting-started.md"}
+    assert set(files["resource_id"]) <= set(resources["id"])
+
+
+def test_loading_the_sample_twice_keeps_one_copy(database_url):
+    assert load_sample_data(database_url) == (44, 14)
+    assert load_sample_data(database_url, replace=True) == (44, 14)
+
+
+def test_a_user_query_can_map_other_tables(database_url):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE VIEW catalogue AS SELECT * FROM learning_resources"))
+    source = ContentSource(
+        database_url=database_url,
+        resources_query="SELECT * FROM catalogue WHERE resource_type = :resource_type AND platform = 'ocw'",
+    )
+    resources, _ = source.fetch("course")
+    assert set(resources["platform"]) == {"ocw"} and len(resources) == 5
+
+
+def test_a_query_missing_columns_names_them(database_url):
+    source = ContentSource(
+        database_url=database_url,
+        resources_query="SELECT id, title FROM learning_resources WHERE resource_type = :resource_type",
+    )
+    with pytest.raises(ValueError, match="resources_query returned no column.*readable_id"):
+        source.fetch("course")

