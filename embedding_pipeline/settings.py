@@ -42,9 +42,12 @@ class Settings:
     content_database_url: str
     resources_query: str
     content_files_query: str
+    changes_query: str
+    fingerprint_query: str
     qdrant_host: str
     qdrant_path: Path
     qdrant_base_collection_name: str
+    qdrant_keep_old_collections: bool
     qdrant_dense_model: str
     qdrant_dense_model_path: str
     qdrant_sparse_model: str
@@ -65,9 +68,12 @@ class Settings:
             content_database_url=_env("CONTENT_DATABASE_URL", f"sqlite:///{data_dir / 'content.db'}"),
             resources_query=_env("CONTENT_RESOURCES_QUERY", ""),
             content_files_query=_env("CONTENT_FILES_QUERY", ""),
+            changes_query=_env("CONTENT_CHANGES_QUERY", ""),
+            fingerprint_query=_env("CONTENT_FINGERPRINT_QUERY", ""),
             qdrant_host=_env("QDRANT_HOST", ""),
             qdrant_path=Path(_env("QDRANT_PATH", str(data_dir / "qdrant"))),
             qdrant_base_collection_name=_env("QDRANT_BASE_COLLECTION_NAME", "resource_embeddings"),
+            qdrant_keep_old_collections=_env("QDRANT_KEEP_OLD_COLLECTIONS", "false").lower() in ("1", "true", "yes"),
             qdrant_dense_model=dense_model,
             qdrant_dense_model_path=_env("QDRANT_DENSE_MODEL_PATH", default_model_path),
             qdrant_sparse_model=_env("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),

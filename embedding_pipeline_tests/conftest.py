@@ -3,8 +3,11 @@
 import os
 from pathlib import Path
 
+from typing import ClassVar
+
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from embedding_pipeline.assets.chunks import text_chunks
 from embedding_pipeline.assets.collections import qdrant_points
@@ -15,6 +18,8 @@ from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.settings import Settings
+
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = [source_content, text_chunks, dense_vectors, sparse_vectors, qdrant_points]
@@ -39,6 +44,24 @@ def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str
     return env
 
 
+class CountingDenseEncoder(FastEmbedEncoder):
+    """The real model, recording every text it is asked to embed (class-wide: Dagster copies resources)."""
+
+    received: ClassVar[list[str]] = []
+
+    def embed_batch(self, texts):
+        CountingDenseEncoder.received.extend(texts)
+        return super().embed_batch(texts)
+
+
+class CountingSparseEncoder(SparseEncoder):
+    received: ClassVar[list[str]] = []
+
+    def embed_documents(self, texts):
+        CountingSparseEncoder.received.extend(texts)
+        return super().embed_documents(texts)
+
+
 class Pipeline:
     """A pipeline on its own data directory: settings, resources, instance, and a way to run it."""
 
@@ -49,6 +72,9 @@ class Pipeline:
             monkeypatch.delenv(name, raising=False)
         self.settings = Settings.from_env()
         self.resources = build_resources(self.settings)
+        dense = self.resources["dense_encoder"]
+        self.resources["dense_encoder"] = CountingDenseEncoder(**dense.model_dump())
+        self.resources["sparse_encoder"] = CountingSparseEncoder(**self.resources["sparse_encoder"].model_dump())
         self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
         load_sample_data(self.settings.content_database_url)
 
@@ -56,6 +82,20 @@ class Pipeline:
         return dg.materialize(
             ASSETS, partition_key=partition, resources=self.resources, instance=self.instance, **kwargs
         )
+
+    def encoded(self) -> tuple[list[str], list[str]]:
+        """Texts the dense and the sparse model received since the last call."""
+        dense, sparse = list(CountingDenseEncoder.received), list(CountingSparseEncoder.received)
+        CountingDenseEncoder.received.clear()
+        CountingSparseEncoder.received.clear()
+        return dense, sparse
+
+    def execute(self, sql: str, **params) -> None:
+        """Change the content database as the application would."""
+        engine = sa.create_engine(self.settings.content_database_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql), params)
+        engine.dispose()
 
     def materialize_all(self) -> dict[str, dg.ExecuteInProcessResult]:
         return {p: self.materialize(p) for p in RESOURCE_TYPES}

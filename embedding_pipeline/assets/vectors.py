@@ -1,6 +1,12 @@
-"""dense_vectors and sparse_vectors: one vector per chunk row, from the configured encoders."""
+"""dense_vectors and sparse_vectors: one vector per chunk row, from the configured encoders.
+
+Each model's vectors are kept per partition by text hash, beside Dagster's storage, so a run
+sends only texts the model has not embedded before: an unchanged partition costs no encoder call.
+"""
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -8,6 +14,7 @@ import pandas as pd
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+from embedding_pipeline.resources.options import EmbedOptions
 
 RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
 
@@ -17,13 +24,46 @@ def embeddable(chunks: pd.DataFrame) -> pd.DataFrame:
     return chunks[chunks["error"].isna()]
 
 
-def _rate_metadata(texts: int, distinct: int, seconds: float) -> dict:
-    return {
-        "texts": dg.MetadataValue.int(texts),
-        "distinct_texts": dg.MetadataValue.int(distinct),
+def _cache_file(context: dg.AssetExecutionContext, model_name: str) -> Path:
+    model = model_name.replace("/", "--")
+    return Path(context.instance.storage_directory()) / "vector_cache" / model / f"{context.partition_key}.parquet"
+
+
+def embed_new_texts(
+    context: dg.AssetExecutionContext,
+    chunks: pd.DataFrame,
+    model_name: str,
+    embed: Callable[[list[str]], pd.DataFrame],
+    force: bool,
+) -> tuple[pd.DataFrame, dict]:
+    """Vector columns for every chunk row; `embed` sees only texts this model has not embedded yet.
+
+    Returns the rows (point_id, text_hash, vector columns) and the metadata of the work done.
+    """
+    cache_file = _cache_file(context, model_name)
+    cached = pd.read_parquet(cache_file) if cache_file.exists() and not force else None
+    distinct = chunks.drop_duplicates("text_hash")[["text_hash", "text"]]
+    todo = distinct if cached is None else distinct[~distinct["text_hash"].isin(cached["text_hash"])]
+    started = time.perf_counter()
+    fresh = embed(todo["text"].tolist()).assign(text_hash=todo["text_hash"].to_numpy()) if len(todo) else None
+    seconds = time.perf_counter() - started
+    known = pd.concat([f for f in (cached, fresh) if f is not None], ignore_index=True)
+    known = known[known["text_hash"].isin(distinct["text_hash"])]  # forget texts the partition no longer has
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    known.to_parquet(cache_file.with_suffix(".partial"), index=False)
+    cache_file.with_suffix(".partial").replace(cache_file)
+    rows = chunks[["point_id", "text_hash"]].merge(known, on="text_hash", how="left")
+    if len(todo):
+        context.log.info(f"{model_name}: embedded {len(todo)} texts in {seconds:.1f}s, reused {len(distinct) - len(todo)}")
+    metadata = {
+        "texts": dg.MetadataValue.int(len(chunks)),
+        "texts_embedded": dg.MetadataValue.int(len(todo)),
+        "texts_reused": dg.MetadataValue.int(len(distinct) - len(todo)),
         "encode_seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "texts_per_second": dg.MetadataValue.float(round(distinct / seconds, 1) if seconds else 0.0),
+        "texts_per_second": dg.MetadataValue.float(round(len(todo) / seconds, 1) if len(todo) else 0.0),
+        "model": dg.MetadataValue.text(model_name),
     }
+    return rows, metadata
 
 
 @dg.asset(
@@ -34,24 +74,26 @@ def _rate_metadata(texts: int, distinct: int, seconds: float) -> dict:
     retry_policy=RETRIES,
 )
 def dense_vectors(
-    context: dg.AssetExecutionContext, text_chunks: pd.DataFrame, dense_encoder: DenseEncoder
+    context: dg.AssetExecutionContext,
+    text_chunks: pd.DataFrame,
+    dense_encoder: DenseEncoder,
+    embed_options: EmbedOptions,
 ) -> dg.Output[pd.DataFrame]:
     """The dense embedding of every chunk text, named in Qdrant after the model's short name."""
-    chunks = embeddable(text_chunks)
-    texts = chunks["text"].tolist()
-    started = time.perf_counter()
-    vectors = dense_encoder.embed_documents(texts, progress=context.log)
-    seconds = time.perf_counter() - started
-    distinct = len(set(texts))
-    context.log.info(f"{dense_encoder.model_name}: {distinct} distinct texts in {seconds:.1f}s")
-    frame = pd.DataFrame({"point_id": chunks["point_id"].to_numpy(), "vector": list(vectors)})
+    rows, metadata = embed_new_texts(
+        context,
+        embeddable(text_chunks),
+        dense_encoder.model_name,
+        lambda texts: pd.DataFrame({"vector": list(dense_encoder.embed_documents(texts, progress=context.log))}),
+        embed_options.force_reembed,
+    )
+    dimension = len(rows["vector"].iloc[0]) if len(rows) else 0
     return dg.Output(
-        frame,
+        rows,
         metadata={
-            **_rate_metadata(len(texts), distinct, seconds),
-            "model": dg.MetadataValue.text(dense_encoder.model_name),
+            **metadata,
             "vector_name": dg.MetadataValue.text(dense_encoder.vector_name),
-            "dimension": dg.MetadataValue.int(dense_encoder.dim),
+            "dimension": dg.MetadataValue.int(dimension),
         },
     )
 
@@ -64,26 +106,24 @@ def dense_vectors(
     retry_policy=RETRIES,
 )
 def sparse_vectors(
-    context: dg.AssetExecutionContext, text_chunks: pd.DataFrame, sparse_encoder: SparseEncoder
+    context: dg.AssetExecutionContext,
+    text_chunks: pd.DataFrame,
+    sparse_encoder: SparseEncoder,
+    embed_options: EmbedOptions,
 ) -> dg.Output[pd.DataFrame]:
     """The sparse (BM25 by default) vector of every chunk text, for hybrid search."""
-    chunks = embeddable(text_chunks)
-    texts = chunks["text"].tolist()
-    started = time.perf_counter()
-    vectors = sparse_encoder.embed_documents(texts)
-    seconds = time.perf_counter() - started
-    frame = pd.DataFrame(
-        {
-            "point_id": chunks["point_id"].to_numpy(),
-            "indices": [v.indices for v in vectors],
-            "values": [v.values for v in vectors],
-        }
+
+    def embed(texts: list[str]) -> pd.DataFrame:
+        vectors = sparse_encoder.embed_documents(texts)
+        return pd.DataFrame({"indices": [v.indices for v in vectors], "values": [v.values for v in vectors]})
+
+    rows, metadata = embed_new_texts(
+        context, embeddable(text_chunks), sparse_encoder.model_name, embed, embed_options.force_reembed
     )
     return dg.Output(
-        frame,
+        rows,
         metadata={
-            **_rate_metadata(len(texts), len(set(texts)), seconds),
-            "model": dg.MetadataValue.text(sparse_encoder.model_name),
+            **metadata,
             "vector_name": dg.MetadataValue.text(sparse_encoder.vector_name),
             "idf_modifier": dg.MetadataValue.bool(sparse_encoder.uses_idf),
         },

@@ -6,12 +6,15 @@ import dagster as dg
 
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import (
+    DEFAULT_CHANGES_QUERY,
     DEFAULT_CONTENT_FILES_QUERY,
+    DEFAULT_FINGERPRINT_QUERY,
     DEFAULT_RESOURCES_QUERY,
     ContentSource,
 )
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.parquet_io import ParquetIOManager
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.settings import Settings
@@ -29,6 +32,8 @@ def build_resources(settings: Settings) -> dict:
             database_url=_secret("CONTENT_DATABASE_URL", settings.content_database_url),
             resources_query=settings.resources_query or DEFAULT_RESOURCES_QUERY,
             content_files_query=settings.content_files_query or DEFAULT_CONTENT_FILES_QUERY,
+            changes_query=settings.changes_query or DEFAULT_CHANGES_QUERY,
+            fingerprint_query=settings.fingerprint_query or DEFAULT_FINGERPRINT_QUERY,
         ),
         "chunker": TextChunker(
             encoding_name=settings.token_encoding_name,
@@ -40,10 +45,12 @@ def build_resources(settings: Settings) -> dict:
             model_name=settings.qdrant_sparse_model,
             **({"model_path": settings.qdrant_sparse_model_path} if settings.qdrant_sparse_model_path else {}),
         ),
+        "embed_options": EmbedOptions(),
         "qdrant": QdrantResource(
             host=settings.qdrant_host,
             api_key=_secret("QDRANT_API_KEY"),
             path=str(settings.qdrant_path),
             base_collection_name=settings.qdrant_base_collection_name,
+            keep_old_collections=settings.qdrant_keep_old_collections,
         ),
     }

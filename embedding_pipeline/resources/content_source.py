@@ -1,5 +1,7 @@
 """The content source: learning resources and content files from any SQLAlchemy database."""
 
+import hashlib
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
@@ -55,6 +57,25 @@ FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id
 WHERE lr.resource_type = :resource_type AND lr.published AND cf.published
 ORDER BY cf.id
 """
+# What the sensor polls. One cheap row per tick: counts and the newest edit of each table
+# (an index lookup for MAX(updated_on)); only when it moves, one row per resource type.
+DEFAULT_CHANGES_QUERY = """
+SELECT (SELECT COUNT(*) FROM learning_resources) AS resources,
+       (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM learning_resources) AS published_resources,
+       (SELECT MAX(updated_on) FROM learning_resources) AS resources_updated,
+       (SELECT COUNT(*) FROM content_files) AS files,
+       (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM content_files) AS published_files,
+       (SELECT MAX(updated_on) FROM content_files) AS files_updated
+"""
+DEFAULT_FINGERPRINT_QUERY = """
+SELECT resource_type, 'resources' AS part, COUNT(*), SUM(id), MAX(updated_on),
+       SUM(CASE WHEN published THEN 1 ELSE 0 END)
+FROM learning_resources GROUP BY resource_type
+UNION ALL
+SELECT lr.resource_type, 'files' AS part, COUNT(*), SUM(cf.id), MAX(cf.updated_on),
+       SUM(CASE WHEN cf.published THEN 1 ELSE 0 END)
+FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id GROUP BY lr.resource_type
+"""
 RESOURCE_COLUMNS = [c.name for c in learning_resources.columns]
 CONTENT_FILE_COLUMNS = [c.name for c in content_files.columns]
 
@@ -77,8 +98,36 @@ class ContentSource(dg.ConfigurableResource):
         description="SQL returning the published content files of the resources of :resource_type.",
     )
 
+    changes_query: str = Field(
+        default=DEFAULT_CHANGES_QUERY,
+        description="SQL returning one row that changes whenever any content is added, edited, deleted or unpublished.",
+    )
+    fingerprint_query: str = Field(
+        default=DEFAULT_FINGERPRINT_QUERY,
+        description="SQL returning rows whose first column is a resource type; a type's rows change when its content does.",
+    )
+
     def engine(self) -> sa.Engine:
         return sa.create_engine(self.database_url)
+
+    def _rows(self, query: str) -> list[tuple]:
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(sa.text(query))]
+        finally:
+            engine.dispose()
+
+    def change_marker(self) -> str:
+        """A digest that moves whenever any content changes; cheap enough to poll."""
+        return _digest(self._rows(self.changes_query))
+
+    def fingerprints(self) -> dict[str, str]:
+        """Resource type → a digest of its resources and content files."""
+        by_type: dict[str, list] = {}
+        for row in self._rows(self.fingerprint_query):
+            by_type.setdefault(str(row[0]), []).append(row[1:])
+        return {resource_type: _digest(sorted(rows, key=str)) for resource_type, rows in by_type.items()}
 
     def fetch(self, resource_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The partition's (resources, content files), with the columns of the default queries."""
@@ -103,3 +152,7 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], query_name: str) -
     if missing:
         raise ValueError(f"The content source's {query_name} returned no column(s) {', '.join(missing)}")
 
+
+
+def _digest(rows) -> str:
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]

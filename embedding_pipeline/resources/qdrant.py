@@ -43,6 +43,9 @@ class QdrantResource(dg.ConfigurableResource):
     base_collection_name: str = Field(
         default="resource_embeddings", description="Collections are {base}.resources and {base}.content_files."
     )
+    keep_old_collections: bool = Field(
+        default=False, description="Keep the physical collections of earlier settings after the aliases move."
+    )
 
     @contextmanager
     def get_client(self) -> Iterator[QdrantClient]:
@@ -101,17 +104,6 @@ def ensure_collection(
         for field, schema in PAYLOAD_INDEXES[kind].items():
             client.create_payload_index(name, field_name=field, field_schema=schema)
     return True
-
-
-def point_alias(client: QdrantClient, alias: str, collection: str) -> None:
-    """Make `alias` name `collection` in one atomic step (replacing any earlier target)."""
-    actions: list = []
-    if any(a.alias_name == alias for a in client.get_aliases().aliases):
-        actions.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
-    actions.append(
-        models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
-    )
-    client.update_collection_aliases(change_aliases_operations=actions)
 
 
 def alias_target(client: QdrantClient, alias: str) -> str | None:

@@ -1,0 +1,18 @@
+"""Per-run switches, set in a run's config in one place for every asset that honours them:
+
+    resources: {embed_options: {config: {force_reembed: true}}}
+"""
+
+import dagster as dg
+from pydantic import Field
+
+
+class EmbedOptions(dg.ConfigurableResource):
+    force_reembed: bool = Field(
+        default=False, description="Embed every text again and upsert every point, ignoring earlier vectors."
+    )
+    recreate_collections: bool = Field(
+        default=False,
+        description="Drop and recreate the collections before upserting this partition, as the old "
+        "--recreate-collections did: other partitions' points are gone until they run again. Single runs only.",
+    )

@@ -1,0 +1,30 @@
+"""new_content_sensor: one embed run per resource type whose content changed since the last tick."""
+
+import json
+
+import dagster as dg
+
+from embedding_pipeline.jobs import embed_job
+from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.resources.content_source import ContentSource
+
+
+@dg.sensor(job=embed_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def new_content_sensor(context: dg.SensorEvaluationContext, content_source: ContentSource):
+    """Polls the content database (never Qdrant) and requests runs for the types that changed.
+
+    The cursor keeps a marker of the whole database and a fingerprint per type: a quiet tick costs
+    one single-row query; run keys carry the fingerprint, so each change is requested exactly once.
+    """
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    marker = content_source.change_marker()
+    if marker == cursor.get("marker"):
+        return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
+    fingerprints = content_source.fingerprints()
+    previous = cursor.get("types", {})
+    changed = [t for t in RESOURCE_TYPES if fingerprints.get(t) != previous.get(t)]
+    context.update_cursor(json.dumps({"marker": marker, "types": fingerprints}))
+    if not changed:
+        return dg.SkipReason("The database changed, but no resource type's content did")
+    context.log.info(f"Content changed for {', '.join(changed)}")
+    return [dg.RunRequest(partition_key=t, run_key=f"{t}:{fingerprints.get(t, 'empty')}") for t in changed]

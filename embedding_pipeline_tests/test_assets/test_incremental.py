@@ -1,0 +1,132 @@
+"""The least work that keeps Qdrant in step with the content database."""
+
+import dagster as dg
+import pytest
+from qdrant_client import models
+
+from embedding_pipeline.sample_data import HERE
+
+BEEKEEPING = (HERE / "files" / "urban_beekeeping.md").read_text()
+FORCE = {"resources": {"embed_options": {"config": {"force_reembed": True}}}}
+
+
+def _points(pipeline, kind: str, **match) -> dict[str, dict]:
+    conditions = [models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in match.items()]
+    with pipeline.qdrant.get_client() as client:
+        records, _ = client.scroll(
+            pipeline.qdrant.alias(kind), scroll_filter=models.Filter(must=conditions), limit=10_000
+        )
+    return {str(r.id): r.payload for r in records}
+
+
+@pytest.fixture
+def embedded(pipeline):
+    """The pipeline with the document and video partitions embedded once; encoder counts reset."""
+    for partition in ("document", "video"):
+        pipeline.materialize(partition)
+    pipeline.encoded()
+    return pipeline
+
+
+def test_nothing_changed_nothing_embedded(embedded):
+    result = embedded.materialize("document")
+    assert embedded.encoded() == ([], [])
+    dense = embedded.metadata(result, "dense_vectors")
+    assert dense["texts_embedded"] == 0 and dense["texts_reused"] > 30
+    assert embedded.metadata(result, "sparse_vectors")["texts_embedded"] == 0
+    points = embedded.metadata(result, "qdrant_points")
+    assert points["points_upserted"] == 0 and points["points_unchanged"] == points["points"] > 30
+
+
+def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedded):
+    embedded.execute(
+        "UPDATE learning_resources SET description = :d, updated_on = CURRENT_TIMESTAMP WHERE readable_id = 'yt-crispr'",
+        d="Base editing and prime editing: the next generation of CRISPR gene therapies.",
+    )
+    result = embedded.materialize("video")
+    dense, sparse = embedded.encoded()
+    assert len(dense) == 1 and dense == sparse and "prime editing" in dense[0]
+    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 1
+    (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
+    assert payload["description"].startswith("Base editing and prime editing")
+
+
+def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
+    before = _points(embedded, "content_files", key="urban-beekeeping.md")
+    edited = BEEKEEPING.replace("shaken into a cardboard box", "shaken gently into a ventilated cardboard box")
+    embedded.execute("UPDATE content_files SET content = :c WHERE key = 'urban-beekeeping.md'", c=edited)
+    result = embedded.materialize("document")
+    dense, _ = embedded.encoded()
+    assert 1 <= len(dense) <= 2 and all("ventilated cardboard box" in text for text in dense)
+    assert embedded.metadata(result, "dense_vectors")["texts_reused"] >= len(before) - 2
+    after = _points(embedded, "content_files", key="urban-beekeeping.md")
+    assert after.keys() == before.keys()
+
+
+def test_a_payload_only_change_updates_qdrant_without_the_encoders(embedded):
+    embedded.execute("UPDATE learning_resources SET url = 'https://example.org/new-crispr' WHERE readable_id = 'yt-crispr'")
+    result = embedded.materialize("video")
+    assert embedded.encoded() == ([], [])
+    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 1
+    (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
+    assert payload["url"] == "https://example.org/new-crispr"
+
+
+def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing_else(embedded):
+    documents_before = _points(embedded, "resources", resource_type="document")
+    chunks_before = _points(embedded, "content_files", resource_type="document")
+    safety_chunks = _points(embedded, "content_files", key="lab-safety.md")
+    bees_chunks = _points(embedded, "content_files", resource_readable_id="doc-urban-beekeeping")
+    embedded.execute("DELETE FROM content_files WHERE key = 'lab-safety.md'")
+    embedded.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-urban-beekeeping'")
+    result = embedded.materialize("document")
+    assert embedded.encoded() == ([], [])
+    assert embedded.metadata(result, "qdrant_points")["points_deleted"] == len(safety_chunks) + len(bees_chunks) + 1
+    documents_after = _points(embedded, "resources", resource_type="document")
+    assert set(documents_before) - set(documents_after) == {
+        pid for pid, p in documents_before.items() if p["readable_id"] == "doc-urban-beekeeping"
+    }
+    chunks_after = _points(embedded, "content_files", resource_type="document")
+    assert chunks_after.keys() == chunks_before.keys() - safety_chunks.keys() - bees_chunks.keys()
+    assert len(_points(embedded, "resources", resource_type="video")) == 6  # another partition: untouched
+
+
+def test_a_run_killed_half_way_is_healed_by_the_next(embedded):
+    """Points missing (upserts that never happened) and extra (deletes that never happened)."""
+    kept = _points(embedded, "content_files", resource_type="document")
+    lost = sorted(kept)[:5]
+    with embedded.qdrant.get_client() as client:
+        name = embedded.qdrant.alias("content_files")
+        client.delete(name, points_selector=models.PointIdsList(points=lost))
+        vector = client.retrieve(name, ids=[sorted(kept)[-1]], with_vectors=True)[0].vector
+        extra = "00000000-0000-0000-0000-000000000001"
+        payload = {"resource_type": "document", "record_key": "library.gone.x.y", "point_hash": "x"}
+        client.upsert(name, points=[models.PointStruct(id=extra, vector=vector, payload=payload)])
+    result = embedded.materialize("document")
+    assert embedded.encoded() == ([], [])
+    points = embedded.metadata(result, "qdrant_points")
+    assert (points["points_upserted"], points["points_deleted"]) == (5, 1)
+    assert _points(embedded, "content_files", resource_type="document").keys() == kept.keys()
+
+
+def test_force_reembed_embeds_and_upserts_everything_again(embedded):
+    result = embedded.materialize("video", run_config=FORCE)
+    dense, sparse = embedded.encoded()
+    assert len(set(dense)) == embedded.metadata(result, "dense_vectors")["texts_embedded"] == 7
+    assert len(sparse) == 7
+    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 7
+
+
+def test_recreate_collections_starts_from_empty_collections(embedded):
+    recreate = {"resources": {"embed_options": {"config": {"recreate_collections": True}}}}
+    result = embedded.materialize("video", run_config=recreate)
+    assert result.success
+    assert len(_points(embedded, "resources", resource_type="video")) == 6
+    assert _points(embedded, "resources", resource_type="document") == {}  # as the old command did
+
+
+def test_recreate_collections_is_refused_in_a_backfill(embedded):
+    recreate = {"resources": {"embed_options": {"config": {"recreate_collections": True}}}}
+    with pytest.raises(dg.Failure, match="use force_reembed in a backfill"):
+        embedded.materialize("video", run_config=recreate, tags={"dagster/backfill": "abc"})
+    assert len(_points(embedded, "resources", resource_type="document")) == 5
