@@ -1,5 +1,7 @@
 """Qdrant: a server when `QDRANT_HOST` is set, otherwise an embedded on-disk store."""
 
+import logging
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,6 +9,8 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 from qdrant_client import QdrantClient, models
+
+log = logging.getLogger(__name__)
 
 COLLECTION_KINDS = ("resources", "content_files")
 
@@ -47,18 +51,37 @@ class QdrantResource(dg.ConfigurableResource):
         default=False, description="Keep the physical collections of earlier settings after the aliases move."
     )
 
+    lock_wait_seconds: float = Field(
+        default=600, description="How long to wait for an embedded store that another process has open."
+    )
+
     @contextmanager
     def get_client(self) -> Iterator[QdrantClient]:
         if self.host:
             client = QdrantClient(url=self.host, api_key=self.api_key or None, timeout=60)
         elif self.path:
-            client = QdrantClient(path=self.path)
+            client = self._open_embedded()
         else:
             raise ValueError("Qdrant needs either a server URL (QDRANT_HOST) or an embedded store path")
         try:
             yield client
         finally:
             client.close()
+
+    def _open_embedded(self) -> QdrantClient:
+        """The embedded store, waiting while another process (a run, a search) holds its folder."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        delay = 0.2
+        while True:
+            try:
+                return QdrantClient(path=self.path)
+            except RuntimeError as error:
+                if "already accessed" not in str(error) or time.monotonic() + delay > deadline:
+                    raise
+                if delay == 0.2:
+                    log.info("Waiting for the embedded Qdrant in %s: another process has it open", self.path)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def alias(self, kind: str) -> str:
         """The name searches use: an alias of the physical collection."""

@@ -1,0 +1,64 @@
+"""A backfill from the shell with the daemon running: eight partitions, one embedded Qdrant, no lock errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline_tests.conftest import REPO, pipeline_env
+from embedding_pipeline_tests.test_resources.test_qdrant import _hold_folder
+
+BIN = Path(sys.executable).parent
+
+
+def _wait_for_runs(instance: dg.DagsterInstance, at_least: int, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = instance.get_runs()
+        if len(runs) >= at_least and all(r.is_finished for r in runs):
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"runs not finished in {timeout}s: {[(r.tags, r.status) for r in instance.get_runs()]}")
+
+
+def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkeypatch):
+    env = {**os.environ, **pipeline_env(tmp_path, model_dir)}
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    load_sample_data(f"sqlite:///{tmp_path / 'content.db'}")
+    workspace = ["-w", str(REPO / "workspace.yaml")]
+    backfill = subprocess.run(
+        [str(BIN / "dagster"), "job", "backfill", *workspace, "-j", "embed", "--all", "--noprompt"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert backfill.returncode == 0, backfill.stderr[-2000:]
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", *workspace], env=env, cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),
+    )  # fmt: skip
+    # A search (or any other process) holds the embedded folder while the first runs reach Qdrant.
+    holder = _hold_folder(tmp_path / "qdrant", 25)
+    try:
+        monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        with dg.DagsterInstance.get() as instance:
+            # The backfill's eight runs, and the sensor's first-tick runs alongside them.
+            runs = _wait_for_runs(instance, at_least=len(RESOURCE_TYPES), timeout=600)
+            failed = [(r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+            assert failed == [], (tmp_path / "daemon.log").read_text()[-3000:]
+            backfilled = sorted(r.tags["dagster/partition"] for r in runs if "dagster/backfill" in r.tags)
+            assert backfilled == sorted(RESOURCE_TYPES)
+        assert holder.wait() == 0
+    finally:
+        holder.kill()
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    with qdrant.get_client() as client:
+        types = {r.payload["resource_type"] for r in client.scroll(qdrant.alias("resources"), limit=100)[0]}
+    assert types == set(RESOURCE_TYPES)

@@ -1,0 +1,100 @@
+"""new_content_sensor: one run per changed resource type, once per change, cheap when quiet."""
+
+import json
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from embedding_pipeline.definitions import defs
+from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.sensors import new_content_sensor
+
+
+@pytest.fixture
+def tick(pipeline):
+    """Evaluate the sensor as the daemon would, carrying the cursor from tick to tick."""
+    state = {"cursor": None}
+
+    def evaluate(cursor=...):
+        context = dg.build_sensor_context(
+            instance=pipeline.instance,
+            cursor=state["cursor"] if cursor is ... else cursor,
+            resources={"content_source": pipeline.resources["content_source"]},
+            definitions=defs,
+        )
+        result = new_content_sensor.evaluate_tick(context)
+        state["cursor"] = result.cursor
+        return result
+
+    return evaluate
+
+
+def _requested(result) -> list[str]:
+    return [request.partition_key for request in result.run_requests]
+
+
+def test_first_tick_requests_every_type_then_nothing_until_content_changes(tick):
+    first = tick()
+    assert _requested(first) == RESOURCE_TYPES
+    assert set(json.loads(first.cursor)["types"]) == set(RESOURCE_TYPES)
+    quiet = tick()
+    assert quiet.run_requests == [] and "No content was added" in quiet.skip_message
+
+
+@pytest.mark.parametrize(
+    ("change", "resource_type"),
+    [
+        ("UPDATE learning_resources SET description = 'new', updated_on = '2025-02-01' WHERE readable_id = 'yt-crispr'", "video"),
+        ("INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published, updated_on) "
+         "VALUES (100, 'new-pl', 'youtube', 'video_playlist', 'New playlist', 1, '2025-02-01')", "video_playlist"),
+        ("DELETE FROM learning_resources WHERE readable_id = 'ocw-8.04'", "course"),
+        ("UPDATE learning_resources SET published = 0 WHERE readable_id = 'pod-startup-lab'", "podcast"),
+        ("UPDATE content_files SET content = 'x', updated_on = '2025-02-01' WHERE key = 'lab-safety.md'", "document"),
+        ("DELETE FROM content_files WHERE key = 'transcript.txt' AND run_readable_id = 'episode-7'", "podcast_episode"),
+    ],
+)  # fmt: skip
+def test_a_change_requests_one_run_for_its_type_once(pipeline, tick, change, resource_type):
+    tick()
+    pipeline.execute(change)
+    result = tick()
+    assert _requested(result) == [resource_type]
+    assert tick().run_requests == []  # the same change is not requested twice
+
+
+def test_a_later_change_gets_a_new_run_key_and_a_restart_keeps_the_cursor(pipeline, tick):
+    tick()
+    edit = "UPDATE learning_resources SET title = :t, updated_on = :u WHERE readable_id = 'yt-crispr'"
+    pipeline.execute(edit, t="CRISPR 1", u="2025-03-01")
+    first = tick().run_requests[0].run_key
+    pipeline.execute(edit, t="CRISPR 2", u="2025-03-02")
+    second = tick()
+    assert first != second.run_requests[0].run_key and first.startswith("video:")
+    # A restarted daemon evaluates with the stored cursor: nothing new since.
+    assert tick(cursor=second.cursor).run_requests == []
+    # Even without a cursor, unchanged content gives the same run key, which Dagster launches once.
+    video = [r.run_key for r in tick(cursor=None).run_requests if r.partition_key == "video"]
+    assert video == [second.run_requests[0].run_key]
+
+
+def test_a_quiet_tick_runs_one_single_row_query(pipeline, tick):
+    tick()
+    statements = []
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    sa.event.listen(sa.Engine, "before_cursor_execute", listener)
+    try:
+        tick()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", listener)
+    assert len(statements) == 1 and "GROUP BY" not in statements[0]
+
+
+def test_the_sensor_needs_no_qdrant_and_its_request_runs(pipeline, tick):
+    assert new_content_sensor.required_resource_keys == {"content_source"}
+    with pipeline.qdrant.get_client():  # the embedded folder is held open: the sensor does not care
+        request = tick().run_requests[0]
+    job = dg.Definitions(
+        assets=defs.assets, jobs=defs.jobs, resources=pipeline.resources, executor=dg.in_process_executor
+    ).resolve_job_def("embed")
+    result = job.execute_in_process(partition_key=request.partition_key, instance=pipeline.instance, tags=request.tags)
+    assert result.success and request.partition_key == "course"
