@@ -5,7 +5,8 @@ in a SQLite database, then, in one process:
   1. the baseline: the raw encoder on exactly the texts the pipeline embeds, at its best
      (distinct texts, sorted by length, batches of 32: DESIGN.md, performance facts);
   2. the full `embed` job over every partition, on a fresh embedded Qdrant and Dagster instance;
-and prints both times and their ratio.
+  3. the same job again with nothing changed, and after editing 1% of the resources;
+and prints the times, the pipeline/encoder ratio, and the incremental runs as fractions of the full run.
 
     .venv/bin/python benchmarks/bench_embed.py [--files 460] [--resources 400] [--workdir DIR]
 """
@@ -93,6 +94,24 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, seed: int
     engine.dispose()
 
 
+def edit_resources(database_url: str, share: float, seed: int = 11) -> int:
+    """Rewrite the description of `share` of the resources, as editors would; returns how many."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM learning_resources ORDER BY id"))]
+        chosen = random.Random(seed).sample(ids, max(1, round(len(ids) * share)))
+        for resource_id in chosen:
+            conn.execute(
+                sa.text("UPDATE learning_resources SET description = description || ' Updated this term.', "
+                        "updated_on = CURRENT_TIMESTAMP WHERE id = :id"),
+                {"id": resource_id},
+            )  # fmt: skip
+    engine.dispose()
+    return len(chosen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resources", type=int, default=400)
@@ -117,6 +136,7 @@ def main() -> None:
     import pandas as pd
 
     from embedding_pipeline.definitions import defs
+    from embedding_pipeline.sensors import new_content_sensor
     from embedding_pipeline.settings import Settings
 
     settings = Settings.from_env()
@@ -153,20 +173,53 @@ def main() -> None:
     print(f"baseline  raw encoder, {len(distinct)} distinct texts sorted, batch {args.batch_size}: "
           f"{baseline:8.1f} s  ({len(distinct) / baseline:.1f} texts/s)")  # fmt: skip
 
-    step_seconds: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
-        started = time.perf_counter()
-        for partition in RESOURCE_TYPES:
-            result = job.execute_in_process(partition_key=partition, instance=instance, run_config=quiet)
-            assert result.success, partition
-            for event in result.all_events:
-                if event.event_type_value == "STEP_SUCCESS":
-                    seconds = event.event_specific_data.duration_ms / 1000
-                    step_seconds[event.step_key] = step_seconds.get(event.step_key, 0) + seconds
-        full = time.perf_counter() - started
-    print(f"pipeline  embed job, all {len(RESOURCE_TYPES)} partitions, fresh Qdrant:          {full:8.1f} s")
-    print("          by step: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in step_seconds.items()))
-    print(f"ratio     pipeline / baseline: {full / baseline:.2f}")
+
+        def run_all(label: str) -> float:
+            """The embed job over every partition, timed, with the time per step."""
+            step_seconds: dict[str, float] = {}
+            started = time.perf_counter()
+            for partition in RESOURCE_TYPES:
+                result = job.execute_in_process(partition_key=partition, instance=instance, run_config=quiet)
+                assert result.success, partition
+                for event in result.all_events:
+                    if event.event_type_value == "STEP_SUCCESS":
+                        seconds = event.event_specific_data.duration_ms / 1000
+                        step_seconds[event.step_key] = step_seconds.get(event.step_key, 0) + seconds
+            elapsed = time.perf_counter() - started
+            print(f"{label:<62}{elapsed:8.1f} s")
+            print("          by step: " + ", ".join(f"{step} {sec:.1f} s" for step, sec in step_seconds.items()))
+            return elapsed
+
+        def sensor_tick(cursor: str | None):
+            resources = {"content_source": defs.resources["content_source"]}
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources)
+            return new_content_sensor.evaluate_tick(context)
+
+        def sensor_driven(label: str, cursor: str) -> tuple[float, str]:
+            """What the deployment does: a sensor tick, then the runs it requests."""
+            started = time.perf_counter()
+            tick = sensor_tick(cursor)
+            for request in tick.run_requests:
+                result = job.execute_in_process(partition_key=request.partition_key, instance=instance, run_config=quiet)
+                assert result.success, request.partition_key
+            elapsed = time.perf_counter() - started
+            partitions = ", ".join(r.partition_key for r in tick.run_requests) or "none"
+            print(f"{label:<62}{elapsed:8.1f} s  (runs: {partitions})")
+            return elapsed, tick.cursor
+
+        cursor = sensor_tick(None).cursor
+        full = run_all(f"pipeline  embed job, all {len(RESOURCE_TYPES)} partitions, fresh Qdrant:")
+        print(f"ratio     pipeline / baseline: {full / baseline:.2f}")
+        again = run_all("again     no change, all partitions:")
+        quiet_tick, cursor = sensor_driven("sensor    no change: one tick", cursor)
+        edited = edit_resources(settings.content_database_url, share=0.01, seed=11)
+        after_edit = run_all(f"edit      {edited} resources (1%) edited, all partitions:")
+        cursor = sensor_tick(cursor).cursor  # that edit is embedded already: move the cursor past it
+        edited = edit_resources(settings.content_database_url, share=0.01, seed=12)
+        edit_sensor, _ = sensor_driven(f"sensor    another {edited} edited: tick + requested runs", cursor)
+    print(f"fractions of the full run, every partition run: no change {again / full:.1%}, after a 1% edit {after_edit / full:.1%}")
+    print(f"fractions of the full run, sensor-driven:        no change {quiet_tick / full:.1%}, after a 1% edit {edit_sensor / full:.1%}")
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -78,15 +78,15 @@ def _point_aliases(
     context: dg.AssetExecutionContext, client: QdrantClient, qdrant: QdrantResource, version: str
 ) -> list[str]:
     """Move both aliases to this version's collections when that is safe; returns what was removed."""
-    wanted = {qdrant.alias(kind): qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
-    current = {alias: alias_target(client, alias) for alias in wanted}
-    if current == wanted:
+    names = {qdrant.alias(kind): qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
+    wanted = {alias: name for alias, name in names.items() if client.collection_exists(name)}
+    current = {alias: alias_target(client, alias) for alias in names}
+    if all(current[alias] == name for alias, name in wanted.items()):
         return []
     first_setup = all(target is None for target in current.values())
     if not first_setup and not _all_partitions_done(context, version):
         context.log.info(f"Searches stay on {sorted(filter(None, current.values()))} until every partition has version {version}")
         return []
-    wanted = {alias: name for alias, name in wanted.items() if client.collection_exists(name)}
     actions = [
         models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
         for alias in wanted
@@ -180,7 +180,7 @@ def qdrant_points(
             upserted, unchanged, deleted = upserted + len(todo), unchanged + len(points) - len(todo), deleted + len(stale)
             metadata[f"{kind}_points"] = dg.MetadataValue.int(len(points))
             metadata[f"{kind}_collection"] = dg.MetadataValue.text(name)
-            metadata[f"{kind}_collection_total_points"] = dg.MetadataValue.int(client.count(name, exact=True).count)
+            metadata[f"{kind}_collection_total_points"] = dg.MetadataValue.int(client.get_collection(name).points_count or 0)
         removed = _point_aliases(context, client, qdrant, version)
         searched = {kind: alias_target(client, qdrant.alias(kind)) or "" for kind in COLLECTION_KINDS}
     seconds = time.perf_counter() - started
