@@ -22,7 +22,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RESOURCE_TYPES = ["course", "program", "learning_path", "podcast", "podcast_episode", "video", "video_playlist", "document"]
+RESOURCE_TYPES = [
+    "course",
+    "program",
+    "learning_path",
+    "podcast",
+    "podcast_episode",
+    "video",
+    "video_playlist",
+    "document",
+]
 BOILERPLATE = (
     "This material is shared under a Creative Commons licence. You may reuse it for non-commercial "
     "purposes with attribution. Contact the library for questions about accessibility or permissions."
@@ -201,7 +210,9 @@ def main() -> None:
             started = time.perf_counter()
             tick = sensor_tick(cursor)
             for request in tick.run_requests:
-                result = job.execute_in_process(partition_key=request.partition_key, instance=instance, run_config=quiet)
+                result = job.execute_in_process(
+                    partition_key=request.partition_key, instance=instance, run_config=quiet
+                )
                 assert result.success, request.partition_key
             elapsed = time.perf_counter() - started
             partitions = ", ".join(r.partition_key for r in tick.run_requests) or "none"
@@ -218,8 +229,12 @@ def main() -> None:
         cursor = sensor_tick(cursor).cursor  # that edit is embedded already: move the cursor past it
         edited = edit_resources(settings.content_database_url, share=0.01, seed=12)
         edit_sensor, _ = sensor_driven(f"sensor    another {edited} edited: tick + requested runs", cursor)
-    print(f"fractions of the full run, every partition run: no change {again / full:.1%}, after a 1% edit {after_edit / full:.1%}")
-    print(f"fractions of the full run, sensor-driven:        no change {quiet_tick / full:.1%}, after a 1% edit {edit_sensor / full:.1%}")
+    print(
+        f"fractions of the full run, every partition run: no change {again / full:.1%}, after a 1% edit {after_edit / full:.1%}"
+    )
+    print(
+        f"fractions of the full run, sensor-driven:        no change {quiet_tick / full:.1%}, after a 1% edit {edit_sensor / full:.1%}"
+    )
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

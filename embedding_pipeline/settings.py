@@ -62,7 +62,9 @@ class Settings:
     def from_env(cls) -> "Settings":
         data_dir = Path(_env("EMBEDDING_PIPELINE_DATA_DIR", str(Path.cwd() / "data"))).resolve()
         dense_model = _env("QDRANT_DENSE_MODEL", DEFAULT_DENSE_MODEL)
-        default_model_path = str(data_dir / "models" / dense_model.split("/")[-1]) if dense_model == DEFAULT_DENSE_MODEL else ""
+        default_model_path = (
+            str(data_dir / "models" / dense_model.split("/")[-1]) if dense_model == DEFAULT_DENSE_MODEL else ""
+        )
         return cls(
             data_dir=data_dir,
             content_database_url=_env("CONTENT_DATABASE_URL", f"sqlite:///{data_dir / 'content.db'}"),
@@ -84,4 +86,3 @@ class Settings:
             token_encoding_name=_env("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
             embedding_batch_size=_env_int("EMBEDDING_BATCH_SIZE", 32),
         )
-

@@ -2,7 +2,6 @@
 
 import os
 from pathlib import Path
-
 from typing import ClassVar
 
 import dagster as dg
@@ -16,10 +15,9 @@ from embedding_pipeline.assets.vectors import dense_vectors, sparse_vectors
 from embedding_pipeline.offline_model import build_minilm_onnx
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources import build_resources
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.settings import Settings
-
-from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = [source_content, text_chunks, dense_vectors, sparse_vectors, qdrant_points]

@@ -49,7 +49,9 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
         with dg.DagsterInstance.get() as instance:
             # The backfill's eight runs, and the sensor's first-tick runs alongside them.
             runs = _wait_for_runs(instance, at_least=len(RESOURCE_TYPES), timeout=600)
-            failed = [(r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+            failed = [
+                (r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS
+            ]
             assert failed == [], (tmp_path / "daemon.log").read_text()[-3000:]
             backfilled = sorted(r.tags["dagster/partition"] for r in runs if "dagster/backfill" in r.tags)
             assert backfilled == sorted(RESOURCE_TYPES)

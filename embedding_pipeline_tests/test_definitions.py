@@ -12,7 +12,9 @@ def test_asset_graph_is_the_pipeline_partitioned_by_resource_type():
     assert keys == {"source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def.get_partition_keys() == RESOURCE_TYPES
-    upstream = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    upstream = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
+    }
     assert upstream["qdrant_points"] == {"text_chunks", "dense_vectors", "sparse_vectors"}
     assert upstream["dense_vectors"] == upstream["sparse_vectors"] == {"text_chunks"}
     assert upstream["text_chunks"] == {"source_content"}

@@ -80,7 +80,10 @@ def test_a_later_change_gets_a_new_run_key_and_a_restart_keeps_the_cursor(pipeli
 def test_a_quiet_tick_runs_one_single_row_query(pipeline, tick):
     tick()
     statements = []
-    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+
+    def listener(conn, cursor, statement, *args):
+        statements.append(statement)
+
     sa.event.listen(sa.Engine, "before_cursor_execute", listener)
     try:
         tick()

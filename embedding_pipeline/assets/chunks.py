@@ -204,4 +204,3 @@ def text_chunks(
             "failures": dg.MetadataValue.md("\n".join(f"- {m}" for m in failures) or "none"),
         },
     )
-

@@ -85,7 +85,9 @@ def _point_aliases(
         return []
     first_setup = all(target is None for target in current.values())
     if not first_setup and not _all_partitions_done(context, version):
-        context.log.info(f"Searches stay on {sorted(filter(None, current.values()))} until every partition has version {version}")
+        context.log.info(
+            f"Searches stay on {sorted(filter(None, current.values()))} until every partition has version {version}"
+        )
         return []
     actions = [
         models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
@@ -100,7 +102,11 @@ def _point_aliases(
     if qdrant.keep_old_collections:
         return []
     prefixes = tuple(f"{qdrant.alias(kind)}." for kind in COLLECTION_KINDS)
-    old = [c.name for c in client.get_collections().collections if c.name.startswith(prefixes) and c.name not in wanted.values()]
+    old = [
+        c.name
+        for c in client.get_collections().collections
+        if c.name.startswith(prefixes) and c.name not in wanted.values()
+    ]
     for name in old:
         client.delete_collection(name)
     if old:
@@ -165,26 +171,46 @@ def qdrant_points(
                 continue
             if dim is not None:
                 ensure_collection(
-                    client, name, kind, dense_encoder.vector_name, dim, sparse_encoder.vector_name, sparse_encoder.uses_idf
+                    client,
+                    name,
+                    kind,
+                    dense_encoder.vector_name,
+                    dim,
+                    sparse_encoder.vector_name,
+                    sparse_encoder.uses_idf,
                 )
             existing = _existing_points(client, name, context.partition_key)
-            stored_hash = points["point_id"].map(lambda pid: existing.get(pid, {}).get("point_hash"))
+            stored_hash = points["point_id"].map({pid: payload.get("point_hash") for pid, payload in existing.items()})
             todo = points if embed_options.force_reembed else points[stored_hash != points["point_hash"]]
             for start in range(0, len(todo), UPSERT_BATCH):
-                batch = _points(todo.iloc[start : start + UPSERT_BATCH], dense_encoder.vector_name, sparse_encoder.vector_name)
+                batch = _points(
+                    todo.iloc[start : start + UPSERT_BATCH], dense_encoder.vector_name, sparse_encoder.vector_name
+                )
                 client.upsert(name, points=batch, wait=True)
             keep = set(points["point_id"])
-            stale = [pid for pid, payload in existing.items() if pid not in keep and payload.get("record_key") not in failed_records]
+            stale = [
+                pid
+                for pid, payload in existing.items()
+                if pid not in keep and payload.get("record_key") not in failed_records
+            ]
             if stale:
                 client.delete(name, points_selector=models.PointIdsList(points=stale), wait=True)
-            upserted, unchanged, deleted = upserted + len(todo), unchanged + len(points) - len(todo), deleted + len(stale)
+            upserted, unchanged, deleted = (
+                upserted + len(todo),
+                unchanged + len(points) - len(todo),
+                deleted + len(stale),
+            )
             metadata[f"{kind}_points"] = dg.MetadataValue.int(len(points))
             metadata[f"{kind}_collection"] = dg.MetadataValue.text(name)
-            metadata[f"{kind}_collection_total_points"] = dg.MetadataValue.int(client.get_collection(name).points_count or 0)
+            metadata[f"{kind}_collection_total_points"] = dg.MetadataValue.int(
+                client.get_collection(name).points_count or 0
+            )
         removed = _point_aliases(context, client, qdrant, version)
         searched = {kind: alias_target(client, qdrant.alias(kind)) or "" for kind in COLLECTION_KINDS}
     seconds = time.perf_counter() - started
-    context.log.info(f"Upserted {upserted} points ({unchanged} unchanged), deleted {deleted} stale ones in {seconds:.1f}s")
+    context.log.info(
+        f"Upserted {upserted} points ({unchanged} unchanged), deleted {deleted} stale ones in {seconds:.1f}s"
+    )
     return dg.MaterializeResult(
         metadata={
             **metadata,

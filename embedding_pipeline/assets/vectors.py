@@ -15,6 +15,7 @@ from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
+from embedding_pipeline.resources.parquet_io import write_parquet
 
 RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
 
@@ -47,14 +48,15 @@ def embed_new_texts(
     started = time.perf_counter()
     fresh = embed(todo["text"].tolist()).assign(text_hash=todo["text_hash"].to_numpy()) if len(todo) else None
     seconds = time.perf_counter() - started
-    known = pd.concat([f for f in (cached, fresh) if f is not None], ignore_index=True)
+    frames = [f for f in (cached, fresh) if f is not None]
+    known = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"text_hash": pd.Series(dtype=object)})
     known = known[known["text_hash"].isin(distinct["text_hash"])]  # forget texts the partition no longer has
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    known.to_parquet(cache_file.with_suffix(".partial"), index=False)
-    cache_file.with_suffix(".partial").replace(cache_file)
+    write_parquet(known, cache_file)
     rows = chunks[["point_id", "text_hash"]].merge(known, on="text_hash", how="left")
     if len(todo):
-        context.log.info(f"{model_name}: embedded {len(todo)} texts in {seconds:.1f}s, reused {len(distinct) - len(todo)}")
+        context.log.info(
+            f"{model_name}: embedded {len(todo)} texts in {seconds:.1f}s, reused {len(distinct) - len(todo)}"
+        )
     metadata = {
         "texts": dg.MetadataValue.int(len(chunks)),
         "texts_embedded": dg.MetadataValue.int(len(todo)),

@@ -153,6 +153,5 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], query_name: str) -
         raise ValueError(f"The content source's {query_name} returned no column(s) {', '.join(missing)}")
 
 
-
 def _digest(rows) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]

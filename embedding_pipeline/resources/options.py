@@ -1,6 +1,6 @@
 """Per-run switches, set in a run's config in one place for every asset that honours them:
 
-    resources: {embed_options: {config: {force_reembed: true}}}
+resources: {embed_options: {config: {force_reembed: true}}}
 """
 
 import dagster as dg

@@ -6,16 +6,21 @@ from pydantic import Field
 from upath import UPath
 
 
+def write_parquet(frame: pd.DataFrame, path) -> None:
+    """Write through a temporary file, so a killed step never leaves half a file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".partial")
+    frame.to_parquet(staging, index=False)
+    staging.replace(path)
+
+
 class PartitionedParquetIOManager(dg.UPathIOManager):
     """`<base_dir>/<asset>/<partition>.parquet`: one file per partition, columnar, not pickled."""
 
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".partial")
-        obj.to_parquet(staging, index=False)
-        staging.replace(path)  # a killed step never leaves half a file behind
+        write_parquet(obj, path)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         return pd.read_parquet(path)

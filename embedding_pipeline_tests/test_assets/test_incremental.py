@@ -64,7 +64,9 @@ def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
 
 
 def test_a_payload_only_change_updates_qdrant_without_the_encoders(embedded):
-    embedded.execute("UPDATE learning_resources SET url = 'https://example.org/new-crispr' WHERE readable_id = 'yt-crispr'")
+    embedded.execute(
+        "UPDATE learning_resources SET url = 'https://example.org/new-crispr' WHERE readable_id = 'yt-crispr'"
+    )
     result = embedded.materialize("video")
     assert embedded.encoded() == ([], [])
     assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 1
@@ -130,3 +132,13 @@ def test_recreate_collections_is_refused_in_a_backfill(embedded):
     with pytest.raises(dg.Failure, match="use force_reembed in a backfill"):
         embedded.materialize("video", run_config=recreate, tags={"dagster/backfill": "abc"})
     assert len(_points(embedded, "resources", resource_type="document")) == 5
+
+
+def test_a_partition_without_content_runs_and_one_that_loses_all_its_content_is_emptied(pipeline):
+    pipeline.execute("DELETE FROM learning_resources WHERE resource_type = 'video_playlist'")
+    assert pipeline.materialize("video_playlist").success  # nothing to embed, nothing in Qdrant yet
+    pipeline.materialize("video")
+    pipeline.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'video'")
+    result = pipeline.materialize("video")
+    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 7  # 6 videos and 1 caption chunk
+    assert _points(pipeline, "resources", resource_type="video") == {}

@@ -105,7 +105,9 @@ def test_a_broken_record_is_reported_and_the_rest_of_the_partition_is_embedded(p
     engine = sa.create_engine(pipeline.settings.content_database_url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE learning_resources SET topics = '[not json' WHERE readable_id = 'yt-crispr'"))
-        conn.execute(learning_resources.update().where(learning_resources.c.readable_id == "yt-sourdough").values(title=None))
+        conn.execute(
+            learning_resources.update().where(learning_resources.c.readable_id == "yt-sourdough").values(title=None)
+        )
     result = pipeline.materialize("video")
     assert result.success
     chunks = pipeline.metadata(result, "text_chunks")
@@ -119,7 +121,9 @@ def test_a_failed_record_keeps_its_points_and_a_deleted_one_loses_them(pipeline)
     pipeline.materialize("podcast_episode")
     engine = sa.create_engine(pipeline.settings.content_database_url)
     with engine.begin() as conn:
-        bebop = conn.execute(sa.select(learning_resources.c.id).where(learning_resources.c.readable_id == "ep-bebop")).scalar()
+        bebop = conn.execute(
+            sa.select(learning_resources.c.id).where(learning_resources.c.readable_id == "ep-bebop")
+        ).scalar()
         conn.execute(content_files.delete().where(content_files.c.resource_id == bebop))
         conn.execute(learning_resources.delete().where(learning_resources.c.id == bebop))
         conn.execute(
@@ -143,7 +147,9 @@ def _ids(pipeline) -> set[str]:
     with pipeline.qdrant.get_client() as client:
         records, _ = client.scroll(
             pipeline.qdrant.alias("resources"),
-            scroll_filter=models.Filter(must=[models.FieldCondition(key="resource_type", match=models.MatchValue(value="course"))]),
+            scroll_filter=models.Filter(
+                must=[models.FieldCondition(key="resource_type", match=models.MatchValue(value="course"))]
+            ),
             limit=1000,
         )
     return {str(r.id) for r in records}

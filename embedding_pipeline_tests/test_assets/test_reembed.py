@@ -25,7 +25,9 @@ def _top_hit(pipeline, query: str) -> str:
 
 def _change_model(pipeline, model_dir) -> None:
     """Another model name for the same ONNX files: new vector name, new collection version."""
-    pipeline.resources["dense_encoder"] = CountingDenseEncoder(model_name="our-org/minilm-copy", model_path=str(model_dir))
+    pipeline.resources["dense_encoder"] = CountingDenseEncoder(
+        model_name="our-org/minilm-copy", model_path=str(model_dir)
+    )
 
 
 def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_partition_is_done(pipeline, model_dir):
@@ -46,7 +48,10 @@ def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_
 
     result = pipeline.materialize(RESOURCE_TYPES[-1])
     new = _targets(pipeline)
-    assert all(new[kind] != old[kind] and new[kind].endswith(pipeline.metadata(result, "qdrant_points")["vectors_version"]) for kind in new)
+    assert all(
+        new[kind] != old[kind] and new[kind].endswith(pipeline.metadata(result, "qdrant_points")["vectors_version"])
+        for kind in new
+    )
     assert _collections(pipeline) == set(new.values())  # the old ones are removed
     assert _top_hit(pipeline, "editing DNA with Cas9") == "yt-crispr"
     dense, _ = pipeline.encoded()
@@ -77,7 +82,10 @@ def test_changing_models_or_chunking_changes_the_code_versions_the_ui_compares(m
     chunking = code_versions()
     monkeypatch.setenv("QDRANT_SPARSE_MODEL", "prithivida/Splade_PP_en_v1")
     sparse = code_versions()
-    changed = lambda a, b: {k for k in a if a[k] != b[k]}  # noqa: E731
+
+    def changed(a: dict, b: dict) -> set[str]:
+        return {k for k in a if a[k] != b[k]}
+
     assert changed(base, model) == {"dense_vectors"}
     assert changed(base, chunking) == {"text_chunks"}
     assert changed(chunking, sparse) == {"sparse_vectors"}

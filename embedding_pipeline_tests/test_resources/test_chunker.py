@@ -22,7 +22,11 @@ def test_markdown_is_split_on_headers_first_with_the_header_path_in_each_chunk()
     assert all(chunker.count_tokens(text) <= 120 for text, _ in chunks)
     retries = [(text, headers) for text, headers in chunks if "exponential backoff" in text]
     text, headers = retries[0]
-    assert headers == ["Designing Reliable Distributed Systems: Lecture Notes", "2. Idempotence and Retries", "2.4 Retrying well"]
+    assert headers == [
+        "Designing Reliable Distributed Systems: Lecture Notes",
+        "2. Idempotence and Retries",
+        "2.4 Retrying well",
+    ]
     assert text.startswith(" > ".join(headers) + "\n\n")
     # No chunk mixes two sections.
     assert not any("2.4 Retrying well" in t and "3.1 Why replicate" in t for t, _ in chunks)

@@ -37,7 +37,9 @@ def test_pipeline_vectors_match_the_torch_model(model_dir):
 
 
 def test_each_distinct_text_is_embedded_once_in_length_order(model_dir):
-    encoder = CountingEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=2)
+    encoder = CountingEncoder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=2
+    )
     texts = ["a much longer text about eigenvalues", "short", "medium length text", "short"]
     vectors = encoder.embed_documents(texts)
     assert encoder.batches == [["short", "medium length text"], ["a much longer text about eigenvalues"]]

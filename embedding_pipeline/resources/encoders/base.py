@@ -55,7 +55,9 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
             vectors.update(zip(batch, self.embed_batch(batch)))
             if time.perf_counter() >= next_report:
                 elapsed = time.perf_counter() - started
-                progress.info(f"{self.vector_name}: {len(vectors)}/{len(distinct)} texts, {len(vectors) / elapsed:.1f} texts/s")
+                progress.info(
+                    f"{self.vector_name}: {len(vectors)}/{len(distinct)} texts, {len(vectors) / elapsed:.1f} texts/s"
+                )
                 next_report += 10
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
