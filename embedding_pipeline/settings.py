@@ -36,6 +36,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"Setting {name} must be a whole number, got {raw!r}") from None
 
 
+def secret_env(name: str, fallback: str | None = None):
+    """An env var Dagster shows by name, never by value (it may hold a password or a key)."""
+    import dagster as dg
+
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else fallback
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -57,6 +64,11 @@ class Settings:
     qdrant_chunk_overlap: int
     token_encoding_name: str
     embedding_batch_size: int
+    litellm_api_base: str
+    litellm_custom_provider: str
+    litellm_batch_max_inputs: int
+    litellm_batch_max_tokens: int
+    litellm_max_input_tokens: int
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -85,4 +97,9 @@ class Settings:
             qdrant_chunk_overlap=_env_int("QDRANT_CHUNK_OVERLAP", 51),
             token_encoding_name=_env("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
             embedding_batch_size=_env_int("EMBEDDING_BATCH_SIZE", 32),
+            litellm_api_base=_env("LITELLM_API_BASE", ""),
+            litellm_custom_provider=_env("LITELLM_CUSTOM_PROVIDER", "ollama" if _env("LITELLM_API_BASE", "") else ""),
+            litellm_batch_max_inputs=_env_int("LITELLM_BATCH_MAX_INPUTS", 2048),
+            litellm_batch_max_tokens=_env_int("LITELLM_BATCH_MAX_TOKENS", 300_000),
+            litellm_max_input_tokens=_env_int("LITELLM_MAX_INPUT_TOKENS", 8191),
         )

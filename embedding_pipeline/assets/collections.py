@@ -20,7 +20,13 @@ from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
-from embedding_pipeline.resources.qdrant import COLLECTION_KINDS, QdrantResource, alias_target, ensure_collection
+from embedding_pipeline.resources.qdrant import (
+    COLLECTION_KINDS,
+    CollectionMismatch,
+    QdrantResource,
+    alias_target,
+    ensure_collection,
+)
 
 UPSERT_BATCH = 256
 
@@ -146,16 +152,19 @@ def qdrant_points(
             allow_retries=False,
         )
     version = vectors_version(dense_encoder, sparse_encoder, chunker)
-    chunks = (
-        embeddable(text_chunks)
-        .merge(dense_vectors, on=["point_id", "text_hash"])
-        .merge(sparse_vectors, on=["point_id", "text_hash"])
+    to_embed = embeddable(text_chunks)
+    chunks = to_embed.merge(dense_vectors, on=["point_id", "text_hash"]).merge(
+        sparse_vectors, on=["point_id", "text_hash"]
     )
     chunks["point_hash"] = [
         hashlib.sha256(f"{version}{text_hash}{payload}".encode()).hexdigest()[:16]
         for text_hash, payload in zip(chunks["text_hash"], chunks["payload"])
     ]
-    failed_records = set(text_chunks.loc[text_chunks["error"].notna(), "record_key"])
+    # Records that could not be read or embedded keep the points they already have.
+    unembedded = ~to_embed["point_id"].isin(chunks["point_id"])
+    failed_records = set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(
+        to_embed.loc[unembedded, "record_key"]
+    )
     dim = len(chunks["vector"].iloc[0]) if len(chunks) else None
     metadata: dict = {"vectors_version": dg.MetadataValue.text(version)}
     upserted = unchanged = deleted = 0
@@ -170,15 +179,18 @@ def qdrant_points(
             if dim is None and not client.collection_exists(name):
                 continue
             if dim is not None:
-                ensure_collection(
-                    client,
-                    name,
-                    kind,
-                    dense_encoder.vector_name,
-                    dim,
-                    sparse_encoder.vector_name,
-                    sparse_encoder.uses_idf,
-                )
+                try:
+                    ensure_collection(
+                        client,
+                        name,
+                        kind,
+                        dense_encoder.vector_name,
+                        dim,
+                        sparse_encoder.vector_name,
+                        sparse_encoder.uses_idf,
+                    )
+                except CollectionMismatch as error:
+                    raise dg.Failure(str(error), allow_retries=False) from None
             existing = _existing_points(client, name, context.partition_key)
             stored_hash = points["point_id"].map({pid: payload.get("point_hash") for pid, payload in existing.items()})
             todo = points if embed_options.force_reembed else points[stored_hash != points["point_hash"]]

@@ -48,11 +48,13 @@ def embed_new_texts(
     started = time.perf_counter()
     fresh = embed(todo["text"].tolist()).assign(text_hash=todo["text_hash"].to_numpy()) if len(todo) else None
     seconds = time.perf_counter() - started
+    if fresh is not None:
+        fresh = fresh.dropna()  # refused texts: no vector, not remembered, tried again next run
     frames = [f for f in (cached, fresh) if f is not None]
     known = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"text_hash": pd.Series(dtype=object)})
     known = known[known["text_hash"].isin(distinct["text_hash"])]  # forget texts the partition no longer has
     write_parquet(known, cache_file)
-    rows = chunks[["point_id", "text_hash"]].merge(known, on="text_hash", how="left")
+    rows = chunks[["point_id", "text_hash"]].merge(known, on="text_hash")
     if len(todo):
         context.log.info(
             f"{model_name}: embedded {len(todo)} texts in {seconds:.1f}s, reused {len(distinct) - len(todo)}"
@@ -81,21 +83,34 @@ def dense_vectors(
     dense_encoder: DenseEncoder,
     embed_options: EmbedOptions,
 ) -> dg.Output[pd.DataFrame]:
-    """The dense embedding of every chunk text, named in Qdrant after the model's short name."""
-    rows, metadata = embed_new_texts(
-        context,
-        embeddable(text_chunks),
-        dense_encoder.model_name,
-        lambda texts: pd.DataFrame({"vector": list(dense_encoder.embed_documents(texts, progress=context.log))}),
-        embed_options.force_reembed,
-    )
-    dimension = len(rows["vector"].iloc[0]) if len(rows) else 0
+    """The dense embedding of every chunk text, named in Qdrant after the model's short name.
+
+    A text the model refuses (an input the provider rejects) gets no vector: its record is named
+    in a warning and in the metadata, and keeps the points it had; the rest is embedded.
+    """
+    chunks = embeddable(text_chunks)
+    rejected: dict[str, str] = {}
+
+    def embed(texts: list[str]) -> pd.DataFrame:
+        vectors = dense_encoder.embed_documents(texts, progress=context.log)
+        rejected.update(dense_encoder.rejected)
+        return pd.DataFrame({"vector": [None if t in rejected else v for t, v in zip(texts, vectors)]})
+
+    rows, metadata = embed_new_texts(context, chunks, dense_encoder.model_name, embed, embed_options.force_reembed)
+    refused = chunks[chunks["text"].isin(rejected)]
+    for record_key, text in zip(refused["record_key"], refused["text"]):
+        context.log.warning(f"Not embedded by {dense_encoder.model_name}: {record_key}: {rejected[text]}")
     return dg.Output(
         rows,
         metadata={
             **metadata,
+            **{name: dg.MetadataValue.int(value) for name, value in dense_encoder.stats.items()},
+            "texts_rejected": dg.MetadataValue.int(len(refused)),
+            "rejected": dg.MetadataValue.md(
+                "\n".join(f"- {k}: {rejected[t]}" for k, t in zip(refused["record_key"], refused["text"])) or "none"
+            ),
             "vector_name": dg.MetadataValue.text(dense_encoder.vector_name),
-            "dimension": dg.MetadataValue.int(dimension),
+            "dimension": dg.MetadataValue.int(len(rows["vector"].iloc[0]) if len(rows) else 0),
         },
     )
 

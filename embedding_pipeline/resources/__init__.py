@@ -1,9 +1,5 @@
 """The pipeline's resources, built from the settings: the one place that turns settings into clients."""
 
-import os
-
-import dagster as dg
-
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import (
     DEFAULT_CHANGES_QUERY,
@@ -17,19 +13,14 @@ from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.parquet_io import ParquetIOManager
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.settings import Settings
-
-
-def _secret(name: str, fallback: str | None = None):
-    """An env var the UI shows by name, never by value (it may hold a password)."""
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else fallback
+from embedding_pipeline.settings import Settings, secret_env
 
 
 def build_resources(settings: Settings) -> dict:
     return {
         "io_manager": ParquetIOManager(),
         "content_source": ContentSource(
-            database_url=_secret("CONTENT_DATABASE_URL", settings.content_database_url),
+            database_url=secret_env("CONTENT_DATABASE_URL", settings.content_database_url),
             resources_query=settings.resources_query or DEFAULT_RESOURCES_QUERY,
             content_files_query=settings.content_files_query or DEFAULT_CONTENT_FILES_QUERY,
             changes_query=settings.changes_query or DEFAULT_CHANGES_QUERY,
@@ -48,7 +39,7 @@ def build_resources(settings: Settings) -> dict:
         "embed_options": EmbedOptions(),
         "qdrant": QdrantResource(
             host=settings.qdrant_host,
-            api_key=_secret("QDRANT_API_KEY"),
+            api_key=secret_env("QDRANT_API_KEY"),
             path=str(settings.qdrant_path),
             base_collection_name=settings.qdrant_base_collection_name,
             keep_old_collections=settings.qdrant_keep_old_collections,

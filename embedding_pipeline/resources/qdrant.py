@@ -34,6 +34,10 @@ PAYLOAD_INDEXES = {
 }
 
 
+class CollectionMismatch(ValueError):
+    """An existing collection's vectors do not fit the encoder: a setting is wrong, retrying won't help."""
+
+
 class QdrantResource(dg.ConfigurableResource):
     """Hands out a Qdrant client for the length of one `with` block.
 
@@ -110,7 +114,7 @@ def ensure_collection(
         existing = vectors.get(dense_name) if isinstance(vectors, dict) else None
         if existing is None or existing.size != dense_dim:
             found = {k: v.size for k, v in vectors.items()} if isinstance(vectors, dict) else vectors
-            raise ValueError(
+            raise CollectionMismatch(
                 f"Qdrant collection {name} has dense vectors {found}, but the encoder makes "
                 f"{dense_name!r} of dimension {dense_dim}"
             )

@@ -1,0 +1,145 @@
+"""Embeddings through LiteLLM: OpenAI in production, Ollama (or any OpenAI-compatible server) locally.
+
+Batches are cut by an input count and a token budget, over-long texts are cut to the model's input
+limit, transient failures (429, 5xx, timeouts, resets) are retried with exponential backoff and
+jitter honouring Retry-After, and a request refused because of one input is split (in the base
+class) until that input is alone.
+"""
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from functools import cached_property
+
+import litellm
+import numpy as np
+import tiktoken
+from pydantic import Field, PrivateAttr
+
+from embedding_pipeline.resources.encoders.base import DenseEncoder, RejectedInput
+from embedding_pipeline.settings import secret_env
+
+log = logging.getLogger(__name__)
+
+# LiteLLM turns max_retries=0 into its default (2) for OpenAI clients; the retries here are ours
+# (backoff with jitter, Retry-After, counted), so its own default must be none.
+litellm.DEFAULT_MAX_RETRIES = 0
+
+TRANSIENT = (
+    litellm.RateLimitError,
+    litellm.InternalServerError,
+    litellm.ServiceUnavailableError,
+    litellm.APIConnectionError,
+    litellm.Timeout,
+)
+
+
+def _retry_after(error: Exception) -> float | None:
+    """Seconds the server asked us to wait (Retry-After), if it said."""
+    response = getattr(error, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class LiteLLMEncoder(DenseEncoder):
+    """A dense model behind LiteLLM. `model_name` is LiteLLM's (e.g. `text-embedding-3-small`)."""
+
+    batch_size: int = Field(default=2048, description="Most inputs per request (OpenAI allows 2048).")
+    batch_max_tokens: int = Field(default=300_000, description="Most tokens per request (OpenAI allows 300k).")
+    max_input_tokens: int = Field(default=8191, description="Longer texts are cut to this many tokens.")
+    token_encoding_name: str = Field(default="cl100k_base", description="tiktoken encoding that counts tokens.")
+    api_base: str = Field(default="", description="Server URL for a self-hosted model (Ollama, vLLM, ...).")
+    custom_provider: str = Field(default="", description="LiteLLM provider for api_base, e.g. 'ollama'.")
+    api_key: str | None = Field(default=None, description="Provider API key (OPENAI_API_KEY).")
+    max_retries: int = Field(default=6, description="Retries of a transient failure before the step fails.")
+    backoff_seconds: float = Field(default=1.0, description="First retry delay; doubles each time, with jitter.")
+    max_backoff_seconds: float = Field(default=60.0, description="Longest delay between retries.")
+    request_timeout: float = Field(default=120.0, description="Seconds before a request counts as timed out.")
+    _dim: int | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings) -> "LiteLLMEncoder":
+        return cls(
+            model_name=settings.qdrant_dense_model,
+            batch_size=settings.litellm_batch_max_inputs,
+            batch_max_tokens=settings.litellm_batch_max_tokens,
+            max_input_tokens=settings.litellm_max_input_tokens,
+            token_encoding_name=settings.token_encoding_name,
+            api_base=settings.litellm_api_base,
+            custom_provider=settings.litellm_custom_provider,
+            api_key=secret_env("OPENAI_API_KEY"),
+        )
+
+    @cached_property
+    def _encoding(self) -> tiktoken.Encoding:
+        return tiktoken.get_encoding(self.token_encoding_name)
+
+    def _tokens(self, text: str) -> list[int]:
+        return self._encoding.encode(text, disallowed_special=())
+
+    @property
+    def dim(self) -> int:
+        """From LiteLLM's model info when it knows the model, else from one embedding call."""
+        if self._dim is None:
+            try:
+                self._dim = int(litellm.get_model_info(self.model_name)["output_vector_size"])
+            except Exception:
+                self._dim = len(self._request(["dimension probe"])[0])
+        return self._dim
+
+    def batches(self, texts: list[str]) -> Iterator[list[str]]:
+        batch: list[str] = []
+        tokens = 0
+        for text in texts:
+            size = min(len(self._tokens(text)), self.max_input_tokens)
+            if batch and (len(batch) >= self.batch_size or tokens + size > self.batch_max_tokens):
+                yield batch
+                batch, tokens = [], 0
+            batch.append(text)
+            tokens += size
+        if batch:
+            yield batch
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        cut = []
+        for text in texts:
+            tokens = self._tokens(text)
+            if len(tokens) > self.max_input_tokens:
+                self.count("texts_truncated")
+                text = self._encoding.decode(tokens[: self.max_input_tokens])
+            cut.append(text)
+        vectors = self._request(cut)
+        self._dim = vectors.shape[1]  # what the server really returns wins over model info
+        return vectors
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        for attempt in range(self.max_retries + 1):
+            self.count("requests")
+            try:
+                response = litellm.embedding(
+                    model=self.model_name,
+                    input=texts,
+                    api_base=self.api_base or None,
+                    api_key=self.api_key or None,
+                    custom_llm_provider=self.custom_provider or None,
+                    timeout=self.request_timeout,
+                )
+                return np.array([item["embedding"] for item in response.data], dtype=np.float32)
+            except litellm.BadRequestError as error:
+                raise RejectedInput(f"refused by {self.model_name}: {error.message[:300]}") from None
+            except TRANSIENT as error:
+                if attempt == self.max_retries:
+                    raise
+                self.count("retries")
+                backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
+                wait = _retry_after(error) or random.uniform(backoff / 2, backoff)
+                log.warning(
+                    "%s from %s (attempt %d of %d); retrying in %.1fs",
+                    type(error).__name__, self.model_name, attempt + 1, self.max_retries + 1, wait,
+                )  # fmt: skip
+                time.sleep(wait)
+        raise AssertionError("unreachable")

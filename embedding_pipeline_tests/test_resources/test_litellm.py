@@ -1,0 +1,177 @@
+"""The LiteLLM encoder against real HTTP servers on 127.0.0.1 (OpenAI's and Ollama's APIs)."""
+
+import logging
+import time
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from embedding_pipeline.resources import build_resources
+from embedding_pipeline.resources.encoders import dense_encoder_class
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
+from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
+from embedding_pipeline.search import search
+from embedding_pipeline.settings import Settings
+from embedding_pipeline_tests.embedding_server import ENCODING, EmbeddingServer
+
+FORCE = {"resources": {"embed_options": {"config": {"force_reembed": True}}}}
+TEXTS = [
+    "Linear algebra: eigenvalues and eigenvectors",
+    "Bees",
+    "How do plants turn sunlight into sugar?",
+    "The history of bebop at Minton's Playhouse in Harlem",
+    "Retry with exponential backoff and jitter",
+    "Plate tectonics and earthquakes",
+    "Negotiation skills",
+]
+
+
+@pytest.fixture
+def openai_server(model_dir):
+    with EmbeddingServer(model_dir, "openai") as server:
+        yield server
+
+
+@pytest.fixture
+def ollama_server(model_dir):
+    with EmbeddingServer(model_dir, "ollama") as server:
+        yield server
+
+
+def _openai(server: EmbeddingServer, **fields) -> LiteLLMEncoder:
+    defaults = {"backoff_seconds": 0.05, "request_timeout": 5}
+    return LiteLLMEncoder(
+        model_name="test-minilm", api_base=server.url, custom_provider="openai", api_key="sk-test-key",
+        **{**defaults, **fields},
+    )  # fmt: skip
+
+
+def _reference(model_dir, texts) -> np.ndarray:
+    return FastEmbedEncoder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir)
+    ).embed_documents(texts)
+
+
+def test_openai_api_returns_the_local_models_vectors_in_batches_by_count(openai_server, model_dir):
+    encoder = _openai(openai_server, batch_size=3)
+    vectors = encoder.embed_documents(TEXTS)
+    np.testing.assert_allclose(vectors, _reference(model_dir, TEXTS), atol=1e-5)
+    assert [len(b) for b in openai_server.batches()] == [3, 3, 1]
+    assert all(r["authorization"] == "Bearer sk-test-key" for r in openai_server.requests)
+    assert openai_server.requests[0]["path"] == "/v1/embeddings"
+
+
+def test_batches_respect_the_token_budget(openai_server):
+    encoder = _openai(openai_server, batch_max_tokens=20)
+    encoder.embed_documents(TEXTS)
+    sent = [sum(r["tokens"]) for r in openai_server.requests]
+    assert max(sent) <= 20 and len(sent) >= 3
+    assert sorted(t for r in openai_server.requests for t in r["inputs"]) == sorted(TEXTS)
+
+
+def test_ollama_api_from_the_users_settings(ollama_server, model_dir, monkeypatch):
+    monkeypatch.setenv("QDRANT_ENCODER", "vector_search.encoders.litellm.LiteLLMEncoder")
+    monkeypatch.setenv("QDRANT_DENSE_MODEL", "all-minilm")
+    monkeypatch.setenv("LITELLM_API_BASE", ollama_server.url)
+    monkeypatch.delenv("LITELLM_CUSTOM_PROVIDER", raising=False)
+    settings = Settings.from_env()
+    assert settings.litellm_custom_provider == "ollama"
+    encoder = dense_encoder_class(settings.qdrant_encoder).from_settings(settings)
+    assert isinstance(encoder, LiteLLMEncoder)
+    vectors = encoder.embed_documents(TEXTS)
+    np.testing.assert_allclose(vectors, _reference(model_dir, TEXTS), atol=1e-5)
+    assert {r["path"] for r in ollama_server.requests} == {"/api/embed"}
+    assert ollama_server.requests[0]["model"] == "all-minilm"
+
+
+def test_legacy_encoder_paths_are_mapped_with_a_log_line(caplog):
+    with caplog.at_level(logging.INFO):
+        assert dense_encoder_class("vector_search.encoders.fastembed.FastEmbedEncoder") is FastEmbedEncoder
+        assert dense_encoder_class("vector_search.encoders.litellm.LiteLLMEncoder") is LiteLLMEncoder
+    assert "old system's name" in caplog.text and "LiteLLMEncoder" in caplog.text
+
+
+def test_rate_limits_and_server_errors_are_retried_honouring_retry_after(openai_server, caplog):
+    openai_server.faults.extend([("status", 429, {"Retry-After": "1"}), ("status", 500, {}), ("status", 503, {})])
+    encoder = _openai(openai_server)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        vectors = encoder.embed_documents(TEXTS[:2])
+    assert time.monotonic() - started >= 1.0  # waited as the server asked
+    assert len(openai_server.requests) == 4 and len(openai_server.batches()) == 1
+    assert encoder.stats == {"requests": 4, "retries": 3}
+    assert not np.isnan(vectors).any()
+    assert "RateLimitError" in caplog.text and "sk-test-key" not in caplog.text
+
+
+def test_a_slow_answer_times_out_and_is_retried(openai_server):
+    openai_server.faults.append(("delay", 3))
+    encoder = _openai(openai_server, request_timeout=1)
+    vectors = encoder.embed_documents(TEXTS[:3])
+    assert encoder.stats["retries"] == 1 and vectors.shape == (3, 384)
+
+
+def test_retries_run_out_with_the_error(openai_server):
+    openai_server.faults.extend([("status", 500, {})] * 3)
+    with pytest.raises(Exception, match="injected 500"):
+        _openai(openai_server, max_retries=2).embed_documents(TEXTS[:1])
+    assert len(openai_server.requests) == 3
+
+
+def test_a_refused_input_is_isolated_and_the_rest_embedded(openai_server, model_dir):
+    openai_server.reject = {"BROKEN"}
+    texts = TEXTS + ["A BROKEN text the provider refuses"]
+    encoder = _openai(openai_server)
+    vectors = encoder.embed_documents(texts)
+    assert list(encoder.rejected) == [texts[-1]] and "Invalid input" in encoder.rejected[texts[-1]]
+    assert np.isnan(vectors[-1]).all() and not np.isnan(vectors[:-1]).any()
+    np.testing.assert_allclose(vectors[:-1], _reference(model_dir, TEXTS), atol=1e-5)
+    assert max(len(b) for b in openai_server.batches()) < len(texts)  # it was split
+
+
+def test_over_long_texts_are_cut_to_the_input_limit(openai_server):
+    long_text = "word " * 60
+    encoder = _openai(openai_server, max_input_tokens=10)
+    encoder.embed_documents([long_text, "short"])
+    sent = {t: n for r in openai_server.requests for t, n in zip(r["inputs"], r["tokens"])}
+    assert max(sent.values()) == 10 and encoder.stats["texts_truncated"] == 1
+    assert len(ENCODING.encode(long_text)) > 50
+
+
+def test_the_dimension_is_discovered_once_from_the_server(openai_server):
+    encoder = _openai(openai_server)
+    assert encoder.dim == 384 and encoder.dim == 384
+    assert [r["inputs"] for r in openai_server.requests] == [["dimension probe"]]
+
+
+def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking_the_key(
+    pipeline, openai_server, monkeypatch
+):
+    secret = "sk-secret-value-123"
+    for name, value in {
+        "QDRANT_ENCODER": "embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder",
+        "QDRANT_DENSE_MODEL": "test-minilm",
+        "LITELLM_API_BASE": openai_server.url,
+        "LITELLM_CUSTOM_PROVIDER": "openai",
+        "OPENAI_API_KEY": secret,
+    }.items():
+        monkeypatch.setenv(name, value)
+    pipeline.resources = build_resources(Settings.from_env())
+    result = pipeline.materialize("course")
+    dense = pipeline.metadata(result, "dense_vectors")
+    assert (dense["model"], dense["dimension"], dense["texts_embedded"]) == ("test-minilm", 384, 21)
+    assert dense["requests"] == 1 and openai_server.requests[-1]["authorization"] == f"Bearer {secret}"
+    with dg.build_resources({k: pipeline.resources[k] for k in ("qdrant", "dense_encoder", "sparse_encoder")}) as r:
+        hits = search(r.qdrant, r.dense_encoder, r.sparse_encoder, "eigenvalues and matrices", limit=1)
+    assert hits[0]["readable_id"] == "ocw-18.06"
+    logged = [str(event) for event in pipeline.instance.all_logs(result.run_id)]
+    assert logged and not any(secret in line for line in logged)
+    assert secret not in str(pipeline.instance.get_run_by_id(result.run_id))
+
+    openai_server.dim = 8  # the provider now serves another dimension under the same name
+    failed = pipeline.materialize("course", run_config=FORCE, raise_on_error=False)
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "'test-minilm': 384" in message and "'test-minilm' of dimension 8" in message
