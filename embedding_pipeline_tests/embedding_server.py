@@ -24,7 +24,7 @@ class EmbeddingServer:
     def __init__(self, model_dir, flavour: str = "openai"):
         self.flavour = flavour
         self.model = FastEmbedEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir))
-        self.faults: deque = deque()  # ("status", code, headers) or ("delay", seconds), one per request
+        self.faults: deque = deque()  # ("status", code, headers), ("delay", seconds) or ("reset",), one per request
         self.reject: set[str] = set()  # a request with an input containing one of these gets a 400
         self.dim: int | None = None  # cut vectors to this many numbers (a model of another dimension)
         self.requests: list[dict] = []
@@ -86,6 +86,10 @@ class EmbeddingServer:
                 }
                 server.requests.append(record)
                 fault = server.faults.popleft() if server.faults else None
+                if fault and fault[0] == "reset":
+                    record["answered"] = "reset"
+                    self.close_connection = True  # hang up without an answer
+                    return None
                 if fault and fault[0] == "delay":
                     time.sleep(fault[1])
                 elif fault and fault[0] == "status":

@@ -93,14 +93,16 @@ def test_legacy_encoder_paths_are_mapped_with_a_log_line(caplog):
 
 
 def test_rate_limits_and_server_errors_are_retried_honouring_retry_after(openai_server, caplog):
-    openai_server.faults.extend([("status", 429, {"Retry-After": "1"}), ("status", 500, {}), ("status", 503, {})])
+    openai_server.faults.extend(
+        [("status", 429, {"Retry-After": "1"}), ("status", 500, {}), ("reset",), ("status", 503, {})]
+    )
     encoder = _openai(openai_server)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING):
         vectors = encoder.embed_documents(TEXTS[:2])
     assert time.monotonic() - started >= 1.0  # waited as the server asked
-    assert len(openai_server.requests) == 4 and len(openai_server.batches()) == 1
-    assert encoder.stats == {"requests": 4, "retries": 3}
+    assert len(openai_server.requests) == 5 and len(openai_server.batches()) == 1
+    assert encoder.stats == {"requests": 5, "retries": 4, "texts_truncated": 0}
     assert not np.isnan(vectors).any()
     assert "RateLimitError" in caplog.text and "sk-test-key" not in caplog.text
 
@@ -165,6 +167,21 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     with dg.build_resources({k: pipeline.resources[k] for k in ("qdrant", "dense_encoder", "sparse_encoder")}) as r:
         hits = search(r.qdrant, r.dense_encoder, r.sparse_encoder, "eigenvalues and matrices", limit=1)
     assert hits[0]["readable_id"] == "ocw-18.06"
+    # A record whose text the provider refuses: named, kept in Qdrant, the rest embedded.
+    openai_server.reject = {"Wave mechanics"}
+    pipeline.execute(
+        "UPDATE learning_resources SET description = description || ' Wave mechanics.' WHERE readable_id = 'ocw-8.04'"
+    )
+    pipeline.execute("UPDATE learning_resources SET description = 'Matrices.' WHERE readable_id = 'ocw-18.06'")
+    refused = pipeline.materialize("course")
+    dense = pipeline.metadata(refused, "dense_vectors")
+    assert dense["texts_rejected"] == 1 and "ocw.ocw-8.04: refused by test-minilm" in dense["rejected"]
+    points = pipeline.metadata(refused, "qdrant_points")
+    assert (points["points_upserted"], points["points_deleted"], points["failed_records_kept"]) == (1, 0, 1)
+    warnings = [e.message for e in pipeline.instance.all_logs(refused.run_id) if "Not embedded by" in (e.message or "")]
+    assert len(warnings) == 1 and "ocw.ocw-8.04" in warnings[0]
+    openai_server.reject = set()
+
     logged = [str(event) for event in pipeline.instance.all_logs(result.run_id)]
     assert logged and not any(secret in line for line in logged)
     assert secret not in str(pipeline.instance.get_run_by_id(result.run_id))

@@ -5,6 +5,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import dagster as dg
 import numpy as np
@@ -26,6 +27,7 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
     `rejected`, while the rest are embedded.
     """
 
+    stat_names: ClassVar[tuple[str, ...]] = ()  # counters this encoder keeps (reported even when 0)
     model_name: str = Field(description="Model name; its part after '/' names the Qdrant vector.")
     batch_size: int = Field(default=32, description="Most texts per encoder call.")
     _rejected: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -75,7 +77,7 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
 
         A text the model refused has a row of NaN (see `rejected`).
         """
-        self._rejected, self._stats = {}, {}
+        self._rejected, self._stats = {}, dict.fromkeys(self.stat_names, 0)
         distinct = sorted(set(texts), key=len)
         vectors: dict[str, np.ndarray] = {}
         started = time.perf_counter()

@@ -48,6 +48,8 @@ def _retry_after(error: Exception) -> float | None:
 class LiteLLMEncoder(DenseEncoder):
     """A dense model behind LiteLLM. `model_name` is LiteLLM's (e.g. `text-embedding-3-small`)."""
 
+    stat_names = ("requests", "retries", "texts_truncated")
+
     batch_size: int = Field(default=2048, description="Most inputs per request (OpenAI allows 2048).")
     batch_max_tokens: int = Field(default=300_000, description="Most tokens per request (OpenAI allows 300k).")
     max_input_tokens: int = Field(default=8191, description="Longer texts are cut to this many tokens.")
