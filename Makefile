@@ -3,14 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-QUERY ?= how do plants turn sunlight into sugar
+RESOURCE_QUERY ?= keeping honey bees in the city
+CHUNK_QUERY ?= how do plants turn sunlight into sugar
 
 .PHONY: run setup install test dev bench clean
 
 run: setup
 	$(BIN)/embedding-pipeline embed
-	$(BIN)/embedding-pipeline search "$(QUERY)" --limit 3
-	$(BIN)/embedding-pipeline search "$(QUERY)" --collection content_files --hybrid --limit 3
+	$(BIN)/embedding-pipeline search "$(RESOURCE_QUERY)" --limit 3
+	$(BIN)/embedding-pipeline search "$(CHUNK_QUERY)" --collection content_files --hybrid --limit 3
 
 setup: install
 	$(BIN)/embedding-pipeline setup
