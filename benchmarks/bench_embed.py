@@ -21,17 +21,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from embedding_pipeline.partitions import RESOURCE_TYPES
+
 REPO = Path(__file__).resolve().parent.parent
-RESOURCE_TYPES = [
-    "course",
-    "program",
-    "learning_path",
-    "podcast",
-    "podcast_episode",
-    "video",
-    "video_playlist",
-    "document",
-]
 BOILERPLATE = (
     "This material is shared under a Creative Commons licence. You may reuse it for non-commercial "
     "purposes with attribution. Contact the library for questions about accessibility or permissions."

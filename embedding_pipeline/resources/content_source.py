@@ -1,6 +1,8 @@
 """The content source: learning resources and content files from any SQLAlchemy database."""
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
@@ -97,7 +99,6 @@ class ContentSource(dg.ConfigurableResource):
         default=DEFAULT_CONTENT_FILES_QUERY,
         description="SQL returning the published content files of the resources of :resource_type.",
     )
-
     changes_query: str = Field(
         default=DEFAULT_CHANGES_QUERY,
         description="SQL returning one row that changes whenever any content is added, edited, deleted or unpublished.",
@@ -107,16 +108,19 @@ class ContentSource(dg.ConfigurableResource):
         description="SQL returning rows whose first column is a resource type; a type's rows change when its content does.",
     )
 
-    def engine(self) -> sa.Engine:
-        return sa.create_engine(self.database_url)
-
-    def _rows(self, query: str) -> list[tuple]:
-        engine = self.engine()
+    @contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A connection for one read; the engine goes with it (no pool held between ticks or runs)."""
+        engine = sa.create_engine(self.database_url)
         try:
             with engine.connect() as conn:
-                return [tuple(row) for row in conn.execute(sa.text(query))]
+                yield conn
         finally:
             engine.dispose()
+
+    def _rows(self, query: str) -> list[tuple]:
+        with self._connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(query))]
 
     def change_marker(self) -> str:
         """A digest that moves whenever any content changes; cheap enough to poll."""
@@ -131,14 +135,10 @@ class ContentSource(dg.ConfigurableResource):
 
     def fetch(self, resource_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The partition's (resources, content files), with the columns of the default queries."""
-        engine = self.engine()
-        try:
-            with engine.connect() as conn:
-                params = {"resource_type": resource_type}
-                resources = pd.read_sql_query(sa.text(self.resources_query), conn, params=params)
-                files = pd.read_sql_query(sa.text(self.content_files_query), conn, params=params)
-        finally:
-            engine.dispose()
+        params = {"resource_type": resource_type}
+        with self._connect() as conn:
+            resources = pd.read_sql_query(sa.text(self.resources_query), conn, params=params)
+            files = pd.read_sql_query(sa.text(self.content_files_query), conn, params=params)
         _require_columns(resources, RESOURCE_COLUMNS, "resources_query")
         _require_columns(files, CONTENT_FILE_COLUMNS, "content_files_query")
         # A user's query may not filter on publication; what is not published is never embedded.
