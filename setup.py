@@ -11,6 +11,8 @@ setup(
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
         "dagster-postgres==0.29.27",
+        # 2.1 maps postgresql:// to psycopg 3, which dagster-postgres does not support (it needs psycopg2).
+        "sqlalchemy>=2.0,<2.1",
         "qdrant-client>=1.15,<2",
         "litellm>=1.70",
         "fastembed>=0.7,<1",
