@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
 from embedding_pipeline.assets.chunks import text_chunks
 from embedding_pipeline.assets.collections import qdrant_points
 from embedding_pipeline.assets.source import source_content
@@ -29,6 +30,7 @@ defs = dg.Definitions(
         with_settings_in_code_version(sparse_vectors, settings.qdrant_sparse_model),
         qdrant_points,
     ],
+    asset_checks=[points_match_source, dense_dimension_matches_encoder],
     jobs=[embed_job],
     sensors=[new_content_sensor],
     resources=build_resources(settings),

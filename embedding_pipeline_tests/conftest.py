@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
 from embedding_pipeline.assets.chunks import text_chunks
 from embedding_pipeline.assets.collections import qdrant_points
 from embedding_pipeline.assets.source import source_content
@@ -21,6 +22,7 @@ from embedding_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = [source_content, text_chunks, dense_vectors, sparse_vectors, qdrant_points]
+CHECKS = [points_match_source, dense_dimension_matches_encoder]
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +80,7 @@ class Pipeline:
 
     def materialize(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            ASSETS, partition_key=partition, resources=self.resources, instance=self.instance, **kwargs
+            [*ASSETS, *CHECKS], partition_key=partition, resources=self.resources, instance=self.instance, **kwargs
         )
 
     def encoded(self) -> tuple[list[str], list[str]]:

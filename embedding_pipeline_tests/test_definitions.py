@@ -23,7 +23,8 @@ def test_asset_graph_is_the_pipeline_partitioned_by_resource_type():
 def test_embed_job_covers_every_asset():
     job = defs.resolve_job_def("embed")
     assert {node.name for node in job.graph.nodes} == {
-        "source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"
+        "source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points",
+        "qdrant_points_points_match_source", "qdrant_points_dense_dimension_matches_encoder",
     }  # fmt: skip
     assert job.partitions_def.get_partition_keys() == RESOURCE_TYPES
 

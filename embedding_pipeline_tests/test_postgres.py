@@ -62,7 +62,9 @@ def test_a_partition_materializes_with_content_and_dagster_storage_in_postgresql
     with engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT run_id, status FROM runs")).all()
         events = conn.execute(
-            sa.text("SELECT count(*) FROM event_logs WHERE run_id = :r AND dagster_event_type = 'ASSET_MATERIALIZATION'"),
+            sa.text(
+                "SELECT count(*) FROM event_logs WHERE run_id = :r AND dagster_event_type = 'ASSET_MATERIALIZATION'"
+            ),
             {"r": result.run_id},
         ).scalar()
     engine.dispose()
@@ -86,7 +88,11 @@ def test_the_sensor_reads_a_postgresql_content_database_and_its_run_succeeds(pos
     assert len(first.run_requests) == 8
     engine = sa.create_engine(postgres_database)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE learning_resources SET published = false, updated_on = now() WHERE readable_id = 'pl-spanish'"))
+        conn.execute(
+            sa.text(
+                "UPDATE learning_resources SET published = false, updated_on = now() WHERE readable_id = 'pl-spanish'"
+            )
+        )
     engine.dispose()
     (request,) = tick(first.cursor).run_requests
     assert request.partition_key == "video_playlist"

@@ -148,10 +148,14 @@ def _failure(record_key: str, error: Exception) -> dict:
     group_name="embeddings",
     kinds={"tiktoken", "pandas"},
     code_version="chunks-1",
+    check_specs=[
+        dg.AssetCheckSpec("no_empty_chunks", asset="text_chunks", description="No text to embed is empty."),
+        dg.AssetCheckSpec(
+            "no_failed_records", asset="text_chunks", description="Records that could not be read (WARN)."
+        ),
+    ],
 )
-def text_chunks(
-    context: dg.AssetExecutionContext, source_content: pd.DataFrame, chunker: TextChunker
-) -> dg.Output[pd.DataFrame]:
+def text_chunks(context: dg.AssetExecutionContext, source_content: pd.DataFrame, chunker: TextChunker):
     """The texts to embed: one per resource and one per content-file chunk.
 
     A record that cannot be read (missing title, broken topics, ...) becomes a row with an
@@ -189,7 +193,8 @@ def text_chunks(
     good = frame[frame["error"].isna()]
     file_chunks = good[good["collection"] == "content_files"]
     context.log.info(f"{len(good)} texts ({len(file_chunks)} content chunks), {len(failed)} records failed")
-    return dg.Output(
+    empty = good[good["text"].str.strip() == ""]
+    yield dg.Output(
         frame,
         metadata={
             "resources": dg.MetadataValue.int(int((good["collection"] == "resources").sum())),
@@ -201,6 +206,20 @@ def text_chunks(
             "chunk_overlap": dg.MetadataValue.int(chunker.chunk_overlap),
             "token_encoding": dg.MetadataValue.text(chunker.encoding_name),
             "failed_records": dg.MetadataValue.int(len(failed)),
+            "failures": dg.MetadataValue.md("\n".join(f"- {m}" for m in failures) or "none"),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_empty_chunks",
+        passed=empty.empty,
+        metadata={"empty_chunks": len(empty), "sample": dg.MetadataValue.json(empty["record_key"].head(10).tolist())},
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_failed_records",
+        passed=failed.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "failed_records": len(failed),
             "failures": dg.MetadataValue.md("\n".join(f"- {m}" for m in failures) or "none"),
         },
     )

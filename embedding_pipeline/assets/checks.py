@@ -1,0 +1,89 @@
+"""Asset checks an operator sees on each partition: is Qdrant exactly what the source says?"""
+
+import dagster as dg
+import pandas as pd
+
+from embedding_pipeline.assets.collections import _existing_points, qdrant_points, vectors_version
+from embedding_pipeline.assets.vectors import embeddable
+from embedding_pipeline.partitions import resource_type_partitions
+from embedding_pipeline.resources.chunker import TextChunker
+from embedding_pipeline.resources.encoders.base import DenseEncoder
+from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+from embedding_pipeline.resources.qdrant import COLLECTION_KINDS, QdrantResource
+
+SAMPLE = 10
+
+
+def _collections(qdrant, dense_encoder, sparse_encoder, chunker) -> list[str]:
+    version = vectors_version(dense_encoder, sparse_encoder, chunker)
+    return [qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS]
+
+
+@dg.asset_check(
+    asset=qdrant_points,
+    partitions_def=resource_type_partitions,
+    pool="qdrant",
+    additional_ins={"text_chunks": dg.AssetIn("text_chunks"), "dense_vectors": dg.AssetIn("dense_vectors")},
+    description="Every chunk has its point in Qdrant, and Qdrant holds no point of this resource type "
+    "that the source no longer has (records that failed keep theirs).",
+)
+def points_match_source(
+    context: dg.AssetCheckExecutionContext,
+    text_chunks: pd.DataFrame,
+    dense_vectors: pd.DataFrame,
+    qdrant: QdrantResource,
+    dense_encoder: DenseEncoder,
+    sparse_encoder: SparseEncoder,
+    chunker: TextChunker,
+) -> dg.AssetCheckResult:
+    chunks = embeddable(text_chunks)
+    expected = set(chunks["point_id"]) & set(dense_vectors["point_id"])
+    kept = set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(
+        chunks.loc[~chunks["point_id"].isin(dense_vectors["point_id"]), "record_key"]
+    )
+    present: dict[str, dict] = {}
+    with qdrant.get_client() as client:
+        for name in _collections(qdrant, dense_encoder, sparse_encoder, chunker):
+            if client.collection_exists(name):
+                present.update(_existing_points(client, name, context.partition_key))
+    missing = sorted(expected - present.keys())
+    extra = sorted(pid for pid, p in present.items() if pid not in expected and p.get("record_key") not in kept)
+    return dg.AssetCheckResult(
+        passed=not missing and not extra,
+        metadata={
+            "expected_points": len(expected),
+            "points_in_qdrant": len(present),
+            "missing_points": len(missing),
+            "extra_points": len(extra),
+            "missing_sample": dg.MetadataValue.json(missing[:SAMPLE]),
+            "extra_sample": dg.MetadataValue.json(extra[:SAMPLE]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=qdrant_points,
+    partitions_def=resource_type_partitions,
+    pool="qdrant",
+    additional_ins={"dense_vectors": dg.AssetIn("dense_vectors")},
+    description="The collections' dense vectors have the dimension the encoder produces.",
+)
+def dense_dimension_matches_encoder(
+    context: dg.AssetCheckExecutionContext,
+    dense_vectors: pd.DataFrame,
+    qdrant: QdrantResource,
+    dense_encoder: DenseEncoder,
+    sparse_encoder: SparseEncoder,
+    chunker: TextChunker,
+) -> dg.AssetCheckResult:
+    encoder_dim = len(dense_vectors["vector"].iloc[0]) if len(dense_vectors) else dense_encoder.dim
+    sizes = {}
+    with qdrant.get_client() as client:
+        for name in _collections(qdrant, dense_encoder, sparse_encoder, chunker):
+            if client.collection_exists(name):
+                vectors = client.get_collection(name).config.params.vectors
+                sizes[name] = vectors[dense_encoder.vector_name].size if dense_encoder.vector_name in vectors else None
+    return dg.AssetCheckResult(
+        passed=all(size == encoder_dim for size in sizes.values()),
+        metadata={"encoder_dimension": encoder_dim, "collections": dg.MetadataValue.json(sizes)},
+    )

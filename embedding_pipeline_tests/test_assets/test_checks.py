@@ -1,0 +1,73 @@
+"""The asset checks pass on a consistent partition and fail, with counts and ids, when Qdrant drifts."""
+
+import dagster as dg
+from qdrant_client import models
+
+from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
+from embedding_pipeline.jobs import embed_job
+from embedding_pipeline_tests.conftest import ASSETS, CHECKS
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def _run_checks(pipeline, partition: str, *checks) -> dict[str, dg.AssetCheckEvaluation]:
+    """The checks alone, on what is in Qdrant now (as the UI's "Execute checks" does)."""
+    embed = dg.Definitions(
+        assets=ASSETS, asset_checks=CHECKS, jobs=[embed_job], resources=pipeline.resources
+    ).resolve_job_def("embed")
+    nodes = [f"qdrant_points_{check.check_key.name}" for check in checks]
+    result = embed.execute_in_process(partition_key=partition, instance=pipeline.instance, op_selection=nodes)
+    return _checks(result)
+
+
+def test_all_checks_pass_on_a_consistent_partition(pipeline):
+    checks = _checks(pipeline.materialize("document"))
+    assert set(checks) == {
+        "no_empty_chunks",
+        "no_failed_records",
+        "points_match_source",
+        "dense_dimension_matches_encoder",
+    }
+    assert all(c.passed for c in checks.values())
+    assert checks["points_match_source"].metadata["expected_points"].value > 80
+
+
+def test_points_match_source_fails_on_a_missing_and_an_extra_point(pipeline):
+    pipeline.materialize("document")
+    with pipeline.qdrant.get_client() as client:
+        name = pipeline.qdrant.alias("content_files")
+        records, _ = client.scroll(name, limit=2, with_vectors=True)
+        client.delete(name, points_selector=models.PointIdsList(points=[records[0].id]))
+        extra = "00000000-0000-0000-0000-0000000000aa"
+        payload = {"resource_type": "document", "record_key": "library.gone.2024.x"}
+        client.upsert(name, points=[models.PointStruct(id=extra, vector=records[1].vector, payload=payload)])
+    check = _run_checks(pipeline, "document", points_match_source)["points_match_source"]
+    assert not check.passed
+    metadata = {k: v.value for k, v in check.metadata.items()}
+    assert (metadata["missing_points"], metadata["extra_points"]) == (1, 1)
+    assert metadata["missing_sample"] == [str(records[0].id)] and metadata["extra_sample"] == [extra]
+    assert _checks(pipeline.materialize("document"))["points_match_source"].passed  # the next run heals
+
+
+def test_dimension_check_fails_when_the_collection_has_another_dimension(pipeline):
+    pipeline.materialize("video")
+    with pipeline.qdrant.get_client() as client:
+        for kind in ("resources", "content_files"):
+            name = pipeline.qdrant.alias(kind)
+            physical = next(a.collection_name for a in client.get_aliases().aliases if a.alias_name == name)
+            client.delete_collection(physical)
+            vectors = {"all-MiniLM-L6-v2": models.VectorParams(size=8, distance=models.Distance.COSINE)}
+            client.create_collection(physical, vectors_config=vectors)
+    check = _run_checks(pipeline, "video", dense_dimension_matches_encoder)["dense_dimension_matches_encoder"]
+    assert not check.passed and check.metadata["encoder_dimension"].value == 384
+
+
+def test_failed_records_are_a_warning_that_lists_them(pipeline):
+    pipeline.execute("UPDATE learning_resources SET title = '' WHERE readable_id = 'yt-crispr'")
+    checks = _checks(pipeline.materialize("video"))
+    warning = checks["no_failed_records"]
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert "youtube.yt-crispr: field 'title' is empty" in warning.metadata["failures"].value
+    assert checks["points_match_source"].passed and checks["no_empty_chunks"].passed
