@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from embedding_pipeline.assets.collections import _existing_points, qdrant_points, vectors_version
+from embedding_pipeline.assets.collections import existing_points, qdrant_points, vectors_version
 from embedding_pipeline.assets.vectors import embeddable
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
@@ -45,7 +45,7 @@ def points_match_source(
     with qdrant.get_client() as client:
         for name in _collections(qdrant, dense_encoder, sparse_encoder, chunker):
             if client.collection_exists(name):
-                present.update(_existing_points(client, name, context.partition_key))
+                present.update(existing_points(client, name, context.partition_key))
     missing = sorted(expected - present.keys())
     extra = sorted(pid for pid, p in present.items() if pid not in expected and p.get("record_key") not in kept)
     return dg.AssetCheckResult(

@@ -51,7 +51,7 @@ def _points(chunks: pd.DataFrame, dense_name: str, sparse_name: str) -> list[mod
     ]
 
 
-def _existing_points(client: QdrantClient, collection: str, resource_type: str) -> dict[str, dict]:
+def existing_points(client: QdrantClient, collection: str, resource_type: str) -> dict[str, dict]:
     """id → (record_key, point_hash) of this resource type's points in the collection."""
     found, offset = {}, None
     type_filter = models.Filter(
@@ -191,7 +191,7 @@ def qdrant_points(
                     )
                 except CollectionMismatch as error:
                     raise dg.Failure(str(error), allow_retries=False) from None
-            existing = _existing_points(client, name, context.partition_key)
+            existing = existing_points(client, name, context.partition_key)
             stored_hash = points["point_id"].map({pid: payload.get("point_hash") for pid, payload in existing.items()})
             todo = points if embed_options.force_reembed else points[stored_hash != points["point_hash"]]
             for start in range(0, len(todo), UPSERT_BATCH):
