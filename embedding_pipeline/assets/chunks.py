@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -137,6 +138,15 @@ def content_file_chunks(file: pd.Series, resource: pd.Series, chunker: TextChunk
         yield _row("content_files", key, point_id(key, number), text, chunker.count_tokens(text), chunk_payload)
 
 
+def _sample_table(chunks: pd.DataFrame, rows: int = 5) -> str:
+    """A few chunks as a Markdown table, so the UI shows what is being embedded."""
+    lines = ["| record | tokens | text |", "|---|---|---|"]
+    for row in chunks.head(rows).itertuples():
+        text = " ".join(row.text.split())[:120].replace("|", "\\|")
+        lines.append(f"| {row.record_key} | {row.tokens} | {text}… |")
+    return "\n".join(lines)
+
+
 def _failure(record_key: str, error: Exception) -> dict:
     """A row that stands for a record that could not be embedded."""
     message = str(error) if isinstance(error, RecordError) else f"{record_key}: {type(error).__name__}: {error}"
@@ -162,6 +172,7 @@ def text_chunks(context: dg.AssetExecutionContext, source_content: pd.DataFrame,
     `error` instead of points; the rest of the partition goes on, and the record's points
     already in Qdrant are kept until it is fixed.
     """
+    started = time.perf_counter()
     resources = source_content[source_content["record_type"] == "resource"]
     files = source_content[source_content["record_type"] == "content_file"]
     resources_by_id = {row["id"]: row for _, row in resources.iterrows()}
@@ -184,6 +195,7 @@ def text_chunks(context: dg.AssetExecutionContext, source_content: pd.DataFrame,
         except Exception as error:
             rows.append(_failure(record_key, error))
     frame = pd.DataFrame(rows, columns=CHUNK_COLUMNS)
+    seconds = time.perf_counter() - started
     failed = frame[frame["error"].notna()]
     failures = failed["error"].head(FAILURES_LISTED).tolist()
     if len(failed) > FAILURES_LISTED:
@@ -205,6 +217,8 @@ def text_chunks(context: dg.AssetExecutionContext, source_content: pd.DataFrame,
             "chunk_size": dg.MetadataValue.int(chunker.chunk_size),
             "chunk_overlap": dg.MetadataValue.int(chunker.chunk_overlap),
             "token_encoding": dg.MetadataValue.text(chunker.encoding_name),
+            "chunk_seconds": dg.MetadataValue.float(round(seconds, 3)),
+            "sample_chunks": dg.MetadataValue.md(_sample_table(good)),
             "failed_records": dg.MetadataValue.int(len(failed)),
             "failures": dg.MetadataValue.md("\n".join(f"- {m}" for m in failures) or "none"),
         },

@@ -168,6 +168,9 @@ def qdrant_points(
     dim = len(chunks["vector"].iloc[0]) if len(chunks) else None
     metadata: dict = {"vectors_version": dg.MetadataValue.text(version)}
     upserted = unchanged = deleted = 0
+    before: set[str] = set()  # record keys that had points before this run
+    written: set[str] = set()  # record keys with a point upserted now
+    gone: set[str] = set()  # record keys of deleted points
     started = time.perf_counter()
     with qdrant.get_client() as client:
         for kind in COLLECTION_KINDS:
@@ -207,6 +210,9 @@ def qdrant_points(
             ]
             if stale:
                 client.delete(name, points_selector=models.PointIdsList(points=stale), wait=True)
+            before |= {payload.get("record_key") for payload in existing.values()}
+            written |= set(todo["record_key"])
+            gone |= {existing[pid].get("record_key") for pid in stale}
             upserted, unchanged, deleted = (
                 upserted + len(todo),
                 unchanged + len(points) - len(todo),
@@ -220,12 +226,20 @@ def qdrant_points(
         removed = _point_aliases(context, client, qdrant, version)
         searched = {kind: alias_target(client, qdrant.alias(kind)) or "" for kind in COLLECTION_KINDS}
     seconds = time.perf_counter() - started
+    current = set(chunks["record_key"])
+    records = {
+        "records_new": len(current - before),
+        "records_changed": len((written & before) & current),
+        "records_unchanged": len(current - written),
+        "records_deleted": len(gone - current),
+    }
     context.log.info(
         f"Upserted {upserted} points ({unchanged} unchanged), deleted {deleted} stale ones in {seconds:.1f}s"
     )
     return dg.MaterializeResult(
         metadata={
             **metadata,
+            **{name: dg.MetadataValue.int(count) for name, count in records.items()},
             "points": dg.MetadataValue.int(upserted + unchanged),
             "points_upserted": dg.MetadataValue.int(upserted),
             "points_unchanged": dg.MetadataValue.int(unchanged),

@@ -1,5 +1,7 @@
 """source_content: what the content database holds for one resource type."""
 
+import time
+
 import dagster as dg
 import pandas as pd
 
@@ -18,7 +20,9 @@ def source_content(context: dg.AssetExecutionContext, content_source: ContentSou
     One row per record, `record_type` telling which; the columns are those of the source
     schema. Whatever is missing here (deleted or unpublished) is removed from Qdrant downstream.
     """
+    started = time.perf_counter()
     resources, files = content_source.fetch(context.partition_key)
+    seconds = time.perf_counter() - started
     frame = pd.concat(
         [resources.assign(record_type="resource"), files.assign(record_type="content_file")],
         ignore_index=True,
@@ -30,5 +34,6 @@ def source_content(context: dg.AssetExecutionContext, content_source: ContentSou
         metadata={
             "resources": dg.MetadataValue.int(len(resources)),
             "content_files": dg.MetadataValue.int(len(files)),
+            "fetch_seconds": dg.MetadataValue.float(round(seconds, 3)),
         },
     )

@@ -46,7 +46,9 @@ def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedd
     result = embedded.materialize("video")
     dense, sparse = embedded.encoded()
     assert len(dense) == 1 and dense == sparse and "prime editing" in dense[0]
-    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 1
+    points = embedded.metadata(result, "qdrant_points")
+    assert points["points_upserted"] == 1
+    assert (points["records_new"], points["records_changed"], points["records_unchanged"]) == (0, 1, 6)
     (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
     assert payload["description"].startswith("Base editing and prime editing")
 
@@ -83,7 +85,9 @@ def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing
     embedded.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-urban-beekeeping'")
     result = embedded.materialize("document")
     assert embedded.encoded() == ([], [])
-    assert embedded.metadata(result, "qdrant_points")["points_deleted"] == len(safety_chunks) + len(bees_chunks) + 1
+    points = embedded.metadata(result, "qdrant_points")
+    assert points["points_deleted"] == len(safety_chunks) + len(bees_chunks) + 1
+    assert (points["records_deleted"], points["records_new"], points["records_changed"]) == (3, 0, 0)
     documents_after = _points(embedded, "resources", resource_type="document")
     assert set(documents_before) - set(documents_after) == {
         pid for pid, p in documents_before.items() if p["readable_id"] == "doc-urban-beekeeping"
