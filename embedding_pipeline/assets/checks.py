@@ -3,7 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from embedding_pipeline.assets.collections import existing_points, qdrant_points, vectors_version
+from embedding_pipeline.assets.collections import (
+    existing_points,
+    qdrant_points,
+    records_keeping_points,
+    vectors_version,
+)
 from embedding_pipeline.assets.vectors import embeddable
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
@@ -14,9 +19,11 @@ from embedding_pipeline.resources.qdrant import COLLECTION_KINDS, QdrantResource
 SAMPLE = 10
 
 
-def _collections(qdrant, dense_encoder, sparse_encoder, chunker) -> list[str]:
+def _collections(client, qdrant, dense_encoder, sparse_encoder, chunker) -> list[str]:
+    """The current settings' physical collections that exist."""
     version = vectors_version(dense_encoder, sparse_encoder, chunker)
-    return [qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS]
+    names = [qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS]
+    return [name for name in names if client.collection_exists(name)]
 
 
 @dg.asset_check(
@@ -36,16 +43,12 @@ def points_match_source(
     sparse_encoder: SparseEncoder,
     chunker: TextChunker,
 ) -> dg.AssetCheckResult:
-    chunks = embeddable(text_chunks)
-    expected = set(chunks["point_id"]) & set(dense_vectors["point_id"])
-    kept = set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(
-        chunks.loc[~chunks["point_id"].isin(dense_vectors["point_id"]), "record_key"]
-    )
+    expected = set(embeddable(text_chunks)["point_id"]) & set(dense_vectors["point_id"])
+    kept = records_keeping_points(text_chunks, dense_vectors["point_id"])
     present: dict[str, dict] = {}
     with qdrant.get_client() as client:
-        for name in _collections(qdrant, dense_encoder, sparse_encoder, chunker):
-            if client.collection_exists(name):
-                present.update(existing_points(client, name, context.partition_key))
+        for name in _collections(client, qdrant, dense_encoder, sparse_encoder, chunker):
+            present.update(existing_points(client, name, context.partition_key))
     missing = sorted(expected - present.keys())
     extra = sorted(pid for pid, p in present.items() if pid not in expected and p.get("record_key") not in kept)
     return dg.AssetCheckResult(
@@ -79,10 +82,9 @@ def dense_dimension_matches_encoder(
     encoder_dim = len(dense_vectors["vector"].iloc[0]) if len(dense_vectors) else dense_encoder.dim
     sizes = {}
     with qdrant.get_client() as client:
-        for name in _collections(qdrant, dense_encoder, sparse_encoder, chunker):
-            if client.collection_exists(name):
-                vectors = client.get_collection(name).config.params.vectors
-                sizes[name] = vectors[dense_encoder.vector_name].size if dense_encoder.vector_name in vectors else None
+        for name in _collections(client, qdrant, dense_encoder, sparse_encoder, chunker):
+            vectors = client.get_collection(name).config.params.vectors
+            sizes[name] = vectors[dense_encoder.vector_name].size if dense_encoder.vector_name in vectors else None
     return dg.AssetCheckResult(
         passed=all(size == encoder_dim for size in sizes.values()),
         metadata={"encoder_dimension": encoder_dim, "collections": dg.MetadataValue.json(sizes)},

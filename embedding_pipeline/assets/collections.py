@@ -51,6 +51,13 @@ def _points(chunks: pd.DataFrame, dense_name: str, sparse_name: str) -> list[mod
     ]
 
 
+def records_keeping_points(text_chunks: pd.DataFrame, embedded_point_ids: pd.Series) -> set[str]:
+    """Records that could not be read or embedded: they keep the points they already have."""
+    to_embed = embeddable(text_chunks)
+    unembedded = to_embed.loc[~to_embed["point_id"].isin(embedded_point_ids), "record_key"]
+    return set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(unembedded)
+
+
 def existing_points(client: QdrantClient, collection: str, resource_type: str) -> dict[str, dict]:
     """id → (record_key, point_hash) of this resource type's points in the collection."""
     found, offset = {}, None
@@ -152,19 +159,16 @@ def qdrant_points(
             allow_retries=False,
         )
     version = vectors_version(dense_encoder, sparse_encoder, chunker)
-    to_embed = embeddable(text_chunks)
-    chunks = to_embed.merge(dense_vectors, on=["point_id", "text_hash"]).merge(
-        sparse_vectors, on=["point_id", "text_hash"]
+    chunks = (
+        embeddable(text_chunks)
+        .merge(dense_vectors, on=["point_id", "text_hash"])
+        .merge(sparse_vectors, on=["point_id", "text_hash"])
     )
     chunks["point_hash"] = [
         hashlib.sha256(f"{version}{text_hash}{payload}".encode()).hexdigest()[:16]
         for text_hash, payload in zip(chunks["text_hash"], chunks["payload"])
     ]
-    # Records that could not be read or embedded keep the points they already have.
-    unembedded = ~to_embed["point_id"].isin(chunks["point_id"])
-    failed_records = set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(
-        to_embed.loc[unembedded, "record_key"]
-    )
+    failed_records = records_keeping_points(text_chunks, chunks["point_id"])
     dim = len(chunks["vector"].iloc[0]) if len(chunks) else None
     metadata: dict = {"vectors_version": dg.MetadataValue.text(version)}
     upserted = unchanged = deleted = 0
