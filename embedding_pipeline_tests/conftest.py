@@ -1,6 +1,8 @@
 """Shared fixtures: the real ONNX model, a sample SQLite database, an embedded Qdrant, real resources."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +27,22 @@ ASSETS = [source_content, text_chunks, dense_vectors, sparse_vectors, qdrant_poi
 CHECKS = [points_match_source, dense_dimension_matches_encoder]
 
 
+def unavailable(reason: str) -> None:
+    """Skip a test whose server or browser is missing here; CI (which provides them all) fails instead."""
+    if os.environ.get("EMBEDDING_PIPELINE_TEST_REQUIRE_ALL"):
+        pytest.fail(f"{reason} (EMBEDDING_PIPELINE_TEST_REQUIRE_ALL is set)")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Lets a fixture see whether its test failed (the browser then saves a screenshot)."""
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The default dense model as ONNX: the project's own copy (built once by `make setup`)."""
@@ -42,6 +60,14 @@ def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str
     }
     (data_dir / "dagster_home").mkdir(parents=True, exist_ok=True)
     return env
+
+
+def run_dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """Dagster's own CLI, as a user runs it from the project folder."""
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.run(
+        [str(dagster), *args], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 class CountingDenseEncoder(FastEmbedEncoder):

@@ -1,17 +1,13 @@
 """What a user types: the search command and Dagster's own CLI against the same Qdrant."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 
 from embedding_pipeline.cli import main
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.conftest import REPO, pipeline_env
+from embedding_pipeline_tests.conftest import pipeline_env, run_dagster
 
 
 def test_search_prints_title_type_and_score(embedded_pipeline, capsys):
@@ -35,21 +31,14 @@ def test_search_json_holds_payload_and_score(embedded_pipeline, capsys):
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
 
-def _dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
-    dagster = Path(sys.executable).with_name("dagster")
-    return subprocess.run(
-        [str(dagster), *args], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-
-
 def test_dagster_cli_job_execute_and_asset_materialize_write_to_one_qdrant(tmp_path, model_dir, monkeypatch):
     env = pipeline_env(tmp_path, model_dir)
     load_sample_data(f"sqlite:///{tmp_path / 'content.db'}")
     module = ["-m", "embedding_pipeline.definitions"]
 
-    job = _dagster(env, "job", "execute", *module, "-j", "embed", "--tags", '{"dagster/partition": "course"}')
+    job = run_dagster(env, "job", "execute", *module, "-j", "embed", "--tags", '{"dagster/partition": "course"}')
     assert job.returncode == 0, job.stderr[-3000:]
-    asset = _dagster(env, "asset", "materialize", *module, "--select", "*", "--partition", "video")
+    asset = run_dagster(env, "asset", "materialize", *module, "--select", "*", "--partition", "video")
     assert asset.returncode == 0, asset.stderr[-3000:]
 
     qdrant = QdrantResource(path=str(tmp_path / "qdrant"))

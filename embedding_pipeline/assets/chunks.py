@@ -143,7 +143,7 @@ def _sample_table(chunks: pd.DataFrame, rows: int = 5) -> str:
     lines = ["| record | tokens | text |", "|---|---|---|"]
     for row in chunks.head(rows).itertuples():
         text = " ".join(row.text.split())[:120].replace("|", "\\|")
-        lines.append(f"| {row.record_key} | {row.tokens} | {text}… |")
+        lines.append(f"| {row.record_key} | {int(row.tokens)} | {text}… |")
     return "\n".join(lines)
 
 
@@ -159,9 +159,17 @@ def _failure(record_key: str, error: Exception) -> dict:
     kinds={"tiktoken", "pandas"},
     code_version="chunks-1",
     check_specs=[
-        dg.AssetCheckSpec("no_empty_chunks", asset="text_chunks", description="No text to embed is empty."),
         dg.AssetCheckSpec(
-            "no_failed_records", asset="text_chunks", description="Records that could not be read (WARN)."
+            "no_empty_chunks",
+            asset="text_chunks",
+            partitions_def=resource_type_partitions,
+            description="No text to embed is empty.",
+        ),
+        dg.AssetCheckSpec(
+            "no_failed_records",
+            asset="text_chunks",
+            partitions_def=resource_type_partitions,
+            description="Records that could not be read (WARN).",
         ),
     ],
 )

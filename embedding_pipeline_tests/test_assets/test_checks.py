@@ -1,6 +1,7 @@
 """The asset checks pass on a consistent partition and fail, with counts and ids, when Qdrant drifts."""
 
 import dagster as dg
+import pytest
 from qdrant_client import models
 
 from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
@@ -30,24 +31,30 @@ def test_all_checks_pass_on_a_consistent_partition(pipeline):
         "points_match_source",
         "dense_dimension_matches_encoder",
     }
-    assert all(c.passed for c in checks.values())
+    assert all(c.passed and c.partition == "document" for c in checks.values())
     assert checks["points_match_source"].metadata["expected_points"].value > 80
 
 
-def test_points_match_source_fails_on_a_missing_and_an_extra_point(pipeline):
+EXTRA_POINT = "00000000-0000-0000-0000-0000000000aa"
+
+
+@pytest.mark.parametrize(("delete_one", "add_one"), [(True, False), (False, True), (True, True)])
+def test_points_match_source_fails_when_a_point_is_deleted_or_added(pipeline, delete_one, add_one):
     pipeline.materialize("document")
     with pipeline.qdrant.get_client() as client:
         name = pipeline.qdrant.alias("content_files")
         records, _ = client.scroll(name, limit=2, with_vectors=True)
-        client.delete(name, points_selector=models.PointIdsList(points=[records[0].id]))
-        extra = "00000000-0000-0000-0000-0000000000aa"
-        payload = {"resource_type": "document", "record_key": "library.gone.2024.x"}
-        client.upsert(name, points=[models.PointStruct(id=extra, vector=records[1].vector, payload=payload)])
+        if delete_one:
+            client.delete(name, points_selector=models.PointIdsList(points=[records[0].id]))
+        if add_one:  # a point of this resource type that the source does not have
+            payload = {"resource_type": "document", "record_key": "library.gone.2024.x"}
+            client.upsert(name, points=[models.PointStruct(id=EXTRA_POINT, vector=records[1].vector, payload=payload)])
     check = _run_checks(pipeline, "document", points_match_source)["points_match_source"]
-    assert not check.passed
+    assert not check.passed and check.partition == "document"
     metadata = {k: v.value for k, v in check.metadata.items()}
-    assert (metadata["missing_points"], metadata["extra_points"]) == (1, 1)
-    assert metadata["missing_sample"] == [str(records[0].id)] and metadata["extra_sample"] == [extra]
+    assert metadata["missing_points"] == int(delete_one) and metadata["extra_points"] == int(add_one)
+    assert metadata["missing_sample"] == ([str(records[0].id)] if delete_one else [])
+    assert metadata["extra_sample"] == ([EXTRA_POINT] if add_one else [])
     assert _checks(pipeline.materialize("document"))["points_match_source"].passed  # the next run heals
 
 
@@ -68,6 +75,6 @@ def test_failed_records_are_a_warning_that_lists_them(pipeline):
     pipeline.execute("UPDATE learning_resources SET title = '' WHERE readable_id = 'yt-crispr'")
     checks = _checks(pipeline.materialize("video"))
     warning = checks["no_failed_records"]
-    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN and warning.partition == "video"
     assert "youtube.yt-crispr: field 'title' is empty" in warning.metadata["failures"].value
     assert checks["points_match_source"].passed and checks["no_empty_chunks"].passed
