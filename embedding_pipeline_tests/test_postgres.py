@@ -107,6 +107,11 @@ def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_databa
         # Run workers get the instance by reference: its storage part names our class, not the connection.
         storage = instance.get_ref().storage_data
         assert storage.class_name == "PostgresOrSqliteStorage" and url.password not in storage.config_yaml
+    engine = sa.create_engine(postgres_database)
+    with engine.connect() as conn:  # Dagster made its tables in the database the variables name
+        tables = set(sa.inspect(conn).get_table_names())
+    engine.dispose()
+    assert {"runs", "event_logs", "jobs", "job_ticks"} <= tables
 
 
 def test_the_sensor_reads_a_postgresql_content_database_and_its_run_succeeds(postgres_database, pipeline):
