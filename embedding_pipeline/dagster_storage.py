@@ -13,18 +13,20 @@ from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
+from embedding_pipeline.settings import env_int, env_text
+
 REQUIRED_WITH_HOST = ("DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_DB")
 
 
 def postgres_config() -> dict | None:
     """dagster-postgres config from the environment, or None when PostgreSQL is not asked for."""
-    url = os.environ.get("DAGSTER_POSTGRES_URL", "").strip()
+    url = env_text("DAGSTER_POSTGRES_URL", "")
     if url:
         return {"postgres_url": url}
-    host = os.environ.get("DAGSTER_POSTGRES_HOST", "").strip()
+    host = env_text("DAGSTER_POSTGRES_HOST", "")
     if not host:
         return None
-    missing = [name for name in REQUIRED_WITH_HOST if not os.environ.get(name, "").strip()]
+    missing = [name for name in REQUIRED_WITH_HOST if not env_text(name, "")]
     if missing:
         raise dg.DagsterInvariantViolationError(
             f"DAGSTER_POSTGRES_HOST is set, so Dagster's storage is PostgreSQL, but these are not: "
@@ -33,10 +35,10 @@ def postgres_config() -> dict | None:
     return {
         "postgres_db": {
             "hostname": host,
-            "port": int(os.environ.get("DAGSTER_POSTGRES_PORT", "").strip() or 5432),
-            "username": os.environ["DAGSTER_POSTGRES_USER"].strip(),
+            "port": env_int("DAGSTER_POSTGRES_PORT", 5432),
+            "username": env_text("DAGSTER_POSTGRES_USER", ""),
             "password": os.environ.get("DAGSTER_POSTGRES_PASSWORD", ""),
-            "db_name": os.environ["DAGSTER_POSTGRES_DB"].strip(),
+            "db_name": env_text("DAGSTER_POSTGRES_DB", ""),
         }
     }
 

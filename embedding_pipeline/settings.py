@@ -23,13 +23,13 @@ def prepare_offline_environment() -> None:
             os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)
 
 
-def _env(name: str, default: str) -> str:
+def env_text(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = _env(name, str(default))
+def env_int(name: str, default: int) -> int:
+    raw = env_text(name, str(default))
     try:
         return int(raw)
     except ValueError:
@@ -72,34 +72,37 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        data_dir = Path(_env("EMBEDDING_PIPELINE_DATA_DIR", str(Path.cwd() / "data"))).resolve()
-        dense_model = _env("QDRANT_DENSE_MODEL", DEFAULT_DENSE_MODEL)
+        data_dir = Path(env_text("EMBEDDING_PIPELINE_DATA_DIR", str(Path.cwd() / "data"))).resolve()
+        dense_model = env_text("QDRANT_DENSE_MODEL", DEFAULT_DENSE_MODEL)
         default_model_path = (
             str(data_dir / "models" / dense_model.split("/")[-1]) if dense_model == DEFAULT_DENSE_MODEL else ""
         )
         return cls(
             data_dir=data_dir,
-            content_database_url=_env("CONTENT_DATABASE_URL", f"sqlite:///{data_dir / 'content.db'}"),
-            resources_query=_env("CONTENT_RESOURCES_QUERY", ""),
-            content_files_query=_env("CONTENT_FILES_QUERY", ""),
-            changes_query=_env("CONTENT_CHANGES_QUERY", ""),
-            fingerprint_query=_env("CONTENT_FINGERPRINT_QUERY", ""),
-            qdrant_host=_env("QDRANT_HOST", ""),
-            qdrant_path=Path(_env("QDRANT_PATH", str(data_dir / "qdrant"))),
-            qdrant_base_collection_name=_env("QDRANT_BASE_COLLECTION_NAME", "resource_embeddings"),
-            qdrant_keep_old_collections=_env("QDRANT_KEEP_OLD_COLLECTIONS", "false").lower() in ("1", "true", "yes"),
+            content_database_url=env_text("CONTENT_DATABASE_URL", f"sqlite:///{data_dir / 'content.db'}"),
+            resources_query=env_text("CONTENT_RESOURCES_QUERY", ""),
+            content_files_query=env_text("CONTENT_FILES_QUERY", ""),
+            changes_query=env_text("CONTENT_CHANGES_QUERY", ""),
+            fingerprint_query=env_text("CONTENT_FINGERPRINT_QUERY", ""),
+            qdrant_host=env_text("QDRANT_HOST", ""),
+            qdrant_path=Path(env_text("QDRANT_PATH", str(data_dir / "qdrant"))),
+            qdrant_base_collection_name=env_text("QDRANT_BASE_COLLECTION_NAME", "resource_embeddings"),
+            qdrant_keep_old_collections=env_text("QDRANT_KEEP_OLD_COLLECTIONS", "false").lower()
+            in ("1", "true", "yes"),
             qdrant_dense_model=dense_model,
-            qdrant_dense_model_path=_env("QDRANT_DENSE_MODEL_PATH", default_model_path),
-            qdrant_sparse_model=_env("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),
-            qdrant_sparse_model_path=_env("QDRANT_SPARSE_MODEL_PATH", ""),
-            qdrant_encoder=_env("QDRANT_ENCODER", DEFAULT_ENCODER),
-            qdrant_chunk_size=_env_int("QDRANT_CHUNK_SIZE", 512),
-            qdrant_chunk_overlap=_env_int("QDRANT_CHUNK_OVERLAP", 51),
-            token_encoding_name=_env("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
-            embedding_batch_size=_env_int("EMBEDDING_BATCH_SIZE", 32),
-            litellm_api_base=_env("LITELLM_API_BASE", ""),
-            litellm_custom_provider=_env("LITELLM_CUSTOM_PROVIDER", "ollama" if _env("LITELLM_API_BASE", "") else ""),
-            litellm_batch_max_inputs=_env_int("LITELLM_BATCH_MAX_INPUTS", 2048),
-            litellm_batch_max_tokens=_env_int("LITELLM_BATCH_MAX_TOKENS", 300_000),
-            litellm_max_input_tokens=_env_int("LITELLM_MAX_INPUT_TOKENS", 8191),
+            qdrant_dense_model_path=env_text("QDRANT_DENSE_MODEL_PATH", default_model_path),
+            qdrant_sparse_model=env_text("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),
+            qdrant_sparse_model_path=env_text("QDRANT_SPARSE_MODEL_PATH", ""),
+            qdrant_encoder=env_text("QDRANT_ENCODER", DEFAULT_ENCODER),
+            qdrant_chunk_size=env_int("QDRANT_CHUNK_SIZE", 512),
+            qdrant_chunk_overlap=env_int("QDRANT_CHUNK_OVERLAP", 51),
+            token_encoding_name=env_text("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
+            embedding_batch_size=env_int("EMBEDDING_BATCH_SIZE", 32),
+            litellm_api_base=env_text("LITELLM_API_BASE", ""),
+            litellm_custom_provider=env_text(
+                "LITELLM_CUSTOM_PROVIDER", "ollama" if env_text("LITELLM_API_BASE", "") else ""
+            ),
+            litellm_batch_max_inputs=env_int("LITELLM_BATCH_MAX_INPUTS", 2048),
+            litellm_batch_max_tokens=env_int("LITELLM_BATCH_MAX_TOKENS", 300_000),
+            litellm_max_input_tokens=env_int("LITELLM_MAX_INPUT_TOKENS", 8191),
         )
