@@ -1,6 +1,7 @@
 """Shared fixtures: the real ONNX model, a sample SQLite database, an embedded Qdrant, real resources."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,10 @@ def model_dir() -> Path:
 
 
 def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`."""
+    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`.
+
+    The Dagster home holds the project's dagster.yaml, as `embedding-pipeline setup` links it.
+    """
     env = {
         "EMBEDDING_PIPELINE_DATA_DIR": str(data_dir),
         "QDRANT_DENSE_MODEL_PATH": str(model_dir),
@@ -59,6 +63,7 @@ def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str
         **extra,
     }
     (data_dir / "dagster_home").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", data_dir / "dagster_home" / "dagster.yaml")
     return env
 
 

@@ -1,7 +1,6 @@
 """A backfill from the shell with the daemon running: eight partitions, one embedded Qdrant, no lock errors."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +29,6 @@ def _wait_for_runs(instance: dg.DagsterInstance, at_least: int, timeout: float) 
 
 def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkeypatch):
     env = {**os.environ, **pipeline_env(tmp_path, model_dir)}
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
     load_sample_data(f"sqlite:///{tmp_path / 'content.db'}")
     workspace = ["-w", str(REPO / "workspace.yaml")]
     backfill = subprocess.run(

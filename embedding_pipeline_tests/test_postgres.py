@@ -63,7 +63,6 @@ def test_dagster_yaml_stores_runs_and_events_in_postgresql_when_dagster_postgres
         "CONTENT_DATABASE_URL": postgres_database,
     }
     home = Path(env["DAGSTER_HOME"])
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     job = run_dagster(
         env, "job", "execute", "-m", "embedding_pipeline.definitions", "-j", "embed",
         "--tags", '{"dagster/partition": "document"}',

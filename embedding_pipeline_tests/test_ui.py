@@ -7,7 +7,6 @@ it. Screenshots go to test-artifacts/ui/ (or $EMBEDDING_PIPELINE_TEST_ARTIFACTS/
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -56,7 +55,6 @@ def dagster_home(tmp_path_factory, model_dir):
     for name in ("CONTENT_DATABASE_URL", "QDRANT_HOST", "DAGSTER_POSTGRES_URL", "DAGSTER_POSTGRES_HOST"):
         env.pop(name, None)
     home = Path(env["DAGSTER_HOME"])
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     # An operator dismisses Dagster's "join the community" dialog once; it would cover the page.
     (home / ".nux").mkdir()
     (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
