@@ -31,7 +31,7 @@ def test_without_postgres_settings_runs_are_stored_in_sqlite_in_dagster_home(dag
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         result = dg.materialize([one], instance=instance)
     assert (dagster_home / "history" / "runs.db").exists()
-    with dg.DagsterInstance.get() as instance:  # a later process (the UI, the daemon) sees the run
+    with dg.DagsterInstance.get() as instance:  # a new instance from the same file finds the run
         assert [run.run_id for run in instance.get_runs()] == [result.run_id]
 
 
