@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 RESOURCE_QUERY ?= keeping honey bees in the city
 CHUNK_QUERY ?= how do plants turn sunlight into sugar
 
-.PHONY: run setup install test dev bench clean
+.PHONY: run setup install test dev bench bench-qdrant clean
 
 run: setup
 	$(BIN)/embedding-pipeline embed
@@ -31,6 +31,9 @@ dev: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_embed.py
+
+bench-qdrant: install
+	$(BIN)/python benchmarks/bench_qdrant.py
 
 clean:
 	rm -rf data .dagster_home

@@ -13,6 +13,9 @@ setup(
         "dagster-postgres==0.29.27",
         # 2.1 maps postgresql:// to psycopg 3, which dagster-postgres does not support (it needs psycopg2).
         "sqlalchemy>=2.0,<2.1",
+        # The embedded default: the Qdrant engine in-process. Its API is beta: pinned.
+        "qdrant-edge-py==0.9.0",
+        # A Qdrant server (QDRANT_HOST), and reading a store of the old local mode (migrate-store).
         "qdrant-client>=1.15,<2",
         "litellm>=1.70",
         "fastembed>=0.7,<1",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.settings import DEFAULT_DENSE_MODEL, DEFAULT_ENCODER, Settings
+from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, LocalModeStore, MissingCollection, StoreBusy
 
 INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -70,8 +71,8 @@ def search(args: argparse.Namespace) -> None:
     keys = ("qdrant", "dense_encoder", "sparse_encoder")
     with dg.build_resources({k: resources[k] for k in keys}) as built:
         hits = run_search(
-            built.qdrant, built.dense_encoder, built.sparse_encoder,
-            args.query, collection=args.collection, hybrid=args.hybrid, limit=args.limit,
+            built.qdrant, built.dense_encoder, built.sparse_encoder, args.query,
+            collection=args.collection, hybrid=args.hybrid, limit=args.limit, wait_seconds=args.wait,
         )  # fmt: skip
     if args.json:
         print(json.dumps(hits, indent=2, default=str))
@@ -84,6 +85,18 @@ def search(args: argparse.Namespace) -> None:
         if args.collection == "content_files":
             start = " ".join(hit.get("chunk_content", "").split())[:160]
             print(f"      {hit.get('title')} (chunk {hit.get('chunk_number')}): {start}…")
+
+
+def migrate_store(args: argparse.Namespace) -> None:
+    from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
+
+    settings = Settings.from_env()
+    if settings.qdrant_host:
+        sys.exit("QDRANT_HOST is set: a Qdrant server needs no migration")
+    copied = migrate_local_mode_store(settings.qdrant_path)
+    print(
+        f"Migrated {sum(copied.values())} points in {len(copied)} collections to the Qdrant engine in {settings.qdrant_path}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,12 +117,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hybrid", action="store_true", help="Fuse dense and BM25 results with RRF.")
     p.add_argument("--limit", type=int, default=5)
     p.add_argument("--json", action="store_true", help="Print the hits with their payloads as JSON.")
+    p.add_argument(
+        "--wait", type=float, default=SEARCH_WAIT_SECONDS, metavar="SECONDS",
+        help="How long to wait for a run that holds the embedded Qdrant (default %(default)s).",
+    )  # fmt: skip
     p.set_defaults(func=search)
+
+    p = commands.add_parser(
+        "migrate-store", help="Copy an embedded store written by qdrant-client's local mode into the Qdrant engine."
+    )
+    p.set_defaults(func=migrate_store)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedding_pipeline").setLevel(logging.INFO)
-    args.func(args)
+    try:
+        args.func(args)
+    except (MissingCollection, StoreBusy, LocalModeStore) as error:
+        sys.exit(str(error))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """Queries the collections the way the search endpoint does: dense, or dense + BM25 fused with RRF."""
 
-from qdrant_client import models
-
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS
 
 
 def search(
@@ -15,27 +14,18 @@ def search(
     collection: str = "resources",
     hybrid: bool = False,
     limit: int = 5,
+    filters: dict | None = None,
+    wait_seconds: float = SEARCH_WAIT_SECONDS,
 ) -> list[dict]:
     """The best `limit` points of `{base}.{collection}` for `query`: their score, id and payload."""
     dense_query = dense_encoder.embed_query(query).tolist()
-    with qdrant.get_client() as client:
+    sparse_query = sparse_encoder.embed_query(query) if hybrid else None
+    with qdrant.get_store(purpose="search", wait_seconds=wait_seconds) as store:
         name = qdrant.alias(collection)
         if hybrid:
-            candidates = max(limit * 4, 20)
-            response = client.query_points(
-                name,
-                prefetch=[
-                    models.Prefetch(query=dense_query, using=dense_encoder.vector_name, limit=candidates),
-                    models.Prefetch(
-                        query=sparse_encoder.embed_query(query), using=sparse_encoder.vector_name, limit=candidates
-                    ),
-                ],
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
-                limit=limit,
-                with_payload=True,
+            hits = store.query_hybrid(
+                name, dense_query, dense_encoder.vector_name, sparse_query, sparse_encoder.vector_name, limit, filters
             )
         else:
-            response = client.query_points(
-                name, query=dense_query, using=dense_encoder.vector_name, limit=limit, with_payload=True
-            )
-    return [{"score": point.score, "id": str(point.id), **(point.payload or {})} for point in response.points]
+            hits = store.query_nearest(name, dense_query, dense_encoder.vector_name, limit, filters)
+    return [{"score": hit.score, "id": hit.id, **hit.payload} for hit in hits]

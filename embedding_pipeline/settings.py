@@ -55,6 +55,7 @@ class Settings:
     qdrant_path: Path
     qdrant_base_collection_name: str
     qdrant_keep_old_collections: bool
+    qdrant_lock_wait_seconds: int
     qdrant_dense_model: str
     qdrant_dense_model_path: str
     qdrant_sparse_model: str
@@ -89,6 +90,7 @@ class Settings:
             qdrant_base_collection_name=env_text("QDRANT_BASE_COLLECTION_NAME", "resource_embeddings"),
             qdrant_keep_old_collections=env_text("QDRANT_KEEP_OLD_COLLECTIONS", "false").lower()
             in ("1", "true", "yes"),
+            qdrant_lock_wait_seconds=env_int("QDRANT_LOCK_WAIT_SECONDS", 600),
             qdrant_dense_model=dense_model,
             qdrant_dense_model_path=env_text("QDRANT_DENSE_MODEL_PATH", default_model_path),
             qdrant_sparse_model=env_text("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),

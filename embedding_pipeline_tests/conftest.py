@@ -135,6 +135,19 @@ class Pipeline:
     def qdrant(self):
         return self.resources["qdrant"]
 
+    def store(self):
+        """The pipeline's vector store, for one `with` block (as a search opens it)."""
+        return self.qdrant.get_store(purpose="test")
+
+    def points(self, kind: str, **filters) -> dict[str, dict]:
+        """id → payload of the points searches see in `{base}.{kind}` that match `filters`."""
+        with self.store() as store:
+            return dict(store.scroll(self.qdrant.alias(kind), filters or None))
+
+    def count(self, kind: str, **filters) -> int:
+        with self.store() as store:
+            return store.count(self.qdrant.alias(kind), filters or None)
+
     def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict:
         (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
         return {k: v.value for k, v in event.materialization.metadata.items()}

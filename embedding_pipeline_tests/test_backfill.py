@@ -12,7 +12,7 @@ from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.conftest import REPO, pipeline_env
-from embedding_pipeline_tests.test_resources.test_qdrant import _hold_folder
+from embedding_pipeline_tests.test_vector_store import hold_store
 
 BIN = Path(sys.executable).parent
 
@@ -41,7 +41,7 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),
     )  # fmt: skip
     # A search (or any other process) holds the embedded folder while the first runs reach Qdrant.
-    holder = _hold_folder(tmp_path / "qdrant", 25)
+    holder = hold_store(tmp_path / "qdrant", 25)
     try:
         monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
         with dg.DagsterInstance.get() as instance:
@@ -59,6 +59,6 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
         daemon.terminate()
         daemon.wait(timeout=60)
     qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
-    with qdrant.get_client() as client:
-        types = {r.payload["resource_type"] for r in client.scroll(qdrant.alias("resources"), limit=100)[0]}
+    with qdrant.get_store() as store:
+        types = {payload["resource_type"] for _, payload in store.scroll(qdrant.alias("resources"))}
     assert types == set(RESOURCE_TYPES)

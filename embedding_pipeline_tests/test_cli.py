@@ -3,11 +3,13 @@
 import json
 
 import dagster as dg
+import pytest
 
 from embedding_pipeline.cli import main
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.conftest import pipeline_env, run_dagster
+from embedding_pipeline_tests.test_vector_store import hold_store
 
 
 def test_search_prints_title_type_and_score(embedded_pipeline, capsys):
@@ -31,6 +33,31 @@ def test_search_json_holds_payload_and_score(embedded_pipeline, capsys):
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
 
+def test_a_search_waits_for_a_run_holding_the_embedded_store_and_says_so(embedded_pipeline, capsys, caplog):
+    holder = hold_store(embedded_pipeline.settings.qdrant_path, 3)  # a run writing, for instance
+    main(["search", "editing DNA with Cas9", "--limit", "1"])
+    assert "[video] CRISPR Gene Editing, Animated" in capsys.readouterr().out
+    assert (
+        f"Waiting for the embedded Qdrant in {embedded_pipeline.settings.qdrant_path}: held by pid {holder.pid}"
+        in caplog.text
+    )
+    holder.wait()
+
+
+def test_a_search_that_waited_long_enough_ends_with_one_line_naming_the_holder(embedded_pipeline):
+    holder = hold_store(embedded_pipeline.settings.qdrant_path, 10)
+    try:
+        with pytest.raises(SystemExit, match=f"still held by pid {holder.pid} .*QDRANT_LOCK_WAIT_SECONDS"):
+            main(["search", "editing DNA with Cas9", "--wait", "1"])
+    finally:
+        holder.kill()
+
+
+def test_a_search_before_anything_was_embedded_says_so(pipeline):
+    with pytest.raises(SystemExit, match="Qdrant has no collection resource_embeddings.resources: run the embed job"):
+        main(["search", "anything"])
+
+
 def test_dagster_cli_job_execute_and_asset_materialize_write_to_one_qdrant(tmp_path, model_dir, monkeypatch):
     env = pipeline_env(tmp_path, model_dir)
     load_sample_data(f"sqlite:///{tmp_path / 'content.db'}")
@@ -42,8 +69,8 @@ def test_dagster_cli_job_execute_and_asset_materialize_write_to_one_qdrant(tmp_p
     assert asset.returncode == 0, asset.stderr[-3000:]
 
     qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
-    with qdrant.get_client() as client:
-        types = [r.payload["resource_type"] for r in client.scroll(qdrant.alias("resources"), limit=100)[0]]
+    with qdrant.get_store() as store:
+        types = [payload["resource_type"] for _, payload in store.scroll(qdrant.alias("resources"))]
     assert types.count("course") == 8 and types.count("video") == 6
 
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])

@@ -84,8 +84,8 @@ def test_dagster_yaml_stores_runs_and_events_in_postgresql_when_dagster_postgres
     assert materialized == ["dense_vectors", "qdrant_points", "source_content", "sparse_vectors", "text_chunks"]
     assert not (home / "history").exists()  # nothing went to SQLite
     qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
-    with qdrant.get_client() as client:
-        assert client.count(qdrant.alias("content_files")).count > 80
+    with qdrant.get_store() as store:
+        assert store.count(qdrant.alias("content_files")) > 80
 
 
 def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_database, tmp_path, monkeypatch):

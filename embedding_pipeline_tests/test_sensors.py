@@ -94,7 +94,7 @@ def test_a_quiet_tick_runs_one_single_row_query(pipeline, tick):
 
 def test_the_sensor_needs_no_qdrant_and_its_request_runs(pipeline, tick):
     assert new_content_sensor.required_resource_keys == {"content_source"}
-    with pipeline.qdrant.get_client():  # the embedded folder is held open: the sensor does not care
+    with pipeline.store():  # the embedded folder is held open: the sensor does not care
         request = tick().run_requests[0]
     job = dg.Definitions(
         assets=defs.assets, jobs=defs.jobs, resources=pipeline.resources, executor=dg.in_process_executor

@@ -3,31 +3,25 @@
 import dagster as dg
 import pandas as pd
 
-from embedding_pipeline.assets.collections import (
-    existing_points,
-    qdrant_points,
-    records_keeping_points,
-    vectors_version,
-)
-from embedding_pipeline.assets.vectors import embeddable
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
-from embedding_pipeline.resources.qdrant import COLLECTION_KINDS, QdrantResource
+from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.sync import current_version, embeddable, records_keeping_points
+from embedding_pipeline.vector_store import COLLECTION_KINDS, VectorStore
 
 SAMPLE = 10
 
 
-def _collections(client, qdrant, dense_encoder, sparse_encoder, chunker) -> list[str]:
+def _collections(store: VectorStore, qdrant: QdrantResource, version: str) -> list[str]:
     """The current settings' physical collections that exist."""
-    version = vectors_version(dense_encoder, sparse_encoder, chunker)
     names = [qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS]
-    return [name for name in names if client.collection_exists(name)]
+    return [name for name in names if store.collection_exists(name)]
 
 
 @dg.asset_check(
-    asset=qdrant_points,
+    asset="qdrant_points",
     partitions_def=resource_type_partitions,
     pool="qdrant",
     additional_ins={"text_chunks": dg.AssetIn("text_chunks"), "dense_vectors": dg.AssetIn("dense_vectors")},
@@ -45,12 +39,13 @@ def points_match_source(
 ) -> dg.AssetCheckResult:
     expected = set(embeddable(text_chunks)["point_id"]) & set(dense_vectors["point_id"])
     kept = records_keeping_points(text_chunks, dense_vectors["point_id"])
-    present: dict[str, dict] = {}
-    with qdrant.get_client() as client:
-        for name in _collections(client, qdrant, dense_encoder, sparse_encoder, chunker):
-            present.update(existing_points(client, name, context.partition_key))
+    present: dict[str, str | None] = {}
+    version = current_version(dense_encoder, sparse_encoder, chunker)
+    with qdrant.get_store_for_step(context, "checks") as store:
+        for name in _collections(store, qdrant, version):
+            present.update((s.id, s.record_key) for s in store.point_states(name, context.partition_key))
     missing = sorted(expected - present.keys())
-    extra = sorted(pid for pid, p in present.items() if pid not in expected and p.get("record_key") not in kept)
+    extra = sorted(pid for pid, record_key in present.items() if pid not in expected and record_key not in kept)
     return dg.AssetCheckResult(
         passed=not missing and not extra,
         metadata={
@@ -65,7 +60,7 @@ def points_match_source(
 
 
 @dg.asset_check(
-    asset=qdrant_points,
+    asset="qdrant_points",
     partitions_def=resource_type_partitions,
     pool="qdrant",
     additional_ins={"dense_vectors": dg.AssetIn("dense_vectors")},
@@ -80,11 +75,12 @@ def dense_dimension_matches_encoder(
     chunker: TextChunker,
 ) -> dg.AssetCheckResult:
     encoder_dim = len(dense_vectors["vector"].iloc[0]) if len(dense_vectors) else dense_encoder.dim
-    sizes = {}
-    with qdrant.get_client() as client:
-        for name in _collections(client, qdrant, dense_encoder, sparse_encoder, chunker):
-            vectors = client.get_collection(name).config.params.vectors
-            sizes[name] = vectors[dense_encoder.vector_name].size if dense_encoder.vector_name in vectors else None
+    version = current_version(dense_encoder, sparse_encoder, chunker)
+    with qdrant.get_store_for_step(context, "checks") as store:
+        sizes = {
+            name: store.dense_sizes(name).get(dense_encoder.vector_name)
+            for name in _collections(store, qdrant, version)
+        }
     return dg.AssetCheckResult(
         passed=all(size == encoder_dim for size in sizes.values()),
         metadata={"encoder_dimension": encoder_dim, "collections": dg.MetadataValue.json(sizes)},

@@ -4,76 +4,36 @@ Searches read `{base}.resources` and `{base}.content_files`, aliases of physical
 named `{base}.{kind}.{version}`; the version hashes everything that determines the vectors. A
 change of model or chunking therefore fills new collections while searches stay on the old ones,
 and both aliases move together once every partition has been embedded with the new settings.
+The work itself is in `embedding_pipeline.sync`.
 """
 
-import hashlib
-import json
 import time
+from functools import partial
 
 import dagster as dg
 import pandas as pd
-from qdrant_client import QdrantClient, models
 
-from embedding_pipeline.assets.vectors import RETRIES, embeddable
+from embedding_pipeline.assets.vectors import RETRIES
 from embedding_pipeline.partitions import RESOURCE_TYPES, resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
-from embedding_pipeline.resources.qdrant import (
-    COLLECTION_KINDS,
-    CollectionMismatch,
-    QdrantResource,
-    alias_target,
-    ensure_collection,
+from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.sync import (
+    current_version,
+    embeddable,
+    ensure_collections,
+    point_hash,
+    records_keeping_points,
+    switch_aliases,
+    sync_collection,
+    to_points,
 )
-
-UPSERT_BATCH = 256
-
-
-def vectors_version(dense: DenseEncoder, sparse: SparseEncoder, chunker: TextChunker) -> str:
-    """Short hash of everything that determines the vectors; it names the physical collections."""
-    settings = [dense.model_name, sparse.model_name, chunker.encoding_name, chunker.chunk_size, chunker.chunk_overlap]
-    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
+from embedding_pipeline.vector_store import COLLECTION_KINDS, CollectionMismatch, collection_spec
 
 
-def _points(chunks: pd.DataFrame, dense_name: str, sparse_name: str) -> list[models.PointStruct]:
-    return [
-        models.PointStruct(
-            id=row.point_id,
-            vector={
-                dense_name: row.vector.tolist(),
-                sparse_name: models.SparseVector(indices=row.indices.tolist(), values=row.values.tolist()),
-            },
-            payload={**json.loads(row.payload), "point_hash": row.point_hash},
-        )
-        for row in chunks.itertuples()
-    ]
-
-
-def records_keeping_points(text_chunks: pd.DataFrame, embedded_point_ids: pd.Series) -> set[str]:
-    """Records that could not be read or embedded: they keep the points they already have."""
-    to_embed = embeddable(text_chunks)
-    unembedded = to_embed.loc[~to_embed["point_id"].isin(embedded_point_ids), "record_key"]
-    return set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(unembedded)
-
-
-def existing_points(client: QdrantClient, collection: str, resource_type: str) -> dict[str, dict]:
-    """id → (record_key, point_hash) of this resource type's points in the collection."""
-    found, offset = {}, None
-    type_filter = models.Filter(
-        must=[models.FieldCondition(key="resource_type", match=models.MatchValue(value=resource_type))]
-    )
-    while True:
-        records, offset = client.scroll(
-            collection, scroll_filter=type_filter, limit=2000, offset=offset, with_payload=["record_key", "point_hash"]
-        )
-        found.update({str(r.id): r.payload or {} for r in records})
-        if offset is None:
-            return found
-
-
-def _all_partitions_done(context: dg.AssetExecutionContext, version: str) -> bool:
+def _every_partition_done(context: dg.AssetExecutionContext, version: str) -> bool:
     """True when every other partition's latest materialization wrote this version's collections."""
     for partition in RESOURCE_TYPES:
         if partition == context.partition_key:
@@ -85,46 +45,6 @@ def _all_partitions_done(context: dg.AssetExecutionContext, version: str) -> boo
         if "vectors_version" not in metadata or metadata["vectors_version"].value != version:
             return False
     return True
-
-
-def _point_aliases(
-    context: dg.AssetExecutionContext, client: QdrantClient, qdrant: QdrantResource, version: str
-) -> list[str]:
-    """Move both aliases to this version's collections when that is safe; returns what was removed."""
-    names = {qdrant.alias(kind): qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
-    wanted = {alias: name for alias, name in names.items() if client.collection_exists(name)}
-    current = {alias: alias_target(client, alias) for alias in names}
-    if all(current[alias] == name for alias, name in wanted.items()):
-        return []
-    first_setup = all(target is None for target in current.values())
-    if not first_setup and not _all_partitions_done(context, version):
-        context.log.info(
-            f"Searches stay on {sorted(filter(None, current.values()))} until every partition has version {version}"
-        )
-        return []
-    actions = [
-        models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
-        for alias in wanted
-        if current[alias] is not None
-    ] + [
-        models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=name, alias_name=alias))
-        for alias, name in wanted.items()
-    ]
-    client.update_collection_aliases(change_aliases_operations=actions)  # one atomic switch
-    context.log.info(f"Searches now use {sorted(wanted.values())}")
-    if qdrant.keep_old_collections:
-        return []
-    prefixes = tuple(f"{qdrant.alias(kind)}." for kind in COLLECTION_KINDS)
-    old = [
-        c.name
-        for c in client.get_collections().collections
-        if c.name.startswith(prefixes) and c.name not in wanted.values()
-    ]
-    for name in old:
-        client.delete_collection(name)
-    if old:
-        context.log.info(f"Removed old collections {old}")
-    return old
 
 
 @dg.asset(
@@ -158,99 +78,89 @@ def qdrant_points(
             "use force_reembed in a backfill, or recreate_collections in a single run",
             allow_retries=False,
         )
-    version = vectors_version(dense_encoder, sparse_encoder, chunker)
+    version = current_version(dense_encoder, sparse_encoder, chunker)
     chunks = (
         embeddable(text_chunks)
         .merge(dense_vectors, on=["point_id", "text_hash"])
         .merge(sparse_vectors, on=["point_id", "text_hash"])
     )
-    chunks["point_hash"] = [
-        hashlib.sha256(f"{version}{text_hash}{payload}".encode()).hexdigest()[:16]
-        for text_hash, payload in zip(chunks["text_hash"], chunks["payload"])
-    ]
-    failed_records = records_keeping_points(text_chunks, chunks["point_id"])
+    chunks["point_hash"] = [point_hash(version, t, p) for t, p in zip(chunks["text_hash"], chunks["payload"])]
+    keep = records_keeping_points(text_chunks, chunks["point_id"])
     dim = len(chunks["vector"].iloc[0]) if len(chunks) else None
-    metadata: dict = {"vectors_version": dg.MetadataValue.text(version)}
-    upserted = unchanged = deleted = 0
-    before: set[str] = set()  # record keys that had points before this run
-    written: set[str] = set()  # record keys with a point upserted now
-    gone: set[str] = set()  # record keys of deleted points
+    names = {kind: qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
+    dense_name, sparse_name = dense_encoder.vector_name, sparse_encoder.vector_name
+
+    def spec(kind: str):
+        return None if dim is None else collection_spec(kind, dense_name, dim, sparse_name, sparse_encoder.uses_idf)
+
     started = time.perf_counter()
-    with qdrant.get_client() as client:
-        for kind in COLLECTION_KINDS:
-            name = qdrant.physical_name(kind, version)
-            if embed_options.recreate_collections and client.collection_exists(name):
-                client.delete_collection(name)
-                context.log.warning(f"Dropped {name} (recreate_collections)")
-            points = chunks[chunks["collection"] == kind]
-            if dim is None and not client.collection_exists(name):
-                continue
-            if dim is not None:
-                try:
-                    ensure_collection(
-                        client,
-                        name,
-                        kind,
-                        dense_encoder.vector_name,
-                        dim,
-                        sparse_encoder.vector_name,
-                        sparse_encoder.uses_idf,
-                    )
-                except CollectionMismatch as error:
-                    raise dg.Failure(str(error), allow_retries=False) from None
-            existing = existing_points(client, name, context.partition_key)
-            stored_hash = points["point_id"].map({pid: payload.get("point_hash") for pid, payload in existing.items()})
-            todo = points if embed_options.force_reembed else points[stored_hash != points["point_hash"]]
-            for start in range(0, len(todo), UPSERT_BATCH):
-                batch = _points(
-                    todo.iloc[start : start + UPSERT_BATCH], dense_encoder.vector_name, sparse_encoder.vector_name
-                )
-                client.upsert(name, points=batch, wait=True)
-            keep = set(points["point_id"])
-            stale = [
-                pid
-                for pid, payload in existing.items()
-                if pid not in keep and payload.get("record_key") not in failed_records
-            ]
-            if stale:
-                client.delete(name, points_selector=models.PointIdsList(points=stale), wait=True)
-            before |= {payload.get("record_key") for payload in existing.values()}
-            written |= set(todo["record_key"])
-            gone |= {existing[pid].get("record_key") for pid in stale}
-            upserted, unchanged, deleted = (
-                upserted + len(todo),
-                unchanged + len(points) - len(todo),
-                deleted + len(stale),
+    with qdrant.get_store_for_step(context, "qdrant_points") as store:
+        try:
+            dropped = ensure_collections(store, names, spec, recreate=embed_options.recreate_collections)
+        except CollectionMismatch as error:
+            raise dg.Failure(str(error), allow_retries=False) from None
+        for name in dropped:
+            context.log.warning(f"Dropped {name} (recreate_collections)")
+        write = partial(to_points, dense_name=dense_name, sparse_name=sparse_name)
+        syncs = {
+            kind: sync_collection(
+                store,
+                name,
+                chunks[chunks["collection"] == kind],
+                context.partition_key,
+                write,
+                keep_records=keep,
+                force=embed_options.force_reembed,
+                progress=context.log.info,
             )
-            metadata[f"{kind}_points"] = dg.MetadataValue.int(len(points))
-            metadata[f"{kind}_collection"] = dg.MetadataValue.text(name)
-            metadata[f"{kind}_collection_total_points"] = dg.MetadataValue.int(
-                client.get_collection(name).points_count or 0
-            )
-        removed = _point_aliases(context, client, qdrant, version)
-        searched = {kind: alias_target(client, qdrant.alias(kind)) or "" for kind in COLLECTION_KINDS}
+            for kind, name in names.items()
+            if store.collection_exists(name)
+        }
+        switch = switch_aliases(
+            store,
+            {qdrant.alias(kind): name for kind, name in names.items()},
+            lambda: _every_partition_done(context, version),
+            keep_old=qdrant.keep_old_collections,
+        )
     seconds = time.perf_counter() - started
+    if switch.moved:
+        context.log.info(f"Searches now use {sorted(switch.searches_use.values())}")
+    elif any(switch.searches_use.get(qdrant.alias(k)) not in ("", n) for k, n in names.items()):
+        context.log.info(
+            f"Searches stay on {sorted(switch.searches_use.values())} until every partition has version {version}"
+        )
+    if switch.removed:
+        context.log.info(f"Removed old collections {switch.removed}")
+    upserted = sum(s.upserted for s in syncs.values())
+    unchanged = sum(s.unchanged for s in syncs.values())
+    deleted = sum(s.deleted for s in syncs.values())
+    before = set().union(*(s.records_before for s in syncs.values()))
+    written = set().union(*(s.records_written for s in syncs.values()))
+    gone = set().union(*(s.records_gone for s in syncs.values()))
     current = set(chunks["record_key"])
-    records = {
-        "records_new": len(current - before),
-        "records_changed": len((written & before) & current),
-        "records_unchanged": len(current - written),
-        "records_deleted": len(gone - current),
-    }
     context.log.info(
         f"Upserted {upserted} points ({unchanged} unchanged), deleted {deleted} stale ones in {seconds:.1f}s"
     )
+    per_kind = {}
+    for kind, sync in syncs.items():
+        per_kind[f"{kind}_points"] = dg.MetadataValue.int(sync.points)
+        per_kind[f"{kind}_collection"] = dg.MetadataValue.text(sync.name)
+        per_kind[f"{kind}_collection_total_points"] = dg.MetadataValue.int(sync.total_points)
     return dg.MaterializeResult(
         metadata={
-            **metadata,
-            **{name: dg.MetadataValue.int(count) for name, count in records.items()},
+            "vectors_version": dg.MetadataValue.text(version),
+            **per_kind,
+            "records_new": dg.MetadataValue.int(len(current - before)),
+            "records_changed": dg.MetadataValue.int(len(written & before & current)),
+            "records_unchanged": dg.MetadataValue.int(len(current - written)),
+            "records_deleted": dg.MetadataValue.int(len(gone - current)),
             "points": dg.MetadataValue.int(upserted + unchanged),
             "points_upserted": dg.MetadataValue.int(upserted),
             "points_unchanged": dg.MetadataValue.int(unchanged),
             "points_deleted": dg.MetadataValue.int(deleted),
-            "failed_records_kept": dg.MetadataValue.int(len(failed_records)),
-            "searches_use": dg.MetadataValue.text(", ".join(searched.values())),
-            "collections_removed": dg.MetadataValue.text(", ".join(removed) or "none"),
+            "failed_records_kept": dg.MetadataValue.int(len(keep)),
+            "searches_use": dg.MetadataValue.text(", ".join(switch.searches_use.values())),
+            "collections_removed": dg.MetadataValue.text(", ".join(switch.removed) or "none"),
             "dense_model": dg.MetadataValue.text(dense_encoder.model_name),
             "dense_dimension": dg.MetadataValue.int(dim or 0),
             "sparse_model": dg.MetadataValue.text(sparse_encoder.model_name),

@@ -16,13 +16,9 @@ from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.parquet_io import write_parquet
+from embedding_pipeline.sync import embeddable
 
 RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
-
-
-def embeddable(chunks: pd.DataFrame) -> pd.DataFrame:
-    """The chunk rows that have a text to embed (not the records that failed upstream)."""
-    return chunks[chunks["error"].isna()]
 
 
 def _cache_file(context: dg.AssetExecutionContext, model_name: str) -> Path:

@@ -43,5 +43,6 @@ def build_resources(settings: Settings) -> dict:
             path=str(settings.qdrant_path),
             base_collection_name=settings.qdrant_base_collection_name,
             keep_old_collections=settings.qdrant_keep_old_collections,
+            lock_wait_seconds=settings.qdrant_lock_wait_seconds,
         ),
     }

@@ -2,10 +2,10 @@
 
 import dagster as dg
 import pytest
-from qdrant_client import models
 
 from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
 from embedding_pipeline.jobs import embed_job
+from embedding_pipeline.vector_store import CollectionSpec, Point
 from embedding_pipeline_tests.conftest import ASSETS, CHECKS
 
 
@@ -41,32 +41,33 @@ EXTRA_POINT = "00000000-0000-0000-0000-0000000000aa"
 @pytest.mark.parametrize(("delete_one", "add_one"), [(True, False), (False, True), (True, True)])
 def test_points_match_source_fails_when_a_point_is_deleted_or_added(pipeline, delete_one, add_one):
     pipeline.materialize("document")
-    with pipeline.qdrant.get_client() as client:
+    with pipeline.store() as store:
         name = pipeline.qdrant.alias("content_files")
-        records, _ = client.scroll(name, limit=2, with_vectors=True)
+        first, second = sorted(pid for pid, _ in store.scroll(name))[:2]
         if delete_one:
-            client.delete(name, points_selector=models.PointIdsList(points=[records[0].id]))
+            store.delete(name, [first])
         if add_one:  # a point of this resource type that the source does not have
+            ((_, _, vectors),) = store.retrieve(name, [second], with_vectors=True)
             payload = {"resource_type": "document", "record_key": "library.gone.2024.x"}
-            client.upsert(name, points=[models.PointStruct(id=EXTRA_POINT, vector=records[1].vector, payload=payload)])
+            store.upsert(name, [Point(EXTRA_POINT, vectors, payload)])
     check = _run_checks(pipeline, "document", points_match_source)["points_match_source"]
     assert not check.passed and check.partition == "document"
     metadata = {k: v.value for k, v in check.metadata.items()}
     assert metadata["missing_points"] == int(delete_one) and metadata["extra_points"] == int(add_one)
-    assert metadata["missing_sample"] == ([str(records[0].id)] if delete_one else [])
+    assert metadata["missing_sample"] == ([first] if delete_one else [])
     assert metadata["extra_sample"] == ([EXTRA_POINT] if add_one else [])
     assert _checks(pipeline.materialize("document"))["points_match_source"].passed  # the next run heals
 
 
 def test_dimension_check_fails_when_the_collection_has_another_dimension(pipeline):
     pipeline.materialize("video")
-    with pipeline.qdrant.get_client() as client:
+    with pipeline.store() as store:
         for kind in ("resources", "content_files"):
-            name = pipeline.qdrant.alias(kind)
-            physical = next(a.collection_name for a in client.get_aliases().aliases if a.alias_name == name)
-            client.delete_collection(physical)
-            vectors = {"all-MiniLM-L6-v2": models.VectorParams(size=8, distance=models.Distance.COSINE)}
-            client.create_collection(physical, vectors_config=vectors)
+            alias = pipeline.qdrant.alias(kind)
+            physical = store.resolve(alias)
+            store.drop_collection(physical)
+            store.create_collection(physical, CollectionSpec("all-MiniLM-L6-v2", 8, "bm25", True))
+            store.set_aliases({alias: physical})
     check = _run_checks(pipeline, "video", dense_dimension_matches_encoder)["dense_dimension_matches_encoder"]
     assert not check.passed and check.metadata["encoder_dimension"].value == 384
 

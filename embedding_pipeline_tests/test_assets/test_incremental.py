@@ -2,21 +2,16 @@
 
 import dagster as dg
 import pytest
-from qdrant_client import models
 
 from embedding_pipeline.sample_data import HERE
+from embedding_pipeline.vector_store import Point
 
 BEEKEEPING = (HERE / "files" / "urban_beekeeping.md").read_text()
 FORCE = {"resources": {"embed_options": {"config": {"force_reembed": True}}}}
 
 
 def _points(pipeline, kind: str, **match) -> dict[str, dict]:
-    conditions = [models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in match.items()]
-    with pipeline.qdrant.get_client() as client:
-        records, _ = client.scroll(
-            pipeline.qdrant.alias(kind), scroll_filter=models.Filter(must=conditions), limit=10_000
-        )
-    return {str(r.id): r.payload for r in records}
+    return pipeline.points(kind, **match)
 
 
 @pytest.fixture
@@ -101,13 +96,13 @@ def test_a_run_killed_half_way_is_healed_by_the_next(embedded):
     """Points missing (upserts that never happened) and extra (deletes that never happened)."""
     kept = _points(embedded, "content_files", resource_type="document")
     lost = sorted(kept)[:5]
-    with embedded.qdrant.get_client() as client:
+    with embedded.store() as store:
         name = embedded.qdrant.alias("content_files")
-        client.delete(name, points_selector=models.PointIdsList(points=lost))
-        vector = client.retrieve(name, ids=[sorted(kept)[-1]], with_vectors=True)[0].vector
+        store.delete(name, lost)
+        ((_, _, vectors),) = store.retrieve(name, [sorted(kept)[-1]], with_vectors=True)
         extra = "00000000-0000-0000-0000-000000000001"
         payload = {"resource_type": "document", "record_key": "library.gone.x.y", "point_hash": "x"}
-        client.upsert(name, points=[models.PointStruct(id=extra, vector=vector, payload=payload)])
+        store.upsert(name, [Point(extra, vectors, payload)])
     result = embedded.materialize("document")
     assert embedded.encoded() == ([], [])
     points = embedded.metadata(result, "qdrant_points")

@@ -3,7 +3,6 @@
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from qdrant_client import models
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import content_files, learning_resources
@@ -11,15 +10,11 @@ from embedding_pipeline.search import search
 
 
 def _count(pipeline, kind: str, **match) -> int:
-    conditions = [models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in match.items()]
-    with pipeline.qdrant.get_client() as client:
-        return client.count(pipeline.qdrant.alias(kind), count_filter=models.Filter(must=conditions), exact=True).count
+    return pipeline.count(kind, **match)
 
 
 def _payloads(pipeline, kind: str) -> list[dict]:
-    with pipeline.qdrant.get_client() as client:
-        records, _ = client.scroll(pipeline.qdrant.alias(kind), limit=10_000, with_payload=True)
-    return [r.payload for r in records]
+    return list(pipeline.points(kind).values())
 
 
 def _search(pipeline, query: str, **kwargs) -> list[dict]:
@@ -146,12 +141,4 @@ def test_point_ids_are_deterministic_across_fresh_pipelines(pipeline, embedded_p
 
 
 def _ids(pipeline) -> set[str]:
-    with pipeline.qdrant.get_client() as client:
-        records, _ = client.scroll(
-            pipeline.qdrant.alias("resources"),
-            scroll_filter=models.Filter(
-                must=[models.FieldCondition(key="resource_type", match=models.MatchValue(value="course"))]
-            ),
-            limit=1000,
-        )
-    return {str(r.id) for r in records}
+    return set(pipeline.points("resources", resource_type="course"))

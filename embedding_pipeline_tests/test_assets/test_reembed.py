@@ -3,19 +3,20 @@
 import importlib
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.resources.qdrant import QdrantResource, alias_target
+from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.search import search
 from embedding_pipeline_tests.conftest import CountingDenseEncoder
 
 
 def _targets(pipeline) -> dict[str, str]:
-    with pipeline.qdrant.get_client() as client:
-        return {kind: alias_target(client, pipeline.qdrant.alias(kind)) for kind in ("resources", "content_files")}
+    with pipeline.store() as store:
+        aliases = store.aliases()
+    return {kind: aliases.get(pipeline.qdrant.alias(kind)) for kind in ("resources", "content_files")}
 
 
 def _collections(pipeline) -> set[str]:
-    with pipeline.qdrant.get_client() as client:
-        return {c.name for c in client.get_collections().collections}
+    with pipeline.store() as store:
+        return set(store.collections())
 
 
 def _top_hit(pipeline, query: str) -> str:

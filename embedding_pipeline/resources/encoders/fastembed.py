@@ -8,9 +8,9 @@ import numpy as np
 from fastembed import SparseTextEmbedding, TextEmbedding
 from fastembed.common.model_description import ModelSource, PoolingType
 from pydantic import Field, PrivateAttr
-from qdrant_client import models
 
 from embedding_pipeline.resources.encoders.base import DenseEncoder
+from embedding_pipeline.vector_store import SparseVector
 
 BUNDLED_BM25_DIR = Path(__file__).parent / "bm25"
 
@@ -96,16 +96,13 @@ class SparseEncoder(dg.ConfigurableResource):
         """BM25's document vectors hold term frequencies only; Qdrant applies the IDF."""
         return any(d.model == self.model_name and d.requires_idf for d in SparseTextEmbedding._list_supported_models())
 
-    def embed_documents(self, texts: list[str]) -> list[models.SparseVector]:
+    def embed_documents(self, texts: list[str]) -> list[SparseVector]:
         """Vectors for `texts`, in their order; each distinct text goes to the model once."""
         distinct = list(dict.fromkeys(texts))
         embedded = self._load().embed(distinct, batch_size=self.batch_size)
-        vectors = {
-            text: models.SparseVector(indices=e.indices.tolist(), values=e.values.tolist())
-            for text, e in zip(distinct, embedded)
-        }
+        vectors = {text: SparseVector(e.indices.tolist(), e.values.tolist()) for text, e in zip(distinct, embedded)}
         return [vectors[text] for text in texts]
 
-    def embed_query(self, text: str) -> models.SparseVector:
+    def embed_query(self, text: str) -> SparseVector:
         (e,) = self._load().query_embed([text])
-        return models.SparseVector(indices=e.indices.tolist(), values=e.values.tolist())
+        return SparseVector(e.indices.tolist(), e.values.tolist())

@@ -1,0 +1,234 @@
+"""The vector store: everything the pipeline, its checks, the sensor, search and the CLI ask of Qdrant.
+
+Two implementations stand behind it: the Qdrant engine embedded in-process (`edge.py`, the
+default) and a Qdrant server through qdrant-client (`server.py`). Nothing outside this package
+knows which one it talks to, nor imports either library; the Dagster resource that hands a store
+out is `embedding_pipeline.resources.qdrant`.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Qdrant's own default for reciprocal rank fusion (the server's and qdrant-client's): both
+# implementations fuse with it, so hybrid scores agree.
+RRF_K = 2
+SCROLL_PAGE = 2000
+SEARCH_WAIT_SECONDS = 60  # a search waits this long for a run that holds the embedded store
+
+COLLECTION_KINDS = ("resources", "content_files")
+
+# The fields searches filter on, per collection kind.
+PAYLOAD_INDEXES = {
+    "resources": {
+        "resource_type": "keyword",
+        "platform": "keyword",
+        "topics": "keyword",
+        "published": "bool",
+        "readable_id": "identifier",
+        "record_key": "identifier",
+    },
+    "content_files": {
+        "resource_type": "keyword",
+        "platform": "keyword",
+        "published": "bool",
+        "resource_readable_id": "identifier",
+        "run_readable_id": "identifier",
+        "key": "identifier",
+        "record_key": "identifier",
+    },
+}
+
+Filters = dict[str, Any]  # payload field → value that must match (a list: any of its values)
+
+
+class StoreBusy(TimeoutError):
+    """Another process kept the embedded store longer than we were willing to wait."""
+
+
+class LocalModeStore(RuntimeError):
+    """QDRANT_PATH holds a store written by qdrant-client's local mode, not by the Qdrant engine."""
+
+
+class MissingCollection(LookupError):
+    """A collection or alias that does not exist (yet): nothing has been embedded into it."""
+
+
+class CollectionMismatch(ValueError):
+    """An existing collection's vectors do not fit the encoder: a setting is wrong, retrying won't help."""
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection is made with: a named dense vector (cosine), a named sparse vector, payload indexes."""
+
+    dense_name: str
+    dense_dim: int
+    sparse_name: str
+    sparse_idf: bool
+    # field → "keyword" (few distinct values), "identifier" (a value per record or file) or "bool"
+    payload_indexes: dict[str, str] = field(default_factory=dict)
+
+
+def collection_spec(kind: str, dense_name: str, dense_dim: int, sparse_name: str, sparse_idf: bool) -> CollectionSpec:
+    """The spec of one of the pipeline's collection kinds, with the payload indexes its searches use."""
+    return CollectionSpec(dense_name, dense_dim, sparse_name, sparse_idf, PAYLOAD_INDEXES[kind])
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class Point:
+    """A point to write: `vectors` maps vector names to a dense list of floats or a SparseVector."""
+
+    id: str
+    vectors: dict[str, Sequence[float] | SparseVector]
+    payload: dict
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict
+
+
+@dataclass(frozen=True)
+class PointState:
+    """What the pipeline needs to know of a stored point to decide whether to write it again."""
+
+    id: str
+    record_key: str | None
+    point_hash: str | None
+
+
+class VectorStore(ABC):
+    """Collections addressed by physical name or by alias; points with a dense and a sparse vector."""
+
+    # Collections and aliases
+
+    @abstractmethod
+    def collections(self) -> list[str]:
+        """The physical collections."""
+
+    @abstractmethod
+    def create_collection(self, name: str, spec: CollectionSpec) -> None: ...
+
+    @abstractmethod
+    def drop_collection(self, name: str) -> None:
+        """Remove the collection and every alias pointing at it."""
+
+    @abstractmethod
+    def dense_sizes(self, name: str) -> dict[str, int]:
+        """Dense vector name → dimension, of an existing collection (or alias)."""
+
+    @abstractmethod
+    def aliases(self) -> dict[str, str]:
+        """Alias → physical collection."""
+
+    @abstractmethod
+    def set_aliases(self, targets: dict[str, str]) -> None:
+        """Point each alias at its collection, all in one atomic step."""
+
+    def collection_exists(self, name: str) -> bool:
+        return name in self.collections()
+
+    def resolve(self, name: str) -> str:
+        """The physical collection behind `name` (an alias or a collection)."""
+        return self.aliases().get(name, name)
+
+    def ensure_collection(self, name: str, spec: CollectionSpec) -> bool:
+        """Create the collection unless present; True if it was created.
+
+        An existing collection must hold a dense vector of the same name and dimension.
+        """
+        if not self.collection_exists(name):
+            self.create_collection(name, spec)
+            return True
+        sizes = self.dense_sizes(name)
+        if sizes.get(spec.dense_name) != spec.dense_dim:
+            raise CollectionMismatch(
+                f"Qdrant collection {name} has dense vectors {sizes}, but the encoder makes "
+                f"{spec.dense_name!r} of dimension {spec.dense_dim}"
+            )
+        return False
+
+    # Points
+
+    @abstractmethod
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Write the points (acknowledged when this returns)."""
+
+    @abstractmethod
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def scroll(
+        self, name: str, filters: Filters | None = None, fields: Sequence[str] | None = None
+    ) -> Iterator[tuple[str, dict]]:
+        """(id, payload) of every matching point, page by page; `fields` limits the payload."""
+
+    @abstractmethod
+    def count(self, name: str, filters: Filters | None = None) -> int: ...
+
+    @abstractmethod
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[tuple[str, dict, dict]]:
+        """(id, payload, vectors) of the points that exist among `ids`."""
+
+    def point_states(self, name: str, resource_type: str) -> Iterator[PointState]:
+        """(id, record_key, point_hash) of one resource type's points: what a run compares with."""
+        for point_id, payload in self.scroll(name, {"resource_type": resource_type}, ["record_key", "point_hash"]):
+            yield PointState(point_id, payload.get("record_key"), payload.get("point_hash"))
+
+    def finish_writes(self, name: str) -> None:
+        """After a run's writes: make them durable and build the indexes searches use."""
+
+    # Queries
+
+    @abstractmethod
+    def query_nearest(
+        self,
+        name: str,
+        vector: Sequence[float] | SparseVector,
+        using: str,
+        limit: int,
+        filters: Filters | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Hit]:
+        """The points nearest to a dense (cosine) or sparse vector, best first."""
+
+    @abstractmethod
+    def query_hybrid(
+        self,
+        name: str,
+        dense: Sequence[float],
+        dense_name: str,
+        sparse: SparseVector,
+        sparse_name: str,
+        limit: int,
+        filters: Filters | None = None,
+    ) -> list[Hit]:
+        """Dense and sparse candidates fused by reciprocal rank (k = RRF_K)."""
+
+    def query_similar(
+        self, name: str, point_id: str, using: str, limit: int, filters: Filters | None = None
+    ) -> list[Hit]:
+        """The points nearest to a stored point's own vector, the point itself excluded."""
+        found = self.retrieve(name, [point_id], with_vectors=True)
+        if not found:
+            raise KeyError(point_id)
+        (_, _, vectors) = found[0]
+        return self.query_nearest(name, vectors[using], using, limit, filters, exclude_ids=[point_id])
+
+    def close(self) -> None:
+        """Release the store (the embedded engine's folder lock, a server connection)."""
+
+    @staticmethod
+    def candidates(limit: int) -> int:
+        """How many candidates each side of a hybrid query brings to the fusion."""
+        return max(limit * 4, 20)

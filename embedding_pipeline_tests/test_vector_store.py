@@ -1,0 +1,314 @@
+"""The vector store: one conformance suite for every implementation, and what only the embedded engine does.
+
+Implementations:
+- `edge`: the Qdrant engine embedded in-process (qdrant-edge), the default;
+- `client_memory_stand_in_for_server`: qdrant-client in `:memory:` mode, standing in for a Qdrant
+  server. It exercises our qdrant-client calls and models, not HTTP and not the server's engine
+  (no Qdrant server can be installed on these machines);
+- `real_server`: a Qdrant server at EMBEDDING_PIPELINE_TEST_QDRANT_URL, when one is given.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.vector_store import (
+    PAYLOAD_INDEXES,
+    CollectionMismatch,
+    CollectionSpec,
+    LocalModeStore,
+    MissingCollection,
+    Point,
+    SparseVector,
+    StoreBusy,
+)
+from embedding_pipeline.vector_store.edge import EdgeStore
+from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
+from embedding_pipeline.vector_store.server import ServerStore
+
+DIM = 16
+SPEC = CollectionSpec("dense", DIM, "bm25", True, PAYLOAD_INDEXES["content_files"])
+TYPES = ["course", "video", "document"]
+SERVER_URL = os.environ.get("EMBEDDING_PIPELINE_TEST_QDRANT_URL", "")
+
+
+def make_points(n: int, seed: int = 0, prefix: str = "p") -> list[Point]:
+    """Points with clustered unit vectors, BM25-like sparse vectors and the payload fields searches filter on."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((8, DIM))
+    points = []
+    for i in range(n):
+        dense = centers[i % 8] + 0.3 * rng.standard_normal(DIM)
+        terms = sorted(set((rng.zipf(1.5, 12) % 3000).tolist()))
+        points.append(
+            Point(
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{prefix}{i}")),
+                vectors={
+                    "dense": (dense / np.linalg.norm(dense)).tolist(),
+                    "bm25": SparseVector(terms, rng.uniform(0.5, 3.0, len(terms)).round(3).tolist()),
+                },
+                payload={
+                    "resource_type": TYPES[i % 3],
+                    "platform": "ocw" if i % 2 else "mitx",
+                    "record_key": f"{prefix}-record-{i // 2}",
+                    "point_hash": f"h{i}",
+                    "key": f"file-{i}.md",
+                    "n": i,
+                },
+            )
+        )
+    return points
+
+
+@pytest.fixture(params=["edge", "client_memory_stand_in_for_server", "real_server"])
+def store(request, tmp_path):
+    if request.param == "edge":
+        store = EdgeStore(tmp_path / "qdrant")
+    elif request.param == "client_memory_stand_in_for_server":
+        store = ServerStore(QdrantClient(location=":memory:"))
+    else:
+        if not SERVER_URL:
+            pytest.skip("No Qdrant server given (EMBEDDING_PIPELINE_TEST_QDRANT_URL); none can be installed here")
+        store = ServerStore(QdrantClient(url=SERVER_URL, timeout=30))
+        for name in store.collections():
+            if name.startswith("conformance."):
+                store.drop_collection(name)
+    yield store
+    store.close()
+
+
+def filled(store, n: int = 60, name: str = "conformance.c.v1") -> tuple[str, list[Point]]:
+    store.create_collection(name, SPEC)
+    points = make_points(n)
+    store.upsert(name, points)
+    store.finish_writes(name)
+    return name, points
+
+
+# The conformance suite: each test runs against every implementation.
+
+
+def test_collections_are_created_listed_and_dropped(store):
+    assert not store.collection_exists("conformance.a.v1")
+    assert store.ensure_collection("conformance.a.v1", SPEC) is True
+    assert store.ensure_collection("conformance.a.v1", SPEC) is False
+    assert "conformance.a.v1" in store.collections()
+    assert store.dense_sizes("conformance.a.v1") == {"dense": DIM}
+    store.drop_collection("conformance.a.v1")
+    assert "conformance.a.v1" not in store.collections()
+
+
+def test_a_collection_of_another_dimension_fails_with_both_named(store):
+    store.create_collection("conformance.a.v1", SPEC)
+    wider = CollectionSpec("dense", 768, "bm25", True)
+    with pytest.raises(CollectionMismatch, match=r"'dense': 16.*'dense' of dimension 768"):
+        store.ensure_collection("conformance.a.v1", wider)
+
+
+def test_upsert_count_retrieve_delete(store):
+    name, points = filled(store)
+    assert store.count(name) == 60
+    assert store.count(name, {"resource_type": "video"}) == 20
+    assert store.count(name, {"resource_type": ["video", "course"]}) == 40
+    ((pid, payload, vectors),) = store.retrieve(name, [points[5].id], with_vectors=True)
+    assert pid == points[5].id and payload["n"] == 5
+    assert np.allclose(vectors["dense"], points[5].vectors["dense"], atol=1e-6)
+    assert vectors["bm25"].indices == points[5].vectors["bm25"].indices
+    store.delete(name, [points[5].id, points[6].id])
+    assert store.count(name) == 58 and store.retrieve(name, [points[5].id]) == []
+    store.upsert(name, [Point(points[7].id, points[7].vectors, {**points[7].payload, "point_hash": "new"})])
+    assert store.count(name) == 58 and store.retrieve(name, [points[7].id])[0][1]["point_hash"] == "new"
+
+
+def test_scroll_pages_through_every_point_and_point_states_lists_one_type(store):
+    name = "conformance.c.v1"
+    store.create_collection(name, SPEC)
+    points = make_points(4500)  # more than two scroll pages
+    for start in range(0, len(points), 1000):
+        store.upsert(name, points[start : start + 1000])
+    assert len(dict(store.scroll(name))) == 4500
+    states = list(store.point_states(name, "video"))
+    videos = [p for p in points if p.payload["resource_type"] == "video"]
+    assert {(s.id, s.record_key, s.point_hash) for s in states} == {
+        (p.id, p.payload["record_key"], p.payload["point_hash"]) for p in videos
+    }
+    only_keys = dict(store.scroll(name, {"platform": "ocw"}, fields=["key"]))
+    assert len(only_keys) == 2250 and all(set(payload) == {"key"} for payload in only_keys.values())
+
+
+def test_dense_query_ranks_by_cosine_and_filters(store):
+    name, points = filled(store)
+    query = points[10].vectors["dense"]
+    hits = store.query_nearest(name, query, "dense", 5)
+    assert hits[0].id == points[10].id and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    filtered = store.query_nearest(name, query, "dense", 5, {"resource_type": "course", "platform": "mitx"})
+    assert filtered and all(
+        h.payload["resource_type"] == "course" and h.payload["platform"] == "mitx" for h in filtered
+    )
+
+
+def test_hybrid_query_fuses_dense_and_sparse(store):
+    name, points = filled(store)
+    target = points[20]
+    hits = store.query_hybrid(name, target.vectors["dense"], "dense", target.vectors["bm25"], "bm25", 5)
+    assert hits[0].id == target.id and len(hits) == 5
+    assert hits[0].score == pytest.approx(1.0)  # first in both lists: 1/(1 + RRF_K - 1) twice, with k = 2
+    filtered = store.query_hybrid(
+        name, target.vectors["dense"], "dense", target.vectors["bm25"], "bm25", 5, {"resource_type": "video"}
+    )
+    assert all(h.payload["resource_type"] == "video" for h in filtered)
+
+
+def test_similar_excludes_the_point_itself(store):
+    name, points = filled(store)
+    hits = store.query_similar(name, points[3].id, "dense", 5)
+    assert len(hits) == 5 and points[3].id not in {h.id for h in hits}
+    assert hits[0].payload["n"] % 8 == 3  # its own cluster
+    with pytest.raises(KeyError):
+        store.query_similar(name, str(uuid.uuid4()), "dense", 5)
+
+
+def test_aliases_point_at_collections_and_move_together(store):
+    name, _ = filled(store)
+    store.create_collection("conformance.d.v1", SPEC)
+    store.set_aliases({"conformance.c": name, "conformance.d": "conformance.d.v1"})
+    assert store.aliases() == {"conformance.c": name, "conformance.d": "conformance.d.v1"}
+    assert store.count("conformance.c") == 60 and store.resolve("conformance.c") == name
+    store.create_collection("conformance.c.v2", SPEC)
+    store.create_collection("conformance.d.v2", SPEC)
+    store.set_aliases({"conformance.c": "conformance.c.v2", "conformance.d": "conformance.d.v2"})
+    assert store.aliases() == {"conformance.c": "conformance.c.v2", "conformance.d": "conformance.d.v2"}
+    assert store.count("conformance.c") == 0
+    store.drop_collection("conformance.c.v2")  # its alias goes with it
+    assert "conformance.c" not in store.aliases()
+
+
+def test_a_missing_collection_is_named(store):
+    with pytest.raises(MissingCollection, match="conformance.nothing"):
+        store.query_nearest("conformance.nothing", [0.1] * DIM, "dense", 3)
+
+
+# The differential test: the same points and queries give the same answers on both implementations.
+
+
+def test_embedded_engine_and_client_agree_on_ids_and_scores(tmp_path):
+    edge, client = EdgeStore(tmp_path / "qdrant"), ServerStore(QdrantClient(location=":memory:"))
+    points = make_points(400, seed=3)
+    queries = make_points(12, seed=4, prefix="q")
+    try:
+        for store in (edge, client):
+            store.create_collection("c", SPEC)
+            store.upsert("c", points)
+            store.finish_writes("c")
+        for query in queries:
+            dense, sparse = query.vectors["dense"], query.vectors["bm25"]
+            for filters in (
+                None,
+                {"resource_type": "video"},
+                {"platform": "ocw", "resource_type": ["course", "document"]},
+            ):
+                a, b = (s.query_nearest("c", dense, "dense", 10, filters) for s in (edge, client))
+                assert [h.id for h in a] == [h.id for h in b]
+                assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+                a, b = (s.query_nearest("c", sparse, "bm25", 10, filters) for s in (edge, client))
+                assert [h.id for h in a] == [h.id for h in b]  # BM25 with Qdrant's IDF
+                assert np.allclose([h.score for h in a], [h.score for h in b], rtol=1e-4)
+                a, b = (s.query_hybrid("c", dense, "dense", sparse, "bm25", 10, filters) for s in (edge, client))
+                assert _same_but_ties(a, b)
+    finally:
+        edge.close()
+        client.close()
+
+
+def _same_but_ties(a, b) -> bool:
+    """The same scores, and the same ids for each score; points that tie may come in another order,
+    and of a tie cut by the limit, other members may make the list."""
+    if not np.allclose([h.score for h in a], [h.score for h in b], atol=1e-6):
+        return False
+    groups_a, groups_b = _by_score(a), _by_score(b)
+    last = min(groups_a, default=None)
+    return all(groups_a[score] == groups_b.get(score) for score in groups_a if score != last)
+
+
+def _by_score(hits) -> dict[float, set[str]]:
+    groups: dict[float, set[str]] = {}
+    for hit in hits:
+        groups.setdefault(round(hit.score, 6), set()).add(hit.id)
+    return groups
+
+
+# What only the embedded engine does: one process at a time, crash safety, and the old local mode.
+
+HOLD = (
+    "import sys, time; from embedding_pipeline.vector_store.edge import EdgeStore; "
+    "s = EdgeStore(sys.argv[1], purpose='holding test'); print('open', flush=True); time.sleep(float(sys.argv[2]))"
+)
+
+
+def hold_store(path, seconds: float) -> subprocess.Popen:
+    """Another process (a run, a search) with the embedded store open."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def test_a_busy_embedded_store_is_waited_for_with_a_message_naming_the_holder(tmp_path):
+    holder = hold_store(tmp_path, 3)
+    messages = []
+    started = time.monotonic()
+    with QdrantResource(path=str(tmp_path)).get_store(report=messages.append) as store:
+        assert store.collections() == []
+    assert time.monotonic() - started > 1.5
+    assert f"held by pid {holder.pid} (holding test, since" in messages[0]
+    holder.wait()
+
+
+def test_waiting_has_a_limit_with_a_clear_error(tmp_path):
+    holder = hold_store(tmp_path, 10)
+    try:
+        busy = pytest.raises(StoreBusy, match=f"still held by pid {holder.pid}")
+        with busy, QdrantResource(path=str(tmp_path), lock_wait_seconds=1).get_store():
+            pass
+    finally:
+        holder.kill()
+
+
+def test_a_killed_writer_leaves_no_lock_and_loses_no_acknowledged_point(tmp_path):
+    write = (
+        "import sys; from embedding_pipeline.vector_store.edge import EdgeStore; "
+        "from embedding_pipeline_tests.test_vector_store import make_points, SPEC; "
+        "s = EdgeStore(sys.argv[1]); s.create_collection('c', SPEC); points = make_points(3000); "
+        "[s.upsert('c', points[i:i + 500]) for i in range(0, 3000, 500)]; print('written', flush=True); "
+        "import time; time.sleep(60)"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", write, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    writer.kill()  # kill -9: no flush, no close, the lock still taken
+    writer.wait()
+    with QdrantResource(path=str(tmp_path), lock_wait_seconds=5).get_store() as store:
+        assert store.count("c") == 3000
+
+
+def test_a_store_written_by_the_local_mode_is_named_and_can_be_migrated(tmp_path):
+    old = ServerStore(QdrantClient(path=str(tmp_path / "qdrant")))
+    name, points = filled(old, n=50, name="base.content_files.abc")
+    old.set_aliases({"base.content_files": name})
+    old.close()
+    with pytest.raises(LocalModeStore, match="embedding-pipeline migrate-store"):
+        EdgeStore(tmp_path / "qdrant")
+    assert migrate_local_mode_store(tmp_path / "qdrant", report=lambda _: None) == {name: 50}
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        assert store.aliases() == {"base.content_files": name} and store.count("base.content_files") == 50
+        assert store.query_nearest("base.content_files", points[9].vectors["dense"], "dense", 1)[0].id == points[9].id
+    finally:
+        store.close()
+    assert (tmp_path / "qdrant.local-mode" / "meta.json").exists()
