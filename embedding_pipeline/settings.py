@@ -61,8 +61,10 @@ class Settings:
     qdrant_sparse_model: str
     qdrant_sparse_model_path: str
     qdrant_encoder: str
-    qdrant_chunk_size: int
-    qdrant_chunk_overlap: int
+    qdrant_chunk_size: int  # records per batch, as in the system this replaces
+    qdrant_point_upload_batch_size: int
+    chunk_size: int  # tokens per text chunk
+    chunk_overlap: int
     token_encoding_name: str
     embedding_batch_size: int
     litellm_api_base: str
@@ -96,8 +98,10 @@ class Settings:
             qdrant_sparse_model=env_text("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),
             qdrant_sparse_model_path=env_text("QDRANT_SPARSE_MODEL_PATH", ""),
             qdrant_encoder=env_text("QDRANT_ENCODER", DEFAULT_ENCODER),
-            qdrant_chunk_size=env_int("QDRANT_CHUNK_SIZE", 512),
-            qdrant_chunk_overlap=env_int("QDRANT_CHUNK_OVERLAP", 51),
+            qdrant_chunk_size=env_int("QDRANT_CHUNK_SIZE", 100),
+            qdrant_point_upload_batch_size=env_int("QDRANT_POINT_UPLOAD_BATCH_SIZE", 1000),
+            chunk_size=env_int("CONTENT_FILE_EMBEDDING_CHUNK_SIZE", 512),
+            chunk_overlap=env_int("CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", env_int("QDRANT_CHUNK_OVERLAP", 51)),
             token_encoding_name=env_text("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
             embedding_batch_size=env_int("EMBEDDING_BATCH_SIZE", 32),
             litellm_api_base=env_text("LITELLM_API_BASE", ""),

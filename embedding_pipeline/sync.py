@@ -1,23 +1,46 @@
-"""Keeping Qdrant in step with one partition: plain functions, called by `qdrant_points` and its checks.
+"""Keeping Qdrant in step with one partition, batch by batch: plain functions and one class, no Dagster.
 
-Each point carries `record_key` and `point_hash` (a hash of its text, payload and the vectors'
-version). A run writes the points whose hash differs from Qdrant's, deletes the partition's points
-whose record is gone, and leaves alone the points of records that could not be read or embedded.
-Searches use aliases; they move to new physical collections only once every partition is in them.
+Qdrant itself is the state. Every point carries its record's id, its text's hash and a hash of
+its text, payload and the vectors' version; a record's first point (its head) also carries the
+record's fingerprint and number of points. A run therefore:
+  1. lists the partition's records (cheap columns only) and the heads Qdrant holds, and compares
+     fingerprints: new, changed, unchanged, deleted;
+  2. reads, chunks, embeds and writes only the new and changed records, `batch_size` records at a
+     time; a text whose vectors Qdrant already holds (same text hash) is not embedded again, and a
+     point whose hash did not change is not written again. A batch's heads are written last, so a
+     record counts as done only once all its points are there: a run that dies resumes after the
+     last finished batch;
+  3. deletes the points of deleted records, then builds the indexes.
+A record that cannot be read or embedded keeps the points it had, and is tried again next run.
 """
 
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import pandas as pd
+import numpy as np
 
-from embedding_pipeline.vector_store import CollectionSpec, Point, SparseVector, VectorStore
+from embedding_pipeline.points import (
+    POINTS_LAYOUT,
+    Record,
+    RecordError,
+    content_file_points,
+    content_file_record,
+    point_hash,
+    point_ids,
+    resource_points,
+    resource_record,
+)
+from embedding_pipeline.vector_store import COLLECTION_KINDS, CollectionSpec, Point, VectorStore
 
 log = logging.getLogger(__name__)
+
+LISTED_FAILURES = 50  # in logs and metadata; counts cover all
+HEAD_FIELDS = ["record_id", "record_key", "record_fingerprint", "chunk_count"]
 
 
 def vectors_version(*settings) -> str:
@@ -26,95 +49,462 @@ def vectors_version(*settings) -> str:
 
 
 def current_version(dense, sparse, chunker) -> str:
-    """The version of the current dense encoder, sparse encoder and chunker settings."""
+    """The version of the current encoders, chunking settings and point layout."""
     return vectors_version(
-        dense.model_name, sparse.model_name, chunker.encoding_name, chunker.chunk_size, chunker.chunk_overlap
-    )
+        dense.model_name, sparse.model_name, chunker.encoding_name, chunker.chunk_size, chunker.chunk_overlap,
+        POINTS_LAYOUT,
+    )  # fmt: skip
 
 
-def point_hash(version: str, text_hash: str, payload: str) -> str:
-    return hashlib.sha256(f"{version}{text_hash}{payload}".encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class Head:
+    """What Qdrant holds of a record: its fingerprint when last written, and how many points it has."""
 
+    record_id: str
+    record_key: str
+    fingerprint: str
+    chunk_count: int
+    collection: str  # "resources" or "content_files"
 
-def embeddable(chunks: pd.DataFrame) -> pd.DataFrame:
-    """The chunk rows that have a text to embed (not the records that failed upstream)."""
-    return chunks[chunks["error"].isna()]
-
-
-def records_keeping_points(text_chunks: pd.DataFrame, embedded_point_ids: Iterable[str]) -> set[str]:
-    """Records that could not be read or embedded: they keep the points they already have."""
-    to_embed = embeddable(text_chunks)
-    unembedded = to_embed.loc[~to_embed["point_id"].isin(set(embedded_point_ids)), "record_key"]
-    return set(text_chunks.loc[text_chunks["error"].notna(), "record_key"]) | set(unembedded)
-
-
-def to_points(rows: pd.DataFrame, dense_name: str, sparse_name: str) -> list[Point]:
-    """Rows with point_id, vector, indices, values, payload (JSON) and point_hash, as points to write."""
-    return [
-        Point(
-            id=row.point_id,
-            vectors={
-                dense_name: row.vector.tolist(),
-                sparse_name: SparseVector(row.indices.tolist(), row.values.tolist()),
-            },
-            payload={**json.loads(row.payload), "point_hash": row.point_hash},
-        )
-        for row in rows.itertuples()
-    ]
+    @property
+    def kind(self) -> str:
+        return "resource" if self.collection == "resources" else "content_file"
 
 
 @dataclass
-class CollectionSync:
-    """What one collection's sync did, by point and by record."""
+class Listing:
+    """The partition's records as the source lists them now."""
 
-    name: str
-    points: int = 0
-    upserted: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    total_points: int = 0
-    records_before: set[str] = field(default_factory=set)
-    records_written: set[str] = field(default_factory=set)
-    records_gone: set[str] = field(default_factory=set)
+    records: dict[str, Record] = field(default_factory=dict)  # by record id
+    failed: dict[str, str] = field(default_factory=dict)  # who → why (records that cannot even be named)
+    duplicates: list[str] = field(default_factory=list)
 
 
-def sync_collection(
-    store: VectorStore,
-    name: str,
-    rows: pd.DataFrame,
-    resource_type: str,
-    to_write: Callable[[pd.DataFrame], list[Point]],
-    keep_records: set[str] = frozenset(),
-    force: bool = False,
-    batch_size: int = 1000,
-    progress: Callable[[str], None] = log.info,
-) -> CollectionSync:
-    """Make `name` hold exactly `rows` for this resource type (records in `keep_records` aside).
+def list_records(reader) -> Listing:
+    """Every published record of the partition, from the source's cheap columns.
 
-    `rows` has point_id, record_key, point_hash and whatever `to_write` turns into points.
+    Two rows with one record key (possible where the source's unique constraint has NULLs): the
+    row with the highest id is the record, the others are named.
     """
-    result = CollectionSync(name, points=len(rows))
-    existing = {state.id: state for state in store.point_states(name, resource_type)}
-    stored_hash = rows["point_id"].map({pid: state.point_hash for pid, state in existing.items()})
-    todo = rows if force else rows[stored_hash != rows["point_hash"]]
-    started = time.perf_counter()
-    for start in range(0, len(todo), batch_size):
-        store.upsert(name, to_write(todo.iloc[start : start + batch_size]))
-        done = min(start + batch_size, len(todo))
-        if done < len(todo) and time.perf_counter() - started > 10 and start // batch_size % 10 == 9:
-            progress(f"{name}: upserted {done}/{len(todo)} points, {done / (time.perf_counter() - started):.0f}/s")
-    wanted = set(rows["point_id"])
-    stale = [pid for pid, state in existing.items() if pid not in wanted and state.record_key not in keep_records]
-    for start in range(0, len(stale), batch_size):
-        store.delete(name, stale[start : start + batch_size])
-    if len(todo) or stale:
-        store.finish_writes(name)
-    result.upserted, result.unchanged, result.deleted = len(todo), len(rows) - len(todo), len(stale)
-    result.records_before = {state.record_key for state in existing.values()}
-    result.records_written = set(todo["record_key"])
-    result.records_gone = {existing[pid].record_key for pid in stale}
-    result.total_points = store.count(name)
-    return result
+    listing = Listing()
+    resources: dict[int, Record] = {}
+    chosen: dict[str, Record] = {}
+
+    def add(record: Record) -> None:
+        other = chosen.get(record.record_id)
+        if other is not None:
+            keep, drop = (record, other) if record.source_id > other.source_id else (other, record)
+            table = "learning_resources" if record.kind == "resource" else "content_files"
+            listing.duplicates.append(
+                f"{record.record_key}: {table} id={drop.source_id} ignored, id={keep.source_id} used"
+            )
+            record = keep
+        chosen[record.record_id] = record
+
+    for row in reader.list_resources():
+        try:
+            record = resource_record(row)
+        except RecordError as error:
+            listing.failed[f"learning_resources id={row['id']}"] = str(error)
+            continue
+        add(record)
+        resources[record.source_id] = chosen[record.record_id]
+    for row in reader.list_content_files():
+        resource = resources.get(row["resource_id"])
+        try:
+            if resource is None:
+                raise RecordError(
+                    f"content_files id={row['id']}", "resource_id", "names no published resource of this type"
+                )
+            add(content_file_record(row, resource))
+        except RecordError as error:
+            listing.failed[f"content_files id={row['id']}"] = str(error)
+    listing.records = chosen
+    return listing
+
+
+def stored_heads(store: VectorStore, names: dict[str, str], resource_type: str) -> dict[str, Head]:
+    """The heads of this resource type's records in the current collections, by record id."""
+    heads = {}
+    for kind, name in names.items():
+        if not store.collection_exists(name):
+            continue
+        for _, payload in store.scroll(name, {"resource_type": resource_type, "role": "head"}, HEAD_FIELDS):
+            heads[payload["record_id"]] = Head(
+                payload["record_id"], payload.get("record_key", ""), payload.get("record_fingerprint", ""),
+                int(payload.get("chunk_count") or 1), kind,
+            )  # fmt: skip
+    return heads
+
+
+@dataclass
+class Damage:
+    """Points that do not match the heads: a run cut short between two writes, or a hand in Qdrant."""
+
+    records: set[str] = field(default_factory=set)  # record ids with a point missing or too many
+    orphans: dict[str, list[str]] = field(default_factory=dict)  # collection → points whose record has no head
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+
+def find_damage(
+    store: VectorStore,
+    names: dict[str, str],
+    resource_type: str,
+    heads: dict[str, Head],
+    records: dict[str, Record],
+    full: bool = False,
+) -> Damage:
+    """Compare the points with what the heads say they should be.
+
+    A count per collection decides whether the points are listed at all (`full` forces it): a
+    partition in step costs one count query.
+    """
+    damage = Damage()
+    for kind, name in names.items():
+        if not store.collection_exists(name):
+            continue
+        expected: dict[str, str] = {}  # point id → record id
+        for head in heads.values():
+            if head.collection == kind:
+                record = records.get(head.record_id) or _record_of(head)
+                expected.update(dict.fromkeys(point_ids(record, head.chunk_count), head.record_id))
+        if not full and store.count(name, {"resource_type": resource_type}) == len(expected):
+            continue
+        present = dict(store.scroll(name, {"resource_type": resource_type}, ["record_id"]))
+        for pid in expected.keys() - present.keys():
+            damage.records.add(expected[pid])
+            damage.missing.append(pid)
+        for pid in present.keys() - expected.keys():
+            record_id = present[pid].get("record_id")
+            damage.extra.append(pid)
+            if record_id in heads:
+                damage.records.add(record_id)
+            damage.orphans.setdefault(name, []).append(pid)
+    return damage
+
+
+def _record_named(point: dict) -> Record:
+    """The record a point belongs to, as far as a failure report needs it."""
+    kind = "resource" if point["collection"] == "resources" else "content_file"
+    return Record(kind, 0, point["record_id"], point["record_key"], "")
+
+
+def _record_of(head: Head) -> Record:
+    """A stored record the source no longer lists: enough of it to name its points."""
+    return Record(head.kind, 0, head.record_id, head.record_key, "")
+
+
+@dataclass
+class Plan:
+    listing: Listing
+    heads: dict[str, Head]
+    new: list[Record]
+    changed: list[Record]
+    unchanged: list[Record]
+    deleted: list[Head]
+    damage: Damage
+
+    @property
+    def todo(self) -> list[Record]:
+        """Resources first, then content files, each in source order (a batch holds one kind)."""
+        return sorted(self.new + self.changed, key=lambda r: (r.kind != "resource", r.source_id))
+
+
+def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, force: bool = False) -> Plan:
+    new, changed, unchanged = [], [], []
+    for record_id, record in listing.records.items():
+        head = heads.get(record_id)
+        if head is None:
+            new.append(record)
+        elif force or head.fingerprint != record.fingerprint or record_id in damage.records:
+            changed.append(record)
+        else:
+            unchanged.append(record)
+    deleted = [head for record_id, head in heads.items() if record_id not in listing.records]
+    return Plan(listing, heads, new, changed, unchanged, deleted, damage)
+
+
+@dataclass
+class Report:
+    """What a run did, for the assets' metadata."""
+
+    records_listed: Counter = field(default_factory=Counter)  # kind → records
+    failures: dict[str, str] = field(default_factory=dict)  # record key → reason
+    failed_record_ids: set[str] = field(default_factory=set)
+    records_done: Counter = field(default_factory=Counter)  # kind → records chunked and written
+    chunks: int = 0
+    tokens: int = 0
+    max_chunk_tokens: int = 0
+    samples: list[dict] = field(default_factory=list)
+    texts_needed: int = 0
+    texts_embedded: int = 0
+    texts_reused: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)  # record key → reason
+    encoder_stats: Counter = field(default_factory=Counter)
+    dimension: int = 0
+    points_upserted: int = 0
+    points_unchanged: int = 0
+    points_deleted: int = 0
+    records_written: set[str] = field(default_factory=set)
+    seconds: Counter = field(default_factory=Counter)  # fetch, chunk, dense, sparse, upsert
+    collection_points: dict[str, int] = field(default_factory=dict)  # kind → points of every type
+    partition_points: dict[str, int] = field(default_factory=dict)  # kind → points of this resource type
+    batches: int = 0
+
+    def fail(self, record: Record | str, reason: str) -> None:
+        key = record.record_key if isinstance(record, Record) else record
+        self.failures[key] = reason
+        if isinstance(record, Record):
+            self.failed_record_ids.add(record.record_id)
+
+
+@dataclass
+class Options:
+    force: bool = False  # embed every text again and write every point
+    batch_size: int = 100  # records per batch (QDRANT_CHUNK_SIZE)
+    upload_batch_size: int = 1000  # points per upsert request (QDRANT_POINT_UPLOAD_BATCH_SIZE)
+
+
+class PartitionSync:
+    """One run's work on one partition, from the source to Qdrant."""
+
+    def __init__(
+        self, store, reader, chunker, dense, sparse, names, version, resource_type, options, progress=log.info
+    ):
+        self.store, self.reader, self.chunker, self.dense, self.sparse = store, reader, chunker, dense, sparse
+        self.names, self.version, self.resource_type, self.options = names, version, resource_type, options
+        self.progress = progress
+        self.report = Report()
+        self._ready: set[str] = set()  # collections known to exist with the right vectors
+
+    def plan(self, verify_every_point: bool = False) -> Plan:
+        """What to do; `verify_every_point` lists every point (else a count per collection decides)."""
+        started = time.perf_counter()
+        listing = list_records(self.reader)
+        self.report.seconds["fetch"] += time.perf_counter() - started
+        heads = stored_heads(self.store, self.names, self.resource_type)
+        damage = find_damage(self.store, self.names, self.resource_type, heads, listing.records, verify_every_point)
+        if damage.missing or damage.extra:
+            self.progress(
+                f"{self.resource_type}: Qdrant was out of step ({len(damage.missing)} points missing, "
+                f"{len(damage.extra)} extra): {len(damage.records)} records are written again"
+            )
+        self.report.records_listed.update(r.kind for r in listing.records.values())
+        for who, reason in listing.failed.items():
+            self.report.fail(who, reason)
+        return make_plan(listing, heads, damage, self.options.force)
+
+    def run(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> Report:
+        """Write the plan: `spec(kind)` gives the collection to create if it does not exist."""
+        todo = plan.todo
+        self.report.points_unchanged = sum(plan.heads[r.record_id].chunk_count for r in plan.unchanged)
+        if todo:
+            for kind, name in self.names.items():
+                self.store.ensure_collection(name, spec(kind))
+        started, done = time.perf_counter(), 0
+        for batch in _batches(todo, self.options.batch_size):
+            self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
+            self._batch(batch, plan.heads)
+            done += len(batch)
+            self.report.batches += 1
+            self._progress(done, len(todo), started)
+        self._delete(plan)
+        for kind, name in self.names.items():
+            if self.store.collection_exists(name):
+                if self.report.points_upserted or self.report.points_deleted:
+                    self.store.finish_writes(name)
+                self.report.collection_points[kind] = self.store.count(name)
+                self.report.partition_points[kind] = self.store.count(name, {"resource_type": self.resource_type})
+                self.report.dimension = self.report.dimension or self.store.dense_sizes(name).get(
+                    self.dense.vector_name, 0
+                )
+        return self.report
+
+    def _progress(self, done: int, total: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        rate = done / elapsed if elapsed else 0.0
+        left = f", about {(total - done) / rate:.0f}s left" if rate and done < total else ""
+        self.progress(
+            f"{self.resource_type}: {done}/{total} records ({100 * done / total:.0f}%), "
+            f"{self.report.texts_embedded} texts embedded, {self.report.texts_reused} reused, "
+            f"{rate:.1f} records/s{left}"
+        )
+
+    def _batch(self, records: list[Record], heads: dict[str, Head]) -> None:
+        points = self._points(records)
+        todo = points if self.options.force else self._changed_points(points)
+        vectors = self._vectors(todo)
+        refused = {p["record_id"] for p in todo if p["text_hash"] not in vectors}
+        for point in todo:
+            if point["text_hash"] not in vectors:
+                reason = self.report.rejected[point["record_key"]]
+                self.report.fail(_record_named(point), f"{point['record_key']}: {reason}")
+        kept = [p for p in points if p["record_id"] not in refused]
+        writes = [p for p in todo if p["record_id"] not in refused]
+        self.report.points_unchanged += len(kept) - len(writes)
+        counts = Counter(p["record_id"] for p in kept)
+        stale = [
+            pid
+            for record in records
+            if record.record_id in counts and record.record_id in heads
+            for pid in point_ids(record, heads[record.record_id].chunk_count)[counts[record.record_id] :]
+        ]
+        for point in writes:
+            point["vectors"] = vectors[point["text_hash"]]
+        self._write(writes, stale)
+
+    def _points(self, records: list[Record]) -> list[dict]:
+        """The points of these records, read and chunked; records that fail are reported and left out."""
+        started = time.perf_counter()
+        ids = [r.source_id for r in records]
+        if records[0].kind == "resource":
+            rows, parents = self.reader.resources(ids), {}
+        else:
+            rows = self.reader.content_files(ids)
+            parents = self.reader.resources({r.resource_id for r in records})
+        self.report.seconds["fetch"] += time.perf_counter() - started
+        started = time.perf_counter()
+        points = []
+        for record in records:
+            row = rows.get(record.source_id)
+            if row is None:
+                continue  # deleted or unpublished since the listing: the next run deletes its points
+            try:
+                if record.kind == "resource":
+                    made = resource_points(record, row, self.chunker)
+                else:
+                    parent = parents.get(record.resource_id)
+                    if parent is None:
+                        raise RecordError(record.record_key, "resource_id", "names no published resource of this type")
+                    made = content_file_points(record, row, parent, self.chunker)
+            except RecordError as error:
+                self.report.fail(record, str(error))
+                continue
+            except Exception as error:  # noqa: BLE001 (a record the chunker chokes on must not sink the partition)
+                self.report.fail(record, f"{record.record_key}: {type(error).__name__}: {error}")
+                continue
+            self.report.records_done[record.kind] += 1
+            points.extend(made)
+        for point in points:
+            point["point_hash"] = point_hash(self.version, point)
+            point["payload"]["point_hash"] = point["point_hash"]
+            self.report.tokens += point["tokens"]
+            if point["collection"] == "content_files":
+                self.report.chunks += 1
+                self.report.max_chunk_tokens = max(self.report.max_chunk_tokens, point["tokens"])
+        self.report.samples.extend(points[: 5 - len(self.report.samples)])
+        self.report.seconds["chunk"] += time.perf_counter() - started
+        return points
+
+    def _vectors(self, points: list[dict]) -> dict[str, dict]:
+        """Text hash → vectors for these points: from Qdrant where it holds the text already, else embedded.
+
+        A text the model refused has none (its reason is in the report).
+        """
+        needed = {p["text_hash"]: p for p in points}
+        self.report.texts_needed += len(needed)
+        found: dict[str, dict] = {}
+        if not self.options.force:
+            for kind in {p["collection"] for p in points}:
+                found.update(self._stored_vectors(self.names[kind], [h for h in needed if h not in found]))
+        self.report.texts_reused += len(found)
+        missing = {h: p for h, p in needed.items() if h not in found}
+        if missing:
+            found.update(self._embed(missing))
+        return found
+
+    def _changed_points(self, points: list[dict]) -> list[dict]:
+        """The points whose stored hash differs (or that Qdrant does not have)."""
+        stored = {}
+        for kind in {p["collection"] for p in points}:
+            ids = [p["point_id"] for p in points if p["collection"] == kind]
+            for pid, payload, _ in self.store.retrieve(self.names[kind], ids, fields=["point_hash"]):
+                stored[pid] = payload.get("point_hash")
+        return [p for p in points if stored.get(p["point_id"]) != p["point_hash"]]
+
+    def _stored_vectors(self, name: str, hashes: list[str]) -> dict[str, dict]:
+        found = {}
+        for start in range(0, len(hashes), 1000):
+            for _, payload, vectors in self.store.scroll_vectors(
+                name, {"text_hash": hashes[start : start + 1000]}, ["text_hash"]
+            ):
+                if self.dense.vector_name in vectors and self.sparse.vector_name in vectors:
+                    found[payload["text_hash"]] = vectors
+        return found
+
+    def _embed(self, points: dict[str, dict]) -> dict[str, dict]:
+        """Dense and sparse vectors of these points' texts, by text hash; texts the model refused are absent."""
+        texts = [p["text"] for p in points.values()]
+        started = time.perf_counter()
+        dense = self.dense.embed_documents(texts, progress=_Quiet())
+        self.report.seconds["dense"] += time.perf_counter() - started
+        self.report.encoder_stats.update(self.dense.stats)
+        refused = self.dense.rejected
+        started = time.perf_counter()
+        sparse = self.sparse.embed_documents(texts)
+        self.report.seconds["sparse"] += time.perf_counter() - started
+        vectors = {}
+        for (text_hash, point), d, s in zip(points.items(), dense, sparse):
+            if point["text"] in refused or np.isnan(d).any():
+                self.report.rejected[point["record_key"]] = refused.get(point["text"], "no vector")
+                continue
+            vectors[text_hash] = {self.dense.vector_name: d.tolist(), self.sparse.vector_name: s}
+            self.report.dimension = len(d)
+        self.report.texts_embedded += len(vectors)
+        return vectors
+
+    def _write(self, points: list[dict], stale: list[str]) -> None:
+        """Chunks first, then stale points, then heads: a record's head appears only once it is complete."""
+        started = time.perf_counter()
+        for heads_now in (False, True):
+            for kind in COLLECTION_KINDS:
+                batch = [p for p in points if p["head"] == heads_now and p["collection"] == kind]
+                for start in range(0, len(batch), self.options.upload_batch_size):
+                    part = batch[start : start + self.options.upload_batch_size]
+                    self.store.upsert(
+                        self.names[kind], [Point(p["point_id"], p["vectors"], p["payload"]) for p in part]
+                    )
+            if not heads_now and stale:
+                self.store.delete(self.names["content_files"], stale)
+        self.report.points_upserted += len(points)
+        self.report.points_deleted += len(stale)
+        self.report.records_written |= {p["record_id"] for p in points}
+        self.report.seconds["upsert"] += time.perf_counter() - started
+
+    def _delete(self, plan: Plan) -> None:
+        """The points of records the source no longer has, and points no record owns."""
+        started = time.perf_counter()
+        for kind, name in self.names.items():
+            gone = [h for h in plan.deleted if h.collection == kind]
+            for start in range(0, len(gone), 1000):
+                part = gone[start : start + 1000]
+                self.store.delete_where(name, {"record_id": [h.record_id for h in part]})
+                self.report.points_deleted += sum(h.chunk_count for h in part)
+            orphans = plan.damage.orphans.get(name, [])
+            if orphans:
+                self.store.delete(name, orphans)
+                self.report.points_deleted += len(orphans)
+        self.report.seconds["upsert"] += time.perf_counter() - started
+
+
+class _Quiet:
+    """The encoder's own progress lines are replaced by the run's per-batch ones."""
+
+    def info(self, message: str) -> None:
+        log.debug(message)
+
+
+def _batches(records: list[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive batches of at most `size` records, never mixing resources and content files."""
+    batch: list[Record] = []
+    for record in records:
+        if batch and (len(batch) == size or batch[0].kind != record.kind):
+            yield batch
+            batch = []
+        batch.append(record)
+    if batch:
+        yield batch
 
 
 def ensure_collections(
@@ -122,8 +512,8 @@ def ensure_collections(
 ) -> list[str]:
     """kind → physical name: create what is missing (or everything, if `recreate`); returns what was dropped.
 
-    `spec(kind)` is None when the partition has nothing to write (the dimension is then unknown):
-    such a collection is not created.
+    `spec(kind)` is None when nothing is to be written (the dimension may then be unknown): such a
+    collection is not created.
     """
     dropped = []
     for kind, name in names.items():

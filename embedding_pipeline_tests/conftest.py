@@ -12,10 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
-from embedding_pipeline.assets.chunks import text_chunks
-from embedding_pipeline.assets.collections import qdrant_points
-from embedding_pipeline.assets.source import source_content
-from embedding_pipeline.assets.vectors import dense_vectors, sparse_vectors
+from embedding_pipeline.assets.embed import embed_partition
 from embedding_pipeline.offline_model import build_minilm_onnx
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources import build_resources
@@ -24,7 +21,7 @@ from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = [source_content, text_chunks, dense_vectors, sparse_vectors, qdrant_points]
+ASSETS = [embed_partition]
 CHECKS = [points_match_source, dense_dimension_matches_encoder]
 
 

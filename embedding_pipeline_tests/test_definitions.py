@@ -20,12 +20,18 @@ def test_asset_graph_is_the_pipeline_partitioned_by_resource_type():
     assert upstream["text_chunks"] == {"source_content"}
 
 
-def test_embed_job_covers_every_asset():
+def test_embed_job_covers_every_asset_in_one_step_and_the_checks_in_their_own():
     job = defs.resolve_job_def("embed")
     assert {node.name for node in job.graph.nodes} == {
-        "source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points",
-        "qdrant_points_points_match_source", "qdrant_points_dense_dimension_matches_encoder",
+        "embed_partition", "qdrant_points_points_match_source", "qdrant_points_dense_dimension_matches_encoder",
     }  # fmt: skip
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "source_content",
+        "text_chunks",
+        "dense_vectors",
+        "sparse_vectors",
+        "qdrant_points",
+    }
     assert job.partitions_def.get_partition_keys() == RESOURCE_TYPES
 
 

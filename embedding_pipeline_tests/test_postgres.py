@@ -44,12 +44,12 @@ def postgres_database():
 
 def test_the_sample_content_loads_into_and_reads_from_postgresql(postgres_database):
     assert load_sample_data(postgres_database) == (44, 14)
-    resources, files = ContentSource(database_url=postgres_database).fetch("document")
-    assert len(resources) == 5 and len(files) == 5
-    assert list(resources.loc[resources["readable_id"] == "doc-urban-beekeeping", "topics"].iloc[0]) == [
-        "Agriculture",
-        "Ecology",
-    ]
+    with ContentSource(database_url=postgres_database).reader("document") as reader:
+        resources, files = list(reader.list_resources()), list(reader.list_content_files())
+        assert len(resources) == 5 and len(files) == 5
+        rows = reader.resources([r["id"] for r in resources if r["readable_id"] == "doc-urban-beekeeping"])
+    (bees,) = rows.values()
+    assert list(bees["topics"]) == ["Agriculture", "Ecology"]
 
 
 def test_dagster_yaml_stores_runs_and_events_in_postgresql_when_dagster_postgres_url_is_set(

@@ -1,103 +1,167 @@
-"""The synchronisation of one partition with Qdrant, as plain functions on the embedded engine (no Dagster)."""
+"""The synchronisation of a partition with Qdrant, as plain functions on the real model and engine (no Dagster)."""
 
-import json
-import uuid
-from functools import partial
+from typing import ClassVar
 
-import numpy as np
-import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from embedding_pipeline.sync import ensure_collections, switch_aliases, sync_collection, to_points
-from embedding_pipeline.vector_store import CollectionSpec
+from embedding_pipeline.resources.chunker import TextChunker
+from embedding_pipeline.resources.content_source import ContentSource
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
+from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.sync import Options, PartitionSync, list_records, switch_aliases
+from embedding_pipeline.vector_store import CollectionSpec, collection_spec
 from embedding_pipeline.vector_store.edge import EdgeStore
 
-SPEC = CollectionSpec("dense", 4, "bm25", True, {"resource_type": "keyword", "record_key": "identifier"})
-WRITE = partial(to_points, dense_name="dense", sparse_name="bm25")
+NAMES = {"resources": "t.resources.v1", "content_files": "t.content_files.v1"}
 
 
-def rows(records: dict[str, int], resource_type: str = "course", version: str = "v1") -> pd.DataFrame:
-    """Chunk rows as `qdrant_points` hands them over: record key → number of chunks."""
-    out = []
-    for record, chunks in records.items():
-        for number in range(chunks):
-            out.append(
-                {
-                    "point_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{resource_type}/{record}/{number}")),
-                    "record_key": record,
-                    "point_hash": f"{version}-{record}-{number}",
-                    "vector": np.array([1.0, number, len(record), 0.5], dtype=np.float32),
-                    "indices": np.array([1, 2 + number]),
-                    "values": np.array([1.0, 0.5]),
-                    "payload": json.dumps({"resource_type": resource_type, "record_key": record, "chunk": number}),
-                }
-            )
-    return pd.DataFrame(out)
+class Outage(RuntimeError):
+    """The encoder's service went away (an API outage, a full disk, a kill)."""
+
+
+class FlakyEncoder(FastEmbedEncoder):
+    """The real model; it counts the texts it embeds, and fails once `fail_after` calls have succeeded."""
+
+    embedded: ClassVar[list[str]] = []
+    fail_after: ClassVar[int | None] = None
+
+    def embed_documents(self, texts, progress=None):
+        if FlakyEncoder.fail_after is not None:
+            if FlakyEncoder.fail_after == 0:
+                raise Outage("the embedding service is unreachable")
+            FlakyEncoder.fail_after -= 1
+        FlakyEncoder.embedded.extend(texts)
+        return super().embed_documents(texts)
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = EdgeStore(tmp_path / "qdrant")
-    store.create_collection("c", SPEC)
-    yield store
-    store.close()
+def source(tmp_path) -> ContentSource:
+    url = f"sqlite:///{tmp_path / 'content.db'}"
+    load_sample_data(url)
+    return ContentSource(database_url=url)
 
 
-def test_only_new_and_changed_points_are_written_and_stale_ones_deleted(store):
-    first = sync_collection(store, "c", rows({"a": 2, "b": 1, "c": 3}), "course", WRITE)
-    assert (first.upserted, first.unchanged, first.deleted, first.total_points) == (6, 0, 0, 6)
-    assert first.records_before == set() and first.records_written == {"a", "b", "c"}
+@pytest.fixture
+def run(tmp_path, source, model_dir):
+    """Run the synchronisation of one partition as a run would; returns (plan, report)."""
+    FlakyEncoder.embedded, FlakyEncoder.fail_after = [], None
+    dense = FlakyEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir))
+    sparse, chunker = SparseEncoder(), TextChunker()
 
-    again = sync_collection(store, "c", rows({"a": 2, "b": 1, "c": 3}), "course", WRITE)
-    assert (again.upserted, again.unchanged, again.deleted) == (0, 6, 0)
+    def run(resource_type: str, **options):
+        with source.reader(resource_type) as reader, EdgeStore(tmp_path / "qdrant") as store:
+            sync = PartitionSync(store, reader, chunker, dense, sparse, NAMES, "v1", resource_type, Options(**options))
+            plan = sync.plan()
+            report = sync.run(plan, lambda kind: collection_spec(kind, dense.vector_name, dense.dim, "bm25", True))
+            return plan, report
 
-    edited = rows({"a": 2, "b": 1, "c": 2})  # c lost a chunk
-    edited.loc[edited["record_key"] == "b", "point_hash"] = "edited"
-    changed = sync_collection(store, "c", edited, "course", WRITE)
-    assert (changed.upserted, changed.unchanged, changed.deleted) == (1, 4, 1)
-    assert changed.records_written == {"b"} and changed.records_gone == {"c"}
-    assert store.retrieve("c", [edited.point_id[2]])[0][1]["point_hash"] == "edited"
-
-
-def test_other_resource_types_and_records_that_failed_keep_their_points(store):
-    sync_collection(store, "c", rows({"a": 1, "b": 2}), "course", WRITE)
-    sync_collection(store, "c", rows({"v": 2}, resource_type="video"), "video", WRITE)
-    kept = sync_collection(store, "c", rows({"a": 1}), "course", WRITE, keep_records={"b"})
-    assert kept.deleted == 0 and store.count("c", {"record_key": "b"}) == 2
-    gone = sync_collection(store, "c", rows({}).reindex(columns=rows({"a": 1}).columns), "course", WRITE)
-    assert gone.deleted == 3 and store.count("c", {"resource_type": "course"}) == 0
-    assert store.count("c", {"resource_type": "video"}) == 2
+    return run
 
 
-def test_force_writes_every_point_again(store):
-    sync_collection(store, "c", rows({"a": 2}), "course", WRITE)
-    forced = sync_collection(store, "c", rows({"a": 2}), "course", WRITE, force=True)
-    assert (forced.upserted, forced.unchanged) == (2, 0)
+def execute(source: ContentSource, sql: str, **params) -> None:
+    engine = sa.create_engine(source.database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+    engine.dispose()
 
 
-def test_upserts_are_batched_and_report_progress(store, monkeypatch):
-    calls = []
-    original = store.upsert
-    monkeypatch.setattr(store, "upsert", lambda name, points: calls.append(len(points)) or original(name, points))
-    sync_collection(store, "c", rows({f"r{i}": 5 for i in range(50)}), "course", WRITE, batch_size=60)
-    assert calls == [60, 60, 60, 60, 10]
+def test_a_second_run_with_nothing_changed_reads_chunks_and_embeds_nothing(run):
+    plan, first = run("document")
+    assert (len(plan.new), first.texts_embedded, first.points_upserted) == (10, 87, 87)
+    FlakyEncoder.embedded.clear()
+    plan, again = run("document")
+    assert (len(plan.unchanged), len(plan.todo), again.batches, again.chunks) == (10, 0, 0, 0)
+    assert FlakyEncoder.embedded == [] and again.points_unchanged == 87
 
 
-def test_ensure_collections_creates_what_is_missing_and_recreate_drops_first(store):
-    names = {"resources": "base.resources.v1", "content_files": "base.content_files.v1"}
-    spec = {"resources": SPEC, "content_files": None}  # no chunks yet: the dimension is unknown
-    assert ensure_collections(store, names, spec.get) == []
-    assert "base.resources.v1" in store.collections() and "base.content_files.v1" not in store.collections()
-    sync_collection(store, "base.resources.v1", rows({"a": 1}), "course", WRITE)
-    assert ensure_collections(store, names, spec.get, recreate=True) == ["base.resources.v1"]
-    assert store.count("base.resources.v1") == 0
+def test_records_go_in_batches_that_never_mix_resources_and_content_files(run):
+    _, report = run("document", batch_size=3)
+    assert report.batches == 4  # 5 resources in 3 + 2, 5 content files in 3 + 2
+    assert report.records_done == {"resource": 5, "content_file": 5}
+
+
+def test_a_run_that_fails_resumes_after_its_last_finished_batch(run, source):
+    FlakyEncoder.fail_after = 2  # two batches embedded and written, then the service goes away
+    with pytest.raises(Outage):
+        run("document", batch_size=2)
+    before = list(FlakyEncoder.embedded)
+    FlakyEncoder.embedded.clear()
+    FlakyEncoder.fail_after = None
+    plan, report = run("document", batch_size=2)
+    assert len(plan.unchanged) == 4 and len(plan.new) == 6  # the first two batches are done
+    assert not set(FlakyEncoder.embedded) & set(before)  # nothing embedded twice
+    assert report.points_upserted == 87 - 4
+
+
+def test_an_edit_costs_its_record_only(run, source):
+    run("video")
+    FlakyEncoder.embedded.clear()
+    execute(source, "UPDATE learning_resources SET description = 'Now with prime editing.', updated_on = '2025-03-01' "
+            "WHERE readable_id = 'yt-crispr'")  # fmt: skip
+    plan, report = run("video")
+    assert [r.record_key for r in plan.changed] == ["youtube.yt-crispr"] and len(plan.unchanged) == 6
+    assert len(FlakyEncoder.embedded) == 1 and "prime editing" in FlakyEncoder.embedded[0]
+    assert (report.points_upserted, report.texts_reused) == (1, 0)
+
+
+def test_a_touched_record_whose_text_did_not_change_is_rewritten_without_the_encoder(run, source):
+    run("video")
+    FlakyEncoder.embedded.clear()
+    execute(source, "UPDATE content_files SET updated_on = '2025-03-01' WHERE key = 'captions.vtt.txt'")
+    plan, report = run("video")
+    assert len(plan.changed) == 1 and FlakyEncoder.embedded == []
+    assert report.texts_reused == 1  # the head carries the new fingerprint and dates: rewritten, not re-embedded
+
+
+def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(run, source):
+    execute(
+        source,
+        "INSERT INTO content_files (id, resource_id, run_readable_id, key, title, content, file_type, file_extension, "
+        "url, checksum, published, updated_on) SELECT 900, resource_id, run_readable_id, key, title, "
+        "'A second copy with other text.', file_type, file_extension, url, 'other', published, updated_on "
+        "FROM content_files WHERE key = 'lab-safety.md'",
+    )
+    with source.reader("document") as reader:
+        listing = list_records(reader)
+    (message,) = listing.duplicates
+    assert "lab-safety.md" in message and "id=900 used" in message
+    run("document")
+    FlakyEncoder.embedded.clear()
+    plan, again = run("document")
+    assert again.points_upserted == 0 and FlakyEncoder.embedded == [] and len(plan.unchanged) == 10
+
+
+def test_deleted_records_lose_all_their_points(run, source):
+    _, first = run("document")
+    execute(source, "DELETE FROM content_files WHERE key = 'urban-beekeeping.md'")
+    plan, report = run("document")
+    (gone,) = plan.deleted
+    assert gone.record_key.endswith("urban-beekeeping.md") and report.points_deleted == gone.chunk_count > 7
+    assert report.partition_points["content_files"] == first.partition_points["content_files"] - gone.chunk_count
+
+
+def test_a_record_that_cannot_be_read_is_named_and_keeps_its_points(run, source):
+    run("video")
+    execute(
+        source, "UPDATE learning_resources SET title = '', updated_on = '2025-03-01' WHERE readable_id = 'yt-crispr'"
+    )
+    plan, report = run("video")
+    assert report.failures == {"youtube.yt-crispr": "youtube.yt-crispr: field 'title' is empty"}
+    assert report.points_deleted == 0 and report.partition_points["resources"] == 6
 
 
 def _collections(store, version: str) -> dict[str, str]:
     targets = {f"base.{kind}": f"base.{kind}.{version}" for kind in ("resources", "content_files")}
     for name in targets.values():
-        store.ensure_collection(name, SPEC)
+        store.ensure_collection(name, CollectionSpec("dense", 4, "bm25", True))
     return targets
+
+
+@pytest.fixture
+def store(tmp_path):
+    with EdgeStore(tmp_path / "aliases") as store:
+        yield store
 
 
 def test_aliases_are_set_at_once_on_first_set_up(store):
@@ -114,9 +178,9 @@ def test_aliases_move_together_only_when_every_partition_is_done_then_old_collec
     waiting = switch_aliases(store, new, every_partition_done=lambda: False)
     assert not waiting.moved and set(store.aliases().values()) == {"base.resources.v1", "base.content_files.v1"}
     done = switch_aliases(store, new, every_partition_done=lambda: True)
-    assert done.moved and store.aliases() == {alias: name for alias, name in new.items()}
+    assert done.moved and store.aliases() == new
     assert sorted(done.removed) == ["base.content_files.v1", "base.resources.v1"]
-    assert sorted(store.collections()) == sorted(new.values()) + ["c"]  # another base's collection stays
+    assert sorted(store.collections()) == sorted(new.values())
 
 
 def test_old_collections_are_kept_when_asked(store):

@@ -11,14 +11,12 @@ from embedding_pipeline.resources.content_source import (
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
-from embedding_pipeline.resources.parquet_io import ParquetIOManager
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.settings import Settings, secret_env
 
 
 def build_resources(settings: Settings) -> dict:
     return {
-        "io_manager": ParquetIOManager(),
         "content_source": ContentSource(
             database_url=secret_env("CONTENT_DATABASE_URL", settings.content_database_url),
             resources_query=settings.resources_query or DEFAULT_RESOURCES_QUERY,
@@ -28,15 +26,15 @@ def build_resources(settings: Settings) -> dict:
         ),
         "chunker": TextChunker(
             encoding_name=settings.token_encoding_name,
-            chunk_size=settings.qdrant_chunk_size,
-            chunk_overlap=settings.qdrant_chunk_overlap,
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
         ),
         "dense_encoder": dense_encoder_class(settings.qdrant_encoder).from_settings(settings),
         "sparse_encoder": SparseEncoder(
             model_name=settings.qdrant_sparse_model,
             **({"model_path": settings.qdrant_sparse_model_path} if settings.qdrant_sparse_model_path else {}),
         ),
-        "embed_options": EmbedOptions(),
+        "embed_options": EmbedOptions(batch_size=settings.qdrant_chunk_size),
         "qdrant": QdrantResource(
             host=settings.qdrant_host,
             api_key=secret_env("QDRANT_API_KEY"),
@@ -44,5 +42,6 @@ def build_resources(settings: Settings) -> dict:
             base_collection_name=settings.qdrant_base_collection_name,
             keep_old_collections=settings.qdrant_keep_old_collections,
             lock_wait_seconds=settings.qdrant_lock_wait_seconds,
+            upload_batch_size=settings.qdrant_point_upload_batch_size,
         ),
     }

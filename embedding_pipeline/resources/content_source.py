@@ -5,7 +5,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
@@ -133,24 +132,75 @@ class ContentSource(dg.ConfigurableResource):
             by_type.setdefault(str(row[0]), []).append(row[1:])
         return {resource_type: _digest(sorted(rows, key=str)) for resource_type, rows in by_type.items()}
 
-    def fetch(self, resource_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The partition's (resources, content files), with the columns of the default queries."""
-        params = {"resource_type": resource_type}
+    @contextmanager
+    def reader(self, resource_type: str) -> Iterator["ContentReader"]:
+        """One connection for a run's reads of one resource type."""
         with self._connect() as conn:
-            resources = pd.read_sql_query(sa.text(self.resources_query), conn, params=params)
-            files = pd.read_sql_query(sa.text(self.content_files_query), conn, params=params)
-        _require_columns(resources, RESOURCE_COLUMNS, "resources_query")
-        _require_columns(files, CONTENT_FILE_COLUMNS, "content_files_query")
-        # A user's query may not filter on publication; what is not published is never embedded.
-        resources = resources[resources["published"].fillna(False).astype(bool)]
-        files = files[files["published"].fillna(False).astype(bool) & files["resource_id"].isin(resources["id"])]
-        return resources[RESOURCE_COLUMNS].reset_index(drop=True), files[CONTENT_FILE_COLUMNS].reset_index(drop=True)
+            yield ContentReader(conn, resource_type, self.resources_query, self.content_files_query)
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str], query_name: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"The content source's {query_name} returned no column(s) {', '.join(missing)}")
+# What a run lists of every record (cheap columns: no text), to tell which records changed.
+RESOURCE_LISTING = ["id", "platform", "readable_id", "updated_on", "published"]
+CONTENT_FILE_LISTING = ["id", "resource_id", "run_readable_id", "key", "updated_on", "checksum", "published"]
+
+
+class ContentReader:
+    """The records of one resource type: a listing of all of them, then full rows by id, batch by batch.
+
+    The configured queries are used as subqueries, so a user's own SQL serves the listing (only its
+    cheap columns travel) and the fetches by id (only the rows asked for travel).
+    """
+
+    def __init__(self, conn: sa.Connection, resource_type: str, resources_query: str, content_files_query: str):
+        self.conn, self.params = conn, {"resource_type": resource_type}
+        self.queries = {"resources_query": resources_query, "content_files_query": content_files_query}
+        self._checked: set[str] = set()
+
+    def _select(self, query_name: str, columns: list[str] | None, ids=None) -> sa.TextClause:
+        inner = self.queries[query_name].strip().rstrip(";")
+        selected = ", ".join(f"q.{c}" for c in columns) if columns else "q.*"
+        sql = f"SELECT {selected} FROM ({inner}) AS q" + (" WHERE q.id IN :ids" if ids is not None else "")
+        statement = sa.text(sql)
+        return statement.bindparams(sa.bindparam("ids", expanding=True)) if ids is not None else statement
+
+    def _execute(self, query_name: str, statement: sa.TextClause, params: dict) -> sa.CursorResult:
+        try:
+            return self.conn.execute(statement, params)
+        except sa.exc.DBAPIError as error:
+            raise ValueError(f"The content source's {query_name} failed: {error.orig}") from error
+
+    def _require(self, query_name: str, required: list[str]) -> None:
+        """The query returns the columns the pipeline reads (asked once, with no rows)."""
+        if query_name in self._checked:
+            return
+        inner = self.queries[query_name].strip().rstrip(";")
+        columns = self._execute(query_name, sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0"), self.params).keys()
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ValueError(f"The content source's {query_name} returned no column(s) {', '.join(missing)}")
+        self._checked.add(query_name)
+
+    def _rows(self, query_name: str, columns: list[str] | None, required: list[str], ids=None) -> Iterator[dict]:
+        self._require(query_name, RESOURCE_COLUMNS if query_name == "resources_query" else CONTENT_FILE_COLUMNS)
+        params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
+        result = self._execute(query_name, self._select(query_name, columns, ids), params)
+        for row in result.mappings():
+            # A user's query may not filter on publication; what is not published is never embedded.
+            if row["published"]:
+                yield dict(row)
+
+    def list_resources(self) -> Iterator[dict]:
+        return self._rows("resources_query", RESOURCE_LISTING, RESOURCE_LISTING)
+
+    def list_content_files(self) -> Iterator[dict]:
+        return self._rows("content_files_query", CONTENT_FILE_LISTING, CONTENT_FILE_LISTING)
+
+    def resources(self, ids) -> dict[int, dict]:
+        """Full rows of these resources, by id (ids no longer published are absent)."""
+        return {row["id"]: row for row in self._rows("resources_query", None, RESOURCE_COLUMNS, ids)}
+
+    def content_files(self, ids) -> dict[int, dict]:
+        return {row["id"]: row for row in self._rows("content_files_query", None, CONTENT_FILE_COLUMNS, ids)}
 
 
 def _digest(rows) -> str:

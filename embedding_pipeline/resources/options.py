@@ -8,6 +8,11 @@ from pydantic import Field
 
 
 class EmbedOptions(dg.ConfigurableResource):
+    batch_size: int = Field(
+        default=100,
+        description="Records read, chunked, embedded and written together (QDRANT_CHUNK_SIZE): the unit of "
+        "progress a failed run resumes after, and of the memory a run needs.",
+    )
     force_reembed: bool = Field(
         default=False, description="Embed every text again and upsert every point, ignoring earlier vectors."
     )

@@ -33,6 +33,7 @@ class QdrantResource(dg.ConfigurableResource):
         default=600, description="How long a run waits for an embedded store that another process has open."
     )
     timeout: int = Field(default=60, description="Seconds before a request to a Qdrant server gives up.")
+    upload_batch_size: int = Field(default=1000, description="Points per upsert request.")
 
     @contextmanager
     def get_store(

@@ -14,29 +14,35 @@ from typing import Any
 # Qdrant's own default for reciprocal rank fusion (the server's and qdrant-client's): both
 # implementations fuse with it, so hybrid scores agree.
 RRF_K = 2
-SCROLL_PAGE = 2000
+SCROLL_PAGE = 10_000  # the engine re-filters from the offset each page: large pages scroll faster
 SEARCH_WAIT_SECONDS = 60  # a search waits this long for a run that holds the embedded store
 
 COLLECTION_KINDS = ("resources", "content_files")
 
-# The fields searches filter on, per collection kind.
+# Payload indexes per collection kind: "keyword" for the fields searches filter on (with payload-aware
+# HNSW links, which keep filtered searches exact), "lookup" for those the pipeline finds points by
+# (a value per record or text: links would not help), "bool".
 PAYLOAD_INDEXES = {
     "resources": {
         "resource_type": "keyword",
         "platform": "keyword",
         "topics": "keyword",
         "published": "bool",
-        "readable_id": "identifier",
-        "record_key": "identifier",
+        "readable_id": "lookup",
+        "record_id": "lookup",
+        "role": "lookup",
+        "text_hash": "lookup",
     },
     "content_files": {
         "resource_type": "keyword",
         "platform": "keyword",
         "published": "bool",
-        "resource_readable_id": "identifier",
-        "run_readable_id": "identifier",
-        "key": "identifier",
-        "record_key": "identifier",
+        "resource_readable_id": "lookup",
+        "run_readable_id": "lookup",
+        "key": "lookup",
+        "record_id": "lookup",
+        "role": "lookup",
+        "text_hash": "lookup",
     },
 }
 
@@ -67,8 +73,7 @@ class CollectionSpec:
     dense_dim: int
     sparse_name: str
     sparse_idf: bool
-    # field → "keyword" (few distinct values), "identifier" (a value per record or file) or "bool"
-    payload_indexes: dict[str, str] = field(default_factory=dict)
+    payload_indexes: dict[str, str] = field(default_factory=dict)  # field → "keyword", "lookup" or "bool"
 
 
 def collection_spec(kind: str, dense_name: str, dense_dim: int, sparse_name: str, sparse_idf: bool) -> CollectionSpec:
@@ -177,8 +182,18 @@ class VectorStore(ABC):
     def count(self, name: str, filters: Filters | None = None) -> int: ...
 
     @abstractmethod
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[tuple[str, dict, dict]]:
-        """(id, payload, vectors) of the points that exist among `ids`."""
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> list[tuple[str, dict, dict]]:
+        """(id, payload, vectors) of the points that exist among `ids`; `fields` limits the payload."""
+
+    @abstractmethod
+    def scroll_vectors(self, name: str, filters: Filters, fields: Sequence[str]) -> Iterator[tuple[str, dict, dict]]:
+        """(id, payload, vectors) of every matching point."""
+
+    @abstractmethod
+    def delete_where(self, name: str, filters: Filters) -> None:
+        """Delete every point that matches `filters` (in one operation)."""
 
     def point_states(self, name: str, resource_type: str) -> Iterator[PointState]:
         """(id, record_key, point_hash) of one resource type's points: what a run compares with."""
@@ -187,6 +202,13 @@ class VectorStore(ABC):
 
     def finish_writes(self, name: str) -> None:
         """After a run's writes: make them durable and build the indexes searches use."""
+
+    def pause_for_waiters(self) -> bool:
+        """Between a run's batches: let a process that waits for the store in (True if one did).
+
+        Only the embedded engine admits one process at a time; a server store never needs to.
+        """
+        return False
 
     # Queries
 
@@ -219,7 +241,7 @@ class VectorStore(ABC):
         self, name: str, point_id: str, using: str, limit: int, filters: Filters | None = None
     ) -> list[Hit]:
         """The points nearest to a stored point's own vector, the point itself excluded."""
-        found = self.retrieve(name, [point_id], with_vectors=True)
+        found = self.retrieve(name, [point_id], with_vectors=True, fields=[])
         if not found:
             raise KeyError(point_id)
         (_, _, vectors) = found[0]
@@ -227,6 +249,12 @@ class VectorStore(ABC):
 
     def close(self) -> None:
         """Release the store (the embedded engine's folder lock, a server connection)."""
+
+    def __enter__(self) -> "VectorStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @staticmethod
     def candidates(limit: int) -> int:

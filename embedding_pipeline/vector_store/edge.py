@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # a value per record get no payload-aware HNSW links (they would not help): a third off `optimize()`.
 PAYLOAD_SCHEMAS = {
     "keyword": lambda: edge.KeywordIndexParams(memory=edge.Memory.Cold),
-    "identifier": lambda: edge.KeywordIndexParams(memory=edge.Memory.Cold, enable_hnsw=False),
+    "lookup": lambda: edge.KeywordIndexParams(memory=edge.Memory.Cold, enable_hnsw=False),
     "bool": lambda: edge.BoolIndexParams(memory=edge.Memory.Cold),
 }
 FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: reopening stays fast
@@ -60,26 +60,32 @@ class FolderLock:
         self.file = open(root / "store.lock", "a+")  # noqa: SIM115 (held until release())
         started = time.monotonic()
         next_report = started
-        while True:
-            try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - started
-                holder = self._holder()
-                if waited >= wait_seconds:
-                    self.file.close()
-                    raise StoreBusy(
-                        f"The embedded Qdrant in {root} is still held by {holder} after {waited:.0f}s; "
-                        "try again once it is done, or wait longer (`search --wait SECONDS`; QDRANT_LOCK_WAIT_SECONDS for runs)"
-                    ) from None
-                if time.monotonic() >= next_report:
-                    report(
-                        f"Waiting for the embedded Qdrant in {root}: held by {holder} "
-                        f"(one process at a time; waited {waited:.0f}s of at most {wait_seconds:.0f}s)"
-                    )
-                    next_report += REPORT_EVERY_SECONDS
-                time.sleep(0.1)
+        waiting = root / "waiters" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # asks a run to pause
+        try:
+            while True:
+                try:
+                    fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waiting.touch()
+                    waited = time.monotonic() - started
+                    holder = self._holder()
+                    if waited >= wait_seconds:
+                        self.file.close()
+                        raise StoreBusy(
+                            f"The embedded Qdrant in {root} is still held by {holder} after {waited:.0f}s; "
+                            "try again once it is done, or wait longer "
+                            "(`search --wait SECONDS`; QDRANT_LOCK_WAIT_SECONDS for runs)"
+                        ) from None
+                    if time.monotonic() >= next_report:
+                        report(
+                            f"Waiting for the embedded Qdrant in {root}: held by {holder} "
+                            f"(one process at a time; waited {waited:.0f}s of at most {wait_seconds:.0f}s)"
+                        )
+                        next_report += REPORT_EVERY_SECONDS
+                    time.sleep(0.1)
+        finally:
+            waiting.unlink(missing_ok=True)
         self.file.seek(0)
         self.file.truncate()
         self.file.write(
@@ -103,12 +109,25 @@ class FolderLock:
             self.file.close()
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_local_mode_store(path: Path) -> bool:
     """qdrant-client's local mode keeps `meta.json` and one SQLite file per collection under `collection/`."""
     return (path / "meta.json").exists() and (path / "collection").is_dir()
 
 
 def _filter(filters: Filters | None, exclude_ids: Sequence[str] = ()) -> edge.Filter | None:
+    for key, value in (filters or {}).items():
+        if isinstance(value, bool):  # MatchValue(True) is read as the integer 1 and matches nothing
+            raise ValueError(f"The embedded Qdrant (qdrant-edge-py 0.9.0) cannot filter on the boolean {key!r}")
     must = [
         edge.FieldCondition(
             key=key, match=edge.MatchAny(list(value)) if isinstance(value, (list, tuple)) else edge.MatchValue(value)
@@ -131,6 +150,10 @@ def _from_edge_vector(value):
     return value
 
 
+def _record(r) -> tuple[str, dict, dict]:
+    return str(r.id), r.payload or {}, {k: _from_edge_vector(v) for k, v in (r.vector or {}).items()}
+
+
 def _hits(points) -> list[Hit]:
     return [Hit(str(p.id), p.score, p.payload or {}) for p in points]
 
@@ -150,13 +173,35 @@ class EdgeStore(VectorStore):
                 "replaced with the Qdrant engine. Run `embedding-pipeline migrate-store` to copy its points over "
                 "(no encoder work), or move the folder away and run `embedding-pipeline embed` again."
             )
-        (self.root / "collections").mkdir(parents=True, exist_ok=True)
-        self._lock = FolderLock(self.root, purpose, wait_seconds, report)
+        for folder in ("collections", "waiters"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        self._open_lock = lambda: FolderLock(self.root, purpose, wait_seconds, report)
+        self._lock: FolderLock | None = None
         self._shards: dict[str, edge.EdgeShard] = {}
         self._aliases: dict[str, str] | None = None  # read once: no one else writes while we hold the lock
         self._last_flush = time.monotonic()
-        for leftover in (self.root / "collections").glob(".*"):  # a create or drop cut short by a crash
-            shutil.rmtree(leftover, ignore_errors=True)
+        self._hold()
+
+    def _hold(self) -> None:
+        """Take the store (again, after a pause), waiting for whoever has it."""
+        if self._lock is None:
+            self._lock = self._open_lock()
+            for leftover in (self.root / "collections").glob(".*"):  # a create or drop cut short by a crash
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def pause_for_waiters(self) -> bool:
+        """Close the store for a moment if another process waits for it (a search during a long run)."""
+        waiters = [w for w in (self.root / "waiters").iterdir() if not w.name.startswith(f"{os.getpid()}-")]
+        alive = [w for w in waiters if _process_alive(int(w.name.split("-")[0]))]
+        for stale in set(waiters) - set(alive):
+            stale.unlink(missing_ok=True)
+        if not alive or self._lock is None:
+            return False
+        self._release()
+        deadline = time.monotonic() + 10
+        while any(w.exists() for w in alive) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until they have it; the next call waits for them to finish
+        return True
 
     # Collections and aliases
 
@@ -164,6 +209,7 @@ class EdgeStore(VectorStore):
         return self.root / "collections" / name
 
     def _shard(self, name: str) -> edge.EdgeShard:
+        self._hold()
         name = self.resolve(name)
         if name not in self._shards:
             if not self._folder(name).is_dir():
@@ -172,10 +218,12 @@ class EdgeStore(VectorStore):
         return self._shards[name]
 
     def collections(self) -> list[str]:
+        self._hold()
         return sorted(p.name for p in (self.root / "collections").iterdir() if not p.name.startswith("."))
 
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
         """Built in a hidden folder and renamed into place: a crash never leaves half a collection."""
+        self._hold()
         staging = self._folder(f".new-{name}-{uuid.uuid4().hex[:8]}")
         config = edge.EdgeConfig(
             vectors={spec.dense_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)},
@@ -191,6 +239,7 @@ class EdgeStore(VectorStore):
         staging.rename(self._folder(name))
 
     def drop_collection(self, name: str) -> None:
+        self._hold()
         if name in self._shards:
             self._shards.pop(name).close()
         doomed = self._folder(f".drop-{name}")
@@ -204,6 +253,7 @@ class EdgeStore(VectorStore):
         return {vector: params["size"] for vector, params in config.get("vectors", {}).items()}
 
     def aliases(self) -> dict[str, str]:
+        self._hold()
         if self._aliases is None:
             path = self.root / "aliases.json"
             self._aliases = json.loads(path.read_text()) if path.exists() else {}
@@ -259,12 +309,29 @@ class EdgeStore(VectorStore):
     def count(self, name: str, filters: Filters | None = None) -> int:
         return self._shard(name).count(edge.CountRequest(exact=True, filter=_filter(filters)))
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[tuple[str, dict, dict]]:
-        records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-        return [
-            (str(r.id), r.payload or {}, {k: _from_edge_vector(v) for k, v in (r.vector or {}).items()})
-            for r in records
-        ]
+    def retrieve(self, name, ids, with_vectors=False, fields=None) -> list[tuple[str, dict, dict]]:
+        with_payload = list(fields) if fields is not None else True
+        records = self._shard(name).retrieve(list(ids), with_payload=with_payload, with_vector=with_vectors)
+        return [_record(r) for r in records]
+
+    def scroll_vectors(self, name, filters, fields) -> Iterator[tuple[str, dict, dict]]:
+        shard, offset = self._shard(name), None
+        while True:
+            records, offset = shard.scroll(
+                edge.ScrollRequest(
+                    offset=offset,
+                    limit=SCROLL_PAGE,
+                    filter=_filter(filters),
+                    with_payload=list(fields),
+                    with_vector=True,
+                )
+            )
+            yield from (_record(r) for r in records)
+            if offset is None:
+                return
+
+    def delete_where(self, name: str, filters: Filters) -> None:
+        self._shard(name).update(edge.UpdateOperation.delete_points_by_filter(_filter(filters)))
 
     def finish_writes(self, name: str) -> None:
         shard = self._shard(name)
@@ -300,11 +367,17 @@ class EdgeStore(VectorStore):
         return _hits(self._shard(name).query(request))
 
     def close(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
         try:
             for shard in self._shards.values():
                 with contextlib.suppress(Exception):
                     shard.flush()
                 shard.close()
             self._shards.clear()
+            self._aliases = None
         finally:
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None

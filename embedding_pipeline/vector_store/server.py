@@ -22,7 +22,7 @@ from embedding_pipeline.vector_store import (
 
 PAYLOAD_SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
-    "identifier": models.PayloadSchemaType.KEYWORD,
+    "lookup": models.PayloadSchemaType.KEYWORD,
     "bool": models.PayloadSchemaType.BOOL,
 }
 
@@ -51,6 +51,10 @@ def _from_client_vector(value):
     if isinstance(value, models.SparseVector):
         return SparseVector(list(value.indices), list(value.values))
     return value
+
+
+def _record(r) -> tuple[str, dict, dict]:
+    return str(r.id), r.payload or {}, {k: _from_client_vector(v) for k, v in (r.vector or {}).items()}
 
 
 def _hits(response) -> list[Hit]:
@@ -146,12 +150,26 @@ class ServerStore(VectorStore):
     def count(self, name: str, filters: Filters | None = None) -> int:
         return self._call(name, self.client.count, count_filter=_filter(filters), exact=True).count
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[tuple[str, dict, dict]]:
-        records = self._call(name, self.client.retrieve, ids=list(ids), with_payload=True, with_vectors=with_vectors)
-        return [
-            (str(r.id), r.payload or {}, {k: _from_client_vector(v) for k, v in (r.vector or {}).items()})
-            for r in records
-        ]
+    def retrieve(self, name, ids, with_vectors=False, fields=None) -> list[tuple[str, dict, dict]]:
+        with_payload = list(fields) if fields is not None else True
+        records = self._call(
+            name, self.client.retrieve, ids=list(ids), with_payload=with_payload, with_vectors=with_vectors
+        )
+        return [_record(r) for r in records]
+
+    def scroll_vectors(self, name, filters, fields) -> Iterator[tuple[str, dict, dict]]:
+        offset = None
+        while True:
+            records, offset = self._call(
+                name, self.client.scroll, scroll_filter=_filter(filters), limit=SCROLL_PAGE, offset=offset,
+                with_payload=list(fields), with_vectors=True,
+            )  # fmt: skip
+            yield from (_record(r) for r in records)
+            if offset is None:
+                return
+
+    def delete_where(self, name: str, filters: Filters) -> None:
+        self._call(name, self.client.delete, points_selector=models.FilterSelector(filter=_filter(filters)), wait=True)
 
     # Queries
 

@@ -1,5 +1,7 @@
 """The least work that keeps Qdrant in step with the content database."""
 
+import hashlib
+
 import dagster as dg
 import pytest
 
@@ -27,10 +29,12 @@ def test_nothing_changed_nothing_embedded(embedded):
     result = embedded.materialize("document")
     assert embedded.encoded() == ([], [])
     dense = embedded.metadata(result, "dense_vectors")
-    assert dense["texts_embedded"] == 0 and dense["texts_reused"] > 30
+    assert dense["texts_embedded"] == dense["texts"] == 0  # not even looked at: no record changed
     assert embedded.metadata(result, "sparse_vectors")["texts_embedded"] == 0
+    assert embedded.metadata(result, "text_chunks")["chunks"] == 0
     points = embedded.metadata(result, "qdrant_points")
     assert points["points_upserted"] == 0 and points["points_unchanged"] == points["points"] > 30
+    assert points["records_unchanged"] == 10 and points["batches"] == 0
 
 
 def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedded):
@@ -51,18 +55,24 @@ def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedd
 def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
     before = _points(embedded, "content_files", key="urban-beekeeping.md")
     edited = BEEKEEPING.replace("shaken into a cardboard box", "shaken gently into a ventilated cardboard box")
-    embedded.execute("UPDATE content_files SET content = :c WHERE key = 'urban-beekeeping.md'", c=edited)
+    embedded.execute(  # as the application does: the checksum follows the content
+        "UPDATE content_files SET content = :c, checksum = :h WHERE key = 'urban-beekeeping.md'",
+        c=edited, h=hashlib.sha256(edited.encode()).hexdigest(),
+    )  # fmt: skip
     result = embedded.materialize("document")
     dense, _ = embedded.encoded()
     assert 1 <= len(dense) <= 2 and all("ventilated cardboard box" in text for text in dense)
     assert embedded.metadata(result, "dense_vectors")["texts_reused"] >= len(before) - 2
     after = _points(embedded, "content_files", key="urban-beekeeping.md")
     assert after.keys() == before.keys()
+    points = embedded.metadata(result, "qdrant_points")  # every chunk's payload carries the new checksum
+    assert (points["records_changed"], points["points_upserted"]) == (1, len(after))
 
 
 def test_a_payload_only_change_updates_qdrant_without_the_encoders(embedded):
     embedded.execute(
-        "UPDATE learning_resources SET url = 'https://example.org/new-crispr' WHERE readable_id = 'yt-crispr'"
+        "UPDATE learning_resources SET url = 'https://example.org/new-crispr', updated_on = CURRENT_TIMESTAMP "
+        "WHERE readable_id = 'yt-crispr'"
     )
     result = embedded.materialize("video")
     assert embedded.encoded() == ([], [])
@@ -92,8 +102,8 @@ def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing
     assert len(_points(embedded, "resources", resource_type="video")) == 6  # another partition: untouched
 
 
-def test_a_run_killed_half_way_is_healed_by_the_next(embedded):
-    """Points missing (upserts that never happened) and extra (deletes that never happened)."""
+def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(embedded):
+    """Points missing (deleted by hand) and extra (a point no record owns): only the lost texts are embedded again."""
     kept = _points(embedded, "content_files", resource_type="document")
     lost = sorted(kept)[:5]
     with embedded.store() as store:
@@ -104,7 +114,8 @@ def test_a_run_killed_half_way_is_healed_by_the_next(embedded):
         payload = {"resource_type": "document", "record_key": "library.gone.x.y", "point_hash": "x"}
         store.upsert(name, [Point(extra, vectors, payload)])
     result = embedded.materialize("document")
-    assert embedded.encoded() == ([], [])
+    dense, _ = embedded.encoded()
+    assert sorted(dense) == sorted(kept[pid]["chunk_content"] for pid in lost)  # their vectors were gone
     points = embedded.metadata(result, "qdrant_points")
     assert (points["points_upserted"], points["points_deleted"]) == (5, 1)
     assert _points(embedded, "content_files", resource_type="document").keys() == kept.keys()

@@ -79,7 +79,7 @@ def test_changing_models_or_chunking_changes_the_code_versions_the_ui_compares(m
     monkeypatch.setenv("QDRANT_DENSE_MODEL", "BAAI/bge-small-en-v1.5")
     model = code_versions()
     monkeypatch.delenv("QDRANT_DENSE_MODEL")
-    monkeypatch.setenv("QDRANT_CHUNK_SIZE", "256")
+    monkeypatch.setenv("CONTENT_FILE_EMBEDDING_CHUNK_SIZE", "256")
     chunking = code_versions()
     monkeypatch.setenv("QDRANT_SPARSE_MODEL", "prithivida/Splade_PP_en_v1")
     sparse = code_versions()

@@ -13,11 +13,21 @@ def database_url(tmp_path):
     return url
 
 
-def test_default_queries_return_the_published_records_of_one_type(database_url):
-    resources, files = ContentSource(database_url=database_url).fetch("course")
-    assert len(resources) == 8 and "ocw-11.001-retired" not in set(resources["readable_id"])
-    assert set(files["key"]) == {"syllabus.md", "lecture-notes-photosynthesis.txt", "week1/getting-started.md"}
-    assert set(files["resource_id"]) <= set(resources["id"])
+def test_default_queries_list_the_published_records_of_one_type_then_read_them_by_id(database_url):
+    with ContentSource(database_url=database_url).reader("course") as reader:
+        resources, files = list(reader.list_resources()), list(reader.list_content_files())
+        assert set(resources[0]) == {"id", "platform", "readable_id", "updated_on", "published"}  # no text
+        assert len(resources) == 8 and "ocw-11.001-retired" not in {r["readable_id"] for r in resources}
+        assert {f["key"] for f in files} == {
+            "syllabus.md",
+            "lecture-notes-photosynthesis.txt",
+            "week1/getting-started.md",
+        }
+        assert {f["resource_id"] for f in files} <= {r["id"] for r in resources}
+        rows = reader.resources([resources[0]["id"], resources[1]["id"], 999])
+        assert set(rows) == {resources[0]["id"], resources[1]["id"]} and rows[resources[0]["id"]]["title"]
+        (content,) = reader.content_files([files[0]["id"]]).values()
+        assert len(content["content"]) > 100
 
 
 def test_loading_the_sample_twice_keeps_one_copy(database_url):
@@ -35,8 +45,10 @@ def test_a_user_query_can_map_other_tables(database_url):
         database_url=database_url,
         resources_query="SELECT * FROM catalogue WHERE resource_type = :resource_type AND platform = 'ocw'",
     )
-    resources, _ = source.fetch("course")
-    assert set(resources["platform"]) == {"ocw"} and len(resources) == 5
+    with source.reader("course") as reader:
+        resources = list(reader.list_resources())
+        assert {r["platform"] for r in resources} == {"ocw"} and len(resources) == 5
+        assert {row["title"] for row in reader.resources([r["id"] for r in resources]).values()} > set()
 
 
 def test_a_query_missing_columns_names_them(database_url):
@@ -44,5 +56,8 @@ def test_a_query_missing_columns_names_them(database_url):
         database_url=database_url,
         resources_query="SELECT id, title FROM learning_resources WHERE resource_type = :resource_type",
     )
-    with pytest.raises(ValueError, match="resources_query returned no column.*readable_id"):
-        source.fetch("course")
+    with (
+        pytest.raises(ValueError, match="resources_query returned no column.*readable_id"),
+        source.reader("course") as reader,
+    ):
+        list(reader.list_resources())

@@ -163,23 +163,28 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     result = pipeline.materialize("course")
     dense = pipeline.metadata(result, "dense_vectors")
     assert (dense["model"], dense["dimension"], dense["texts_embedded"]) == ("test-minilm", 384, 21)
-    assert dense["requests"] == 1 and openai_server.requests[-1]["authorization"] == f"Bearer {secret}"
+    # one request per batch: the resources, then the content files
+    assert dense["requests"] == 2 and openai_server.requests[-1]["authorization"] == f"Bearer {secret}"
     with dg.build_resources({k: pipeline.resources[k] for k in ("qdrant", "dense_encoder", "sparse_encoder")}) as r:
         hits = search(r.qdrant, r.dense_encoder, r.sparse_encoder, "eigenvalues and matrices", limit=1)
     assert hits[0]["readable_id"] == "ocw-18.06"
     # A record whose text the provider refuses: named, kept in Qdrant, the rest embedded.
     openai_server.reject = {"Wave mechanics"}
     pipeline.execute(
-        "UPDATE learning_resources SET description = description || ' Wave mechanics.' WHERE readable_id = 'ocw-8.04'"
+        "UPDATE learning_resources SET description = description || ' Wave mechanics.', updated_on = '2025-03-01' "
+        "WHERE readable_id = 'ocw-8.04'"
     )
-    pipeline.execute("UPDATE learning_resources SET description = 'Matrices.' WHERE readable_id = 'ocw-18.06'")
+    pipeline.execute(
+        "UPDATE learning_resources SET description = 'Matrices.', updated_on = '2025-03-01' WHERE readable_id = 'ocw-18.06'"
+    )
     refused = pipeline.materialize("course")
     dense = pipeline.metadata(refused, "dense_vectors")
     assert dense["texts_rejected"] == 1 and "ocw.ocw-8.04: refused by test-minilm" in dense["rejected"]
     points = pipeline.metadata(refused, "qdrant_points")
-    assert (points["points_upserted"], points["points_deleted"], points["failed_records_kept"]) == (1, 0, 1)
-    warnings = [e.message for e in pipeline.instance.all_logs(refused.run_id) if "Not embedded by" in (e.message or "")]
-    assert len(warnings) == 1 and "ocw.ocw-8.04" in warnings[0]
+    # ocw-18.06's point, and the head of its syllabus (its fingerprint includes its resource's)
+    assert (points["points_upserted"], points["points_deleted"], points["failed_records_kept"]) == (2, 0, 1)
+    warnings = [e.message for e in pipeline.instance.all_logs(refused.run_id) if "Not embedded" in (e.message or "")]
+    assert len(warnings) == 1 and "ocw.ocw-8.04: refused by test-minilm" in warnings[0]
     openai_server.reject = set()
 
     logged = [str(event) for event in pipeline.instance.all_logs(result.run_id)]

@@ -65,6 +65,10 @@ class FastEmbedEncoder(DenseEncoder):
 
     @property
     def dim(self) -> int:
+        """From the model directory's config when there is one: knowing it costs no model load."""
+        config = Path(self.model_path) / "config.json" if self.model_path else None
+        if config is not None and config.exists():
+            return int(json.loads(config.read_text())["hidden_size"])
         return self._load().embedding_size
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
