@@ -1,8 +1,7 @@
-"""The whole pipeline in one screen: assets, checks, job, sensor and resources."""
+"""The whole pipeline in one screen: assets and their checks, job, sensor and resources."""
 
 import dagster as dg
 
-from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
 from embedding_pipeline.assets.embed import embed_partition
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.resources import build_resources
@@ -27,7 +26,6 @@ def _with_settings(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 defs = dg.Definitions(
     assets=[embed_partition.map_asset_specs(_with_settings)],
-    asset_checks=[points_match_source, dense_dimension_matches_encoder],
     jobs=[embed_job],
     sensors=[new_content_sensor],
     resources=build_resources(settings),

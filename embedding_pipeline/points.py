@@ -89,7 +89,7 @@ class Record:
 
 
 def resource_record(row: Mapping) -> Record:
-    """A listed resource (id, platform, readable_id, updated_on) as a record."""
+    """A listed resource as a record; its fingerprint covers every listed column (all shape its point)."""
     where = f"learning_resources id={row['id']}"
     platform = text_field(row, "platform", where, required=True)
     readable_id = text_field(row, "readable_id", where, required=True)
@@ -98,7 +98,7 @@ def resource_record(row: Mapping) -> Record:
         source_id=int(row["id"]),
         record_id=stable_id("resource", platform, readable_id),
         record_key=f"{platform}.{readable_id}",
-        fingerprint=digest(row["id"], row.get("updated_on")),
+        fingerprint=digest(row),
     )
 
 

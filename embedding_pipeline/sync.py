@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 LISTED_FAILURES = 50  # in logs and metadata; counts cover all
 HEAD_FIELDS = ["record_id", "record_key", "record_fingerprint", "chunk_count"]
+# Texts repeat (boilerplate paragraphs, one file in several course runs): the vectors of the last
+# texts a run saw are kept at hand, which spares a Qdrant lookup (about 10 KB each as Python lists).
+RECENT_VECTORS = 2000
 
 
 def vectors_version(*settings) -> str:
@@ -158,19 +161,19 @@ def find_damage(
     """Compare the points with what the heads say they should be.
 
     A count per collection decides whether the points are listed at all (`full` forces it): a
-    partition in step costs one count query.
+    partition in step costs one count query per collection.
     """
     damage = Damage()
     for kind, name in names.items():
         if not store.collection_exists(name):
             continue
-        expected: dict[str, str] = {}  # point id → record id
-        for head in heads.values():
-            if head.collection == kind:
-                record = records.get(head.record_id) or _record_of(head)
-                expected.update(dict.fromkeys(point_ids(record, head.chunk_count), head.record_id))
-        if not full and store.count(name, {"resource_type": resource_type}) == len(expected):
+        mine = [head for head in heads.values() if head.collection == kind]
+        if not full and store.count(name, {"resource_type": resource_type}) == sum(h.chunk_count for h in mine):
             continue
+        expected: dict[str, str] = {}  # point id → record id
+        for head in mine:
+            record = records.get(head.record_id) or _record_of(head)
+            expected.update(dict.fromkeys(point_ids(record, head.chunk_count), head.record_id))
         present = dict(store.scroll(name, {"resource_type": resource_type}, ["record_id"]))
         for pid in expected.keys() - present.keys():
             damage.records.add(expected[pid])
@@ -182,6 +185,57 @@ def find_damage(
                 damage.records.add(record_id)
             damage.orphans.setdefault(name, []).append(pid)
     return damage
+
+
+@dataclass
+class Verification:
+    """Does Qdrant hold exactly the partition's records, as the source has them now?"""
+
+    expected_points: int
+    points_in_qdrant: int
+    missing: list[str]  # point ids, or the keys of records never written
+    extra: list[str]  # point ids, or deleted records with their point counts
+    out_of_date: list[str]  # keys of records whose stored fingerprint is not the source's
+    every_point_listed: bool
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and not self.extra and not self.out_of_date
+
+
+def verify(
+    store: VectorStore,
+    names: dict[str, str],
+    resource_type: str,
+    listing: Listing,
+    exempt: set[str],
+    full: bool = True,
+    heads: dict[str, Head] | None = None,
+    damage: Damage | None = None,
+) -> Verification:
+    """Compare Qdrant with the listing; records in `exempt` (they failed, and keep what they had) are not held against it.
+
+    `full` lists every point; otherwise a count per collection stands in for the list. `heads` and
+    `damage` may be passed when the caller has them and nothing was written since.
+    """
+    if heads is None:
+        heads = stored_heads(store, names, resource_type)
+    if damage is None:
+        damage = find_damage(store, names, resource_type, heads, listing.records, full)
+    plan = make_plan(listing, heads, damage)
+    unwritten = [r for r in plan.new if r.record_id not in exempt]
+    stale = [r for r in plan.changed if r.record_id not in exempt and r.record_id not in damage.records]
+    in_qdrant = sum(
+        store.count(name, {"resource_type": resource_type}) for name in names.values() if store.collection_exists(name)
+    )
+    return Verification(
+        expected_points=sum(heads[r.record_id].chunk_count for r in plan.changed + plan.unchanged) + len(unwritten),
+        points_in_qdrant=in_qdrant,
+        missing=damage.missing + [f"{r.record_key} (not written)" for r in unwritten],
+        extra=damage.extra + [f"{h.record_key} ({h.chunk_count} points)" for h in plan.deleted],
+        out_of_date=[r.record_key for r in stale],
+        every_point_listed=full,
+    )
 
 
 def _record_named(point: dict) -> Record:
@@ -234,6 +288,7 @@ class Report:
     failed_record_ids: set[str] = field(default_factory=set)
     records_done: Counter = field(default_factory=Counter)  # kind → records chunked and written
     chunks: int = 0
+    empty_texts: int = 0
     tokens: int = 0
     max_chunk_tokens: int = 0
     samples: list[dict] = field(default_factory=list)
@@ -247,7 +302,7 @@ class Report:
     points_unchanged: int = 0
     points_deleted: int = 0
     records_written: set[str] = field(default_factory=set)
-    seconds: Counter = field(default_factory=Counter)  # fetch, chunk, dense, sparse, upsert
+    seconds: Counter = field(default_factory=Counter)  # fetch, chunk, dense, sparse, upsert, index
     collection_points: dict[str, int] = field(default_factory=dict)  # kind → points of every type
     partition_points: dict[str, int] = field(default_factory=dict)  # kind → points of this resource type
     batches: int = 0
@@ -277,6 +332,7 @@ class PartitionSync:
         self.progress = progress
         self.report = Report()
         self._ready: set[str] = set()  # collections known to exist with the right vectors
+        self._recent: OrderedDict[str, dict] = OrderedDict()  # text hash → vectors, the last RECENT_VECTORS
 
     def plan(self, verify_every_point: bool = False) -> Plan:
         """What to do; `verify_every_point` lists every point (else a count per collection decides)."""
@@ -313,7 +369,9 @@ class PartitionSync:
         for kind, name in self.names.items():
             if self.store.collection_exists(name):
                 if self.report.points_upserted or self.report.points_deleted:
+                    started = time.perf_counter()
                     self.store.finish_writes(name)
+                    self.report.seconds["index"] += time.perf_counter() - started
                 self.report.collection_points[kind] = self.store.count(name)
                 self.report.partition_points[kind] = self.store.count(name, {"resource_type": self.resource_type})
                 self.report.dimension = self.report.dimension or self.store.dense_sizes(name).get(
@@ -385,6 +443,7 @@ class PartitionSync:
                 self.report.fail(record, f"{record.record_key}: {type(error).__name__}: {error}")
                 continue
             self.report.records_done[record.kind] += 1
+            self.report.empty_texts += sum(1 for p in made if not p["text"].strip())
             points.extend(made)
         for point in points:
             point["point_hash"] = point_hash(self.version, point)
@@ -406,12 +465,18 @@ class PartitionSync:
         self.report.texts_needed += len(needed)
         found: dict[str, dict] = {}
         if not self.options.force:
+            found = {h: self._recent[h] for h in needed if h in self._recent}
             for kind in {p["collection"] for p in points}:
                 found.update(self._stored_vectors(self.names[kind], [h for h in needed if h not in found]))
         self.report.texts_reused += len(found)
         missing = {h: p for h, p in needed.items() if h not in found}
         if missing:
             found.update(self._embed(missing))
+        for text_hash, vectors in found.items():
+            self._recent[text_hash] = vectors
+            self._recent.move_to_end(text_hash)
+        while len(self._recent) > RECENT_VECTORS:
+            self._recent.popitem(last=False)
         return found
 
     def _changed_points(self, points: list[dict]) -> list[dict]:

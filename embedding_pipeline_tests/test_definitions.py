@@ -20,10 +20,11 @@ def test_asset_graph_is_the_pipeline_partitioned_by_resource_type():
     assert upstream["text_chunks"] == {"source_content"}
 
 
-def test_embed_job_covers_every_asset_in_one_step_and_the_checks_in_their_own():
+def test_embed_job_makes_every_asset_and_check_in_one_step():
     job = defs.resolve_job_def("embed")
-    assert {node.name for node in job.graph.nodes} == {
-        "embed_partition", "qdrant_points_points_match_source", "qdrant_points_dense_dimension_matches_encoder",
+    assert {node.name for node in job.graph.nodes} == {"embed_partition"}
+    assert {key.name for key in job.asset_layer.asset_graph.asset_check_keys} == {
+        "no_empty_chunks", "no_failed_records", "points_match_source", "dense_dimension_matches_encoder",
     }  # fmt: skip
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
         "source_content",

@@ -21,21 +21,32 @@ from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.run_state import clear_full_verification, full_verification_requested, write_manifest
+from embedding_pipeline.run_state import (
+    clear_full_verification,
+    failed_records,
+    full_verification_requested,
+    request_full_verification,
+    write_manifest,
+)
 from embedding_pipeline.sync import (
     LISTED_FAILURES,
     Options,
     PartitionSync,
     Plan,
     Report,
+    Verification,
     current_version,
     ensure_collections,
+    list_records,
     switch_aliases,
+    verify,
 )
 from embedding_pipeline.vector_store import COLLECTION_KINDS, CollectionMismatch, collection_spec
 
 RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
 NO_EMPTY_CHUNKS, NO_FAILED_RECORDS = "no_empty_chunks", "no_failed_records"
+POINTS_MATCH_SOURCE, DENSE_DIMENSION = "points_match_source", "dense_dimension_matches_encoder"
+SAMPLE = 10
 
 
 def _spec(key: str, description: str, deps: list[str], kinds: set[str], code_version: str | None = None):
@@ -71,9 +82,22 @@ SPECS = [
         ["text_chunks", "dense_vectors", "sparse_vectors"], {"qdrant"}, "points-2",
     ),
 ]  # fmt: skip
+
+
+def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, partitions_def=resource_type_partitions, description=description)
+
+
 CHECK_SPECS = [
-    dg.AssetCheckSpec(NO_EMPTY_CHUNKS, asset="text_chunks", partitions_def=resource_type_partitions, description="No text to embed is empty."),
-    dg.AssetCheckSpec(NO_FAILED_RECORDS, asset="text_chunks", partitions_def=resource_type_partitions, description="Records that could not be read or embedded (WARN)."),
+    _check(NO_EMPTY_CHUNKS, "text_chunks", "No text to embed is empty."),
+    _check(NO_FAILED_RECORDS, "text_chunks", "Records that could not be read or embedded (WARN)."),
+    _check(
+        POINTS_MATCH_SOURCE, "qdrant_points",
+        "Every record the source lists has all its points, as the source has it now, and Qdrant holds no point "
+        "of this resource type that no listed record owns (records that failed keep theirs). After a run's "
+        "writes a count per collection stands in for the list of points; executed alone, every point is listed.",
+    ),
+    _check(DENSE_DIMENSION, "qdrant_points", "The collections' dense vectors have the dimension the encoder produces."),
 ]  # fmt: skip
 
 
@@ -98,6 +122,7 @@ def _every_partition_done(context: dg.AssetExecutionContext, version: str) -> bo
     partitions_def=resource_type_partitions,
     retry_policy=RETRIES,
     pool="qdrant",
+    can_subset=True,  # the checks can be executed alone, against what Qdrant holds now
 )
 def embed_partition(
     context: dg.AssetExecutionContext,
@@ -113,15 +138,24 @@ def embed_partition(
     Unchanged records cost nothing but their line in the listing; a run that dies resumes after the
     last batch it finished; a record that cannot be read or embedded keeps its points and is named.
     """
+    partition = context.partition_key
+    version = current_version(dense_encoder, sparse_encoder, chunker)
+    names = {kind: qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
+    if not context.selected_asset_keys:  # the checks alone, on what Qdrant holds now
+        with content_source.reader(partition) as reader, qdrant.get_store_for_step(context, "checks") as store:
+            failed = failed_records(context.instance, partition)  # they keep their old points, or have none
+            verification = verify(store, names, partition, list_records(reader), failed, full=True)
+            sizes = _dense_sizes(store, names, dense_encoder)
+        if not verification.passed:
+            request_full_verification(context.instance, partition)  # the next run compares every point and heals
+        yield from _selected(context, _qdrant_checks(verification, sizes, dense_encoder))
+        return
     if embed_options.recreate_collections and "dagster/backfill" in context.run.tags:
         raise dg.Failure(
             "recreate_collections drops every partition's points, so a backfill would undo its own runs; "
             "use force_reembed in a backfill, or recreate_collections in a single run",
             allow_retries=False,
         )
-    partition = context.partition_key
-    version = current_version(dense_encoder, sparse_encoder, chunker)
-    names = {kind: qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
     options = Options(
         force=embed_options.force_reembed,
         batch_size=embed_options.batch_size,
@@ -129,9 +163,8 @@ def embed_partition(
     )
 
     def spec(kind: str):
-        dim = dense_encoder.dim
         return collection_spec(
-            kind, dense_encoder.vector_name, dim, sparse_encoder.vector_name, sparse_encoder.uses_idf
+            kind, dense_encoder.vector_name, dense_encoder.dim, sparse_encoder.vector_name, sparse_encoder.uses_idf
         )
 
     with content_source.reader(partition) as reader, qdrant.get_store_for_step(context, "embed_partition") as store:
@@ -141,8 +174,8 @@ def embed_partition(
         sync = PartitionSync(
             store, reader, chunker, dense_encoder, sparse_encoder, names, version, partition, options, context.log.info
         )
-        verify = full_verification_requested(context.instance, partition)
-        plan = sync.plan(verify_every_point=verify)
+        full = full_verification_requested(context.instance, partition)
+        plan = sync.plan(verify_every_point=full)
         context.log.info(
             f"{partition}: {len(plan.listing.records)} records listed: {len(plan.new)} new, {len(plan.changed)} "
             f"changed, {len(plan.unchanged)} unchanged, {len(plan.deleted)} deleted"
@@ -151,6 +184,11 @@ def embed_partition(
             report = sync.run(plan, spec)
         except CollectionMismatch as error:
             raise dg.Failure(str(error), allow_retries=False) from None
+        unchanged = (
+            {} if report.points_upserted or report.points_deleted else {"heads": plan.heads, "damage": plan.damage}
+        )
+        verification = verify(store, names, partition, plan.listing, report.failed_record_ids, full, **unchanged)
+        sizes = _dense_sizes(store, names, dense_encoder)
         switch = switch_aliases(
             store,
             {qdrant.alias(kind): name for kind, name in names.items()},
@@ -166,31 +204,83 @@ def embed_partition(
     for message in plan.listing.duplicates[:LISTED_FAILURES]:
         context.log.warning(f"Duplicate record key: {message}")
     write_manifest(context.instance, partition, _manifest(plan, report))
-    if verify:
+    if verification.passed:
         clear_full_verification(context.instance, partition)
+    else:
+        request_full_verification(context.instance, partition)
 
-    yield dg.MaterializeResult(asset_key="source_content", metadata=_source_metadata(plan, report))
-    yield dg.MaterializeResult(asset_key="text_chunks", metadata=_chunk_metadata(report, chunker))
-    yield dg.MaterializeResult(asset_key="dense_vectors", metadata=_dense_metadata(report, dense_encoder))
-    yield dg.MaterializeResult(asset_key="sparse_vectors", metadata=_sparse_metadata(report, sparse_encoder))
-    yield dg.MaterializeResult(
-        asset_key="qdrant_points",
-        metadata=_points_metadata(plan, report, version, names, switch, dense_encoder, sparse_encoder),
-    )
-    failures = _listed(report.failures.values())
-    yield dg.AssetCheckResult(
-        asset_key="text_chunks",
-        check_name=NO_EMPTY_CHUNKS,
-        passed=True,  # an empty text fails its record before it becomes a chunk: see no_failed_records
-        metadata={"chunks": report.chunks},
-    )
-    yield dg.AssetCheckResult(
-        asset_key="text_chunks",
-        check_name=NO_FAILED_RECORDS,
-        passed=not report.failures,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"failed_records": len(report.failures), "failures": dg.MetadataValue.md(failures)},
-    )
+    results = [
+        dg.MaterializeResult(asset_key="source_content", metadata=_source_metadata(plan, report)),
+        dg.MaterializeResult(asset_key="text_chunks", metadata=_chunk_metadata(report, chunker)),
+        dg.MaterializeResult(asset_key="dense_vectors", metadata=_dense_metadata(report, dense_encoder)),
+        dg.MaterializeResult(asset_key="sparse_vectors", metadata=_sparse_metadata(report, sparse_encoder)),
+        dg.MaterializeResult(
+            asset_key="qdrant_points",
+            metadata=_points_metadata(plan, report, version, names, switch, dense_encoder, sparse_encoder),
+        ),
+        dg.AssetCheckResult(
+            asset_key="text_chunks",
+            check_name=NO_EMPTY_CHUNKS,
+            passed=not report.empty_texts,
+            metadata={"chunks": report.chunks, "empty_texts": report.empty_texts},
+        ),
+        dg.AssetCheckResult(
+            asset_key="text_chunks",
+            check_name=NO_FAILED_RECORDS,
+            passed=not report.failures,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "failed_records": len(report.failures),
+                "failures": dg.MetadataValue.md(_listed(report.failures.values())),
+            },
+        ),
+        *_qdrant_checks(verification, sizes, dense_encoder),
+    ]
+    yield from _selected(context, results)
+
+
+def _selected(context: dg.AssetExecutionContext, results: list) -> Iterator:
+    """The results of the assets and checks this run selected (a run may select a subset, or only checks)."""
+    for result in results:
+        if isinstance(result, dg.AssetCheckResult):
+            key = dg.AssetCheckKey(dg.AssetKey.from_coercible(result.asset_key), result.check_name)
+            if key in context.selected_asset_check_keys:
+                yield result
+        elif dg.AssetKey.from_coercible(result.asset_key) in context.selected_asset_keys:
+            yield result
+
+
+def _dense_sizes(store, names: dict[str, str], dense: DenseEncoder) -> dict[str, int | None]:
+    return {
+        name: store.dense_sizes(name).get(dense.vector_name) for name in names.values() if store.collection_exists(name)
+    }
+
+
+def _qdrant_checks(verification: Verification, sizes: dict, dense: DenseEncoder) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            asset_key="qdrant_points",
+            check_name=POINTS_MATCH_SOURCE,
+            passed=verification.passed,
+            metadata={
+                "expected_points": verification.expected_points,
+                "points_in_qdrant": verification.points_in_qdrant,
+                "missing_points": len(verification.missing),
+                "extra_points": len(verification.extra),
+                "records_out_of_date": len(verification.out_of_date),
+                "every_point_listed": verification.every_point_listed,
+                "missing_sample": dg.MetadataValue.json(sorted(verification.missing)[:SAMPLE]),
+                "extra_sample": dg.MetadataValue.json(sorted(verification.extra)[:SAMPLE]),
+                "out_of_date_sample": dg.MetadataValue.json(sorted(verification.out_of_date)[:SAMPLE]),
+            },
+        ),
+        dg.AssetCheckResult(
+            asset_key="qdrant_points",
+            check_name=DENSE_DIMENSION,
+            passed=all(size == dense.dim for size in sizes.values()),
+            metadata={"encoder_dimension": dense.dim, "collections": dg.MetadataValue.json(sizes)},
+        ),
+    ]
 
 
 def _seconds(value: float) -> dg.MetadataValue:
@@ -314,5 +404,6 @@ def _points_metadata(plan, report, version, names, switch, dense, sparse) -> dic
         "dense_dimension": dg.MetadataValue.int(report.dimension),
         "sparse_model": dg.MetadataValue.text(sparse.model_name),
         "upsert_seconds": _seconds(seconds),
+        "index_seconds": _seconds(report.seconds["index"]),
         "points_per_second": dg.MetadataValue.float(round(report.points_upserted / seconds, 1) if seconds else 0.0),
     }

@@ -1,14 +1,16 @@
 """Token-based chunking with tiktoken and langchain's splitters (the boundaries our users know)."""
 
+from collections import OrderedDict
 from functools import cached_property
 
 import dagster as dg
 import tiktoken
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 MARKDOWN_HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 HEADER_PATH_SEPARATOR = " > "
+RECENT_SPLITS = 256  # files of about 20 KB: a few MB
 
 
 class TextChunker(dg.ConfigurableResource):
@@ -21,6 +23,7 @@ class TextChunker(dg.ConfigurableResource):
     encoding_name: str = Field(default="cl100k_base", description="tiktoken encoding that counts tokens.")
     chunk_size: int = Field(default=512, description="Most tokens in a chunk.")
     chunk_overlap: int = Field(default=51, description="Tokens shared by neighbouring chunks.")
+    _recent: OrderedDict = PrivateAttr(default_factory=OrderedDict)  # (text, markdown) → chunks
 
     @cached_property
     def _encoding(self) -> tiktoken.Encoding:
@@ -36,7 +39,20 @@ class TextChunker(dg.ConfigurableResource):
         return text if len(tokens) <= limit else self._encoding.decode(tokens[:limit])
 
     def split(self, text: str, markdown: bool = False) -> list[tuple[str, list[str]]]:
-        """(chunk text, header path) pairs; every chunk text is at most `chunk_size` tokens."""
+        """(chunk text, header path) pairs; every chunk text is at most `chunk_size` tokens.
+
+        The last few results are kept: one file often appears in several runs of a course.
+        """
+        key = (text, markdown)
+        if key in self._recent:
+            self._recent.move_to_end(key)
+        else:
+            self._recent[key] = self._split(text, markdown)
+            if len(self._recent) > RECENT_SPLITS:
+                self._recent.popitem(last=False)
+        return [(chunk, list(headers)) for chunk, headers in self._recent[key]]
+
+    def _split(self, text: str, markdown: bool) -> list[tuple[str, list[str]]]:
         if not markdown:
             return [(chunk, []) for chunk in self._split_plain(text, self.chunk_size)]
         sections = MarkdownHeaderTextSplitter(MARKDOWN_HEADERS, strip_headers=True).split_text(text)

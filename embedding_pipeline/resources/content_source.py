@@ -139,8 +139,9 @@ class ContentSource(dg.ConfigurableResource):
             yield ContentReader(conn, resource_type, self.resources_query, self.content_files_query)
 
 
-# What a run lists of every record (cheap columns: no text), to tell which records changed.
-RESOURCE_LISTING = ["id", "platform", "readable_id", "updated_on", "published"]
+# What a run lists of every record, to tell which records changed: every column of a resource (all
+# of them shape its point, and none is long), a content file's columns but its text.
+RESOURCE_LISTING = RESOURCE_COLUMNS
 CONTENT_FILE_LISTING = ["id", "resource_id", "run_readable_id", "key", "updated_on", "checksum", "published"]
 
 

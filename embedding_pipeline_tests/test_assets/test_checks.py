@@ -3,23 +3,26 @@
 import dagster as dg
 import pytest
 
-from embedding_pipeline.assets.checks import dense_dimension_matches_encoder, points_match_source
-from embedding_pipeline.jobs import embed_job
+from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.vector_store import CollectionSpec, Point
-from embedding_pipeline_tests.conftest import ASSETS, CHECKS
+from embedding_pipeline_tests.conftest import ASSETS
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def _run_checks(pipeline, partition: str, *checks) -> dict[str, dg.AssetCheckEvaluation]:
+def _run_checks(pipeline, partition: str, *names: str) -> dict[str, dg.AssetCheckEvaluation]:
     """The checks alone, on what is in Qdrant now (as the UI's "Execute checks" does)."""
-    embed = dg.Definitions(
-        assets=ASSETS, asset_checks=CHECKS, jobs=[embed_job], resources=pipeline.resources
-    ).resolve_job_def("embed")
-    nodes = [f"qdrant_points_{check.check_key.name}" for check in checks]
-    result = embed.execute_in_process(partition_key=partition, instance=pipeline.instance, op_selection=nodes)
+    keys = [dg.AssetCheckKey(dg.AssetKey("qdrant_points"), name) for name in names]
+    job = dg.define_asset_job(
+        "checks", selection=dg.AssetSelection.checks(*keys), partitions_def=resource_type_partitions
+    )
+    defs = dg.Definitions(assets=ASSETS, jobs=[job], resources=pipeline.resources)
+    result = defs.resolve_job_def("checks").execute_in_process(
+        instance=pipeline.instance, tags={"dagster/partition": partition}
+    )  # as the UI launches a partitioned check
+    assert not result.get_asset_materialization_events()  # nothing is written
     return _checks(result)
 
 
@@ -50,7 +53,7 @@ def test_points_match_source_fails_when_a_point_is_deleted_or_added(pipeline, de
             ((_, _, vectors),) = store.retrieve(name, [second], with_vectors=True)
             payload = {"resource_type": "document", "record_key": "library.gone.2024.x"}
             store.upsert(name, [Point(EXTRA_POINT, vectors, payload)])
-    check = _run_checks(pipeline, "document", points_match_source)["points_match_source"]
+    check = _run_checks(pipeline, "document", "points_match_source")["points_match_source"]
     assert not check.passed and check.partition == "document"
     metadata = {k: v.value for k, v in check.metadata.items()}
     assert metadata["missing_points"] == int(delete_one) and metadata["extra_points"] == int(add_one)
@@ -68,7 +71,7 @@ def test_dimension_check_fails_when_the_collection_has_another_dimension(pipelin
             store.drop_collection(physical)
             store.create_collection(physical, CollectionSpec("all-MiniLM-L6-v2", 8, "bm25", True))
             store.set_aliases({alias: physical})
-    check = _run_checks(pipeline, "video", dense_dimension_matches_encoder)["dense_dimension_matches_encoder"]
+    check = _run_checks(pipeline, "video", "dense_dimension_matches_encoder")["dense_dimension_matches_encoder"]
     assert not check.passed and check.metadata["encoder_dimension"].value == 384
 
 

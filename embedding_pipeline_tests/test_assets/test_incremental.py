@@ -52,6 +52,13 @@ def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedd
     assert payload["description"].startswith("Base editing and prime editing")
 
 
+def test_a_run_sees_an_edit_that_did_not_bump_updated_on(embedded):
+    embedded.execute("UPDATE learning_resources SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
+    embedded.materialize("video")
+    dense, _ = embedded.encoded()
+    assert len(dense) == 1 and "CRISPR, explained again" in dense[0]
+
+
 def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
     before = _points(embedded, "content_files", key="urban-beekeeping.md")
     edited = BEEKEEPING.replace("shaken into a cardboard box", "shaken gently into a ventilated cardboard box")
