@@ -23,6 +23,9 @@ setup(
         "pandas>=2.2",
         "pyarrow>=18",
         "langchain-text-splitters>=0.3",
+        # Settings: one declaration per setting, read from the environment and `.env` (python-dotenv).
+        "pydantic-settings>=2.6,<3",
+        "python-dotenv>=1",
     ],
     extras_require={
         # Builds the default dense model offline (embedding-pipeline setup) and checks it in the tests.

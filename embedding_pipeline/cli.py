@@ -8,10 +8,27 @@ import sys
 from pathlib import Path
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.settings import DEFAULT_DENSE_MODEL, DEFAULT_ENCODER, Settings
-from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, LocalModeStore, MissingCollection, StoreBusy
+from embedding_pipeline.settings import DEFAULT_DENSE_MODEL, DEFAULT_ENCODER, SettingError, Settings, settings_table
+from embedding_pipeline.vector_store import (
+    SEARCH_WAIT_SECONDS,
+    LocalModeStore,
+    MissingCollection,
+    StoreBusy,
+    UnknownResource,
+)
 
 INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# The old `generate_embeddings` command's flag for each resource type.
+TYPE_FLAGS = {
+    "courses": "course",
+    "programs": "program",
+    "learning_paths": "learning_path",
+    "podcasts": "podcast",
+    "podcast_episodes": "podcast_episode",
+    "videos": "video",
+    "video_playlists": "video_playlist",
+    "documents": "document",
+}
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
@@ -41,18 +58,60 @@ def setup(args: argparse.Namespace) -> None:
     print(f"Content database holds {resources} learning resources and {files} content files")
 
 
+def embed_run_config(
+    overwrite: bool = False,
+    recreate_collections: bool = False,
+    resource_ids: list[int] | None = None,
+    skip_content_files: bool = False,
+) -> dict:
+    """The embed job's run config for the old command's flags: what the launchpad or `--config` takes."""
+    options = {
+        "force_reembed": overwrite,
+        "recreate_collections": recreate_collections,
+        "resource_ids": resource_ids or [],
+        "skip_content_files": skip_content_files,
+    }
+    changed = {key: value for key, value in options.items() if value}
+    return {**INFO_LOGS, **({"resources": {"embed_options": {"config": changed}}} if changed else {})}
+
+
+def chosen_partitions(args: argparse.Namespace) -> list[str]:
+    """`--all` or no choice: every type; else the types of the flags and `--partition`, in partition order."""
+    chosen = set(args.partition or []) | {TYPE_FLAGS[flag] for flag in TYPE_FLAGS if getattr(args, flag)}
+    if args.all or not chosen:
+        return list(RESOURCE_TYPES)
+    return [p for p in RESOURCE_TYPES if p in chosen]
+
+
 def embed(args: argparse.Namespace) -> None:
     import dagster as dg
 
-    from embedding_pipeline.definitions import defs
+    from embedding_pipeline.definitions import defs, settings
 
     ensure_dagster_home()
+    partitions = chosen_partitions(args)
+    if args.resource_ids:
+        from embedding_pipeline.resources import build_resources
+
+        types = build_resources(settings)["content_source"].resource_types(args.resource_ids, partitions)
+        missing = [i for i in args.resource_ids if i not in types]
+        if missing:
+            print(f"Not found among the published resources of {', '.join(partitions)}: {', '.join(map(str, missing))}")
+        partitions = [p for p in partitions if p in types.values()]
+        if not partitions:
+            sys.exit("None of the resource ids was found: nothing to embed")
     job = defs.get_job_def("embed")
     failed = []
     with dg.DagsterInstance.get() as instance:
-        for partition in args.partition or RESOURCE_TYPES:
+        for number, partition in enumerate(partitions):
+            run_config = embed_run_config(
+                overwrite=args.overwrite,
+                recreate_collections=args.recreate_collections and number == 0,  # dropped once, then filled
+                resource_ids=args.resource_ids,
+                skip_content_files=args.skip_contentfiles,
+            )
             result = job.execute_in_process(
-                partition_key=partition, instance=instance, raise_on_error=False, run_config=INFO_LOGS
+                partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
             )
             print(f"{partition}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
             if not result.success:
@@ -61,30 +120,72 @@ def embed(args: argparse.Namespace) -> None:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
 
 
-def search(args: argparse.Namespace) -> None:
+def resource_ids(text: str) -> list[int]:
+    """`1,2,3` as the old command takes it."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ids separated by commas, e.g. 1,2,3; got {text!r}") from None
+
+
+def _search_resources(names: tuple[str, ...]) -> dict:
     import dagster as dg
 
     from embedding_pipeline.resources import build_resources
-    from embedding_pipeline.search import search as run_search
 
     resources = build_resources(Settings.from_env())
-    keys = ("qdrant", "dense_encoder", "sparse_encoder")
-    with dg.build_resources({k: resources[k] for k in keys}) as built:
+    return dg.build_resources({name: resources[name] for name in names})
+
+
+def _filters(args: argparse.Namespace) -> dict | None:
+    filters = {"resource_type": args.resource_type, "platform": args.platform}
+    return {field: value for field, value in filters.items() if value} or None
+
+
+def search(args: argparse.Namespace) -> None:
+    from embedding_pipeline.search import search as run_search
+
+    with _search_resources(("qdrant", "dense_encoder", "sparse_encoder")) as built:
         hits = run_search(
-            built.qdrant, built.dense_encoder, built.sparse_encoder, args.query,
-            collection=args.collection, hybrid=args.hybrid, limit=args.limit, wait_seconds=args.wait,
+            built.qdrant, built.dense_encoder, built.sparse_encoder, args.query, collection=args.collection,
+            hybrid=args.hybrid, limit=args.limit, filters=_filters(args), wait_seconds=args.wait,
         )  # fmt: skip
-    if args.json:
+    _print_hits(hits, args.json, chunks=args.collection == "content_files")
+
+
+def similar(args: argparse.Namespace) -> None:
+    from embedding_pipeline.search import similar as run_similar
+
+    with _search_resources(("qdrant", "dense_encoder")) as built:
+        hits = run_similar(
+            built.qdrant, built.dense_encoder, args.resource, limit=args.limit, filters=_filters(args),
+            wait_seconds=args.wait,
+        )  # fmt: skip
+    _print_hits(hits, args.json, chunks=False)
+
+
+def _print_hits(hits: list[dict], as_json: bool, chunks: bool) -> None:
+    if as_json:
         print(json.dumps(hits, indent=2, default=str))
         return
     if not hits:
         print("No results.")
     for rank, hit in enumerate(hits, start=1):
         title = hit.get("resource_title") or hit.get("title")
-        print(f"{rank:2}. {hit['score']:.4f}  [{hit.get('resource_type')}] {title}")
-        if args.collection == "content_files":
+        name = f"{hit.get('platform')}.{hit.get('readable_id') or hit.get('resource_readable_id')}"
+        print(f"{rank:2}. {hit['score']:.4f}  [{hit.get('resource_type')}] {title}  ({name})")
+        if chunks:
             start = " ".join(hit.get("chunk_content", "").split())[:160]
             print(f"      {hit.get('title')} (chunk {hit.get('chunk_number')}): {start}…")
+
+
+def show_settings(args: argparse.Namespace) -> None:
+    """Check the settings as every command would, then list them (secrets hidden), or the table of all."""
+    if args.table:
+        print(settings_table())
+        return
+    for name, value in Settings.from_env().model_dump().items():
+        print(f"{name} = {value}")
 
 
 def migrate_store(args: argparse.Namespace) -> None:
@@ -99,6 +200,16 @@ def migrate_store(args: argparse.Namespace) -> None:
     )
 
 
+def _query_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resource-type", choices=RESOURCE_TYPES, help="Only hits of this resource type.")
+    p.add_argument("--platform", help="Only hits of this platform.")
+    p.add_argument("--json", action="store_true", help="Print the hits with their payloads as JSON.")
+    p.add_argument(
+        "--wait", type=float, default=SEARCH_WAIT_SECONDS, metavar="SECONDS",
+        help="How long to wait for a run that holds the embedded Qdrant (default %(default)s).",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="embedding-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,8 +218,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--replace-sample", action="store_true", help="Reload the sample even if the database has rows.")
     p.set_defaults(func=setup)
 
-    p = commands.add_parser("embed", help="Run the embed job for resource-type partitions (default: all).")
+    p = commands.add_parser(
+        "embed",
+        help="Run the embed job for resource-type partitions (default: all); the old generate_embeddings flags.",
+    )
+    p.add_argument("--all", action="store_true", help="Every resource type (the default).")
+    for flag, partition in TYPE_FLAGS.items():
+        p.add_argument(f"--{flag}", action="store_true", help=f"The {partition} partition.")
     p.add_argument("--partition", action="append", choices=RESOURCE_TYPES, help="Repeat for several.")
+    p.add_argument(
+        "--resource-ids", type=resource_ids, metavar="1,2,3",
+        help="Embed only these learning resources and their content files; their types' partitions run.",
+    )  # fmt: skip
+    p.add_argument(
+        "--skip-contentfiles", action="store_true",
+        help="Embed the learning resources only; content-file points stay as they are.",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="Embed and write every record again (force_reembed).")
+    p.add_argument(
+        "--recreate-collections", action="store_true",
+        help="Drop the collections first, then embed the chosen partitions into new ones.",
+    )  # fmt: skip
     p.set_defaults(func=embed)
 
     p = commands.add_parser("search", help="Search the collections.")
@@ -116,12 +246,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--collection", choices=["resources", "content_files"], default="resources")
     p.add_argument("--hybrid", action="store_true", help="Fuse dense and BM25 results with RRF.")
     p.add_argument("--limit", type=int, default=5)
-    p.add_argument("--json", action="store_true", help="Print the hits with their payloads as JSON.")
-    p.add_argument(
-        "--wait", type=float, default=SEARCH_WAIT_SECONDS, metavar="SECONDS",
-        help="How long to wait for a run that holds the embedded Qdrant (default %(default)s).",
-    )  # fmt: skip
+    _query_options(p)
     p.set_defaults(func=search)
+
+    p = commands.add_parser("similar", help="Resources similar to one (the similar-resources carousel).")
+    p.add_argument("resource", metavar="PLATFORM.READABLE_ID")
+    p.add_argument("--limit", type=int, default=5)
+    _query_options(p)
+    p.set_defaults(func=similar)
+
+    p = commands.add_parser("settings", help="Check the settings and print them (secrets hidden).")
+    p.add_argument("--table", action="store_true", help="Print the table of every setting (as in README.md).")
+    p.set_defaults(func=show_settings)
 
     p = commands.add_parser(
         "migrate-store", help="Copy an embedded store written by qdrant-client's local mode into the Qdrant engine."
@@ -129,11 +265,16 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=migrate_store)
 
     args = parser.parse_args(argv)
+    if args.command != "settings":
+        try:
+            Settings.from_env()  # a setting that cannot work stops here, before any run
+        except SettingError as error:
+            sys.exit(str(error))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedding_pipeline").setLevel(logging.INFO)
     try:
         args.func(args)
-    except (MissingCollection, StoreBusy, LocalModeStore) as error:
+    except (MissingCollection, StoreBusy, LocalModeStore, SettingError, UnknownResource) as error:
         sys.exit(str(error))
 
 

@@ -6,39 +6,39 @@
 the same environment, so they always agree on where runs are recorded.
 """
 
-import os
-
 import dagster as dg
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
-from embedding_pipeline.settings import env_int, env_text
-
-REQUIRED_WITH_HOST = ("DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_DB")
+from embedding_pipeline.settings import Settings
 
 
 def postgres_config() -> dict | None:
     """dagster-postgres config from the environment, or None when PostgreSQL is not asked for."""
-    url = env_text("DAGSTER_POSTGRES_URL", "")
-    if url:
-        return {"postgres_url": url}
-    host = env_text("DAGSTER_POSTGRES_HOST", "")
-    if not host:
+    settings = Settings.from_env()
+    if settings.dagster_postgres_url is not None:
+        return {"postgres_url": settings.dagster_postgres_url.get_secret_value()}
+    if not settings.dagster_postgres_host:
         return None
-    missing = [name for name in REQUIRED_WITH_HOST if not env_text(name, "")]
+    required = {
+        "DAGSTER_POSTGRES_USER": settings.dagster_postgres_user,
+        "DAGSTER_POSTGRES_DB": settings.dagster_postgres_db,
+    }
+    missing = [name for name, value in required.items() if not value]
     if missing:
         raise dg.DagsterInvariantViolationError(
             f"DAGSTER_POSTGRES_HOST is set, so Dagster's storage is PostgreSQL, but these are not: "
             f"{', '.join(missing)} (or set DAGSTER_POSTGRES_URL instead)"
         )
+    password = settings.dagster_postgres_password
     return {
         "postgres_db": {
-            "hostname": host,
-            "port": env_int("DAGSTER_POSTGRES_PORT", 5432),
-            "username": env_text("DAGSTER_POSTGRES_USER", ""),
-            "password": os.environ.get("DAGSTER_POSTGRES_PASSWORD", ""),
-            "db_name": env_text("DAGSTER_POSTGRES_DB", ""),
+            "hostname": settings.dagster_postgres_host,
+            "port": settings.dagster_postgres_port,
+            "username": settings.dagster_postgres_user,
+            "password": password.get_secret_value() if password else "",
+            "db_name": settings.dagster_postgres_db,
         }
     }
 

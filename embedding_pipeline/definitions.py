@@ -9,17 +9,12 @@ from embedding_pipeline.sensors import new_content_sensor
 from embedding_pipeline.settings import Settings
 
 settings = Settings.from_env()
-# A changed model or chunking setting shows in the UI as a changed code version (stale assets).
-SETTINGS_IN_CODE_VERSION = {
-    "text_chunks": (settings.token_encoding_name, settings.chunk_size, settings.chunk_overlap),
-    "dense_vectors": (settings.qdrant_dense_model,),
-    "sparse_vectors": (settings.qdrant_sparse_model,),
-}
 
 
 def _with_settings(spec: dg.AssetSpec) -> dg.AssetSpec:
-    values = SETTINGS_IN_CODE_VERSION.get(spec.key.to_user_string())
-    if values is None:
+    """A changed model or chunking setting shows in the UI as a changed code version (stale assets)."""
+    values = settings.values_of(spec.key.to_user_string())
+    if not values:
         return spec
     return spec.replace_attributes(code_version="|".join(str(v) for v in (spec.code_version, *values)))
 

@@ -1,9 +1,10 @@
-"""Queries the collections the way the search endpoint does: dense, or dense + BM25 fused with RRF."""
+"""Queries the collections the way the search endpoint and the "similar resources" carousel do."""
 
+from embedding_pipeline.points import stable_id
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS
+from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, Hit, UnknownResource
 
 
 def search(
@@ -17,7 +18,10 @@ def search(
     filters: dict | None = None,
     wait_seconds: float = SEARCH_WAIT_SECONDS,
 ) -> list[dict]:
-    """The best `limit` points of `{base}.{collection}` for `query`: their score, id and payload."""
+    """The best `limit` points of `{base}.{collection}` for `query`: their score, id and payload.
+
+    `filters` (payload field → value) are served by the payload indexes, e.g. `{"resource_type": "video"}`.
+    """
     dense_query = dense_encoder.embed_query(query).tolist()
     sparse_query = sparse_encoder.embed_query(query) if hybrid else None
     with qdrant.get_store(purpose="search", wait_seconds=wait_seconds) as store:
@@ -28,4 +32,34 @@ def search(
             )
         else:
             hits = store.query_nearest(name, dense_query, dense_encoder.vector_name, limit, filters)
+    return _rows(hits)
+
+
+def similar(
+    qdrant: QdrantResource,
+    dense_encoder: DenseEncoder,
+    resource: str,
+    limit: int = 5,
+    filters: dict | None = None,
+    wait_seconds: float = SEARCH_WAIT_SECONDS,
+) -> list[dict]:
+    """The resources nearest to `resource` (PLATFORM.READABLE_ID) by its own stored vector, itself excluded.
+
+    Platforms and readable ids may hold dots, so each split of the name at a dot is tried.
+    """
+    splits = [(resource[:i], resource[i + 1 :]) for i, c in enumerate(resource) if c == "."]
+    ids = {stable_id("resource", platform, readable_id): (platform, readable_id) for platform, readable_id in splits}
+    with qdrant.get_store(purpose="similar resources", wait_seconds=wait_seconds) as store:
+        name = qdrant.alias("resources")
+        found = store.retrieve(name, list(ids), fields=[])
+        if not found:
+            raise UnknownResource(
+                f"No resource {resource!r} in {name}: give PLATFORM.READABLE_ID of an embedded resource, "
+                "e.g. as `search --json` prints them"
+            )
+        hits = store.query_similar(name, found[0][0], dense_encoder.vector_name, limit, filters)
+    return _rows(hits)
+
+
+def _rows(hits: list[Hit]) -> list[dict]:
     return [{"score": hit.score, "id": hit.id, **hit.payload} for hit in hits]

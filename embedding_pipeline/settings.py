@@ -1,16 +1,37 @@
-"""Every setting the pipeline reads from the environment, with its default, in one place.
+"""Every setting the pipeline reads, declared once: its default, type, variable name(s) and meaning.
 
-The names are the ones users already have in their `.env` from the system this replaces.
-Assets never read the environment: `definitions.py` builds the resources from `Settings`.
+The first name of a setting is the variable of the system this replaces, so its `.env` works as
+is; further names are aliases (this project's earlier names). `Settings.from_env()` reads the
+environment and a `.env` file in the current folder, and stops with an error naming the variable
+and its value before any run when a value cannot work. Assets never read the environment:
+`embedding_pipeline.resources.build_resources` turns the settings into resources. The README's
+settings table is `settings_table()` (a test keeps them equal).
 """
 
+import hashlib
 import importlib.util
+import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+import dotenv
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ENCODER = "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder"
+DEFAULT_SPARSE_ENCODER = "embedding_pipeline.resources.encoders.fastembed.SparseEncoder"
+# The settings that determine the vectors, by the asset whose code version they are part of. The
+# same list, in this order, is hashed into the version that names the physical collections.
+VECTOR_SETTINGS = {
+    "dense_vectors": ("qdrant_dense_model",),
+    "sparse_vectors": ("qdrant_sparse_model",),
+    "text_chunks": ("token_encoding_name", "chunk_size", "chunk_overlap"),
+}
+
+
+class SettingError(ValueError):
+    """A setting whose value cannot work, named with its value; raised at start."""
 
 
 def prepare_offline_environment() -> None:
@@ -23,19 +44,6 @@ def prepare_offline_environment() -> None:
             os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)
 
 
-def env_text(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
-def env_int(name: str, default: int) -> int:
-    raw = env_text(name, str(default))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"Setting {name} must be a whole number, got {raw!r}") from None
-
-
 def secret_env(name: str, fallback: str | None = None):
     """An env var Dagster shows by name, never by value (it may hold a password or a key)."""
     import dagster as dg
@@ -43,72 +51,247 @@ def secret_env(name: str, fallback: str | None = None):
     return dg.EnvVar(name) if os.environ.get(name, "").strip() else fallback
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    content_database_url: str
-    resources_query: str
-    content_files_query: str
-    changes_query: str
-    fingerprint_query: str
-    qdrant_host: str
-    qdrant_path: Path
-    qdrant_base_collection_name: str
-    qdrant_keep_old_collections: bool
-    qdrant_lock_wait_seconds: int
-    qdrant_dense_model: str
-    qdrant_dense_model_path: str
-    qdrant_sparse_model: str
-    qdrant_sparse_model_path: str
-    qdrant_encoder: str
-    qdrant_chunk_size: int  # records per batch, as in the system this replaces
-    qdrant_point_upload_batch_size: int
-    chunk_size: int  # tokens per text chunk
-    chunk_overlap: int
-    token_encoding_name: str
-    embedding_batch_size: int
-    litellm_api_base: str
-    litellm_custom_provider: str
-    litellm_batch_max_inputs: int
-    litellm_batch_max_tokens: int
-    litellm_max_input_tokens: int
+def setting(default, *names: str, meaning: str, shown: str | None = None, **constraints):
+    """A setting read from the variable `names[0]`, or from one of its aliases `names[1:]`.
+
+    `shown` is the default as the README's table says it, where the value itself would mislead.
+    """
+    return Field(
+        default,
+        validation_alias=AliasChoices(*names),
+        description=meaning,
+        json_schema_extra={"names": list(names), "shown": shown},
+        **constraints,
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_ignore_empty=True, str_strip_whitespace=True, extra="ignore")
+
+    data_dir: Path | None = setting(
+        None, "EMBEDDING_PIPELINE_DATA_DIR", shown="`./data`",
+        meaning="content database, embedded Qdrant and models live here",
+    )  # fmt: skip
+    content_database_url: str | None = setting(
+        None, "CONTENT_DATABASE_URL", shown="`sqlite:///<data dir>/content.db`",
+        meaning="SQLAlchemy URL of the content database (passed to Dagster by name: it may hold a password)",
+    )  # fmt: skip
+    resources_query: str = setting(
+        "", "CONTENT_RESOURCES_QUERY", shown="built-in query on `learning_resources`",
+        meaning="your SQL returning the resources of `:resource_type` with the columns of the schema below",
+    )  # fmt: skip
+    content_files_query: str = setting(
+        "", "CONTENT_FILES_QUERY", shown="built-in query on `content_files`",
+        meaning="your SQL returning the content files of the resources of `:resource_type`",
+    )  # fmt: skip
+    changes_query: str = setting(
+        "", "CONTENT_CHANGES_QUERY", shown="counts and newest `updated_on` of both tables",
+        meaning="your SQL returning one row that changes whenever content changes (the sensor's cheap check)",
+    )  # fmt: skip
+    fingerprint_query: str = setting(
+        "", "CONTENT_FINGERPRINT_QUERY", shown="per-type counts, id sums, newest `updated_on`, published counts",
+        meaning="your SQL returning rows whose first column is a resource type and that change when the type's "
+        "content does",
+    )  # fmt: skip
+    qdrant_host: str = setting(
+        "", "QDRANT_HOST", shown="empty: embedded Qdrant", meaning="Qdrant server URL, e.g. `http://qdrant:6333`"
+    )
+    qdrant_api_key: SecretStr | None = setting(None, "QDRANT_API_KEY", meaning="API key of the Qdrant server")
+    qdrant_path: Path | None = setting(
+        None, "QDRANT_PATH", shown="`<data dir>/qdrant`",
+        meaning="folder of the embedded Qdrant engine (when `QDRANT_HOST` is empty)",
+    )  # fmt: skip
+    qdrant_client_timeout: int = setting(
+        10, "QDRANT_CLIENT_TIMEOUT", gt=0, meaning="seconds before a request to a Qdrant server gives up"
+    )
+    qdrant_lock_wait_seconds: float = setting(
+        600, "QDRANT_LOCK_WAIT_SECONDS", ge=0,
+        meaning="how long a run waits for an embedded store another process holds",
+    )  # fmt: skip
+    qdrant_base_collection_name: str = setting(
+        "resource_embeddings", "QDRANT_COLLECTION_NAME", "QDRANT_BASE_COLLECTION_NAME", min_length=1,
+        meaning="collection prefix: searches use `{base}.resources` and `{base}.content_files`",
+    )  # fmt: skip
+    qdrant_keep_old_collections: bool = setting(
+        False, "QDRANT_KEEP_OLD_COLLECTIONS",
+        meaning="keep the old physical collections after a re-embed moves the aliases",
+    )  # fmt: skip
+    qdrant_encoder: str = setting(
+        DEFAULT_ENCODER, "QDRANT_ENCODER",
+        meaning="dotted class path of the dense encoder; `embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder` "
+        "for OpenAI, Ollama and other LiteLLM providers (the old system's `vector_search.encoders...` names work too)",
+    )  # fmt: skip
+    qdrant_dense_model: str = setting(DEFAULT_DENSE_MODEL, "QDRANT_DENSE_MODEL", meaning="dense model name")
+    qdrant_dense_model_path: str | None = setting(
+        None, "QDRANT_DENSE_MODEL_PATH", shown="`<data dir>/models/all-MiniLM-L6-v2` for the default model, else empty",
+        meaning="local ONNX model directory (`model.onnx`, `tokenizer.json`, `tokenizer_config.json`, "
+        "`special_tokens_map.json`, `config.json`); empty: fastembed downloads the model by name",
+    )  # fmt: skip
+    qdrant_sparse_encoder: str = setting(
+        DEFAULT_SPARSE_ENCODER, "QDRANT_SPARSE_ENCODER_V2", "QDRANT_SPARSE_ENCODER",
+        meaning="dotted class path of the sparse encoder (fastembed is the one implemented)",
+    )  # fmt: skip
+    qdrant_sparse_model: str = setting(
+        "Qdrant/bm25", "QDRANT_SPARSE_MODEL_V2", "QDRANT_SPARSE_MODEL", meaning="fastembed sparse model"
+    )
+    qdrant_sparse_model_path: str = setting(
+        "", "QDRANT_SPARSE_MODEL_PATH", shown="bundled BM25 stopwords", meaning="local sparse model directory"
+    )
+    qdrant_chunk_size: int = setting(
+        100, "QDRANT_CHUNK_SIZE", gt=0,
+        meaning="records per batch (the old system's meaning: records per embedding task); see "
+        "[Incremental runs](#incremental-runs)",
+    )  # fmt: skip
+    qdrant_point_upload_batch_size: int = setting(
+        1000, "QDRANT_POINT_UPLOAD_BATCH_SIZE", gt=0, meaning="points per upsert request"
+    )
+    chunk_size: int = setting(
+        512, "CONTENT_FILE_EMBEDDING_CHUNK_SIZE", gt=0,
+        meaning="most tokens in a chunk of a content file (and in a resource's text)",
+    )  # fmt: skip
+    chunk_overlap: int = setting(
+        51, "CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", "QDRANT_CHUNK_OVERLAP", ge=0,
+        meaning="tokens shared by neighbouring chunks; smaller than the chunk size",
+    )  # fmt: skip
+    token_encoding_name: str = setting(
+        "cl100k_base", "LITELLM_TOKEN_ENCODING_NAME",
+        meaning="tiktoken encoding that counts tokens for chunking and LiteLLM batches (offline: litellm's "
+        "bundled `cl100k_base`, `o200k_base`, `p50k_base`)",
+    )  # fmt: skip
+    embedding_batch_size: int = setting(
+        32, "EMBEDDING_BATCH_SIZE", gt=0, meaning="texts per dense encoder call (fastembed)"
+    )
+    openai_api_key: SecretStr | None = setting(
+        None, "OPENAI_API_KEY", meaning="key for OpenAI through LiteLLM (passed to Dagster by name, never shown)"
+    )
+    litellm_api_base: str = setting(
+        "", "LITELLM_API_BASE",
+        meaning="server of a self-hosted model (Ollama, or any OpenAI-compatible server)",
+    )  # fmt: skip
+    litellm_custom_provider: str | None = setting(
+        None, "LITELLM_CUSTOM_PROVIDER", shown="`ollama` when `LITELLM_API_BASE` is set, else empty",
+        meaning="LiteLLM provider for that server",
+    )  # fmt: skip
+    litellm_batch_max_inputs: int = setting(
+        2048, "LITELLM_BATCH_MAX_INPUTS", gt=0, meaning="most inputs per embedding request"
+    )
+    litellm_batch_max_tokens: int = setting(
+        300_000, "LITELLM_BATCH_MAX_TOKENS", gt=0, meaning="most tokens per embedding request"
+    )
+    litellm_max_input_tokens: int = setting(
+        8191, "LITELLM_MAX_INPUT_TOKENS", gt=0, meaning="longer texts are cut to this many tokens"
+    )
+    dagster_postgres_url: SecretStr | None = setting(
+        None, "DAGSTER_POSTGRES_URL", shown="empty: SQLite in `DAGSTER_HOME`",
+        meaning="PostgreSQL for Dagster's runs, event logs, schedules and sensor state, e.g. "
+        "`postgresql://dagster:...@db:5432/dagster`",
+    )  # fmt: skip
+    dagster_postgres_host: str = setting(
+        "", "DAGSTER_POSTGRES_HOST",
+        meaning="the same in parts (Dagster's usual names): the host selects PostgreSQL; `DAGSTER_POSTGRES_USER` "
+        "and `DAGSTER_POSTGRES_DB` are then required",
+    )  # fmt: skip
+    dagster_postgres_port: int = setting(5432, "DAGSTER_POSTGRES_PORT", gt=0, meaning="its port")
+    dagster_postgres_user: str = setting("", "DAGSTER_POSTGRES_USER", meaning="its user")
+    dagster_postgres_password: SecretStr | None = setting(None, "DAGSTER_POSTGRES_PASSWORD", meaning="its password")
+    dagster_postgres_db: str = setting("", "DAGSTER_POSTGRES_DB", meaning="its database")
+
+    @model_validator(mode="after")
+    def _derive_and_check(self) -> "Settings":
+        """Defaults that follow from other settings, and the checks that span two settings."""
+        self.data_dir = (self.data_dir or Path.cwd() / "data").resolve()
+        self.content_database_url = self.content_database_url or f"sqlite:///{self.data_dir / 'content.db'}"
+        self.qdrant_path = self.qdrant_path or self.data_dir / "qdrant"
+        if self.qdrant_dense_model_path is None:
+            default_model = self.qdrant_dense_model == DEFAULT_DENSE_MODEL
+            self.qdrant_dense_model_path = (
+                str(self.data_dir / "models" / DEFAULT_DENSE_MODEL.split("/")[-1]) if default_model else ""
+            )
+        if self.litellm_custom_provider is None:
+            self.litellm_custom_provider = "ollama" if self.litellm_api_base else ""
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP={self.chunk_overlap} must be smaller than "
+                f"CONTENT_FILE_EMBEDDING_CHUNK_SIZE={self.chunk_size}"
+            )
+        return self
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        data_dir = Path(env_text("EMBEDDING_PIPELINE_DATA_DIR", str(Path.cwd() / "data"))).resolve()
-        dense_model = env_text("QDRANT_DENSE_MODEL", DEFAULT_DENSE_MODEL)
-        default_model_path = (
-            str(data_dir / "models" / dense_model.split("/")[-1]) if dense_model == DEFAULT_DENSE_MODEL else ""
-        )
-        return cls(
-            data_dir=data_dir,
-            content_database_url=env_text("CONTENT_DATABASE_URL", f"sqlite:///{data_dir / 'content.db'}"),
-            resources_query=env_text("CONTENT_RESOURCES_QUERY", ""),
-            content_files_query=env_text("CONTENT_FILES_QUERY", ""),
-            changes_query=env_text("CONTENT_CHANGES_QUERY", ""),
-            fingerprint_query=env_text("CONTENT_FINGERPRINT_QUERY", ""),
-            qdrant_host=env_text("QDRANT_HOST", ""),
-            qdrant_path=Path(env_text("QDRANT_PATH", str(data_dir / "qdrant"))),
-            qdrant_base_collection_name=env_text("QDRANT_BASE_COLLECTION_NAME", "resource_embeddings"),
-            qdrant_keep_old_collections=env_text("QDRANT_KEEP_OLD_COLLECTIONS", "false").lower()
-            in ("1", "true", "yes"),
-            qdrant_lock_wait_seconds=env_int("QDRANT_LOCK_WAIT_SECONDS", 600),
-            qdrant_dense_model=dense_model,
-            qdrant_dense_model_path=env_text("QDRANT_DENSE_MODEL_PATH", default_model_path),
-            qdrant_sparse_model=env_text("QDRANT_SPARSE_MODEL", "Qdrant/bm25"),
-            qdrant_sparse_model_path=env_text("QDRANT_SPARSE_MODEL_PATH", ""),
-            qdrant_encoder=env_text("QDRANT_ENCODER", DEFAULT_ENCODER),
-            qdrant_chunk_size=env_int("QDRANT_CHUNK_SIZE", 100),
-            qdrant_point_upload_batch_size=env_int("QDRANT_POINT_UPLOAD_BATCH_SIZE", 1000),
-            chunk_size=env_int("CONTENT_FILE_EMBEDDING_CHUNK_SIZE", 512),
-            chunk_overlap=env_int("CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", env_int("QDRANT_CHUNK_OVERLAP", 51)),
-            token_encoding_name=env_text("LITELLM_TOKEN_ENCODING_NAME", "cl100k_base"),
-            embedding_batch_size=env_int("EMBEDDING_BATCH_SIZE", 32),
-            litellm_api_base=env_text("LITELLM_API_BASE", ""),
-            litellm_custom_provider=env_text(
-                "LITELLM_CUSTOM_PROVIDER", "ollama" if env_text("LITELLM_API_BASE", "") else ""
-            ),
-            litellm_batch_max_inputs=env_int("LITELLM_BATCH_MAX_INPUTS", 2048),
-            litellm_batch_max_tokens=env_int("LITELLM_BATCH_MAX_TOKENS", 300_000),
-            litellm_max_input_tokens=env_int("LITELLM_MAX_INPUT_TOKENS", 8191),
-        )
+    def from_env(cls, env_file: str | Path | None = ".env") -> "Settings":
+        """The settings of the environment; a `.env` file fills in what the environment does not set.
+
+        Its values go into the environment, as Dagster does with `.env`, since secrets are handed
+        to Dagster by variable name.
+        """
+        if env_file and Path(env_file).is_file():
+            dotenv.load_dotenv(env_file, override=False)
+        _aliases_agree()
+        try:
+            return cls()
+        except ValidationError as error:
+            raise SettingError(_explain(error)) from None
+
+    def values_of(self, asset: str) -> tuple:
+        """The settings that shape `asset`'s data: part of its code version in the UI."""
+        return tuple(getattr(self, name) for name in VECTOR_SETTINGS.get(asset, ()))
+
+    def vectors_version(self) -> str:
+        """Short hash of everything that determines the vectors; it names the physical collections."""
+        from embedding_pipeline.points import POINTS_LAYOUT  # how ids and payloads are laid out
+
+        values = [value for asset in VECTOR_SETTINGS for value in self.values_of(asset)]
+        return hashlib.sha256(json.dumps([*values, POINTS_LAYOUT]).encode()).hexdigest()[:8]
+
+
+def _names(field: str) -> list[str]:
+    return Settings.model_fields[field].json_schema_extra["names"]
+
+
+def _set(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _aliases_agree() -> None:
+    for field in Settings.model_fields:
+        given = {name: _set(name) for name in _names(field) if _set(name) is not None}
+        if len(set(given.values())) > 1:
+            raise SettingError(
+                " and ".join(f"{name}={value!r}" for name, value in given.items())
+                + " name the same setting with different values: set one of them"
+            )
+
+
+def _explain(error: ValidationError) -> str:
+    """Each problem with the variable that was set and its value (secrets not shown)."""
+    lines = []
+    for problem in error.errors():
+        where = {str(part).upper() for part in problem["loc"]}
+        field = next((f for f in Settings.model_fields if where & {n.upper() for n in _names(f)}), None)
+        reason = problem["msg"].removeprefix("Value error, ")
+        if field is None:  # a check across settings: its message names them
+            lines.append(reason)
+            continue
+        name = next((n for n in _names(field) if _set(n) is not None), _names(field)[0])
+        secret = Settings.model_fields[field].annotation == SecretStr | None
+        shown = "<hidden>" if secret else repr(_set(name))
+        lines.append(f"{name}={shown}: {reason}")
+    return "Invalid settings:\n  " + "\n  ".join(lines)
+
+
+def settings_table() -> str:
+    """The README's settings table, from the declarations above."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        names = field.json_schema_extra["names"]
+        shown = field.json_schema_extra["shown"]
+        default = shown if shown is not None else _shown_default(field.default)
+        variable = f"`{names[0]}`" + (f" (or {', '.join(f'`{n}`' for n in names[1:])})" if names[1:] else "")
+        rows.append(f"| {variable} | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+def _shown_default(value) -> str:
+    if value in (None, ""):
+        return "empty"
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"

@@ -14,8 +14,6 @@ record's fingerprint and number of points. A run therefore:
 A record that cannot be read or embedded keeps the points it had, and is tried again next run.
 """
 
-import hashlib
-import json
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -25,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedding_pipeline.points import (
-    POINTS_LAYOUT,
     Record,
     RecordError,
     content_file_points,
@@ -44,19 +41,6 @@ HEAD_FIELDS = ["record_id", "record_key", "record_fingerprint", "chunk_count"]
 # Texts repeat (boilerplate paragraphs, one file in several course runs): the vectors of the last
 # texts a run saw are kept at hand, which spares a Qdrant lookup (about 10 KB each as Python lists).
 RECENT_VECTORS = 2000
-
-
-def vectors_version(*settings) -> str:
-    """Short hash of everything that determines the vectors; it names the physical collections."""
-    return hashlib.sha256(json.dumps(list(settings)).encode()).hexdigest()[:8]
-
-
-def current_version(dense, sparse, chunker) -> str:
-    """The version of the current encoders, chunking settings and point layout."""
-    return vectors_version(
-        dense.model_name, sparse.model_name, chunker.encoding_name, chunker.chunk_size, chunker.chunk_overlap,
-        POINTS_LAYOUT,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -238,6 +222,10 @@ def verify(
     )
 
 
+def _resource_of(record: Record) -> int:
+    return record.source_id if record.kind == "resource" else record.resource_id
+
+
 def _record_named(point: dict) -> Record:
     """The record a point belongs to, as far as a failure report needs it."""
     kind = "resource" if point["collection"] == "resources" else "content_file"
@@ -247,6 +235,25 @@ def _record_named(point: dict) -> Record:
 def _record_of(head: Head) -> Record:
     """A stored record the source no longer lists: enough of it to name its points."""
     return Record(head.kind, 0, head.record_id, head.record_key, "")
+
+
+@dataclass(frozen=True)
+class Options:
+    batch_size: int  # records per batch (QDRANT_CHUNK_SIZE)
+    upload_batch_size: int  # points per upsert request (QDRANT_POINT_UPLOAD_BATCH_SIZE)
+    force: bool = False  # embed every text again and write every point
+    resource_ids: frozenset[int] = frozenset()  # only these resources and their files; empty: all
+    content_files: bool = True  # False: resources only, content-file points left as they are
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.resource_ids) or not self.content_files
+
+    def in_scope(self, kind: str, resource_id: int | None) -> bool:
+        """Whether this run touches a record of `kind` that belongs to resource `resource_id` (None: unknown)."""
+        if kind == "content_file" and not self.content_files:
+            return False
+        return not self.resource_ids or resource_id in self.resource_ids
 
 
 @dataclass
@@ -265,10 +272,15 @@ class Plan:
         return sorted(self.new + self.changed, key=lambda r: (r.kind != "resource", r.source_id))
 
 
-def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, force: bool = False) -> Plan:
+def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, options: Options | None = None) -> Plan:
+    """What a run does: with `options` scoped, records out of scope are left alone, and a run
+    limited to some resources deletes nothing (it cannot tell a deleted record from one out of scope)."""
+    force = options is not None and options.force
     new, changed, unchanged = [], [], []
     for record_id, record in listing.records.items():
         head = heads.get(record_id)
+        if options is not None and not options.in_scope(record.kind, _resource_of(record)):
+            continue
         if head is None:
             new.append(record)
         elif force or head.fingerprint != record.fingerprint or record_id in damage.records:
@@ -276,6 +288,8 @@ def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, force: b
         else:
             unchanged.append(record)
     deleted = [head for record_id, head in heads.items() if record_id not in listing.records]
+    if options is not None and options.scoped:
+        deleted = [] if options.resource_ids else [h for h in deleted if options.in_scope(h.kind, None)]
     return Plan(listing, heads, new, changed, unchanged, deleted, damage)
 
 
@@ -314,13 +328,6 @@ class Report:
             self.failed_record_ids.add(record.record_id)
 
 
-@dataclass
-class Options:
-    force: bool = False  # embed every text again and write every point
-    batch_size: int = 100  # records per batch (QDRANT_CHUNK_SIZE)
-    upload_batch_size: int = 1000  # points per upsert request (QDRANT_POINT_UPLOAD_BATCH_SIZE)
-
-
 class PartitionSync:
     """One run's work on one partition, from the source to Qdrant."""
 
@@ -349,7 +356,7 @@ class PartitionSync:
         self.report.records_listed.update(r.kind for r in listing.records.values())
         for who, reason in listing.failed.items():
             self.report.fail(who, reason)
-        return make_plan(listing, heads, damage, self.options.force)
+        return make_plan(listing, heads, damage, self.options)
 
     def run(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> Report:
         """Write the plan: `spec(kind)` gives the collection to create if it does not exist."""

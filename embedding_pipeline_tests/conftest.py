@@ -70,6 +70,12 @@ def run_dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def resource(name: str, **changes):
+    """One of the pipeline's resources as the default settings build it, with `changes` to its fields."""
+    built = build_resources(Settings())[name]
+    return type(built)(**{**built.model_dump(), **changes})
+
+
 class CountingDenseEncoder(FastEmbedEncoder):
     """The real model, recording every text it is asked to embed (class-wide: Dagster copies resources)."""
 
@@ -92,17 +98,28 @@ class Pipeline:
     """A pipeline on its own data directory: settings, resources, instance, and a way to run it."""
 
     def __init__(self, data_dir: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+        self.monkeypatch = monkeypatch
         for name, value in pipeline_env(data_dir, model_dir).items():
             monkeypatch.setenv(name, value)
         for name in ("QDRANT_HOST", "QDRANT_API_KEY", "CONTENT_DATABASE_URL", "QDRANT_ENCODER", "QDRANT_DENSE_MODEL"):
             monkeypatch.delenv(name, raising=False)
-        self.settings = Settings.from_env()
+        self._build()
+        self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
+        load_sample_data(self.settings.content_database_url)
+
+    def _build(self) -> None:
+        """Settings and resources from the environment, as `definitions.py` builds them (encoders counting)."""
+        self.settings = Settings.from_env(env_file=None)
         self.resources = build_resources(self.settings)
         dense = self.resources["dense_encoder"]
         self.resources["dense_encoder"] = CountingDenseEncoder(**dense.model_dump())
         self.resources["sparse_encoder"] = CountingSparseEncoder(**self.resources["sparse_encoder"].model_dump())
-        self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
-        load_sample_data(self.settings.content_database_url)
+
+    def reconfigure(self, **env: str) -> None:
+        """Change settings (environment variables) as a user would in `.env`, and rebuild the resources."""
+        for name, value in env.items():
+            self.monkeypatch.setenv(name, value)
+        self._build()
 
     def materialize(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
         return dg.materialize(
@@ -122,6 +139,14 @@ class Pipeline:
         with engine.begin() as conn:
             conn.execute(sa.text(sql), params)
         engine.dispose()
+
+    def rows(self, sql: str) -> list[tuple]:
+        """Read the content database."""
+        engine = sa.create_engine(self.settings.content_database_url)
+        with engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(sa.text(sql))]
+        engine.dispose()
+        return rows
 
     def materialize_all(self) -> dict[str, dg.ExecuteInProcessResult]:
         return {p: self.materialize(p) for p in RESOURCE_TYPES}

@@ -23,7 +23,9 @@ ENCODING = tiktoken.get_encoding("cl100k_base")
 class EmbeddingServer:
     def __init__(self, model_dir, flavour: str = "openai"):
         self.flavour = flavour
-        self.model = FastEmbedEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir))
+        self.model = FastEmbedEncoder(
+            model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32
+        )
         self.faults: deque = deque()  # ("status", code, headers), ("delay", seconds) or ("reset",), one per request
         self.reject: set[str] = set()  # a request with an input containing one of these gets a 400
         self.dim: int | None = None  # cut vectors to this many numbers (a model of another dimension)

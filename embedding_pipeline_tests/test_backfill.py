@@ -9,9 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.conftest import REPO, pipeline_env
+from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource
 from embedding_pipeline_tests.test_vector_store import hold_store
 
 BIN = Path(sys.executable).parent
@@ -58,7 +57,7 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
         holder.kill()
         daemon.terminate()
         daemon.wait(timeout=60)
-    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
         types = {payload["resource_type"] for _, payload in store.scroll(qdrant.alias("resources"))}
     assert types == set(RESOURCE_TYPES)

@@ -6,9 +6,8 @@ import dagster as dg
 import pytest
 
 from embedding_pipeline.cli import main
-from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.conftest import pipeline_env, run_dagster
+from embedding_pipeline_tests.conftest import pipeline_env, resource, run_dagster
 from embedding_pipeline_tests.test_vector_store import hold_store
 
 
@@ -31,6 +30,32 @@ def test_search_json_holds_payload_and_score(embedded_pipeline, capsys):
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 3 and hits[0]["readable_id"] == "ocw-8.04"
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_search_filters_by_resource_type_and_platform(embedded_pipeline, capsys):
+    main(
+        ["search", "science", "--resource-type", "podcast_episode", "--platform", "podcast", "--json", "--limit", "20"]
+    )
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 6 and {(h["resource_type"], h["platform"]) for h in hits} == {("podcast_episode", "podcast")}
+    main(["search", "science", "--platform", "ocw", "--json", "--limit", "20"])
+    assert {h["platform"] for h in json.loads(capsys.readouterr().out)} == {"ocw"}
+
+
+def test_similar_resources_are_other_resources_never_the_resource_itself(embedded_pipeline, capsys):
+    main(["similar", "podcast.pod-jazz-stories", "--limit", "3", "--json"])
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["readable_id"] for h in hits][0] == "ep-bebop"  # the jazz episode, by the podcast's own vector
+    assert "pod-jazz-stories" not in [h["readable_id"] for h in hits] and len(hits) == 3
+    main(["similar", "youtube.yt-crispr", "--limit", "40", "--resource-type", "video"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and all("[video]" in line for line in lines)  # the other five videos
+    assert not any("youtube.yt-crispr)" in line for line in lines)
+
+
+def test_similar_names_a_resource_it_does_not_know(embedded_pipeline):
+    with pytest.raises(SystemExit, match="No resource 'ocw.no-such-course' in resource_embeddings.resources"):
+        main(["similar", "ocw.no-such-course"])
 
 
 def test_a_search_waits_for_a_run_holding_the_embedded_store_and_says_so(embedded_pipeline, capsys, caplog):
@@ -68,7 +93,7 @@ def test_dagster_cli_job_execute_and_asset_materialize_write_to_one_qdrant(tmp_p
     asset = run_dagster(env, "asset", "materialize", *module, "--select", "*", "--partition", "video")
     assert asset.returncode == 0, asset.stderr[-3000:]
 
-    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
         types = [payload["resource_type"] for _, payload in store.scroll(qdrant.alias("resources"))]
     assert types.count("course") == 8 and types.count("video") == 6

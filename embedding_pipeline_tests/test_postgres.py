@@ -15,10 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.sensors import new_content_sensor
-from embedding_pipeline_tests.conftest import REPO, pipeline_env, run_dagster, unavailable
+from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource, run_dagster, unavailable
 
 SERVER_URL = os.environ.get(
     "EMBEDDING_PIPELINE_TEST_POSTGRES_URL", "postgresql://embedding:embedding@127.0.0.1:5432/postgres"
@@ -44,7 +43,7 @@ def postgres_database():
 
 def test_the_sample_content_loads_into_and_reads_from_postgresql(postgres_database):
     assert load_sample_data(postgres_database) == (44, 14)
-    with ContentSource(database_url=postgres_database).reader("document") as reader:
+    with ContentSource(batch_size=100, database_url=postgres_database).reader("document") as reader:
         resources, files = list(reader.list_resources()), list(reader.list_content_files())
         assert len(resources) == 5 and len(files) == 5
         rows = reader.resources([r["id"] for r in resources if r["readable_id"] == "doc-urban-beekeeping"])
@@ -83,7 +82,7 @@ def test_dagster_yaml_stores_runs_and_events_in_postgresql_when_dagster_postgres
     assert [(status, partition) for _, status, partition in runs] == [("SUCCESS", "document")]
     assert materialized == ["dense_vectors", "qdrant_points", "source_content", "sparse_vectors", "text_chunks"]
     assert not (home / "history").exists()  # nothing went to SQLite
-    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
         assert store.count(qdrant.alias("content_files")) > 80
 
@@ -117,7 +116,7 @@ def test_the_sensor_reads_a_postgresql_content_database_and_its_run_succeeds(pos
     from embedding_pipeline.definitions import defs
 
     load_sample_data(postgres_database)
-    source = ContentSource(database_url=postgres_database)
+    source = ContentSource(batch_size=100, database_url=postgres_database)
     pipeline.resources["content_source"] = source
 
     def tick(cursor):

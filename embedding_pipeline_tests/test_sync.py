@@ -5,13 +5,13 @@ from typing import ClassVar
 import pytest
 import sqlalchemy as sa
 
-from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.sync import Options, PartitionSync, list_records, switch_aliases
 from embedding_pipeline.vector_store import CollectionSpec, collection_spec
 from embedding_pipeline.vector_store.edge import EdgeStore
+from embedding_pipeline_tests.conftest import resource
 
 NAMES = {"resources": "t.resources.v1", "content_files": "t.content_files.v1"}
 
@@ -39,19 +39,20 @@ class FlakyEncoder(FastEmbedEncoder):
 def source(tmp_path) -> ContentSource:
     url = f"sqlite:///{tmp_path / 'content.db'}"
     load_sample_data(url)
-    return ContentSource(database_url=url)
+    return ContentSource(batch_size=100, database_url=url)
 
 
 @pytest.fixture
 def run(tmp_path, source, model_dir):
     """Run the synchronisation of one partition as a run would; returns (plan, report)."""
     FlakyEncoder.embedded, FlakyEncoder.fail_after = [], None
-    dense = FlakyEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir))
-    sparse, chunker = SparseEncoder(), TextChunker()
+    dense = FlakyEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32)
+    sparse, chunker = resource("sparse_encoder"), resource("chunker")
 
     def run(resource_type: str, **options):
+        options = Options(**{"batch_size": 100, "upload_batch_size": 1000, **options})
         with source.reader(resource_type) as reader, EdgeStore(tmp_path / "qdrant") as store:
-            sync = PartitionSync(store, reader, chunker, dense, sparse, NAMES, "v1", resource_type, Options(**options))
+            sync = PartitionSync(store, reader, chunker, dense, sparse, NAMES, "v1", resource_type, options)
             plan = sync.plan()
             report = sync.run(plan, lambda kind: collection_spec(kind, dense.vector_name, dense.dim, "bm25", True))
             return plan, report

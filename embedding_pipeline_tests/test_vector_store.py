@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.vector_store import (
     PAYLOAD_INDEXES,
     CollectionMismatch,
@@ -32,6 +31,7 @@ from embedding_pipeline.vector_store import (
 from embedding_pipeline.vector_store.edge import EdgeStore
 from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
 from embedding_pipeline.vector_store.server import ServerStore
+from embedding_pipeline_tests.conftest import resource
 
 DIM = 16
 SPEC = CollectionSpec("dense", DIM, "bm25", True, PAYLOAD_INDEXES["content_files"])
@@ -264,7 +264,7 @@ def test_a_busy_embedded_store_is_waited_for_with_a_message_naming_the_holder(tm
     holder = hold_store(tmp_path, 3)
     messages = []
     started = time.monotonic()
-    with QdrantResource(path=str(tmp_path)).get_store(report=messages.append) as store:
+    with resource("qdrant", path=str(tmp_path)).get_store(report=messages.append) as store:
         assert store.collections() == []
     assert time.monotonic() - started > 1.5
     assert f"held by pid {holder.pid} (holding test, since" in messages[0]
@@ -275,7 +275,7 @@ def test_waiting_has_a_limit_with_a_clear_error(tmp_path):
     holder = hold_store(tmp_path, 10)
     try:
         busy = pytest.raises(StoreBusy, match=f"still held by pid {holder.pid}")
-        with busy, QdrantResource(path=str(tmp_path), lock_wait_seconds=1).get_store():
+        with busy, resource("qdrant", path=str(tmp_path), lock_wait_seconds=1).get_store():
             pass
     finally:
         holder.kill()
@@ -293,7 +293,7 @@ def test_a_killed_writer_leaves_no_lock_and_loses_no_acknowledged_point(tmp_path
     assert writer.stdout.readline().strip() == "written"
     writer.kill()  # kill -9: no flush, no close, the lock still taken
     writer.wait()
-    with QdrantResource(path=str(tmp_path), lock_wait_seconds=5).get_store() as store:
+    with resource("qdrant", path=str(tmp_path), lock_wait_seconds=5).get_store() as store:
         assert store.count("c") == 3000
 
 

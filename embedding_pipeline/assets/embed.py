@@ -35,7 +35,6 @@ from embedding_pipeline.sync import (
     Plan,
     Report,
     Verification,
-    current_version,
     ensure_collections,
     list_records,
     switch_aliases,
@@ -47,6 +46,7 @@ RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL,
 NO_EMPTY_CHUNKS, NO_FAILED_RECORDS = "no_empty_chunks", "no_failed_records"
 POINTS_MATCH_SOURCE, DENSE_DIMENSION = "points_match_source", "dense_dimension_matches_encoder"
 SAMPLE = 10
+RECENT_RUNS = 20  # materializations looked through for a partition's last whole run
 
 
 def _spec(key: str, description: str, deps: list[str], kinds: set[str], code_version: str | None = None):
@@ -102,15 +102,19 @@ CHECK_SPECS = [
 
 
 def _every_partition_done(context: dg.AssetExecutionContext, version: str) -> bool:
-    """True when every other partition's latest materialization wrote this version's collections."""
+    """True when every other partition's latest whole run wrote this version's collections.
+
+    Runs limited to some records (`scope` in their metadata) do not count: they leave the rest out.
+    """
     for partition in RESOURCE_TYPES:
         if partition == context.partition_key:
             continue
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("qdrant_points"), asset_partitions=[partition]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("qdrant_points"), asset_partitions=[partition]),
+            limit=RECENT_RUNS,
         ).records
-        metadata = records[0].asset_materialization.metadata if records else {}
-        if "vectors_version" not in metadata or metadata["vectors_version"].value != version:
+        whole = [r.asset_materialization.metadata for r in records if "scope" not in r.asset_materialization.metadata]
+        if not whole or "vectors_version" not in whole[0] or whole[0]["vectors_version"].value != version:
             return False
     return True
 
@@ -139,7 +143,7 @@ def embed_partition(
     last batch it finished; a record that cannot be read or embedded keeps its points and is named.
     """
     partition = context.partition_key
-    version = current_version(dense_encoder, sparse_encoder, chunker)
+    version = qdrant.vectors_version
     names = {kind: qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
     if not context.selected_asset_keys:  # the checks alone, on what Qdrant holds now
         with content_source.reader(partition) as reader, qdrant.get_store_for_step(context, "checks") as store:
@@ -157,10 +161,15 @@ def embed_partition(
             allow_retries=False,
         )
     options = Options(
-        force=embed_options.force_reembed,
-        batch_size=embed_options.batch_size,
+        batch_size=content_source.batch_size,
         upload_batch_size=qdrant.upload_batch_size,
+        force=embed_options.force_reembed,
+        resource_ids=frozenset(embed_options.resource_ids),
+        content_files=not embed_options.skip_content_files,
     )
+    scope = _scope(embed_options)
+    if scope:
+        context.log.info(f"{partition}: this run embeds {scope}; every other record is left as it is")
 
     def spec(kind: str):
         return collection_spec(
@@ -192,7 +201,7 @@ def embed_partition(
         switch = switch_aliases(
             store,
             {qdrant.alias(kind): name for kind, name in names.items()},
-            lambda: _every_partition_done(context, version),
+            lambda: not scope and _every_partition_done(context, version),
             keep_old=qdrant.keep_old_collections,
         )
     if switch.moved:
@@ -203,11 +212,12 @@ def embed_partition(
         context.log.warning(f"Not embedded: {reason}")
     for message in plan.listing.duplicates[:LISTED_FAILURES]:
         context.log.warning(f"Duplicate record key: {message}")
-    write_manifest(context.instance, partition, _manifest(plan, report))
-    if verification.passed:
-        clear_full_verification(context.instance, partition)
-    else:
-        request_full_verification(context.instance, partition)
+    if not scope:  # the manifest and the verification state describe whole runs
+        write_manifest(context.instance, partition, _manifest(plan, report))
+        if verification.passed:
+            clear_full_verification(context.instance, partition)
+        else:
+            request_full_verification(context.instance, partition)
 
     results = [
         dg.MaterializeResult(asset_key="source_content", metadata=_source_metadata(plan, report)),
@@ -216,7 +226,10 @@ def embed_partition(
         dg.MaterializeResult(asset_key="sparse_vectors", metadata=_sparse_metadata(report, sparse_encoder)),
         dg.MaterializeResult(
             asset_key="qdrant_points",
-            metadata=_points_metadata(plan, report, version, names, switch, dense_encoder, sparse_encoder),
+            metadata={
+                **_points_metadata(plan, report, version, names, switch, dense_encoder, sparse_encoder),
+                **({"scope": dg.MetadataValue.text(scope)} if scope else {}),
+            },
         ),
         dg.AssetCheckResult(
             asset_key="text_chunks",
@@ -237,6 +250,14 @@ def embed_partition(
         *_qdrant_checks(verification, sizes, dense_encoder),
     ]
     yield from _selected(context, results)
+
+
+def _scope(options: EmbedOptions) -> str:
+    """What a run limited to part of the partition embeds, in words; empty for a whole run."""
+    which = f"resources {', '.join(map(str, sorted(options.resource_ids)))}" if options.resource_ids else ""
+    if options.skip_content_files:
+        return f"{which or 'the learning resources'}, content files left as they are"
+    return f"{which} and their content files" if which else ""
 
 
 def _selected(context: dg.AssetExecutionContext, results: list) -> Iterator:

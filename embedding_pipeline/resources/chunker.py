@@ -20,9 +20,11 @@ class TextChunker(dg.ConfigurableResource):
     both its embedding and a reader know where it comes from.
     """
 
-    encoding_name: str = Field(default="cl100k_base", description="tiktoken encoding that counts tokens.")
-    chunk_size: int = Field(default=512, description="Most tokens in a chunk.")
-    chunk_overlap: int = Field(default=51, description="Tokens shared by neighbouring chunks.")
+    encoding_name: str = Field(description="tiktoken encoding that counts tokens (LITELLM_TOKEN_ENCODING_NAME).")
+    chunk_size: int = Field(description="Most tokens in a chunk (CONTENT_FILE_EMBEDDING_CHUNK_SIZE).")
+    chunk_overlap: int = Field(
+        description="Tokens shared by neighbouring chunks (CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP)."
+    )
     _recent: OrderedDict = PrivateAttr(default_factory=OrderedDict)  # (text, markdown) → chunks
 
     @cached_property

@@ -90,6 +90,10 @@ class ContentSource(dg.ConfigurableResource):
     """
 
     database_url: str = Field(description="SQLAlchemy URL of the content database.")
+    batch_size: int = Field(
+        description="Records read, chunked, embedded and written together (QDRANT_CHUNK_SIZE): the unit of "
+        "progress a failed run resumes after, and of the memory a run needs.",
+    )
     resources_query: str = Field(
         default=DEFAULT_RESOURCES_QUERY,
         description="SQL returning the published learning resources of :resource_type.",
@@ -131,6 +135,14 @@ class ContentSource(dg.ConfigurableResource):
         for row in self._rows(self.fingerprint_query):
             by_type.setdefault(str(row[0]), []).append(row[1:])
         return {resource_type: _digest(sorted(rows, key=str)) for resource_type, rows in by_type.items()}
+
+    def resource_types(self, ids, types) -> dict[int, str]:
+        """Resource id → resource type, for the published resources among `ids` whose type is one of `types`."""
+        found = {}
+        for resource_type in types:
+            with self.reader(resource_type) as reader:
+                found.update(dict.fromkeys(reader.resources(ids), resource_type))
+        return found
 
     @contextmanager
     def reader(self, resource_type: str) -> Iterator["ContentReader"]:

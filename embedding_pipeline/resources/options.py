@@ -1,6 +1,8 @@
 """Per-run switches, set in a run's config in one place for every asset that honours them:
 
 resources: {embed_options: {config: {force_reembed: true}}}
+
+They are the flags of the old `generate_embeddings` command, which `embedding-pipeline embed` keeps.
 """
 
 import dagster as dg
@@ -8,16 +10,28 @@ from pydantic import Field
 
 
 class EmbedOptions(dg.ConfigurableResource):
-    batch_size: int = Field(
-        default=100,
-        description="Records read, chunked, embedded and written together (QDRANT_CHUNK_SIZE): the unit of "
-        "progress a failed run resumes after, and of the memory a run needs.",
-    )
+    """Every field has a default: a run's config names only the switches it sets."""
+
     force_reembed: bool = Field(
-        default=False, description="Embed every text again and upsert every point, ignoring earlier vectors."
+        default=False,
+        description="Embed every text again and upsert every point, ignoring earlier vectors (--overwrite).",
     )
     recreate_collections: bool = Field(
         default=False,
         description="Drop and recreate the collections before upserting this partition, as the old "
         "--recreate-collections did: other partitions' points are gone until they run again. Single runs only.",
     )
+    resource_ids: list[int] = Field(
+        default=[],
+        description="Embed only these learning resources (ids of learning_resources) and their content files "
+        "(--resource-ids); nothing is deleted. Empty: every record of the partition.",
+    )
+    skip_content_files: bool = Field(
+        default=False,
+        description="Embed the learning resources only; content-file points stay as they are (--skip-contentfiles).",
+    )
+
+    @property
+    def scoped(self) -> bool:
+        """The run covers only part of the partition."""
+        return bool(self.resource_ids) or self.skip_content_files

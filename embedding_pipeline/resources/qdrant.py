@@ -23,17 +23,18 @@ class QdrantResource(dg.ConfigurableResource):
     host: str = Field(default="", description="Qdrant server URL; empty for the embedded engine.")
     api_key: str | None = Field(default=None, description="API key of the Qdrant server.")
     path: str = Field(default="", description="Folder of the embedded engine (when host is empty).")
-    base_collection_name: str = Field(
-        default="resource_embeddings", description="Collections are {base}.resources and {base}.content_files."
+    base_collection_name: str = Field(description="Collections are {base}.resources and {base}.content_files.")
+    vectors_version: str = Field(
+        description="Hash of the settings that determine the vectors: names the physical collections."
     )
     keep_old_collections: bool = Field(
-        default=False, description="Keep the physical collections of earlier settings after the aliases move."
+        description="Keep the physical collections of earlier settings after the aliases move."
     )
     lock_wait_seconds: float = Field(
-        default=600, description="How long a run waits for an embedded store that another process has open."
+        description="How long a run waits for an embedded store that another process has open."
     )
-    timeout: int = Field(default=60, description="Seconds before a request to a Qdrant server gives up.")
-    upload_batch_size: int = Field(default=1000, description="Points per upsert request.")
+    timeout: int = Field(description="Seconds before a request to a Qdrant server gives up.")
+    upload_batch_size: int = Field(description="Points per upsert request.")
 
     @contextmanager
     def get_store(

@@ -61,6 +61,10 @@ class MissingCollection(LookupError):
     """A collection or alias that does not exist (yet): nothing has been embedded into it."""
 
 
+class UnknownResource(LookupError):
+    """No point in `{base}.resources` has the platform and readable id asked for."""
+
+
 class CollectionMismatch(ValueError):
     """An existing collection's vectors do not fit the encoder: a setting is wrong, retrying won't help."""
 

@@ -3,9 +3,7 @@
 import importlib
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.search import search
-from embedding_pipeline_tests.conftest import CountingDenseEncoder
 
 
 def _targets(pipeline) -> dict[str, str]:
@@ -24,18 +22,16 @@ def _top_hit(pipeline, query: str) -> str:
     return search(r["qdrant"], r["dense_encoder"], r["sparse_encoder"], query, limit=1)[0]["readable_id"]
 
 
-def _change_model(pipeline, model_dir) -> None:
+def _change_model(pipeline) -> None:
     """Another model name for the same ONNX files: new vector name, new collection version."""
-    pipeline.resources["dense_encoder"] = CountingDenseEncoder(
-        model_name="our-org/minilm-copy", model_path=str(model_dir)
-    )
+    pipeline.reconfigure(QDRANT_DENSE_MODEL="our-org/minilm-copy")
 
 
-def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_partition_is_done(pipeline, model_dir):
+def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_partition_is_done(pipeline):
     pipeline.materialize_all()
     old = _targets(pipeline)
     old_model = pipeline.resources["dense_encoder"]
-    _change_model(pipeline, model_dir)
+    _change_model(pipeline)
     pipeline.encoded()
 
     for partition in RESOURCE_TYPES[:-1]:
@@ -59,11 +55,11 @@ def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_
     assert len(dense) > 100  # the new model embedded everything
 
 
-def test_old_collections_are_kept_when_asked(pipeline, model_dir):
+def test_old_collections_are_kept_when_asked(pipeline):
     pipeline.materialize_all()
     old = set(_targets(pipeline).values())
-    pipeline.resources["qdrant"] = QdrantResource(**{**pipeline.qdrant.model_dump(), "keep_old_collections": True})
-    _change_model(pipeline, model_dir)
+    pipeline.reconfigure(QDRANT_KEEP_OLD_COLLECTIONS="true")
+    _change_model(pipeline)
     pipeline.materialize_all()
     assert _collections(pipeline) == old | set(_targets(pipeline).values()) and len(old) == 2
 
@@ -81,7 +77,7 @@ def test_changing_models_or_chunking_changes_the_code_versions_the_ui_compares(m
     monkeypatch.delenv("QDRANT_DENSE_MODEL")
     monkeypatch.setenv("CONTENT_FILE_EMBEDDING_CHUNK_SIZE", "256")
     chunking = code_versions()
-    monkeypatch.setenv("QDRANT_SPARSE_MODEL", "prithivida/Splade_PP_en_v1")
+    monkeypatch.setenv("QDRANT_SPARSE_MODEL_V2", "prithivida/Splade_PP_en_v1")
     sparse = code_versions()
 
     def changed(a: dict, b: dict) -> set[str]:

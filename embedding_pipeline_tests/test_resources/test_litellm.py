@@ -40,16 +40,17 @@ def ollama_server(model_dir):
 
 
 def _openai(server: EmbeddingServer, **fields) -> LiteLLMEncoder:
-    defaults = {"backoff_seconds": 0.05, "request_timeout": 5}
-    return LiteLLMEncoder(
-        model_name="test-minilm", api_base=server.url, custom_provider="openai", api_key="sk-test-key",
-        **{**defaults, **fields},
-    )  # fmt: skip
+    defaults = LiteLLMEncoder.from_settings(Settings()).model_dump()  # the limits of the settings' defaults
+    test = {"backoff_seconds": 0.05, "request_timeout": 5}
+    return LiteLLMEncoder(**{
+        **defaults, **test, "model_name": "test-minilm", "api_base": server.url, "custom_provider": "openai",
+        "api_key": "sk-test-key", **fields,
+    })  # fmt: skip
 
 
 def _reference(model_dir, texts) -> np.ndarray:
     return FastEmbedEncoder(
-        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir)
+        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32
     ).embed_documents(texts)
 
 

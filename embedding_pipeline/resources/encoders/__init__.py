@@ -1,29 +1,53 @@
-"""Dense and sparse encoders. The dense one is chosen by its dotted class path (`QDRANT_ENCODER`)."""
+"""Dense and sparse encoders, each chosen by its dotted class path (`QDRANT_ENCODER`, `QDRANT_SPARSE_ENCODER_V2`)."""
 
 import importlib
 import logging
 
-from embedding_pipeline.resources.encoders.base import DenseEncoder
+from embedding_pipeline.settings import SettingError
 
 log = logging.getLogger(__name__)
 
-# What users' .env files say from the system this replaces.
+OURS = "embedding_pipeline.resources.encoders"
+# What users' .env files say from the system this replaces, by variable.
 LEGACY_ENCODERS = {
-    "vector_search.encoders.fastembed.FastEmbedEncoder": "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder",
-    "vector_search.encoders.litellm.LiteLLMEncoder": "embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder",
+    "QDRANT_ENCODER": {
+        "vector_search.encoders.fastembed.FastEmbedEncoder": f"{OURS}.fastembed.FastEmbedEncoder",
+        "vector_search.encoders.litellm.LiteLLMEncoder": f"{OURS}.litellm.LiteLLMEncoder",
+    },
+    "QDRANT_SPARSE_ENCODER_V2": {
+        "vector_search.encoders.fastembed.FastEmbedEncoder": f"{OURS}.fastembed.SparseEncoder",
+    },
 }
 
 
-def dense_encoder_class(dotted_path: str) -> type[DenseEncoder]:
-    """The encoder class that `QDRANT_ENCODER` names, e.g. `...encoders.fastembed.FastEmbedEncoder`."""
-    if dotted_path in LEGACY_ENCODERS:
-        log.info("QDRANT_ENCODER=%s is the old system's name; using %s", dotted_path, LEGACY_ENCODERS[dotted_path])
-        dotted_path = LEGACY_ENCODERS[dotted_path]
+def encoder_class(variable: str, dotted_path: str, base: type) -> type:
+    """The class that the setting `variable` names; a name this project cannot load stops the start."""
+    if dotted_path in LEGACY_ENCODERS[variable]:
+        ours = LEGACY_ENCODERS[variable][dotted_path]
+        log.info("%s=%s is the old system's name; using %s", variable, dotted_path, ours)
+        dotted_path = ours
+    if dotted_path.startswith("vector_search."):
+        raise SettingError(
+            f"{variable}={dotted_path!r} is a class of the old system that this project does not implement; "
+            f"use one of {sorted(set(LEGACY_ENCODERS[variable].values()))} (or leave it unset for the default)"
+        )
     module_name, _, class_name = dotted_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"QDRANT_ENCODER={dotted_path!r} names no importable class: {error}") from None
-    if not (isinstance(cls, type) and issubclass(cls, DenseEncoder)):
-        raise ValueError(f"QDRANT_ENCODER={dotted_path!r} is not a DenseEncoder subclass")
+        raise SettingError(f"{variable}={dotted_path!r} names no importable class: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise SettingError(f"{variable}={dotted_path!r} is not a {base.__name__} class")
     return cls
+
+
+def dense_encoder_class(dotted_path: str) -> type:
+    from embedding_pipeline.resources.encoders.base import DenseEncoder
+
+    return encoder_class("QDRANT_ENCODER", dotted_path, DenseEncoder)
+
+
+def sparse_encoder_class(dotted_path: str) -> type:
+    from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+
+    return encoder_class("QDRANT_SPARSE_ENCODER_V2", dotted_path, SparseEncoder)

@@ -29,7 +29,7 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
 
     stat_names: ClassVar[tuple[str, ...]] = ()  # counters this encoder keeps (reported even when 0)
     model_name: str = Field(description="Model name; its part after '/' names the Qdrant vector.")
-    batch_size: int = Field(default=32, description="Most texts per encoder call.")
+    batch_size: int = Field(description="Most texts per encoder call.")
     _rejected: dict[str, str] = PrivateAttr(default_factory=dict)
     _stats: dict[str, int] = PrivateAttr(default_factory=dict)
 

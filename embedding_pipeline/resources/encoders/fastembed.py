@@ -78,13 +78,18 @@ class FastEmbedEncoder(DenseEncoder):
 class SparseEncoder(dg.ConfigurableResource):
     """A fastembed sparse model; `Qdrant/bm25` (the default) needs no download."""
 
-    model_name: str = Field(default="Qdrant/bm25", description="fastembed sparse model name.")
+    model_name: str = Field(description="fastembed sparse model name (QDRANT_SPARSE_MODEL_V2).")
     model_path: str = Field(
         default=str(BUNDLED_BM25_DIR),
         description="Local model directory (for BM25: where english.txt, the stopwords, lives).",
     )
     batch_size: int = Field(default=256, description="Texts per encoder call.")
     _model: SparseTextEmbedding | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings) -> "SparseEncoder":
+        path = {"model_path": settings.qdrant_sparse_model_path} if settings.qdrant_sparse_model_path else {}
+        return cls(model_name=settings.qdrant_sparse_model, **path)
 
     def _load(self) -> SparseTextEmbedding:
         if self._model is None:

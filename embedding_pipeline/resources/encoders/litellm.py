@@ -50,10 +50,10 @@ class LiteLLMEncoder(DenseEncoder):
 
     stat_names = ("requests", "retries", "texts_truncated")
 
-    batch_size: int = Field(default=2048, description="Most inputs per request (OpenAI allows 2048).")
-    batch_max_tokens: int = Field(default=300_000, description="Most tokens per request (OpenAI allows 300k).")
-    max_input_tokens: int = Field(default=8191, description="Longer texts are cut to this many tokens.")
-    token_encoding_name: str = Field(default="cl100k_base", description="tiktoken encoding that counts tokens.")
+    batch_size: int = Field(description="Most inputs per request (LITELLM_BATCH_MAX_INPUTS; OpenAI allows 2048).")
+    batch_max_tokens: int = Field(description="Most tokens per request (LITELLM_BATCH_MAX_TOKENS; OpenAI allows 300k).")
+    max_input_tokens: int = Field(description="Longer texts are cut to this many tokens (LITELLM_MAX_INPUT_TOKENS).")
+    token_encoding_name: str = Field(description="tiktoken encoding that counts tokens (LITELLM_TOKEN_ENCODING_NAME).")
     api_base: str = Field(default="", description="Server URL for a self-hosted model (Ollama, vLLM, ...).")
     custom_provider: str = Field(default="", description="LiteLLM provider for api_base, e.g. 'ollama'.")
     api_key: str | None = Field(default=None, description="Provider API key (OPENAI_API_KEY).")
