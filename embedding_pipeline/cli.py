@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from dagster import Failure
+
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.settings import DEFAULT_DENSE_MODEL, DEFAULT_ENCODER, SettingError, Settings, settings_table
 from embedding_pipeline.vector_store import (
@@ -63,6 +65,7 @@ def embed_run_config(
     recreate_collections: bool = False,
     resource_ids: list[int] | None = None,
     skip_content_files: bool = False,
+    allow_mass_deletion: bool = False,
 ) -> dict:
     """The embed job's run config for the old command's flags: what the launchpad or `--config` takes."""
     options = {
@@ -70,6 +73,7 @@ def embed_run_config(
         "recreate_collections": recreate_collections,
         "resource_ids": resource_ids or [],
         "skip_content_files": skip_content_files,
+        "allow_mass_deletion": allow_mass_deletion,
     }
     changed = {key: value for key, value in options.items() if value}
     return {**INFO_LOGS, **({"resources": {"embed_options": {"config": changed}}} if changed else {})}
@@ -109,15 +113,29 @@ def embed(args: argparse.Namespace) -> None:
                 recreate_collections=args.recreate_collections and number == 0,  # dropped once, then filled
                 resource_ids=args.resource_ids,
                 skip_content_files=args.skip_contentfiles,
+                allow_mass_deletion=args.allow_mass_deletion,
             )
             result = job.execute_in_process(
                 partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
             )
-            print(f"{partition}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
+            print(f"{partition}: {'ok' if result.success else 'FAILED: ' + _reason(result)} (run {result.run_id})")
             if not result.success:
                 failed.append(partition)
     if failed:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
+
+
+def _reason(result) -> str:
+    """Why a run failed, in a line (the traceback is in the log above and in the UI)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and error.cls_name not in ("Failure", "ContentSourceError"):
+                error = error.cause
+            line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+            where, _, said = line.partition(": ")  # "package.module.Class: what it says"
+            return said if said and " " not in where else line
+    return "see the log above"
 
 
 def resource_ids(text: str) -> list[int]:
@@ -236,6 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="Embed and write every record again (force_reembed).")
     p.add_argument(
+        "--allow-mass-deletion", action="store_true",
+        help="Let a run delete more than QDRANT_MAX_DELETE_SHARE of a partition's points (the source lost them).",
+    )  # fmt: skip
+    p.add_argument(
         "--recreate-collections", action="store_true",
         help="Drop the collections first, then embed the chosen partitions into new ones.",
     )  # fmt: skip
@@ -276,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except (MissingCollection, StoreBusy, LocalModeStore, SettingError, UnknownResource) as error:
         sys.exit(str(error))
+    except Failure as error:  # a named problem of a setting (the content database, Qdrant, the model)
+        sys.exit(error.description)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ deployment sees it: the manifest of its records (source_content's stored data, P
 Dagster's storage) and, in Dagster's own key-value store, a request to verify every point (set
 by a failed `points_match_source`, honoured and cleared by the next run)."""
 
+import os
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -48,3 +50,59 @@ def full_verification_requested(instance: dg.DagsterInstance, partition: str) ->
 
 def clear_full_verification(instance: dg.DagsterInstance, partition: str) -> None:
     instance.run_storage.set_cursor_values({_verify_key(partition): "0"})
+
+
+# A run's worker process, as a tag on the run: who may tell later that it died.
+WORKER_TAG = "embedding_pipeline/worker"
+
+
+def _process_start(pid: int) -> str:
+    """When the process started (Linux: ticks since boot), so a reused pid is not taken for the same process."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[19] if stat.exists() else ""
+    except OSError:
+        return ""
+
+
+def worker_id(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def _alive(worker: str) -> bool:
+    host, pid, started = worker.split(":", 2)
+    if host != socket.gethostname():
+        return True  # another machine's run: its own run monitoring answers for it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _process_start(int(pid)) == started
+
+
+def claim_run(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Tag this run with its worker process, so that a later run can tell if it was killed."""
+    instance.add_run_tags(run_id, {WORKER_TAG: worker_id()})
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, log) -> list[str]:
+    """Mark failed the runs still STARTED whose worker process on this machine is gone (kill -9, OOM, reboot).
+
+    Such a run holds nothing (the embedded store's lock died with it), but it would show as running
+    for ever; the next run finishes its work (it resumes after the last batch the dead one wrote).
+    """
+    dead = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        worker = run.tags.get(WORKER_TAG)
+        if worker and not _alive(worker):
+            message = (
+                f"Its process ({worker}) is gone (killed, out of memory or a reboot); the next run resumes its work"
+            )
+            instance.report_run_failed(run, message)
+            log(f"Run {run.run_id[:8]} ({run.tags.get('dagster/partition', '')}) marked failed: {message}")
+            dead.append(run.run_id)
+    return dead

@@ -7,6 +7,7 @@ import dagster as dg
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
+from embedding_pipeline.run_state import fail_dead_runs
 
 
 @dg.sensor(job=embed_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -16,10 +17,14 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     The cursor keeps a marker of the whole database and a fingerprint per type: a quiet tick costs
     one single-row query; run keys carry the fingerprint, so each change is requested exactly once.
     """
+    fail_dead_runs(context.instance, context.log.warning)  # killed runs show as failed, not running for ever
     cursor = json.loads(context.cursor) if context.cursor else {}
     marker = content_source.change_marker()
     if marker == cursor.get("marker"):
         return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
+    for reason, rows in content_source.unembeddable(RESOURCE_TYPES).items():
+        shown = ", ".join(f"id {row[0]} ({row[1]})" for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        context.log.warning(f"Never embedded: {len(rows)} {reason}: {shown}")
     fingerprints = content_source.fingerprints()
     previous = cursor.get("types", {})
     changed = [t for t in RESOURCE_TYPES if fingerprints.get(t) != previous.get(t)]

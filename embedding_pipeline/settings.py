@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         "resource_embeddings", "QDRANT_COLLECTION_NAME", "QDRANT_BASE_COLLECTION_NAME", min_length=1,
         meaning="collection prefix: searches use `{base}.resources` and `{base}.content_files`",
     )  # fmt: skip
+    qdrant_max_delete_share: float = setting(
+        0.5, "QDRANT_MAX_DELETE_SHARE", ge=0, le=1,
+        meaning="largest share of a partition's points one run may delete; a run that would delete more, or "
+        "all of them, fails before deleting anything unless its config says `allow_mass_deletion: true`",
+    )  # fmt: skip
     qdrant_keep_old_collections: bool = setting(
         False, "QDRANT_KEEP_OLD_COLLECTIONS",
         meaning="keep the old physical collections after a re-embed moves the aliases",
@@ -225,6 +230,7 @@ class Settings(BaseSettings):
         """
         if env_file and Path(env_file).is_file():
             dotenv.load_dotenv(env_file, override=False)
+        _trim_environment()
         _aliases_agree()
         try:
             return cls()
@@ -250,6 +256,16 @@ def _names(field: str) -> list[str]:
 def _set(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def _trim_environment() -> None:
+    """Every setting is read the same way wherever it is used: also where Dagster reads a variable
+    by name (secrets), which would otherwise see the spaces the settings strip."""
+    for field in Settings.model_fields:
+        for name in _names(field):
+            value = os.environ.get(name)
+            if value is not None and value != value.strip():
+                os.environ[name] = value.strip()
 
 
 def _aliases_agree() -> None:

@@ -32,6 +32,7 @@ from embedding_pipeline.points import (
     resource_points,
     resource_record,
 )
+from embedding_pipeline.resources.content_source import UNREADABLE
 from embedding_pipeline.vector_store import COLLECTION_KINDS, CollectionSpec, Point, VectorStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ HEAD_FIELDS = ["record_id", "record_key", "record_fingerprint", "chunk_count"]
 # Texts repeat (boilerplate paragraphs, one file in several course runs): the vectors of the last
 # texts a run saw are kept at hand, which spares a Qdrant lookup (about 10 KB each as Python lists).
 RECENT_VECTORS = 2000
+LOOKUP_BATCH = 1000  # ids or text hashes per filter of a Qdrant lookup or delete
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,10 @@ def _record_of(head: Head) -> Record:
     return Record(head.kind, 0, head.record_id, head.record_key, "")
 
 
+class MassDeletion(RuntimeError):
+    """A run would delete more of a partition's points than it may."""
+
+
 @dataclass(frozen=True)
 class Options:
     batch_size: int  # records per batch (QDRANT_CHUNK_SIZE)
@@ -244,6 +250,7 @@ class Options:
     force: bool = False  # embed every text again and write every point
     resource_ids: frozenset[int] = frozenset()  # only these resources and their files; empty: all
     content_files: bool = True  # False: resources only, content-file points left as they are
+    max_delete_share: float | None = None  # a run that would delete more of the partition's points fails
 
     @property
     def scoped(self) -> bool:
@@ -360,6 +367,7 @@ class PartitionSync:
 
     def run(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> Report:
         """Write the plan: `spec(kind)` gives the collection to create if it does not exist."""
+        self._check_deletions(plan)
         todo = plan.todo
         self.report.points_unchanged = sum(plan.heads[r.record_id].chunk_count for r in plan.unchanged)
         if todo:
@@ -385,6 +393,21 @@ class PartitionSync:
                     self.dense.vector_name, 0
                 )
         return self.report
+
+    def _check_deletions(self, plan: Plan) -> None:
+        """A source that suddenly lists far fewer records (a wrong or emptied database) must not empty Qdrant."""
+        doomed = sum(head.chunk_count for head in plan.deleted)
+        stored = sum(head.chunk_count for head in plan.heads.values())
+        limit = self.options.max_delete_share
+        if limit is None or not doomed or (doomed < stored and doomed <= limit * stored):
+            return
+        raise MassDeletion(
+            f"{self.resource_type}: this run would delete {doomed} of the partition's {stored} points "
+            f"({len(plan.deleted)} records the content source no longer lists; it lists {len(plan.listing.records)}), "
+            f"more than QDRANT_MAX_DELETE_SHARE={limit:g} allows. Nothing was written or deleted. If the content "
+            "database is right, run again with `resources: {embed_options: {config: {allow_mass_deletion: true}}}` "
+            "(embedding-pipeline embed --allow-mass-deletion); if not, check CONTENT_DATABASE_URL."
+        )
 
     def _progress(self, done: int, total: int, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -435,6 +458,9 @@ class PartitionSync:
             row = rows.get(record.source_id)
             if row is None:
                 continue  # deleted or unpublished since the listing: the next run deletes its points
+            if UNREADABLE in row:
+                self.report.fail(record, f"{record.record_key}: the database could not read it: {row[UNREADABLE]}")
+                continue
             try:
                 if record.kind == "resource":
                     made = resource_points(record, row, self.chunker)
@@ -497,9 +523,9 @@ class PartitionSync:
 
     def _stored_vectors(self, name: str, hashes: list[str]) -> dict[str, dict]:
         found = {}
-        for start in range(0, len(hashes), 1000):
+        for start in range(0, len(hashes), LOOKUP_BATCH):
             for _, payload, vectors in self.store.scroll_vectors(
-                name, {"text_hash": hashes[start : start + 1000]}, ["text_hash"]
+                name, {"text_hash": hashes[start : start + LOOKUP_BATCH]}, ["text_hash"]
             ):
                 if self.dense.vector_name in vectors and self.sparse.vector_name in vectors:
                     found[payload["text_hash"]] = vectors
@@ -549,8 +575,8 @@ class PartitionSync:
         started = time.perf_counter()
         for kind, name in self.names.items():
             gone = [h for h in plan.deleted if h.collection == kind]
-            for start in range(0, len(gone), 1000):
-                part = gone[start : start + 1000]
+            for start in range(0, len(gone), LOOKUP_BATCH):
+                part = gone[start : start + LOOKUP_BATCH]
                 self.store.delete_where(name, {"record_id": [h.record_id for h in part]})
                 self.report.points_deleted += sum(h.chunk_count for h in part)
             orphans = plan.damage.orphans.get(name, [])

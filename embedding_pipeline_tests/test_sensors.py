@@ -1,6 +1,8 @@
 """new_content_sensor: one run per changed resource type, once per change, cheap when quiet."""
 
 import json
+import logging
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -82,7 +84,8 @@ def test_a_quiet_tick_runs_one_single_row_query(pipeline, tick):
     statements = []
 
     def listener(conn, cursor, statement, *args):
-        statements.append(statement)
+        if str(conn.engine.url) == pipeline.settings.content_database_url:  # not Dagster's own storage
+            statements.append(statement)
 
     sa.event.listen(sa.Engine, "before_cursor_execute", listener)
     try:
@@ -101,3 +104,32 @@ def test_the_sensor_needs_no_qdrant_and_its_request_runs(pipeline, tick):
     ).resolve_job_def("embed")
     result = job.execute_in_process(partition_key=request.partition_key, instance=pipeline.instance, tags=request.tags)
     assert result.success and request.partition_key == "course"
+
+
+def test_records_no_partition_embeds_are_counted_and_named(tick, pipeline, caplog, capsys):
+    pipeline.execute(
+        "INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published) VALUES "
+        "(9001, 'a-1', 'blog', 'article', 'An article', 1), (9002, 'd-1', 'blog', 'Document', 'A Document', 1)"
+    )
+    pipeline.execute(
+        "INSERT INTO content_files (id, resource_id, key, content, published) VALUES (9101, 777777, 'k', 'text', 1)"
+    )
+    with caplog.at_level(logging.INFO):
+        tick()
+    logged = caplog.text + capsys.readouterr().err
+    assert (
+        "Never embedded: 2 learning resources of a type that is not one of the eight: id 9001 (article), "
+        "id 9002 (Document)"
+    ) in logged
+    assert "Never embedded: 1 content files whose resource does not exist: id 9101 (777777)" in logged
+
+
+def test_a_row_dated_in_the_future_does_not_hide_later_edits(tick, pipeline):
+    tick()
+    pipeline.execute("UPDATE learning_resources SET updated_on = '2999-01-01' WHERE readable_id = 'ocw-18.06'")
+    assert _requested(tick()) == ["course"]
+    a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None)
+    edit = "UPDATE learning_resources SET title = 'Sourdough', updated_on = :u WHERE readable_id = 'yt-sourdough'"
+    pipeline.execute(edit, u=a_minute_ago)
+    assert _requested(tick()) == ["video"]
+    assert _requested(tick()) == []

@@ -22,7 +22,9 @@ from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.run_state import (
+    claim_run,
     clear_full_verification,
+    fail_dead_runs,
     failed_records,
     full_verification_requested,
     request_full_verification,
@@ -30,6 +32,7 @@ from embedding_pipeline.run_state import (
 )
 from embedding_pipeline.sync import (
     LISTED_FAILURES,
+    MassDeletion,
     Options,
     PartitionSync,
     Plan,
@@ -125,7 +128,6 @@ def _every_partition_done(context: dg.AssetExecutionContext, version: str) -> bo
     check_specs=CHECK_SPECS,
     partitions_def=resource_type_partitions,
     retry_policy=RETRIES,
-    pool="qdrant",
     can_subset=True,  # the checks can be executed alone, against what Qdrant holds now
 )
 def embed_partition(
@@ -143,6 +145,8 @@ def embed_partition(
     last batch it finished; a record that cannot be read or embedded keeps its points and is named.
     """
     partition = context.partition_key
+    claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
+    fail_dead_runs(context.instance, context.log.warning)
     version = qdrant.vectors_version
     names = {kind: qdrant.physical_name(kind, version) for kind in COLLECTION_KINDS}
     if not context.selected_asset_keys:  # the checks alone, on what Qdrant holds now
@@ -160,12 +164,14 @@ def embed_partition(
             "use force_reembed in a backfill, or recreate_collections in a single run",
             allow_retries=False,
         )
+    dense_encoder.check()
     options = Options(
         batch_size=content_source.batch_size,
         upload_batch_size=qdrant.upload_batch_size,
         force=embed_options.force_reembed,
         resource_ids=frozenset(embed_options.resource_ids),
         content_files=not embed_options.skip_content_files,
+        max_delete_share=None if embed_options.allow_mass_deletion else qdrant.max_delete_share,
     )
     scope = _scope(embed_options)
     if scope:
@@ -191,7 +197,7 @@ def embed_partition(
         )
         try:
             report = sync.run(plan, spec)
-        except CollectionMismatch as error:
+        except (CollectionMismatch, MassDeletion) as error:
             raise dg.Failure(str(error), allow_retries=False) from None
         unchanged = (
             {} if report.points_upserted or report.points_deleted else {"heads": plan.heads, "damage": plan.damage}

@@ -41,6 +41,7 @@ def build_resources(settings: Settings) -> dict:
             keep_old_collections=settings.qdrant_keep_old_collections,
             lock_wait_seconds=settings.qdrant_lock_wait_seconds,
             timeout=settings.qdrant_client_timeout,
+            max_delete_share=settings.qdrant_max_delete_share,
             upload_batch_size=settings.qdrant_point_upload_batch_size,
         ),
     }

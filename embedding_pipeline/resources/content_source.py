@@ -3,6 +3,7 @@
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
@@ -58,26 +59,68 @@ FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id
 WHERE lr.resource_type = :resource_type AND lr.published AND cf.published
 ORDER BY cf.id
 """
-# What the sensor polls. One cheap row per tick: counts and the newest edit of each table
-# (an index lookup for MAX(updated_on)); only when it moves, one row per resource type.
+# What the sensor polls. One cheap row per tick: counts and the newest edit of each table; only
+# when it moves, one row per resource type. The newest edit is the newest up to now: a row dated in
+# the future (a typo, a bad import) must not hide every later edit, so such rows are counted apart.
 DEFAULT_CHANGES_QUERY = """
 SELECT (SELECT COUNT(*) FROM learning_resources) AS resources,
        (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM learning_resources) AS published_resources,
-       (SELECT MAX(updated_on) FROM learning_resources) AS resources_updated,
+       (SELECT MAX(CASE WHEN updated_on <= CURRENT_TIMESTAMP THEN updated_on END) FROM learning_resources)
+           AS resources_updated,
+       (SELECT SUM(CASE WHEN updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END) FROM learning_resources)
+           AS resources_dated_ahead,
        (SELECT COUNT(*) FROM content_files) AS files,
        (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM content_files) AS published_files,
-       (SELECT MAX(updated_on) FROM content_files) AS files_updated
+       (SELECT MAX(CASE WHEN updated_on <= CURRENT_TIMESTAMP THEN updated_on END) FROM content_files)
+           AS files_updated,
+       (SELECT SUM(CASE WHEN updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END) FROM content_files)
+           AS files_dated_ahead
 """
 DEFAULT_FINGERPRINT_QUERY = """
-SELECT resource_type, 'resources' AS part, COUNT(*), SUM(id), MAX(updated_on),
+SELECT resource_type, 'resources' AS part, COUNT(*), SUM(id),
+       MAX(CASE WHEN updated_on <= CURRENT_TIMESTAMP THEN updated_on END),
+       SUM(CASE WHEN updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END),
        SUM(CASE WHEN published THEN 1 ELSE 0 END)
 FROM learning_resources GROUP BY resource_type
 UNION ALL
-SELECT lr.resource_type, 'files' AS part, COUNT(*), SUM(cf.id), MAX(cf.updated_on),
+SELECT lr.resource_type, 'files' AS part, COUNT(*), SUM(cf.id),
+       MAX(CASE WHEN cf.updated_on <= CURRENT_TIMESTAMP THEN cf.updated_on END),
+       SUM(CASE WHEN cf.updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END),
        SUM(CASE WHEN cf.published THEN 1 ELSE 0 END)
 FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id GROUP BY lr.resource_type
 """
+
+
+class ContentSourceError(dg.Failure):
+    """The content database cannot be read as configured; names CONTENT_DATABASE_URL (password masked).
+
+    Retrying does not help, and nothing is deleted because a source looked empty or unreachable.
+    """
+
+    def __init__(self, database_url: str, problem: str):
+        super().__init__(f"CONTENT_DATABASE_URL={masked_url(database_url)}: {problem}", allow_retries=False)
+
+
+def masked_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<not a database URL>"
+
+
+# What no partition embeds, in the schema of the default queries: published resources of another
+# type, and published content files whose resource does not exist.
+UNEMBEDDABLE_QUERIES = {
+    "learning resources of a type that is not one of the eight": (
+        "SELECT id, resource_type FROM learning_resources WHERE published AND resource_type NOT IN :types ORDER BY id"
+    ),
+    "content files whose resource does not exist": (
+        "SELECT cf.id, cf.resource_id FROM content_files cf WHERE cf.published AND NOT EXISTS "
+        "(SELECT 1 FROM learning_resources lr WHERE lr.id = cf.resource_id) ORDER BY cf.id"
+    ),
+}
 RESOURCE_COLUMNS = [c.name for c in learning_resources.columns]
+UNREADABLE = "_unreadable"  # the key of a row the database could not hand over, with the reason
 CONTENT_FILE_COLUMNS = [c.name for c in content_files.columns]
 
 
@@ -113,21 +156,59 @@ class ContentSource(dg.ConfigurableResource):
 
     @contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
-        """A connection for one read; the engine goes with it (no pool held between ticks or runs)."""
-        engine = sa.create_engine(self.database_url)
+        """A connection for one read; the engine goes with it (no pool held between ticks or runs).
+
+        A SQLite file that does not exist is an error: only `embedding-pipeline setup` creates one.
+        """
+        try:
+            url = sa.engine.make_url(self.database_url)
+            in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+            if in_file and not Path(url.database).is_file():
+                raise ContentSourceError(
+                    self.database_url,
+                    f"no database file {url.database} (`embedding-pipeline setup` creates the sample one)",
+                )
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
+            raise ContentSourceError(self.database_url, f"not a usable database URL: {error}") from None
         try:
             with engine.connect() as conn:
                 yield conn
+        except sa.exc.OperationalError as error:
+            if error.connection_invalidated or "connect" in str(error.orig).lower():
+                raise ContentSourceError(self.database_url, f"cannot connect: {error.orig}") from None
+            raise
         finally:
             engine.dispose()
 
     def _rows(self, query: str) -> list[tuple]:
         with self._connect() as conn:
-            return [tuple(row) for row in conn.execute(sa.text(query))]
+            try:
+                return [tuple(row) for row in conn.execute(sa.text(query))]
+            except sa.exc.DBAPIError as error:
+                raise ContentSourceError(self.database_url, f"the sensor's query failed: {error.orig}") from None
 
     def change_marker(self) -> str:
         """A digest that moves whenever any content changes; cheap enough to poll."""
         return _digest(self._rows(self.changes_query))
+
+    def unembeddable(self, types: list[str]) -> dict[str, list[tuple]]:
+        """Published records no partition embeds, by reason: (id, type or resource id) rows.
+
+        Only for the default queries' schema; with queries of your own it reports nothing.
+        """
+        if self.resources_query != DEFAULT_RESOURCES_QUERY:
+            return {}
+        found = {}
+        with self._connect() as conn:
+            for reason, sql in UNEMBEDDABLE_QUERIES.items():
+                statement, params = sa.text(sql), {}
+                if ":types" in sql:
+                    statement, params = statement.bindparams(sa.bindparam("types", expanding=True)), {"types": types}
+                rows = [tuple(row) for row in conn.execute(statement, params)]
+                if rows:
+                    found[reason] = rows
+        return found
 
     def fingerprints(self) -> dict[str, str]:
         """Resource type → a digest of its resources and content files."""
@@ -148,7 +229,7 @@ class ContentSource(dg.ConfigurableResource):
     def reader(self, resource_type: str) -> Iterator["ContentReader"]:
         """One connection for a run's reads of one resource type."""
         with self._connect() as conn:
-            yield ContentReader(conn, resource_type, self.resources_query, self.content_files_query)
+            yield ContentReader(conn, resource_type, self.resources_query, self.content_files_query, self.database_url)
 
 
 # What a run lists of every record, to tell which records changed: every column of a resource (all
@@ -164,8 +245,10 @@ class ContentReader:
     cheap columns travel) and the fetches by id (only the rows asked for travel).
     """
 
-    def __init__(self, conn: sa.Connection, resource_type: str, resources_query: str, content_files_query: str):
-        self.conn, self.params = conn, {"resource_type": resource_type}
+    def __init__(
+        self, conn: sa.Connection, resource_type: str, resources_query: str, content_files_query: str, url: str
+    ):
+        self.conn, self.params, self.url = conn, {"resource_type": resource_type}, url
         self.queries = {"resources_query": resources_query, "content_files_query": content_files_query}
         self._checked: set[str] = set()
 
@@ -180,7 +263,7 @@ class ContentReader:
         try:
             return self.conn.execute(statement, params)
         except sa.exc.DBAPIError as error:
-            raise ValueError(f"The content source's {query_name} failed: {error.orig}") from error
+            raise ContentSourceError(self.url, f"the content source's {query_name} failed: {error.orig}") from None
 
     def _require(self, query_name: str, required: list[str]) -> None:
         """The query returns the columns the pipeline reads (asked once, with no rows)."""
@@ -190,7 +273,9 @@ class ContentReader:
         columns = self._execute(query_name, sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0"), self.params).keys()
         missing = [c for c in required if c not in columns]
         if missing:
-            raise ValueError(f"The content source's {query_name} returned no column(s) {', '.join(missing)}")
+            raise ContentSourceError(
+                self.url, f"the content source's {query_name} returned no column(s) {', '.join(missing)}"
+            )
         self._checked.add(query_name)
 
     def _rows(self, query_name: str, columns: list[str] | None, required: list[str], ids=None) -> Iterator[dict]:
@@ -210,10 +295,24 @@ class ContentReader:
 
     def resources(self, ids) -> dict[int, dict]:
         """Full rows of these resources, by id (ids no longer published are absent)."""
-        return {row["id"]: row for row in self._rows("resources_query", None, RESOURCE_COLUMNS, ids)}
+        return self._by_id("resources_query", RESOURCE_COLUMNS, list(ids))
 
     def content_files(self, ids) -> dict[int, dict]:
-        return {row["id"]: row for row in self._rows("content_files_query", None, CONTENT_FILE_COLUMNS, ids)}
+        return self._by_id("content_files_query", CONTENT_FILE_COLUMNS, list(ids))
+
+    def _by_id(self, query_name: str, required: list[str], ids: list) -> dict[int, dict]:
+        """Rows by id. A row the database driver cannot decode (invalid UTF-8, ...) is read again on
+        its own, so that only it fails: it comes back as `{UNREADABLE: reason}`."""
+        try:
+            return {row["id"]: row for row in self._rows(query_name, None, required, ids)}
+        except sa.exc.OperationalError as error:
+            self.conn.rollback()
+            if len(ids) == 1:
+                return {ids[0]: {"id": ids[0], UNREADABLE: str(error.orig)}}
+        rows = {}
+        for one in ids:
+            rows.update(self._by_id(query_name, required, [one]))
+        return rows
 
 
 def _digest(rows) -> str:

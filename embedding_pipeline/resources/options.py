@@ -31,6 +31,12 @@ class EmbedOptions(dg.ConfigurableResource):
         description="Embed the learning resources only; content-file points stay as they are (--skip-contentfiles).",
     )
 
+    allow_mass_deletion: bool = Field(
+        default=False,
+        description="Let this run delete more than QDRANT_MAX_DELETE_SHARE of the partition's points, or all of "
+        "them (the source really lost them); without it such a run fails before deleting anything.",
+    )
+
     @property
     def scoped(self) -> bool:
         """The run covers only part of the partition."""

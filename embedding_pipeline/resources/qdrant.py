@@ -34,6 +34,9 @@ class QdrantResource(dg.ConfigurableResource):
         description="How long a run waits for an embedded store that another process has open."
     )
     timeout: int = Field(description="Seconds before a request to a Qdrant server gives up.")
+    max_delete_share: float = Field(
+        description="Largest share of a partition's points one run may delete (QDRANT_MAX_DELETE_SHARE)."
+    )
     upload_batch_size: int = Field(description="Points per upsert request.")
 
     @contextmanager
@@ -55,10 +58,17 @@ class QdrantResource(dg.ConfigurableResource):
     def _open(self, purpose: str, wait_seconds: float, report: Callable[[str], None] | None) -> VectorStore:
         if self.host:
             from qdrant_client import QdrantClient
+            from qdrant_client.http.exceptions import ResponseHandlingException
 
             from embedding_pipeline.vector_store.server import ServerStore
 
-            return ServerStore(QdrantClient(url=self.host, api_key=self.api_key or None, timeout=self.timeout))
+            store = ServerStore(QdrantClient(url=self.host, api_key=self.api_key or None, timeout=self.timeout))
+            try:
+                store.collections()  # a server that does not answer is named now, before a run spends anything
+            except ResponseHandlingException as error:
+                store.close()
+                raise dg.Failure(f"QDRANT_HOST={self.host}: the Qdrant server does not answer: {error}") from None
+            return store
         if not self.path:
             raise ValueError("Qdrant needs either a server URL (QDRANT_HOST) or an embedded store path (QDRANT_PATH)")
         from embedding_pipeline.vector_store.edge import EdgeStore

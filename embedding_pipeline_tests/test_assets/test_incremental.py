@@ -151,11 +151,13 @@ def test_recreate_collections_is_refused_in_a_backfill(embedded):
     assert len(_points(embedded, "resources", resource_type="document")) == 5
 
 
-def test_a_partition_without_content_runs_and_one_that_loses_all_its_content_is_emptied(pipeline):
+def test_a_partition_without_content_runs_and_one_that_loses_all_its_content_is_emptied_when_allowed(pipeline):
     pipeline.execute("DELETE FROM learning_resources WHERE resource_type = 'video_playlist'")
     assert pipeline.materialize("video_playlist").success  # nothing to embed, nothing in Qdrant yet
     pipeline.materialize("video")
     pipeline.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'video'")
-    result = pipeline.materialize("video")
+    assert not pipeline.materialize("video", raise_on_error=False).success  # refused: see test_faults.py
+    allowed = {"resources": {"embed_options": {"config": {"allow_mass_deletion": True}}}}
+    result = pipeline.materialize("video", run_config=allowed)
     assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 7  # 6 videos and 1 caption chunk
     assert _points(pipeline, "resources", resource_type="video") == {}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from embedding_pipeline.resources.content_source import ContentSource
+from embedding_pipeline.resources.content_source import ContentSource, ContentSourceError
 from embedding_pipeline.sample_data import load_sample_data
 
 
@@ -59,7 +59,7 @@ def test_a_query_missing_columns_names_them(database_url):
         resources_query="SELECT id, title FROM learning_resources WHERE resource_type = :resource_type",
     )
     with (
-        pytest.raises(ValueError, match="resources_query returned no column.*readable_id"),
+        pytest.raises(ContentSourceError, match="resources_query returned no column.*readable_id"),
         source.reader("course") as reader,
     ):
         list(reader.list_resources())

@@ -1,5 +1,6 @@
 """The encoders: the offline ONNX model against the torch model, BM25 offline, the class lookup."""
 
+import dagster as dg
 import numpy as np
 import pytest
 
@@ -54,7 +55,7 @@ def test_a_missing_model_directory_says_how_to_build_it(tmp_path):
     encoder = FastEmbedEncoder(
         model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(tmp_path), batch_size=32
     )
-    with pytest.raises(FileNotFoundError, match="embedding-pipeline setup"):
+    with pytest.raises(dg.Failure, match="QDRANT_DENSE_MODEL_PATH=.*embedding-pipeline setup"):
         encoder.embed_query("anything")
 
 

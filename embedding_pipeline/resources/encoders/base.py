@@ -38,6 +38,9 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
     def from_settings(cls, settings) -> "DenseEncoder":
         """The encoder as the environment's settings describe it."""
 
+    def check(self) -> None:
+        """Raise a named error now if the encoder cannot work (a missing model), before a run spends anything."""
+
     @property
     def vector_name(self) -> str:
         return self.model_name.split("/")[-1]

@@ -35,15 +35,19 @@ class FastEmbedEncoder(DenseEncoder):
             batch_size=settings.embedding_batch_size,
         )
 
+    def check(self) -> None:
+        if self.model_path and not (Path(self.model_path) / "model.onnx").exists():
+            raise dg.Failure(
+                f"QDRANT_DENSE_MODEL_PATH={self.model_path}: no model.onnx for {self.model_name}; run "
+                "`embedding-pipeline setup` to build the default model, or point it at an ONNX model directory",
+                allow_retries=False,
+            )
+
     def _load(self) -> TextEmbedding:
         if self._model is None:
+            self.check()
             path = Path(self.model_path) if self.model_path else None
             if path is not None:
-                if not (path / "model.onnx").exists():
-                    raise FileNotFoundError(
-                        f"No model.onnx in {path} for {self.model_name}: run `embedding-pipeline setup` "
-                        "to build the default model, or set QDRANT_DENSE_MODEL_PATH to an ONNX model directory"
-                    )
                 known = {d.model for d in TextEmbedding._list_supported_models()}
                 if self.model_name not in known:
                     hidden_size = json.loads((path / "config.json").read_text())["hidden_size"]

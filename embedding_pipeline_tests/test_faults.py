@@ -1,0 +1,149 @@
+"""Faults and bad input, as a hostile operator makes them: a killed run, broken rows, a wrong database."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+BIN = Path(sys.executable).parent
+
+
+def embed(*flags: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`embedding-pipeline embed FLAGS` in the pipeline's environment (the fixture set it)."""
+    return subprocess.run(
+        [str(BIN / "embedding-pipeline"), "embed", *flags],
+        capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def add_documents(pipeline, count: int) -> None:
+    """Documents with a long text each, so that a run over them takes a while."""
+    paragraph = "Bees forage within a few kilometres of the hive and communicate by dancing. " * 40
+    for i in range(count):
+        pipeline.execute(
+            "INSERT INTO learning_resources (readable_id, platform, resource_type, title, description, published) "
+            "VALUES (:r, 'library', 'document', :t, :d, 1)",
+            r=f"doc-long-{i}", t=f"Beekeeping notes {i}", d=f"Notes {i}. {paragraph}",
+        )  # fmt: skip
+
+
+def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(pipeline):
+    add_documents(pipeline, 400)
+    env = {"QDRANT_CHUNK_SIZE": "40"}
+    first = subprocess.Popen(
+        [str(BIN / "embedding-pipeline"), "embed", "--documents"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+    for line in first.stdout:  # until two batches are written
+        if "80/410 records" in line:
+            break
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    started = time.monotonic()
+    second = embed("--documents", env=env, timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert time.monotonic() - started < 120  # it never waited on the dead run
+    assert "is gone (killed, out of memory or a reboot)" in second.stderr
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "document"}))
+        statuses = sorted(r.dagster_run.status.value for r in runs)
+    assert statuses == ["FAILURE", "SUCCESS"]
+    listed = next(line for line in second.stderr.splitlines() if "records listed" in line)
+    new = int(listed.split(" new,")[0].rsplit(" ", 1)[1])
+    assert 0 < new <= 410 - 80  # what the killed run finished is not embedded again
+    assert pipeline.count("resources", resource_type="document") == 405
+
+
+def test_a_source_that_lost_most_records_fails_before_deleting_anything(pipeline):
+    pipeline.materialize("document")
+    before = (pipeline.count("resources"), pipeline.count("content_files"))
+    pipeline.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'document'")
+    result = pipeline.materialize("document", raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "would delete" in failure.step_failure_data.error.message
+    assert "QDRANT_MAX_DELETE_SHARE=0.5" in failure.step_failure_data.error.message
+    assert (pipeline.count("resources"), pipeline.count("content_files")) == before
+
+    allowed = {"resources": {"embed_options": {"config": {"allow_mass_deletion": True}}}}
+    assert pipeline.materialize("document", run_config=allowed).success
+    assert pipeline.count("resources", resource_type="document") == 0
+
+
+def test_a_missing_content_database_is_named_and_never_created(pipeline, tmp_path):
+    missing = tmp_path / "nowhere" / "content.db"
+    done = embed("--documents", env={"CONTENT_DATABASE_URL": f"sqlite:///{missing}"})
+    assert done.returncode != 0
+    assert f"document: FAILED: CONTENT_DATABASE_URL=sqlite:///{missing}: no database file" in done.stdout
+    assert not missing.exists()
+
+
+def test_a_database_without_the_tables_is_named(pipeline, tmp_path):
+    empty = tmp_path / "empty.db"
+    import sqlite3
+
+    sqlite3.connect(empty).close()
+    done = embed("--documents", env={"CONTENT_DATABASE_URL": f"sqlite:///{empty}"})
+    assert done.returncode != 0 and f"CONTENT_DATABASE_URL=sqlite:///{empty}: the content source's" in done.stdout
+    assert "no such table" in done.stdout
+
+
+def test_trailing_spaces_in_a_setting_are_read_the_same_way_everywhere(pipeline):
+    url = pipeline.settings.content_database_url
+    done = embed("--documents", env={"CONTENT_DATABASE_URL": f"{url}   "})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert pipeline.count("resources", resource_type="document") == 5
+
+
+def test_bad_values_fail_their_record_only_named_with_the_field(pipeline):
+    pipeline.execute("UPDATE learning_resources SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
+    pipeline.execute(
+        "UPDATE content_files SET content = CAST(X'48C328FF' AS TEXT) WHERE resource_id = "
+        "(SELECT id FROM learning_resources WHERE readable_id = 'doc-lab-safety')"
+    )
+    pipeline.execute(
+        "UPDATE learning_resources SET topics = '{\"not\": \"a list\"}' WHERE readable_id = 'doc-writing-guide'"
+    )
+    result = pipeline.materialize("document")
+    failures = pipeline.metadata(result, "text_chunks")["failures"]
+    assert "library.doc-open-data: field 'title' must be text, got bytes" in failures
+    assert "doc-lab-safety" in failures and "content" in failures and "UTF-8" in failures
+    assert "library.doc-writing-guide: field 'topics'" in failures
+    embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
+    assert embedded == {"doc-urban-beekeeping", "doc-distributed-systems", "doc-lab-safety"}
+    files = {p["resource_readable_id"] for p in pipeline.points("content_files", resource_type="document").values()}
+    assert "doc-urban-beekeeping" in files and "doc-lab-safety" not in files
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["no_failed_records"].passed and checks["points_match_source"].passed
+
+
+def test_two_runs_of_one_partition_at_once_both_finish_and_leave_qdrant_consistent(pipeline):
+    """The embedded store admits one process: the second run waits for the first (and says so), never fails."""
+    add_documents(pipeline, 100)
+    first = subprocess.Popen(
+        [str(BIN / "embedding-pipeline"), "embed", "--documents"], stderr=subprocess.PIPE, text=True
+    )  # fmt: skip
+    time.sleep(8)
+    second = embed("--documents", "--overwrite")
+    first.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    assert pipeline.count("resources", resource_type="document") == 105
+    again = embed("--documents")  # nothing left to do: the two runs agreed
+    assert "0 new, 0 changed" in again.stderr
+
+
+def test_an_unreachable_qdrant_server_and_a_missing_model_fail_at_once_by_name(pipeline, tmp_path):
+    started = time.monotonic()
+    done = embed("--documents", env={"QDRANT_HOST": "http://127.0.0.1:9"})
+    assert done.returncode != 0
+    assert "document: FAILED: QDRANT_HOST=http://127.0.0.1:9: the Qdrant server does not answer" in done.stdout
+    assert time.monotonic() - started < 60
+    done = embed("--documents", env={"QDRANT_DENSE_MODEL_PATH": str(tmp_path / "no-model")})
+    assert done.returncode != 0
+    assert f"document: FAILED: QDRANT_DENSE_MODEL_PATH={tmp_path / 'no-model'}: no model.onnx" in done.stdout
+    assert not pipeline.settings.qdrant_path.exists()  # nothing was written
