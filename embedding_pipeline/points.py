@@ -113,7 +113,7 @@ def content_file_record(row: Mapping, resource: Record) -> Record:
     return Record(
         kind="content_file",
         source_id=int(row["id"]),
-        record_id=stable_id("content_file", resource.record_key, run, key),
+        record_id=stable_id("content_file", resource.record_id, run, key),
         record_key=f"{resource.record_key}.{run}.{key}",
         fingerprint=digest(row["id"], row.get("updated_on"), row.get("checksum"), resource.fingerprint),
         resource_id=resource.source_id,

@@ -19,6 +19,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -65,8 +66,9 @@ class Listing:
     """The partition's records as the source lists them now."""
 
     records: dict[str, Record] = field(default_factory=dict)  # by record id
-    failed: dict[str, str] = field(default_factory=dict)  # who → why (records that cannot even be named)
+    failed: dict[str, str] = field(default_factory=dict)  # who → why (records that cannot even be listed)
     duplicates: list[str] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)  # ids of records that failed to be listed: their points stay
 
 
 def list_records(reader) -> Listing:
@@ -91,6 +93,9 @@ def list_records(reader) -> Listing:
         chosen[record.record_id] = record
 
     for row in reader.list_resources():
+        if UNREADABLE in row:
+            _unreadable(listing, row, f"learning_resources id={row['id']}", resource_record)
+            continue
         try:
             record = resource_record(row)
         except RecordError as error:
@@ -99,7 +104,10 @@ def list_records(reader) -> Listing:
         add(record)
         resources[record.source_id] = chosen[record.record_id]
     for row in reader.list_content_files():
-        resource = resources.get(row["resource_id"])
+        resource = resources.get(row.get("resource_id"))
+        if UNREADABLE in row:
+            _unreadable(listing, row, f"content_files id={row['id']}", partial(content_file_record, resource=resource))
+            continue
         try:
             if resource is None:
                 raise RecordError(
@@ -110,6 +118,17 @@ def list_records(reader) -> Listing:
             listing.failed[f"content_files id={row['id']}"] = str(error)
     listing.records = chosen
     return listing
+
+
+def _unreadable(listing: Listing, row: dict, who: str, record_of: Callable[[dict], Record]) -> None:
+    """A listed row the database could not read: named, and its points kept when its key could be read."""
+    try:
+        record = record_of(row)
+    except (RecordError, KeyError, AttributeError, TypeError):
+        listing.failed[who] = f"{who}: the database could not read it: {row[UNREADABLE]}"
+        return
+    listing.failed[record.record_key] = f"{record.record_key}: the database could not read it: {row[UNREADABLE]}"
+    listing.kept.add(record.record_id)
 
 
 def stored_heads(store: VectorStore, names: dict[str, str], resource_type: str) -> dict[str, Head]:
@@ -294,7 +313,9 @@ def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, options:
             changed.append(record)
         else:
             unchanged.append(record)
-    deleted = [head for record_id, head in heads.items() if record_id not in listing.records]
+    deleted = [
+        h for record_id, h in heads.items() if record_id not in listing.records and record_id not in listing.kept
+    ]
     if options is not None and options.scoped:
         deleted = [] if options.resource_ids else [h for h in deleted if options.in_scope(h.kind, None)]
     return Plan(listing, heads, new, changed, unchanged, deleted, damage)

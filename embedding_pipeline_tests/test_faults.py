@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from embedding_pipeline_tests.conftest import resource
+
 BIN = Path(sys.executable).parent
 
 
@@ -147,3 +149,30 @@ def test_an_unreachable_qdrant_server_and_a_missing_model_fail_at_once_by_name(p
     assert done.returncode != 0
     assert f"document: FAILED: QDRANT_DENSE_MODEL_PATH={tmp_path / 'no-model'}: no model.onnx" in done.stdout
     assert not pipeline.settings.qdrant_path.exists()  # nothing was written
+
+
+def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipeline):
+    """NUL bytes, a lone surrogate (as its bytes), a 5 MB description, a 50,000-line Markdown file with
+    deep headers, malformed topics, NULL and future dates: every other record is embedded."""
+    pipeline.execute("UPDATE learning_resources SET description = :d WHERE readable_id = 'doc-open-data'",
+                     d="Open data\x00with a NUL byte")  # fmt: skip
+    pipeline.execute("UPDATE learning_resources SET title = CAST(X'4C6F6E65EDA080' AS TEXT) "
+                     "WHERE readable_id = 'doc-writing-guide'")  # fmt: skip
+    pipeline.execute("UPDATE learning_resources SET description = :d, updated_on = NULL WHERE readable_id = :r",
+                     d="Distributed systems. " * 250_000, r="doc-distributed-systems")  # fmt: skip
+    pipeline.execute("UPDATE learning_resources SET topics = '[\"bees\", ', updated_on = '2999-12-31' "
+                     "WHERE readable_id = 'doc-urban-beekeeping'")  # fmt: skip
+    deep = "\n".join(f"{'#' * (1 + i % 6)} Part {i}\n" + "\n".join(["- Wear goggles."] * 998) for i in range(50))
+    ((resource_id,),) = pipeline.rows("SELECT id FROM learning_resources WHERE readable_id = 'doc-lab-safety'")
+    pipeline.execute("UPDATE content_files SET content = :c WHERE resource_id = :i", c=deep, i=resource_id)
+
+    result = pipeline.materialize("document")
+    failures = pipeline.metadata(result, "text_chunks")["failures"]
+    assert "library.doc-writing-guide" in failures and "UTF-8" in failures
+    assert "library.doc-urban-beekeeping: field 'topics' is not a JSON list" in failures
+    embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
+    assert embedded == {"doc-open-data", "doc-distributed-systems", "doc-lab-safety"}
+    chunks = pipeline.points("content_files", resource_type="document", resource_readable_id="doc-lab-safety")
+    assert (
+        len(chunks) > 50 and max(resource("chunker").count_tokens(p["chunk_content"]) for p in chunks.values()) <= 512
+    )

@@ -76,6 +76,24 @@ def test_a_second_run_with_nothing_changed_reads_chunks_and_embeds_nothing(run):
     assert FlakyEncoder.embedded == [] and again.points_unchanged == 87
 
 
+def test_keys_that_join_to_the_same_text_never_share_a_point(run, source):
+    """`mitx.ocw` + `18` and `mitx` + `ocw.18`, each with a file of the same run and key: four records, four points."""
+    for number, (platform, readable_id) in enumerate([("mitx.ocw", "18"), ("mitx", "ocw.18")]):
+        execute(
+            source,
+            "INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published) "
+            "VALUES (:i, :r, :p, 'program', :t, 1)", i=9000 + number, r=readable_id, p=platform, t=f"Program {number}",
+        )  # fmt: skip
+        execute(
+            source,
+            "INSERT INTO content_files (id, resource_id, run_readable_id, key, title, content, published) "
+            "VALUES (:i, :r, 'y.r', 'x', 'Notes', :c, 1)", i=9100 + number, r=9000 + number, c=f"Notes {number}.",
+        )  # fmt: skip
+    plan, report = run("program")
+    assert len({r.record_id for r in plan.new}) == len(plan.new) == 5 + 4
+    assert report.points_upserted == 5 + 2 + 2
+
+
 def test_records_go_in_batches_that_never_mix_resources_and_content_files(run):
     _, report = run("document", batch_size=3)
     assert report.batches == 4  # 5 resources in 3 + 2, 5 content files in 3 + 2

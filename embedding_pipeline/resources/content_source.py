@@ -236,6 +236,12 @@ class ContentSource(dg.ConfigurableResource):
 # of them shape its point, and none is long), a content file's columns but its text.
 RESOURCE_LISTING = RESOURCE_COLUMNS
 CONTENT_FILE_LISTING = ["id", "resource_id", "run_readable_id", "key", "updated_on", "checksum", "published"]
+# What names a record whose other columns cannot be read: it then keeps its points.
+KEY_COLUMNS = {
+    "resources_query": ["id", "platform", "readable_id", "published"],
+    "content_files_query": ["id", "resource_id", "run_readable_id", "key", "published"],
+}
+LISTING_BATCH = 1000  # rows read by id at a time once a listing had to fall back to that
 
 
 class ContentReader:
@@ -278,7 +284,7 @@ class ContentReader:
             )
         self._checked.add(query_name)
 
-    def _rows(self, query_name: str, columns: list[str] | None, required: list[str], ids=None) -> Iterator[dict]:
+    def _rows(self, query_name: str, columns: list[str] | None, ids=None) -> Iterator[dict]:
         self._require(query_name, RESOURCE_COLUMNS if query_name == "resources_query" else CONTENT_FILE_COLUMNS)
         params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
         result = self._execute(query_name, self._select(query_name, columns, ids), params)
@@ -288,30 +294,49 @@ class ContentReader:
                 yield dict(row)
 
     def list_resources(self) -> Iterator[dict]:
-        return self._rows("resources_query", RESOURCE_LISTING, RESOURCE_LISTING)
+        return self._listed("resources_query", RESOURCE_LISTING)
 
     def list_content_files(self) -> Iterator[dict]:
-        return self._rows("content_files_query", CONTENT_FILE_LISTING, CONTENT_FILE_LISTING)
+        return self._listed("content_files_query", CONTENT_FILE_LISTING)
+
+    def _listed(self, query_name: str, columns: list[str]) -> Iterator[dict]:
+        """The listing, streamed. Should the driver fail to decode a row, the rest is read by id, so
+        that only that row comes back unreadable (with its key columns where those can be read)."""
+        seen = set()
+        try:
+            for row in self._rows(query_name, columns):
+                seen.add(row["id"])
+                yield row
+            return
+        except sa.exc.OperationalError:
+            self.conn.rollback()
+        rest = [row["id"] for row in self._rows(query_name, ["id", "published"]) if row["id"] not in seen]
+        for start in range(0, len(rest), LISTING_BATCH):
+            for row in self._by_id(query_name, columns, rest[start : start + LISTING_BATCH]).values():
+                if UNREADABLE in row:
+                    keys = self._by_id(query_name, KEY_COLUMNS[query_name], [row["id"]])[row["id"]]
+                    row = {**keys, **row}
+                yield row
 
     def resources(self, ids) -> dict[int, dict]:
         """Full rows of these resources, by id (ids no longer published are absent)."""
-        return self._by_id("resources_query", RESOURCE_COLUMNS, list(ids))
+        return self._by_id("resources_query", None, list(ids))
 
     def content_files(self, ids) -> dict[int, dict]:
-        return self._by_id("content_files_query", CONTENT_FILE_COLUMNS, list(ids))
+        return self._by_id("content_files_query", None, list(ids))
 
-    def _by_id(self, query_name: str, required: list[str], ids: list) -> dict[int, dict]:
-        """Rows by id. A row the database driver cannot decode (invalid UTF-8, ...) is read again on
-        its own, so that only it fails: it comes back as `{UNREADABLE: reason}`."""
+    def _by_id(self, query_name: str, columns: list[str] | None, ids: list) -> dict[int, dict]:
+        """Rows by id (`columns`, or all). A row the database driver cannot decode (invalid UTF-8, ...)
+        is read again on its own, so that only it fails: it comes back as `{UNREADABLE: reason}`."""
         try:
-            return {row["id"]: row for row in self._rows(query_name, None, required, ids)}
+            return {row["id"]: row for row in self._rows(query_name, columns, ids)}
         except sa.exc.OperationalError as error:
             self.conn.rollback()
             if len(ids) == 1:
                 return {ids[0]: {"id": ids[0], UNREADABLE: str(error.orig)}}
         rows = {}
         for one in ids:
-            rows.update(self._by_id(query_name, required, [one]))
+            rows.update(self._by_id(query_name, columns, [one]))
         return rows
 
 
