@@ -20,7 +20,7 @@ NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4c47-9a55-2f1f7d0c8e21")  # this project's 
 MARKDOWN_EXTENSIONS = {".md", ".markdown"}
 # Bumped when ids, payloads or fingerprints change shape: it enters the collections' version, so
 # a change moves a deployment to new collections by the usual re-embed backfill.
-POINTS_LAYOUT = 2
+POINTS_LAYOUT = 3
 
 
 class RecordError(ValueError):
