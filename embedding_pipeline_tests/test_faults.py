@@ -5,11 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
-from embedding_pipeline_tests.conftest import resource
+from embedding_pipeline.run_state import WORKER_TAG
+from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
 
@@ -176,3 +180,73 @@ def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipel
     assert (
         len(chunks) > 50 and max(resource("chunker").count_tokens(p["chunk_content"]) for p in chunks.values()) <= 512
     )
+
+
+def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, model_dir, monkeypatch):
+    """The daemon launches the sensor's runs; one is killed with kill -9 half-way. It ends failed, and the
+    sensor's next run of that partition starts at its next tick and finishes the work."""
+    env = {**os.environ, **pipeline_env(tmp_path, model_dir), "QDRANT_CHUNK_SIZE": "40"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    database = f"sqlite:///{tmp_path / 'content.db'}"
+    load_sample_data(database)
+    engine = sa.create_engine(database)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO learning_resources (readable_id, platform, resource_type, title, description, published) "
+                "VALUES (:r, 'library', 'document', :t, :d, 1)"
+            ),
+            [{"r": f"doc-long-{i}", "t": f"Notes {i}", "d": f"Notes {i}. " + "Bees dance. " * 300} for i in range(400)],
+        )
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], env=env, cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),
+    )  # fmt: skip
+    try:
+        with dg.DagsterInstance.get() as instance:
+            worker = _wait(lambda: _document_worker(instance), 300, tmp_path)
+            time.sleep(2)  # a batch or two into it
+            os.kill(int(worker.split(":")[1]), signal.SIGKILL)
+            killed_at = time.time()
+            with engine.begin() as conn:  # a later edit: the sensor's next tick requests the partition again
+                edit = "UPDATE learning_resources SET title = 'Notes, revised', updated_on = :u WHERE readable_id = :r"
+                conn.execute(
+                    sa.text(edit),
+                    {"u": datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=5), "r": "doc-long-0"},
+                )
+            runs = _wait(lambda: _document_runs_finished(instance, 2), 400, tmp_path)
+            dead, again = sorted(runs, key=lambda r: r.create_timestamp)
+        assert dead.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        assert again.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        assert again.start_time - killed_at < 90  # the sensor's next tick (every 60 s), not a wait on the dead run
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
+    with qdrant.get_store() as store:
+        assert store.count(qdrant.alias("resources"), {"resource_type": "document"}) == 405
+    engine.dispose()
+
+
+def _wait(probe, timeout: float, tmp_path: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout}s; daemon log: {(tmp_path / 'daemon.log').read_text()[-3000:]}")
+
+
+def _document_worker(instance: dg.DagsterInstance) -> str | None:
+    """The worker of the document partition's running run, once it has claimed the run."""
+    for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "document"})):
+        if record.dagster_run.status == dg.DagsterRunStatus.STARTED and WORKER_TAG in record.dagster_run.tags:
+            return record.dagster_run.tags[WORKER_TAG]
+    return None
+
+
+def _document_runs_finished(instance: dg.DagsterInstance, count: int) -> list | None:
+    runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "document"}))
+    return runs if len(runs) >= count and all(r.dagster_run.is_finished for r in runs) else None
