@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.run_state import WORKER_TAG
@@ -250,3 +251,33 @@ def _document_worker(instance: dg.DagsterInstance) -> str | None:
 def _document_runs_finished(instance: dg.DagsterInstance, count: int) -> list | None:
     runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "document"}))
     return runs if len(runs) >= count and all(r.dagster_run.is_finished for r in runs) else None
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs: the embedded Qdrant's first collection does not fit (needs root, as CI has)."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipeline, small_disk):
+    add_documents(pipeline, 100)
+    env = {"QDRANT_PATH": str(small_disk / "qdrant")}
+    full = embed("--documents", env=env, timeout=300)
+    assert full.returncode != 0  # the engine's files are memory-mapped: a full disk ends the process
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    again = embed("--documents", env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "is gone (killed, out of memory or a reboot)" in again.stderr  # the dead run is marked failed
+    settled = embed("--documents", env=env, timeout=300)
+    assert "110 records listed: 0 new, 0 changed, 110 unchanged, 0 deleted" in settled.stderr
+    qdrant = resource("qdrant", path=str(small_disk / "qdrant"))
+    with qdrant.get_store() as store:
+        assert store.count(qdrant.alias("resources"), {"resource_type": "document"}) == 105
