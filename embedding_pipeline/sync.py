@@ -275,8 +275,8 @@ class Options:
     def scoped(self) -> bool:
         return bool(self.resource_ids) or not self.content_files
 
-    def in_scope(self, kind: str, resource_id: int | None) -> bool:
-        """Whether this run touches a record of `kind` that belongs to resource `resource_id` (None: unknown)."""
+    def in_scope(self, kind: str, resource_id: int) -> bool:
+        """Whether this run touches a record of `kind` that belongs to resource `resource_id`."""
         if kind == "content_file" and not self.content_files:
             return False
         return not self.resource_ids or resource_id in self.resource_ids
@@ -316,8 +316,8 @@ def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, options:
     deleted = [
         h for record_id, h in heads.items() if record_id not in listing.records and record_id not in listing.kept
     ]
-    if options is not None and options.scoped:
-        deleted = [] if options.resource_ids else [h for h in deleted if options.in_scope(h.kind, None)]
+    if options is not None and options.scoped:  # without resource ids: the resources only
+        deleted = [] if options.resource_ids else [h for h in deleted if h.kind == "resource"]
     return Plan(listing, heads, new, changed, unchanged, deleted, damage)
 
 

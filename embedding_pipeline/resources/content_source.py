@@ -172,12 +172,13 @@ class ContentSource(dg.ConfigurableResource):
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
             raise ContentSourceError(self.database_url, f"not a usable database URL: {error}") from None
         try:
-            with engine.connect() as conn:
-                yield conn
+            conn = engine.connect()
         except sa.exc.OperationalError as error:
-            if error.connection_invalidated or "connect" in str(error.orig).lower():
-                raise ContentSourceError(self.database_url, f"cannot connect: {error.orig}") from None
-            raise
+            engine.dispose()
+            raise ContentSourceError(self.database_url, f"cannot connect: {error.orig}") from None
+        try:
+            with conn:
+                yield conn
         finally:
             engine.dispose()
 
