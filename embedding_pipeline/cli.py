@@ -4,10 +4,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import Failure
+from dagster import DagsterExecutionInterruptedError, Failure
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.settings import DEFAULT_DENSE_MODEL, DEFAULT_ENCODER, SettingError, Settings, settings_table
@@ -90,7 +93,10 @@ def chosen_partitions(args: argparse.Namespace) -> list[str]:
 def embed(args: argparse.Namespace) -> None:
     import dagster as dg
 
+    from embedding_pipeline.assets.embed import INTERRUPTED
     from embedding_pipeline.definitions import defs, settings
+    from embedding_pipeline.resources.encoders.fastembed import release_models
+    from embedding_pipeline.resources.qdrant import keep_store_open
 
     ensure_dagster_home()
     partitions = chosen_partitions(args)
@@ -106,7 +112,7 @@ def embed(args: argparse.Namespace) -> None:
             sys.exit("None of the resource ids was found: nothing to embed")
     job = defs.get_job_def("embed")
     failed = []
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
         for number, partition in enumerate(partitions):
             run_config = embed_run_config(
                 overwrite=args.overwrite,
@@ -121,8 +127,29 @@ def embed(args: argparse.Namespace) -> None:
             print(f"{partition}: {'ok' if result.success else 'FAILED: ' + _reason(result)} (run {result.run_id})")
             if not result.success:
                 failed.append(partition)
+            if interrupted or (not result.success and _reason(result) == INTERRUPTED):
+                sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
+        release_models()  # the store builds its indexes as it closes: with the models' memory given back
     if failed:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[list]:
+    """Ctrl-C ends the run in progress (it fails, keeping its finished batches) and the command after it."""
+    interrupted: list[int] = []
+
+    def interrupt(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield interrupted
+    except (KeyboardInterrupt, DagsterExecutionInterruptedError):  # between two runs, or in Dagster's own code
+        sys.exit("Interrupted; run the command again to finish")
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _reason(result) -> str:

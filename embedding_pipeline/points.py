@@ -82,6 +82,7 @@ class Record:
     record_key: str  # for people: platform.readable_id[.run.key]
     fingerprint: str
     resource_id: int | None = None  # a content file's resource
+    size: int = 0  # characters in the listed columns: a resource's text is about that long
 
     @property
     def collection(self) -> str:
@@ -99,6 +100,7 @@ def resource_record(row: Mapping) -> Record:
         record_id=stable_id("resource", platform, readable_id),
         record_key=f"{platform}.{readable_id}",
         fingerprint=digest(row),
+        size=sum(len(value) for value in row.values() if isinstance(value, str)),
     )
 
 

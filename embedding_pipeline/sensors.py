@@ -9,8 +9,10 @@ from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.run_state import fail_dead_runs
 
+NEVER_EMBEDDED_TAG = "embedding_pipeline/never_embedded"  # on the runs it requests: what no partition embeds
 
-@dg.sensor(job=embed_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+
+@dg.sensor(job=embed_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_content_sensor(context: dg.SensorEvaluationContext, content_source: ContentSource):
     """Polls the content database (never Qdrant) and requests runs for the types that changed.
 
@@ -22,9 +24,11 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     marker = content_source.change_marker()
     if marker == cursor.get("marker"):
         return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
-    for reason, rows in content_source.unembeddable(RESOURCE_TYPES).items():
+    never = content_source.unembeddable(RESOURCE_TYPES)
+    for reason, rows in never.items():
         shown = ", ".join(f"id {row[0]} ({row[1]})" for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
         context.log.warning(f"Never embedded: {len(rows)} {reason}: {shown}")
+    tags = {NEVER_EMBEDDED_TAG: "; ".join(f"{len(rows)} {reason}" for reason, rows in never.items())} if never else {}
     fingerprints = content_source.fingerprints()
     previous = cursor.get("types", {})
     changed = [t for t in RESOURCE_TYPES if fingerprints.get(t) != previous.get(t)]
@@ -32,4 +36,4 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     if not changed:
         return dg.SkipReason("The database changed, but no resource type's content did")
     context.log.info(f"Content changed for {', '.join(changed)}")
-    return [dg.RunRequest(partition_key=t, run_key=f"{t}:{fingerprints.get(t, 'empty')}") for t in changed]
+    return [dg.RunRequest(partition_key=t, run_key=f"{t}:{fingerprints.get(t, 'empty')}", tags=tags) for t in changed]

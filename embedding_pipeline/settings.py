@@ -85,11 +85,12 @@ class Settings(BaseSettings):
         meaning="your SQL returning the content files of the resources of `:resource_type`",
     )  # fmt: skip
     changes_query: str = setting(
-        "", "CONTENT_CHANGES_QUERY", shown="counts and newest `updated_on` of both tables",
-        meaning="your SQL returning one row that changes whenever content changes (the sensor's cheap check)",
+        "", "CONTENT_CHANGES_QUERY", shown="counts and summed `updated_on` of both tables",
+        meaning="your SQL returning one row that changes whenever content changes (the sensor's cheap check; "
+        "`EPOCH_MS(column)` is written in your database's SQL)",
     )  # fmt: skip
     fingerprint_query: str = setting(
-        "", "CONTENT_FINGERPRINT_QUERY", shown="per-type counts, id sums, newest `updated_on`, published counts",
+        "", "CONTENT_FINGERPRINT_QUERY", shown="per-type counts, id sums, summed `updated_on`, published counts",
         meaning="your SQL returning rows whose first column is a resource type and that change when the type's "
         "content does",
     )  # fmt: skip

@@ -205,7 +205,9 @@ class Verification:
 
     @property
     def passed(self) -> bool:
-        return not self.missing and not self.extra and not self.out_of_date
+        """Also the counts: two records that claimed one point would match every id and still be one point short."""
+        counts_match = self.expected_points == self.points_in_qdrant
+        return counts_match and not self.missing and not self.extra and not self.out_of_date
 
 
 def verify(
@@ -233,8 +235,9 @@ def verify(
     in_qdrant = sum(
         store.count(name, {"resource_type": resource_type}) for name in names.values() if store.collection_exists(name)
     )
+    deleted = {h.record_id for h in plan.deleted}
     return Verification(
-        expected_points=sum(heads[r.record_id].chunk_count for r in plan.changed + plan.unchanged) + len(unwritten),
+        expected_points=sum(h.chunk_count for h in heads.values() if h.record_id not in deleted) + len(unwritten),
         points_in_qdrant=in_qdrant,
         missing=damage.missing + [f"{r.record_key} (not written)" for r in unwritten],
         extra=damage.extra + [f"{h.record_key} ({h.chunk_count} points)" for h in plan.deleted],
@@ -294,8 +297,9 @@ class Plan:
 
     @property
     def todo(self) -> list[Record]:
-        """Resources first, then content files, each in source order (a batch holds one kind)."""
-        return sorted(self.new + self.changed, key=lambda r: (r.kind != "resource", r.source_id))
+        """Resources first, by length (an encoder batch of texts of one length pads little), then content
+        files in source order (their chunks are mostly full-sized); a batch holds one kind."""
+        return sorted(self.new + self.changed, key=lambda r: (r.kind != "resource", r.size, r.source_id))
 
 
 def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, options: Options | None = None) -> Plan:

@@ -1,6 +1,10 @@
 """What a user types: the search command and Dagster's own CLI against the same Qdrant."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -8,6 +12,7 @@ import pytest
 from embedding_pipeline.cli import main
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.conftest import pipeline_env, resource, run_dagster
+from embedding_pipeline_tests.test_faults import add_documents
 from embedding_pipeline_tests.test_vector_store import hold_store
 
 
@@ -103,3 +108,25 @@ def test_dagster_cli_job_execute_and_asset_materialize_write_to_one_qdrant(tmp_p
         runs = instance.get_runs()
     assert sorted(r.tags["dagster/partition"] for r in runs) == ["course", "video"]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+def test_the_runs_of_one_embed_share_the_store_yet_a_waiting_search_gets_in_long_before_it_ends(pipeline, capsys):
+    """`embed` keeps the embedded store open from one partition's run to the next (it opens once);
+    a search from another process still gets its turn at the next batch, not when the command ends."""
+    add_documents(pipeline, 200)  # the last partition (document) takes a while, in batches of 20 records
+    command = subprocess.Popen(
+        [str(Path(sys.executable).parent / "embedding-pipeline"), "embed"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "20", "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        for line in command.stdout:
+            if line.startswith("video_playlist: ok"):  # the store stays open for the document run
+                break
+        main(["search", "quantum tunneling", "--limit", "1", "--wait", "120"])
+        assert command.poll() is None, "the search waited for the whole command"
+        assert "ocw-8.04" in capsys.readouterr().out
+        rest = command.stdout.read()
+    finally:
+        command.kill() if command.poll() is None else None
+    assert command.wait() == 0 and "document: ok" in rest
+    assert pipeline.count("resources", resource_type="document") == 205

@@ -27,14 +27,14 @@ def embed(*flags: str, env: dict | None = None, timeout: float = 600) -> subproc
     )  # fmt: skip
 
 
-def add_documents(pipeline, count: int) -> None:
-    """Documents with a long text each, so that a run over them takes a while."""
+def add_documents(pipeline, count: int, resource_type: str = "document") -> None:
+    """Resources (documents unless said) with a long text each, so that a run over them takes a while."""
     paragraph = "Bees forage within a few kilometres of the hive and communicate by dancing. " * 40
     for i in range(count):
         pipeline.execute(
             "INSERT INTO learning_resources (readable_id, platform, resource_type, title, description, published) "
-            "VALUES (:r, 'library', 'document', :t, :d, 1)",
-            r=f"doc-long-{i}", t=f"Beekeeping notes {i}", d=f"Notes {i}. {paragraph}",
+            "VALUES (:r, 'library', :type, :t, :d, 1)",
+            r=f"doc-long-{i}", type=resource_type, t=f"Beekeeping notes {i}", d=f"Notes {i}. {paragraph}",
         )  # fmt: skip
 
 
@@ -144,7 +144,7 @@ def test_two_runs_of_one_partition_at_once_both_finish_and_leave_qdrant_consiste
     assert "0 new, 0 changed" in again.stderr
 
 
-def test_an_unreachable_qdrant_server_and_a_missing_model_fail_at_once_by_name(pipeline, tmp_path):
+def test_an_unreachable_qdrant_a_missing_model_and_an_unusable_qdrant_path_fail_at_once_by_name(pipeline, tmp_path):
     started = time.monotonic()
     done = embed("--documents", env={"QDRANT_HOST": "http://127.0.0.1:9"})
     assert done.returncode != 0
@@ -154,6 +154,12 @@ def test_an_unreachable_qdrant_server_and_a_missing_model_fail_at_once_by_name(p
     assert done.returncode != 0
     assert f"document: FAILED: QDRANT_DENSE_MODEL_PATH={tmp_path / 'no-model'}: no model.onnx" in done.stdout
     assert not pipeline.settings.qdrant_path.exists()  # nothing was written
+    (tmp_path / "a-file").write_text("not a folder")
+    done = embed("--documents", env={"QDRANT_PATH": str(tmp_path / "a-file" / "qdrant")})
+    assert done.returncode != 0
+    assert (
+        f"document: FAILED: QDRANT_PATH={tmp_path / 'a-file' / 'qdrant'}: the embedded Qdrant cannot use" in done.stdout
+    )
 
 
 def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipeline):
@@ -220,7 +226,7 @@ def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, mo
             dead, again = sorted(runs, key=lambda r: r.create_timestamp)
         assert dead.dagster_run.status == dg.DagsterRunStatus.FAILURE
         assert again.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-        assert again.start_time - killed_at < 90  # the sensor's next tick (every 60 s), not a wait on the dead run
+        assert again.start_time - killed_at < 60  # the sensor's next tick (every 30 s), not a wait on the dead run
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
@@ -281,3 +287,63 @@ def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipel
     qdrant = resource("qdrant", path=str(small_disk / "qdrant"))
     with qdrant.get_store() as store:
         assert store.count(qdrant.alias("resources"), {"resource_type": "document"}) == 105
+
+
+def test_ctrl_c_ends_the_command_at_once_and_the_next_run_resumes(pipeline):
+    add_documents(pipeline, 200, resource_type="course")
+    first = subprocess.Popen(
+        [str(BIN / "embedding-pipeline"), "embed", "--courses", "--videos"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "20"},
+    )  # fmt: skip
+    for line in first.stdout:  # until two batches are written
+        if "course: 40/" in line:
+            break
+    interrupted = time.monotonic()
+    first.send_signal(signal.SIGINT)
+    rest = first.communicate(timeout=60)[0]
+    assert first.returncode != 0 and time.monotonic() - interrupted < 30, rest[-3000:]
+    assert "video:" not in rest  # the command stopped; it did not go on to the next partition
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "course"}))
+    assert run.dagster_run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+
+    second = embed("--courses", timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    listed = next(line for line in second.stderr.splitlines() if "records listed" in line)
+    unchanged = int(listed.split(" unchanged,")[0].rsplit(" ", 1)[1])
+    assert unchanged >= 40  # the batches written before Ctrl-C are not embedded again
+    assert pipeline.count("resources", resource_type="course") == 208
+
+
+def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redoing_finished_work(pipeline):
+    """Five runs of one partition killed at moments spread over a run (reading, encoding, writing,
+    deleting, indexing: wherever the moment falls), each resuming the last; then one run to the end."""
+    pipeline.materialize("document")
+    add_documents(pipeline, 300)
+    pipeline.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-open-data'")  # a deletion
+    pipeline.encoded()
+    for delay in (0.2, 0.9, 1.6, 2.3, 3.0):
+        run = subprocess.Popen(
+            [str(BIN / "embedding-pipeline"), "embed", "--documents"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "25"},
+        )  # fmt: skip
+        for line in run.stdout:
+            if "records listed" in line:
+                break
+        time.sleep(delay)
+        run.kill()
+        run.wait()
+    final = embed("--documents", timeout=300)
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    listed = next(line for line in final.stderr.splitlines() if "records listed" in line)
+    assert int(listed.split(" unchanged,")[0].rsplit(" ", 1)[1]) > 0  # the killed runs' finished batches stay done
+    with dg.DagsterInstance.get() as instance:
+        statuses = {r.dagster_run.status for r in instance.get_run_records()}
+    assert dg.DagsterRunStatus.STARTED not in statuses  # the dead runs were marked failed
+
+    result = pipeline.materialize("document")  # in step: nothing left to do, and every point accounted for
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["points_match_source"].passed, checks["points_match_source"].metadata
+    assert pipeline.encoded()[0] == []
+    assert pipeline.count("resources", resource_type="document") == 304
+    assert not pipeline.points("resources", readable_id="doc-open-data")

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from embedding_pipeline.definitions import defs
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.sensors import new_content_sensor
+from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, new_content_sensor
 
 
 @pytest.fixture
@@ -115,13 +115,16 @@ def test_records_no_partition_embeds_are_counted_and_named(tick, pipeline, caplo
         "INSERT INTO content_files (id, resource_id, key, content, published) VALUES (9101, 777777, 'k', 'text', 1)"
     )
     with caplog.at_level(logging.INFO):
-        tick()
+        requests = tick().run_requests
     logged = caplog.text + capsys.readouterr().err
     assert (
         "Never embedded: 2 learning resources of a type that is not one of the eight: id 9001 (article), "
         "id 9002 (Document)"
     ) in logged
     assert "Never embedded: 1 content files whose resource does not exist: id 9101 (777777)" in logged
+    assert {request.tags[NEVER_EMBEDDED_TAG] for request in requests} == {  # on each run it requests, for the UI
+        "2 learning resources of a type that is not one of the eight; 1 content files whose resource does not exist"
+    }
 
 
 def test_a_row_dated_in_the_future_does_not_hide_later_edits(tick, pipeline):
@@ -132,4 +135,16 @@ def test_a_row_dated_in_the_future_does_not_hide_later_edits(tick, pipeline):
     edit = "UPDATE learning_resources SET title = 'Sourdough', updated_on = :u WHERE readable_id = 'yt-sourdough'"
     pipeline.execute(edit, u=a_minute_ago)
     assert _requested(tick()) == ["video"]
+    assert _requested(tick()) == []
+
+
+def test_an_edit_dated_before_the_newest_edit_is_seen(tick, pipeline):
+    """A clock behind, or a date copied from another row: the sensor sums every row's date, not only the newest."""
+    tick()
+    newest = pipeline.rows("SELECT MAX(updated_on) FROM learning_resources")[0][0]
+    edit = "UPDATE learning_resources SET title = :t, updated_on = :u WHERE readable_id = :r"
+    pipeline.execute(edit, t="Sourdough", u=newest, r="yt-sourdough")  # the same date as the newest row
+    assert _requested(tick()) == ["video"]
+    pipeline.execute(edit, t="Linear Algebra, again", u="2020-01-01", r="ocw-18.06")  # older than every other row
+    assert _requested(tick()) == ["course"]
     assert _requested(tick()) == []

@@ -50,6 +50,7 @@ NO_EMPTY_CHUNKS, NO_FAILED_RECORDS = "no_empty_chunks", "no_failed_records"
 POINTS_MATCH_SOURCE, DENSE_DIMENSION = "points_match_source", "dense_dimension_matches_encoder"
 SAMPLE = 10
 RECENT_RUNS = 20  # materializations looked through for a partition's last whole run
+INTERRUPTED = "Interrupted (Ctrl-C or a terminate): the batches written so far stay done; run again to finish"
 
 
 def _spec(key: str, description: str, deps: list[str], kinds: set[str], code_version: str | None = None):
@@ -144,6 +145,15 @@ def embed_partition(
     Unchanged records cost nothing but their line in the listing; a run that dies resumes after the
     last batch it finished; a record that cannot be read or embedded keeps its points and is named.
     """
+    try:
+        yield from _embed_partition(
+            context, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options
+        )
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):  # Dagster would retry it, as an error
+        raise dg.Failure(INTERRUPTED, allow_retries=False) from None
+
+
+def _embed_partition(context, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options):
     partition = context.partition_key
     claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
     fail_dead_runs(context.instance, context.log.warning)
@@ -220,10 +230,10 @@ def embed_partition(
         context.log.warning(f"Duplicate record key: {message}")
     if not scope:  # the manifest and the verification state describe whole runs
         write_manifest(context.instance, partition, _manifest(plan, report))
-        if verification.passed:
-            clear_full_verification(context.instance, partition)
-        else:
+        if not verification.passed:
             request_full_verification(context.instance, partition)
+        elif full:
+            clear_full_verification(context.instance, partition)
 
     results = [
         dg.MaterializeResult(asset_key="source_content", metadata=_source_metadata(plan, report)),

