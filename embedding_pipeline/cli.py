@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(error))
     except Failure as error:  # a named problem of a setting (the content database, Qdrant, the model)
         sys.exit(error.description)
+    except KeyboardInterrupt:  # Ctrl-C, e.g. while a search waits for the embedded store: no traceback
+        sys.exit("Interrupted")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,20 @@ def test_the_runs_of_one_embed_share_the_store_yet_a_waiting_search_gets_in_long
         command.kill() if command.poll() is None else None
     assert command.wait() == 0 and "document: ok" in rest
     assert pipeline.count("resources", resource_type="document") == 205
+
+
+def test_ctrl_c_ends_a_search_waiting_for_the_store_in_one_line(embedded_pipeline):
+    holder = hold_store(embedded_pipeline.settings.qdrant_path, 30)
+    try:
+        waiting = subprocess.Popen(
+            [str(Path(sys.executable).parent / "embedding-pipeline"), "search", "bees"],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for line in waiting.stderr:
+            if "Waiting for the embedded Qdrant" in line:
+                break
+        waiting.send_signal(signal.SIGINT)
+        rest = waiting.communicate(timeout=30)[1]
+    finally:
+        holder.kill()
+    assert waiting.returncode == 1 and rest.strip().splitlines()[-1] == "Interrupted" and "Traceback" not in rest

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.resources.content_source import metadata
 from embedding_pipeline.run_state import WORKER_TAG
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource
@@ -98,6 +99,18 @@ def test_a_database_without_the_tables_is_named(pipeline, tmp_path):
     done = embed("--documents", env={"CONTENT_DATABASE_URL": f"sqlite:///{empty}"})
     assert done.returncode != 0 and f"CONTENT_DATABASE_URL=sqlite:///{empty}: the content source's" in done.stdout
     assert "no such table" in done.stdout
+
+
+def test_a_database_without_any_learning_resource_is_named_and_deletes_nothing(pipeline, tmp_path):
+    """A fresh partition too: an empty database is a wrong database, not an empty catalogue."""
+    pipeline.materialize("document")
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    metadata.create_all(sa.create_engine(empty))  # the tables, no rows
+    for partition in ("--documents", "--videos"):  # one embedded before, one never
+        done = embed(partition, env={"CONTENT_DATABASE_URL": empty})
+        assert done.returncode != 0
+        assert f"FAILED: CONTENT_DATABASE_URL={empty}: the database holds no learning resources at all" in done.stdout
+    assert pipeline.count("resources", resource_type="document") == 5
 
 
 def test_trailing_spaces_in_a_setting_are_read_the_same_way_everywhere(pipeline):
@@ -347,3 +360,38 @@ def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redo
     assert pipeline.encoded()[0] == []
     assert pipeline.count("resources", resource_type="document") == 304
     assert not pipeline.points("resources", readable_id="doc-open-data")
+
+
+def test_a_reembed_killed_around_its_alias_switch_converges_on_the_next_run(pipeline):
+    """The last partition of a re-embed is killed as its last batch is written, that is while it deletes,
+    verifies and moves the aliases; searches see one version or the other, and the next run finishes."""
+    first = embed()
+    assert first.returncode == 0, first.stderr[-3000:]
+    with pipeline.store() as store:
+        old = store.aliases()
+    new_chunks = {"CONTENT_FILE_EMBEDDING_CHUNK_SIZE": "300"}  # another chunking: new collections
+    run = subprocess.Popen(
+        [str(BIN / "embedding-pipeline"), "embed"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **new_chunks},
+    )  # fmt: skip
+    for line in run.stdout:  # the last partition's last batch is written
+        if "document: " in line and "(100%)" in line:
+            break
+    run.kill()
+    run.wait()
+    with pipeline.store() as store:  # whatever the moment, the aliases name whole collections
+        between = store.aliases()
+        assert all(store.count(target) > 0 for target in between.values())
+
+    again = embed(env=new_chunks)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    listed = [line for line in again.stderr.splitlines() if "records listed" in line]
+    assert all(" 0 new, 0 changed" in line for line in listed if not line.split(" - ")[-1].startswith("document"))
+    with pipeline.store() as store:
+        after = store.aliases()
+    assert after.keys() == old.keys() and all(after[a] != old[a] for a in old)  # both moved to the new version
+    assert set(between.values()) in ({*old.values()}, {*after.values()})  # never one alias moved alone
+    pipeline.reconfigure(**new_chunks)
+    result = pipeline.materialize("document")  # in step with the source: nothing to embed, every point in place
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["points_match_source"].passed and pipeline.encoded()[0] == []

@@ -16,7 +16,7 @@ import pandas as pd
 
 from embedding_pipeline.partitions import RESOURCE_TYPES, resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
-from embedding_pipeline.resources.content_source import ContentSource
+from embedding_pipeline.resources.content_source import ContentSource, ContentSourceError
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.options import EmbedOptions
@@ -201,6 +201,10 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
         )
         full = full_verification_requested(context.instance, partition)
         plan = sync.plan(verify_every_point=full)
+        if not plan.listing.records and not plan.listing.failed and content_source.holds_no_resources():
+            raise ContentSourceError(
+                content_source.database_url, "the database holds no learning resources at all; nothing was written"
+            )
         context.log.info(
             f"{partition}: {len(plan.listing.records)} records listed: {len(plan.new)} new, {len(plan.changed)} "
             f"changed, {len(plan.unchanged)} unchanged, {len(plan.deleted)} deleted"

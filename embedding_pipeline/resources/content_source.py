@@ -203,6 +203,13 @@ class ContentSource(dg.ConfigurableResource):
         """A digest that moves whenever any content changes; cheap enough to poll."""
         return _digest(self._rows(self.changes_query))
 
+    def holds_no_resources(self) -> bool:
+        """True if the database (default queries' schema) has no learning resource at all: a wrong database,
+        not a partition without content. With queries of your own it answers False."""
+        if self.resources_query != DEFAULT_RESOURCES_QUERY:
+            return False
+        return self._rows("SELECT COUNT(*) FROM (SELECT 1 FROM learning_resources LIMIT 1) AS one")[0][0] == 0
+
     def unembeddable(self, types: list[str]) -> dict[str, list[tuple]]:
         """Published records no partition embeds, by reason: (id, type or resource id) rows.
 

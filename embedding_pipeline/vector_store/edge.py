@@ -242,8 +242,8 @@ class EdgeStore(VectorStore):
         self._hold()
         staging = self._folder(f".new-{name}-{uuid.uuid4().hex[:8]}")
         # Vectors and their indexes are memory-mapped, as the payloads: opening a shard loads none of
-        # them, so a process's memory does not grow with the catalogue (at 30,000 points, 50 MB less
-        # per shard opened, for 0.2 ms more per query).
+        # them into the process's own memory, which then does not grow with the catalogue (at 30,000
+        # points, 50 MB less per shard opened, for 0.2 ms more per query).
         config = edge.EdgeConfig(
             vectors={
                 spec.dense_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine, on_disk=True)
@@ -366,11 +366,14 @@ class EdgeStore(VectorStore):
         shard.flush()
 
     def _build_indexes(self) -> None:
-        """The deferred index builds; one that fails leaves its collection scanned (exact, slower) until the next."""
+        """The deferred index builds, of every open shard: one a killed process wrote and never indexed is
+        indexed now too (a shard already indexed takes 50 µs). One that fails stays scanned (exact, slower)."""
+        if not self._index_on_release:
+            return
         started = time.perf_counter()
         try:
-            for name in sorted(self._unindexed & self._shards.keys()):
-                self._shards[name].optimize()
+            for shard in self._shards.values():
+                shard.optimize()
             if self._unindexed:
                 log.info(f"Indexes of {sorted(self._unindexed)} built in {time.perf_counter() - started:.1f}s")
         except Exception as error:  # noqa: BLE001 (closing must go on: the lock is released after)
