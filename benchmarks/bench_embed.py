@@ -275,18 +275,16 @@ class AnonymousPeak:
 
     def _sample(self) -> None:
         while True:
-            with open("/proc/self/status") as status:
-                line = next(line for line in status if line.startswith("RssAnon:"))
-            self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            self.peak_kb = max(self.peak_kb, own_status_kb("RssAnon"))
             time.sleep(0.02)
 
 
-def own_peak_rss_mb() -> float:
-    """This process's peak RSS since it started its program (VmHWM). Not `ru_maxrss`: exec keeps that
-    from before, so a child would report at least its parent's RSS at the fork (a 300 MB parent at 10×)."""
+def own_status_kb(field: str) -> int:
+    """A field of /proc/self/status, in kB: VmHWM is this process's peak RSS since it started its program.
+    Not `ru_maxrss`: exec keeps that from before, so a child would report at least its parent's RSS at the
+    fork (a 300 MB parent at 10×)."""
     with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
+        return int(next(line for line in status if line.startswith(f"{field}:")).split()[1])
 
 
 def timed(command: list[str], env: dict) -> dict:
@@ -423,7 +421,8 @@ def main() -> None:
                  "embed": embed_step, "floor": floor_step, "check": check_step}  # fmt: skip
         anonymous = AnonymousPeak()
         result = steps[step]()
-        print(json.dumps({**result, "peak_rss_mb": own_peak_rss_mb(), "peak_anon_mb": anonymous.peak_kb / 1024}))
+        peaks = {"peak_rss_mb": own_status_kb("VmHWM") / 1024, "peak_anon_mb": anonymous.peak_kb / 1024}
+        print(json.dumps({**result, **peaks}))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resources", type=int, default=3000)

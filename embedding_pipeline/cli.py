@@ -124,10 +124,11 @@ def embed(args: argparse.Namespace) -> None:
             result = job.execute_in_process(
                 partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
             )
-            print(f"{partition}: {'ok' if result.success else 'FAILED: ' + _reason(result)} (run {result.run_id})")
+            reason = None if result.success else _reason(result)
+            print(f"{partition}: {'ok' if result.success else 'FAILED: ' + reason} (run {result.run_id})")
             if not result.success:
                 failed.append(partition)
-            if interrupted or (not result.success and _reason(result) == INTERRUPTED):
+            if interrupted or reason == INTERRUPTED:
                 sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
         release_models()  # the store builds its indexes as it closes: with the models' memory given back
     if failed:
@@ -145,9 +146,7 @@ def _stop_on_ctrl_c() -> Iterator[list]:
 
     previous = signal.signal(signal.SIGINT, interrupt)
     try:
-        yield interrupted
-    except (KeyboardInterrupt, DagsterExecutionInterruptedError):  # between two runs, or in Dagster's own code
-        sys.exit("Interrupted; run the command again to finish")
+        yield interrupted  # an interrupt between two runs, or in Dagster's own code, ends in main()
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -327,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(error))
     except Failure as error:  # a named problem of a setting (the content database, Qdrant, the model)
         sys.exit(error.description)
-    except KeyboardInterrupt:  # Ctrl-C, e.g. while a search waits for the embedded store: no traceback
+    except (KeyboardInterrupt, DagsterExecutionInterruptedError):  # Ctrl-C anywhere (a waiting search...): one line
         sys.exit("Interrupted")
 
 

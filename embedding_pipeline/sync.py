@@ -125,10 +125,14 @@ def _unreadable(listing: Listing, row: dict, who: str, record_of: Callable[[dict
     try:
         record = record_of(row)
     except (RecordError, KeyError, AttributeError, TypeError):
-        listing.failed[who] = f"{who}: the database could not read it: {row[UNREADABLE]}"
+        listing.failed[who] = _could_not_read(who, row)
         return
-    listing.failed[record.record_key] = f"{record.record_key}: the database could not read it: {row[UNREADABLE]}"
+    listing.failed[record.record_key] = _could_not_read(record.record_key, row)
     listing.kept.add(record.record_id)
+
+
+def _could_not_read(who: str, row: dict) -> str:
+    return f"{who}: the database could not read it: {row[UNREADABLE]}"
 
 
 def stored_heads(store: VectorStore, names: dict[str, str], resource_type: str) -> dict[str, Head]:
@@ -484,7 +488,7 @@ class PartitionSync:
             if row is None:
                 continue  # deleted or unpublished since the listing: the next run deletes its points
             if UNREADABLE in row:
-                self.report.fail(record, f"{record.record_key}: the database could not read it: {row[UNREADABLE]}")
+                self.report.fail(record, _could_not_read(record.record_key, row))
                 continue
             try:
                 if record.kind == "resource":

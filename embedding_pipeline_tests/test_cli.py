@@ -117,7 +117,8 @@ def test_the_runs_of_one_embed_share_the_store_yet_a_waiting_search_gets_in_long
     add_documents(pipeline, 200)  # the last partition (document) takes a while, in batches of 20 records
     command = subprocess.Popen(
         [str(Path(sys.executable).parent / "embedding-pipeline"), "embed"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "20", "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "QDRANT_CHUNK_SIZE": "20", "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
         for line in command.stdout:

@@ -197,7 +197,7 @@ class ContentSource(dg.ConfigurableResource):
             except ValueError as error:
                 raise ContentSourceError(self.database_url, str(error)) from None
             except sa.exc.DBAPIError as error:
-                raise ContentSourceError(self.database_url, f"the sensor's query failed: {error.orig}") from None
+                raise ContentSourceError(self.database_url, f"a query failed: {error.orig}") from None
 
     def change_marker(self) -> str:
         """A digest that moves whenever any content changes; cheap enough to poll."""
