@@ -14,7 +14,9 @@ record's fingerprint and number of points. A run therefore:
 A record that cannot be read or embedded keeps the points it had, and is tried again next run.
 """
 
+import json
 import logging
+import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -44,6 +46,7 @@ HEAD_FIELDS = ["record_id", "record_key", "record_fingerprint", "chunk_count"]
 # texts a run saw are kept at hand, which spares a Qdrant lookup (about 10 KB each as Python lists).
 RECENT_VECTORS = 2000
 LOOKUP_BATCH = 1000  # ids or text hashes per filter of a Qdrant lookup or delete
+HEADS_SAMPLED = 100  # heads saved by the last run that a run compares with Qdrant's before it trusts the rest
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,58 @@ def stored_heads(store: VectorStore, names: dict[str, str], resource_type: str) 
         if not store.collection_exists(name):
             continue
         for _, payload in store.scroll(name, {"resource_type": resource_type, "role": "head"}, HEAD_FIELDS):
-            heads[payload["record_id"]] = Head(
-                payload["record_id"], payload.get("record_key", ""), payload.get("record_fingerprint", ""),
-                int(payload.get("chunk_count") or 1), kind,
-            )  # fmt: skip
+            heads[payload["record_id"]] = _head(payload, kind)
     return heads
+
+
+def refresh_heads(
+    store: VectorStore, names: dict[str, str], heads: dict[str, Head], written: list[Record], deleted: list[Head]
+) -> dict[str, Head]:
+    """The heads after a run that wrote (some of) `written` and deleted `deleted`: those read again from
+    Qdrant, the rest as they were, so that a run reads back what it touched, not the whole partition."""
+    fresh = {record_id: head for record_id, head in heads.items() if record_id not in {h.record_id for h in deleted}}
+    for kind, name in names.items():
+        mine = [r for r in written if r.collection == kind]
+        for record in mine:
+            fresh.pop(record.record_id, None)
+        if not mine or not store.collection_exists(name):
+            continue
+        for start in range(0, len(mine), LOOKUP_BATCH):
+            ids = [point_ids(record, 1)[0] for record in mine[start : start + LOOKUP_BATCH]]
+            for _, payload, _ in store.retrieve(name, ids, fields=HEAD_FIELDS):
+                fresh[payload["record_id"]] = _head(payload, kind)
+    return fresh
+
+
+def partition_state(store: VectorStore, names: dict[str, str], resource_type: str, where: str) -> str:
+    """Where Qdrant is, its collections and how many points of this resource type each holds: a run that
+    finds the state a whole run left may take that run's heads as they were (`run_state.saved_heads`)."""
+    points = {
+        name: store.count(name, {"resource_type": resource_type}) if store.collection_exists(name) else None
+        for name in names.values()
+    }
+    return json.dumps({"where": where, "points": points}, sort_keys=True)
+
+
+def heads_agree(store: VectorStore, names: dict[str, str], heads: dict[str, Head], sample: int = HEADS_SAMPLED) -> bool:
+    """Do `sample` heads picked at random match Qdrant's? Counts alone miss a Qdrant restored from a backup
+    taken before records were edited (as many points, older texts); a spot check catches most of those."""
+    picked = random.sample(list(heads.values()), min(sample, len(heads)))
+    for kind, name in names.items():
+        mine = {point_ids(_record_of(head), 1)[0]: head for head in picked if head.collection == kind}
+        if not mine:
+            continue
+        stored = {pid: _head(payload, kind) for pid, payload, _ in store.retrieve(name, list(mine), fields=HEAD_FIELDS)}
+        if any(stored.get(pid) != head for pid, head in mine.items()):
+            return False
+    return True
+
+
+def _head(payload: dict, collection: str) -> Head:
+    return Head(
+        payload["record_id"], payload.get("record_key", ""), payload.get("record_fingerprint", ""),
+        int(payload.get("chunk_count") or 1), collection,
+    )  # fmt: skip
 
 
 @dataclass
@@ -352,10 +402,11 @@ class Report:
     points_unchanged: int = 0
     points_deleted: int = 0
     records_written: set[str] = field(default_factory=set)
-    seconds: Counter = field(default_factory=Counter)  # fetch, chunk, dense, sparse, upsert, index
+    seconds: Counter = field(default_factory=Counter)  # fetch, heads, chunk, dense, sparse, upsert, index
     collection_points: dict[str, int] = field(default_factory=dict)  # kind → points of every type
     partition_points: dict[str, int] = field(default_factory=dict)  # kind → points of this resource type
     batches: int = 0
+    heads_from: str = "Qdrant"
 
     def fail(self, record: Record | str, reason: str) -> None:
         key = record.record_key if isinstance(record, Record) else record
@@ -377,12 +428,17 @@ class PartitionSync:
         self._ready: set[str] = set()  # collections known to exist with the right vectors
         self._recent: OrderedDict[str, dict] = OrderedDict()  # text hash → vectors, the last RECENT_VECTORS
 
-    def plan(self, verify_every_point: bool = False) -> Plan:
-        """What to do; `verify_every_point` lists every point (else a count per collection decides)."""
+    def plan(self, verify_every_point: bool = False, heads: dict[str, Head] | None = None) -> Plan:
+        """What to do; `verify_every_point` lists every point (else a count per collection decides).
+        `heads`: Qdrant's heads when the caller knows them (else they are read from Qdrant)."""
         started = time.perf_counter()
         listing = list_records(self.reader)
         self.report.seconds["fetch"] += time.perf_counter() - started
-        heads = stored_heads(self.store, self.names, self.resource_type)
+        started = time.perf_counter()
+        self.report.heads_from = "Qdrant" if heads is None else "the last whole run (Qdrant unchanged since)"
+        if heads is None:
+            heads = stored_heads(self.store, self.names, self.resource_type)
+        self.report.seconds["heads"] += time.perf_counter() - started
         damage = find_damage(self.store, self.names, self.resource_type, heads, listing.records, verify_every_point)
         if damage.missing or damage.extra:
             self.progress(

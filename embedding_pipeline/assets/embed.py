@@ -26,8 +26,11 @@ from embedding_pipeline.run_state import (
     clear_full_verification,
     fail_dead_runs,
     failed_records,
+    forget_heads,
     full_verification_requested,
     request_full_verification,
+    save_heads,
+    saved_heads,
     write_manifest,
 )
 from embedding_pipeline.sync import (
@@ -39,7 +42,10 @@ from embedding_pipeline.sync import (
     Report,
     Verification,
     ensure_collections,
+    heads_agree,
     list_records,
+    partition_state,
+    refresh_heads,
     switch_aliases,
     verify,
 )
@@ -194,13 +200,19 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
 
     with content_source.reader(partition) as reader, qdrant.get_store_for_step(context, "embed_partition") as store:
         if embed_options.recreate_collections:
+            forget_heads(context.instance, partition)
             for name in ensure_collections(store, names, lambda kind: None, recreate=True):
                 context.log.warning(f"Dropped {name} (recreate_collections)")
         sync = PartitionSync(
             store, reader, chunker, dense_encoder, sparse_encoder, names, version, partition, options, context.log.info
         )
         full = full_verification_requested(context.instance, partition)
-        plan = sync.plan(verify_every_point=full)
+        state = partition_state(store, names, partition, qdrant.location)
+        saved = None if full else saved_heads(context.instance, partition, state)
+        if saved is not None and not heads_agree(store, names, saved):
+            context.log.warning(f"{partition}: Qdrant's heads differ from those the last run left; all are read again")
+            saved = None
+        plan = sync.plan(verify_every_point=full, heads=saved)
         if not plan.listing.records and not plan.listing.failed and content_source.holds_no_resources():
             raise ContentSourceError(
                 content_source.database_url, "the database holds no learning resources at all; nothing was written"
@@ -209,14 +221,22 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
             f"{partition}: {len(plan.listing.records)} records listed: {len(plan.new)} new, {len(plan.changed)} "
             f"changed, {len(plan.unchanged)} unchanged, {len(plan.deleted)} deleted"
         )
+        if plan.todo or plan.deleted or any(plan.damage.orphans.values()):
+            forget_heads(context.instance, partition)  # saved again below, once Qdrant is checked
         try:
             report = sync.run(plan, spec)
         except (CollectionMismatch, MassDeletion) as error:
             raise dg.Failure(str(error), allow_retries=False) from None
-        unchanged = (
-            {} if report.points_upserted or report.points_deleted else {"heads": plan.heads, "damage": plan.damage}
-        )
-        verification = verify(store, names, partition, plan.listing, report.failed_record_ids, full, **unchanged)
+        written = bool(report.points_upserted or report.points_deleted)
+        heads = refresh_heads(store, names, plan.heads, plan.todo, plan.deleted) if written else plan.heads
+        verification = verify(
+            store, names, partition, plan.listing, report.failed_record_ids, full,
+            heads=heads, damage=None if written else plan.damage,
+        )  # fmt: skip
+        if not verification.passed:
+            forget_heads(context.instance, partition)
+        elif not scope and (written or saved is None):
+            save_heads(context.instance, partition, heads, partition_state(store, names, partition, qdrant.location))
         sizes = _dense_sizes(store, names, dense_encoder)
         switch = switch_aliases(
             store,
@@ -444,6 +464,8 @@ def _points_metadata(plan, report, version, names, switch, dense, sparse) -> dic
         "dense_model": dg.MetadataValue.text(dense.model_name),
         "dense_dimension": dg.MetadataValue.int(report.dimension),
         "sparse_model": dg.MetadataValue.text(sparse.model_name),
+        "heads_from": dg.MetadataValue.text(report.heads_from),
+        "heads_seconds": _seconds(report.seconds["heads"]),
         "upsert_seconds": _seconds(seconds),
         "index_seconds": _seconds(report.seconds["index"]),
         "points_per_second": dg.MetadataValue.float(round(report.points_upserted / seconds, 1) if seconds else 0.0),

@@ -8,6 +8,7 @@ With `QDRANT_HOST` empty the store is the Qdrant engine embedded in-process (qdr
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -122,6 +123,11 @@ class QdrantResource(dg.ConfigurableResource):
                 f"QDRANT_PATH={self.path}: the embedded Qdrant cannot use this folder: {error.strerror or error}",
                 allow_retries=False,
             ) from None
+
+    @property
+    def location(self) -> str:
+        """Which Qdrant: the server's URL, or the embedded store's folder."""
+        return self.host or str(Path(self.path).resolve())
 
     def alias(self, kind: str) -> str:
         """The name searches use: an alias of the physical collection."""

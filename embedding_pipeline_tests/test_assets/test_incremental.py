@@ -1,6 +1,8 @@
 """The least work that keeps Qdrant in step with the content database."""
 
 import hashlib
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -35,8 +37,29 @@ def test_nothing_changed_nothing_embedded(embedded):
     points = embedded.metadata(result, "qdrant_points")
     assert points["points_upserted"] == 0 and points["points_unchanged"] == points["points"] > 30
     assert points["records_unchanged"] == 10 and points["batches"] == 0
+    assert points["heads_from"].startswith("the last whole run")  # Qdrant's were not read again
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "points_match_source"]
     assert check.passed and not check.metadata["every_point_listed"].value  # a count per collection sufficed
+
+
+def test_a_qdrant_restored_from_a_backup_older_than_an_edit_is_caught_though_its_counts_match(embedded):
+    """The heads a run saved are trusted only while Qdrant holds as many points and a sample of heads agrees."""
+    store_folder = Path(embedded.qdrant.path)
+    backup = store_folder.with_name("backup")
+    shutil.copytree(store_folder, backup)
+    embedded.execute(
+        "UPDATE learning_resources SET description = :d WHERE readable_id = 'yt-crispr'",
+        d="Base editing and prime editing: the next generation of CRISPR gene therapies.",
+    )
+    embedded.materialize("video")
+    shutil.rmtree(store_folder)
+    backup.rename(store_folder)  # as many points as before the edit, the old description
+    embedded.encoded()
+    result = embedded.materialize("video")
+    assert embedded.metadata(result, "qdrant_points")["heads_from"] == "Qdrant"
+    assert len(embedded.encoded()[0]) == 1
+    (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
+    assert payload["description"].startswith("Base editing")
 
 
 def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedded):
@@ -126,6 +149,7 @@ def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(embedded):
     dense, _ = embedded.encoded()
     assert sorted(dense) == sorted(kept[pid]["chunk_content"] for pid in lost)  # their vectors were gone
     points = embedded.metadata(result, "qdrant_points")
+    assert points["heads_from"] == "Qdrant"  # the counts moved: the heads the last run saved are not trusted
     assert (points["points_upserted"], points["points_deleted"]) == (5, 1)
     assert _points(embedded, "content_files", resource_type="document").keys() == kept.keys()
 
