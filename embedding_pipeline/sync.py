@@ -3,8 +3,8 @@
 Qdrant itself is the state. Every point carries its record's id, its text's hash and a hash of
 its text, payload and the vectors' version; a record's first point (its head) also carries the
 record's fingerprint and number of points. A run therefore:
-  1. lists the partition's records (cheap columns only) and the heads Qdrant holds, and compares
-     fingerprints: new, changed, unchanged, deleted;
+  1. lists the partition's records (cheap columns only) and the heads Qdrant holds (or is known to
+     hold: see `partition_state`), and compares fingerprints: new, changed, unchanged, deleted;
   2. reads, chunks, embeds and writes only the new and changed records, `batch_size` records at a
      time; a text whose vectors Qdrant already holds (same text hash) is not embedded again, and a
      point whose hash did not change is not written again. A batch's heads are written last, so a
@@ -154,7 +154,8 @@ def refresh_heads(
 ) -> dict[str, Head]:
     """The heads after a run that wrote (some of) `written` and deleted `deleted`: those read again from
     Qdrant, the rest as they were, so that a run reads back what it touched, not the whole partition."""
-    fresh = {record_id: head for record_id, head in heads.items() if record_id not in {h.record_id for h in deleted}}
+    gone = {head.record_id for head in deleted}
+    fresh = {record_id: head for record_id, head in heads.items() if record_id not in gone}
     for kind, name in names.items():
         mine = [r for r in written if r.collection == kind]
         for record in mine:
@@ -406,7 +407,7 @@ class Report:
     collection_points: dict[str, int] = field(default_factory=dict)  # kind → points of every type
     partition_points: dict[str, int] = field(default_factory=dict)  # kind → points of this resource type
     batches: int = 0
-    heads_from: str = "Qdrant"
+    heads_from: str = "given"  # "Qdrant" when the run read them there
 
     def fail(self, record: Record | str, reason: str) -> None:
         key = record.record_key if isinstance(record, Record) else record
@@ -434,11 +435,11 @@ class PartitionSync:
         started = time.perf_counter()
         listing = list_records(self.reader)
         self.report.seconds["fetch"] += time.perf_counter() - started
-        started = time.perf_counter()
-        self.report.heads_from = "Qdrant" if heads is None else "the last whole run (Qdrant unchanged since)"
         if heads is None:
+            started = time.perf_counter()
             heads = stored_heads(self.store, self.names, self.resource_type)
-        self.report.seconds["heads"] += time.perf_counter() - started
+            self.report.seconds["heads"] += time.perf_counter() - started
+            self.report.heads_from = "Qdrant"
         damage = find_damage(self.store, self.names, self.resource_type, heads, listing.records, verify_every_point)
         if damage.missing or damage.extra:
             self.progress(

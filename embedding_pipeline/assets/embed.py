@@ -9,6 +9,7 @@ embedded" state live (`embedding_pipeline.sync`). One step does it, since each b
 the way through; Dagster still sees the five assets, each with its own metadata.
 """
 
+import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -207,11 +208,10 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
             store, reader, chunker, dense_encoder, sparse_encoder, names, version, partition, options, context.log.info
         )
         full = full_verification_requested(context.instance, partition)
-        state = partition_state(store, names, partition, qdrant.location)
-        saved = None if full else saved_heads(context.instance, partition, state)
-        if saved is not None and not heads_agree(store, names, saved):
-            context.log.warning(f"{partition}: Qdrant's heads differ from those the last run left; all are read again")
-            saved = None
+        started = time.perf_counter()
+        saved = None if full else _saved_heads(context, store, names, qdrant.location)
+        sync.report.seconds["heads"] = time.perf_counter() - started
+        sync.report.heads_from = "the last whole run (Qdrant unchanged since)"
         plan = sync.plan(verify_every_point=full, heads=saved)
         if not plan.listing.records and not plan.listing.failed and content_source.holds_no_resources():
             raise ContentSourceError(
@@ -221,7 +221,8 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
             f"{partition}: {len(plan.listing.records)} records listed: {len(plan.new)} new, {len(plan.changed)} "
             f"changed, {len(plan.unchanged)} unchanged, {len(plan.deleted)} deleted"
         )
-        if plan.todo or plan.deleted or any(plan.damage.orphans.values()):
+        touches_qdrant = bool(plan.todo or plan.deleted or any(plan.damage.orphans.values()))
+        if touches_qdrant:
             forget_heads(context.instance, partition)  # saved again below, once Qdrant is checked
         try:
             report = sync.run(plan, spec)
@@ -235,7 +236,7 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
         )  # fmt: skip
         if not verification.passed:
             forget_heads(context.instance, partition)
-        elif not scope and (written or saved is None):
+        elif not scope and (touches_qdrant or saved is None):
             save_heads(context.instance, partition, heads, partition_state(store, names, partition, qdrant.location))
         sizes = _dense_sizes(store, names, dense_encoder)
         switch = switch_aliases(
@@ -290,6 +291,17 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
         *_qdrant_checks(verification, sizes, dense_encoder),
     ]
     yield from _selected(context, results)
+
+
+def _saved_heads(context, store, names: dict[str, str], location: str) -> dict | None:
+    """The heads the partition's last whole run saved, if Qdrant holds as many points as it left and a
+    sample of them agrees with Qdrant's; else None (the run reads them from Qdrant)."""
+    partition = context.partition_key
+    saved = saved_heads(context.instance, partition, partition_state(store, names, partition, location))
+    if saved is not None and not heads_agree(store, names, saved):
+        context.log.warning(f"{partition}: Qdrant's heads differ from those the last run left; all are read again")
+        return None
+    return saved
 
 
 def _scope(options: EmbedOptions) -> str:

@@ -358,11 +358,11 @@ class EdgeStore(VectorStore):
         self._shard(name).update(edge.UpdateOperation.delete_points_by_filter(_filter(filters)))
 
     def finish_writes(self, name: str) -> None:
-        shard = self._shard(name)
-        if self._index_on_release:
+        if self._index_on_release:  # indexed and flushed when the store is closed or handed over
             self._unindexed.add(self.resolve(name))
-        else:
-            shard.optimize()  # builds the HNSW and sparse indexes: until then a segment is scanned (exactly)
+            return
+        shard = self._shard(name)
+        shard.optimize()  # builds the HNSW and sparse indexes: until then a segment is scanned (exactly)
         shard.flush()
 
     def _build_indexes(self) -> None:
