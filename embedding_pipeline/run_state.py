@@ -67,14 +67,15 @@ def forget_heads(instance: dg.DagsterInstance, partition: str) -> None:
 
 
 def saved_heads(instance: dg.DagsterInstance, partition: str, state: str) -> dict[str, Head] | None:
-    """The heads saved by the last whole run, if Qdrant is still in the state that run left; else None."""
+    """The heads saved by the last whole run, if Qdrant is still in the state that run left; else None
+    (also for a file that cannot be read: it only spares reading Qdrant)."""
     try:
         table = pq.read_table(heads_path(instance, partition))
-    except (FileNotFoundError, pa.ArrowInvalid):
+        if (table.schema.metadata or {}).get(STATE.encode()) != state.encode():
+            return None
+        columns = [table.column(name).to_pylist() for name in HEAD_COLUMNS]
+    except (OSError, pa.ArrowException, KeyError):
         return None
-    if (table.schema.metadata or {}).get(STATE.encode()) != state.encode():
-        return None
-    columns = [table.column(name).to_pylist() for name in HEAD_COLUMNS]
     return {fields[0]: Head(*fields) for fields in zip(*columns)}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from embedding_pipeline.run_state import heads_path
 from embedding_pipeline.sample_data import HERE
 from embedding_pipeline.vector_store import Point
 
@@ -40,6 +41,17 @@ def test_nothing_changed_nothing_embedded(embedded):
     assert points["heads_from"].startswith("the last whole run")  # Qdrant's were not read again
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "points_match_source"]
     assert check.passed and not check.metadata["every_point_listed"].value  # a count per collection sufficed
+
+
+def test_a_damaged_heads_file_costs_only_a_read_of_qdrant(embedded):
+    heads_file = heads_path(embedded.instance, "video")
+    assert heads_file.exists()
+    heads_file.write_bytes(b"not parquet")
+    result = embedded.materialize("video")
+    points = embedded.metadata(result, "qdrant_points")
+    assert points["heads_from"] == "Qdrant" and points["points_upserted"] == 0
+    assert embedded.encoded() == ([], [])
+    assert embedded.metadata(embedded.materialize("video"), "qdrant_points")["heads_from"] != "Qdrant"  # saved again
 
 
 def test_a_qdrant_restored_from_a_backup_older_than_an_edit_is_caught_though_its_counts_match(embedded):
