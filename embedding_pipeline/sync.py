@@ -155,18 +155,10 @@ def refresh_heads(
 ) -> dict[str, Head]:
     """The heads after a run that wrote (some of) `written` and deleted `deleted`: those read again from
     Qdrant, the rest as they were, so that a run reads back what it touched, not the whole partition."""
-    gone = {head.record_id for head in deleted}
+    gone = {head.record_id for head in deleted} | {record.record_id for record in written}
     fresh = {record_id: head for record_id, head in heads.items() if record_id not in gone}
     for kind, name in names.items():
-        mine = [r for r in written if r.collection == kind]
-        for record in mine:
-            fresh.pop(record.record_id, None)
-        if not mine or not store.collection_exists(name):
-            continue
-        for start in range(0, len(mine), LOOKUP_BATCH):
-            ids = [point_ids(record, 1)[0] for record in mine[start : start + LOOKUP_BATCH]]
-            for _, payload, _ in store.retrieve(name, ids, fields=HEAD_FIELDS):
-                fresh[payload["record_id"]] = _head(payload, kind)
+        fresh.update(_read_heads(store, name, kind, [r for r in written if r.collection == kind]))
     return fresh
 
 
@@ -186,13 +178,23 @@ def heads_agree(store: VectorStore, names: dict[str, str], heads: dict[str, Head
     taken before records were edited (as many points, older texts); a spot check catches most of those."""
     picked = random.sample(list(heads.values()), min(sample, len(heads)))
     for kind, name in names.items():
-        mine = {point_ids(_record_of(head), 1)[0]: head for head in picked if head.collection == kind}
-        if not mine:
-            continue
-        stored = {pid: _head(payload, kind) for pid, payload, _ in store.retrieve(name, list(mine), fields=HEAD_FIELDS)}
-        if any(stored.get(pid) != head for pid, head in mine.items()):
+        mine = [head for head in picked if head.collection == kind]
+        stored = _read_heads(store, name, kind, [_record_of(head) for head in mine])
+        if any(stored.get(head.record_id) != head for head in mine):
             return False
     return True
+
+
+def _read_heads(store: VectorStore, name: str, kind: str, records: list[Record]) -> dict[str, Head]:
+    """The heads Qdrant holds of these records in collection `name` (of `kind`), by record id."""
+    heads: dict[str, Head] = {}
+    if not records or not store.collection_exists(name):
+        return heads
+    for start in range(0, len(records), LOOKUP_BATCH):
+        ids = [point_ids(record, 1)[0] for record in records[start : start + LOOKUP_BATCH]]  # a head is point 0
+        for _, payload, _ in store.retrieve(name, ids, fields=HEAD_FIELDS):
+            heads[payload["record_id"]] = _head(payload, kind)
+    return heads
 
 
 def _head(payload: dict, collection: str) -> Head:
@@ -409,7 +411,7 @@ class Report:
     collection_points: dict[str, int] = field(default_factory=dict)  # kind → points of every type
     partition_points: dict[str, int] = field(default_factory=dict)  # kind → points of this resource type
     batches: int = 0
-    heads_from: str = "given"  # "Qdrant" when the run read them there
+    heads_from: str = "Qdrant"  # or where the caller of `plan` had them from
 
     def fail(self, record: Record | str, reason: str) -> None:
         key = record.record_key if isinstance(record, Record) else record
@@ -441,7 +443,6 @@ class PartitionSync:
             started = time.perf_counter()
             heads = stored_heads(self.store, self.names, self.resource_type)
             self.report.seconds["heads"] += time.perf_counter() - started
-            self.report.heads_from = "Qdrant"
         damage = find_damage(self.store, self.names, self.resource_type, heads, listing.records, verify_every_point)
         if damage.missing or damage.extra:
             self.progress(

@@ -211,7 +211,8 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
         started = time.perf_counter()
         saved = None if full else _saved_heads(context, store, names, qdrant.location)
         sync.report.seconds["heads"] = time.perf_counter() - started
-        sync.report.heads_from = "the last whole run (Qdrant unchanged since)"
+        if saved is not None:
+            sync.report.heads_from = "the last whole run (Qdrant unchanged since)"
         plan = sync.plan(verify_every_point=full, heads=saved)
         if not plan.listing.records and not plan.listing.failed and content_source.holds_no_resources():
             raise ContentSourceError(
@@ -228,11 +229,10 @@ def _embed_partition(context, content_source, chunker, dense_encoder, sparse_enc
             report = sync.run(plan, spec)
         except (CollectionMismatch, MassDeletion) as error:
             raise dg.Failure(str(error), allow_retries=False) from None
-        written = bool(report.points_upserted or report.points_deleted)
-        heads = refresh_heads(store, names, plan.heads, plan.todo, plan.deleted) if written else plan.heads
+        heads = refresh_heads(store, names, plan.heads, plan.todo, plan.deleted) if touches_qdrant else plan.heads
         verification = verify(
             store, names, partition, plan.listing, report.failed_record_ids, full,
-            heads=heads, damage=None if written else plan.damage,
+            heads=heads, damage=None if touches_qdrant else plan.damage,
         )  # fmt: skip
         if not verification.passed:
             forget_heads(context.instance, partition)
