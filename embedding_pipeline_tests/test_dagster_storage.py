@@ -4,9 +4,11 @@ The PostgreSQL side runs against a real server in test_postgres.py.
 """
 
 import shutil
+import threading
 
 import dagster as dg
 import pytest
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
 from embedding_pipeline_tests.conftest import REPO
 
@@ -28,11 +30,28 @@ def test_without_postgres_settings_runs_are_stored_in_sqlite_in_dagster_home(dag
         return 1
 
     with dg.DagsterInstance.get() as instance:
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert isinstance(instance.run_storage, SqliteRunStorage)
         result = dg.materialize([one], instance=instance)
     assert (dagster_home / "history" / "runs.db").exists()
     with dg.DagsterInstance.get() as instance:  # a new instance from the same file finds the run
         assert [run.run_id for run in instance.get_runs()] == [result.run_id]
+
+
+def test_the_events_of_a_run_in_progress_reach_a_process_that_follows_it(dagster_home):
+    """What the UI's run page does: the webserver watches the run's SQLite file while another process
+    (the run's) writes to it. The storage keeps its connections open; the events must still show."""
+    seen = threading.Event()
+
+    def on_event(entry, cursor):
+        if entry.dagster_event.message == "halfway":
+            seen.set()
+
+    with dg.DagsterInstance.get() as runner, dg.DagsterInstance.get() as webserver:
+        run = runner.create_run_for_job(dg.GraphDefinition("nothing").to_job())
+        runner.report_engine_event("started", run)  # the run's file exists: it can be watched
+        webserver.watch_event_logs(run.run_id, None, on_event)
+        runner.report_engine_event("halfway", run)
+        assert seen.wait(timeout=10), "the follower never saw the event written by the run"
 
 
 def test_an_incomplete_postgres_setting_is_named(dagster_home, monkeypatch):
