@@ -164,8 +164,8 @@ class Settings(BaseSettings):
         meaning="tiktoken encoding that counts tokens for chunking and LiteLLM batches (offline: litellm's "
         "bundled `cl100k_base`, `o200k_base`, `p50k_base`)",
     )  # fmt: skip
-    # Measured on the benchmark's 3,744 texts, sorted by length (2 cores): batch 4, 8 and 12 took 52 s,
-    # 32 took 57 s, and ONNX Runtime's peak grew with the batch (8: 0.5 GB, 32: 1.2 GB).
+    # Measured on the benchmark's 1× texts, sorted by length (2 cores): batches of 4, 8 and 12 took about
+    # 52 s, 32 took 56-58 s, and ONNX Runtime's peak grew with the batch (8: 0.5 GB, 32: 1.2 GB). README: Benchmark.
     embedding_batch_size: int = setting(
         8,
         "EMBEDDING_BATCH_SIZE",
