@@ -4,6 +4,8 @@ The PostgreSQL side runs against a real server in test_postgres.py.
 """
 
 import shutil
+import subprocess
+import sys
 import threading
 
 import dagster as dg
@@ -52,6 +54,32 @@ def test_the_events_of_a_run_in_progress_reach_a_process_that_follows_it(dagster
         webserver.watch_event_logs(run.run_id, None, on_event)
         runner.report_engine_event("halfway", run)
         assert seen.wait(timeout=10), "the follower never saw the event written by the run"
+
+
+WRITER = """
+import dagster as dg
+
+@dg.asset
+def one() -> int:
+    return 1
+
+with dg.DagsterInstance.get() as instance:
+    for _ in range(10):
+        assert dg.materialize([one], instance=instance).success
+"""
+
+
+def test_processes_writing_runs_at_once_lose_nothing(dagster_home):
+    """The CLI, the daemon's runs and the webserver share the SQLite files, each process keeping its
+    connections open: every run and every materialization of three processes at once is recorded."""
+    dg.DagsterInstance.get().dispose()  # the home is made first, as `embedding-pipeline setup` does
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER], stderr=subprocess.PIPE) for _ in range(3)]
+    for writer in writers:
+        assert writer.wait(timeout=300) == 0, writer.stderr.read().decode()[-2000:]
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 30 and {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+        assert len(instance.fetch_materializations(dg.AssetKey("one"), limit=100).records) == 30
 
 
 def test_an_incomplete_postgres_setting_is_named(dagster_home, monkeypatch):
