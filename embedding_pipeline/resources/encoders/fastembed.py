@@ -45,8 +45,8 @@ def _sparse_model(model_name: str, model_path: str) -> SparseTextEmbedding:
 
 
 def release_models() -> None:
-    """Free the loaded models and their ONNX Runtime memory (about 0.6 GB after long texts), e.g. before
-    the indexes are built at the end of `embed`, which needs memory of its own."""
+    """Free the loaded models and their ONNX Runtime memory (an arena that grows with the largest batch),
+    e.g. before the indexes are built at the end of `embed`, which needs memory of its own."""
     _text_model.cache_clear()  # the sessions go at once (no cycle holds them): no gc.collect, which takes 0.2 s
     _sparse_model.cache_clear()
 
