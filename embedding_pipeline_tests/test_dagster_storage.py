@@ -3,15 +3,19 @@
 The PostgreSQL side runs against a real server in test_postgres.py.
 """
 
+import multiprocessing
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
 
 import dagster as dg
 import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
+from embedding_pipeline.dagster_storage import KeptSqliteEventLogStorage
 from embedding_pipeline_tests.conftest import REPO
 
 POSTGRES_VARIABLES = [f"DAGSTER_POSTGRES_{name}" for name in ("URL", "HOST", "PORT", "USER", "PASSWORD", "DB")]
@@ -80,6 +84,58 @@ def test_processes_writing_runs_at_once_lose_nothing(dagster_home):
         runs = instance.get_runs()
         assert len(runs) == 30 and {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
         assert len(instance.fetch_materializations(dg.AssetKey("one"), limit=100).records) == 30
+
+
+def _run_file(folder) -> tuple:
+    """What a run's event-log file holds besides events: its schema, migration stamp and journal mode."""
+    db = sqlite3.connect(folder / "run-1.db")
+    try:
+        schema = sorted(db.execute("SELECT type, name, sql FROM sqlite_master").fetchall(), key=str)
+        return schema, db.execute("SELECT * FROM alembic_version").fetchall(), db.execute("PRAGMA journal_mode").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_new_runs_file_is_the_one_dagster_makes(tmp_path):
+    """The storage makes a run's file itself (alembic's scripts read once per process, not per run): the
+    same tables, indexes, journal and migration stamp as Dagster's own, so Dagster's migrations apply."""
+    made = {}
+    for storage_class in (SqliteEventLogStorage, KeptSqliteEventLogStorage):
+        folder = tmp_path / storage_class.__name__
+        storage = storage_class(str(folder))
+        with storage.run_connection("run-1"):
+            pass
+        storage.dispose()
+        made[storage_class] = _run_file(folder)
+    assert made[KeptSqliteEventLogStorage] == made[SqliteEventLogStorage]
+    schema, stamp, journal = made[KeptSqliteEventLogStorage]
+    assert "event_logs" in {name for _, name, _ in schema} and stamp and journal == [("wal",)]
+
+
+def _open_run_file(folder: str, barrier) -> None:
+    storage = KeptSqliteEventLogStorage(folder)
+    barrier.wait()
+    with storage.run_connection("run-1") as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM event_logs").fetchall()
+
+
+def test_processes_that_make_one_runs_file_at_once_all_get_it(tmp_path):
+    """A run's process and the webserver following it may make the run's file at the same moment: each
+    gets the file, made once (the loser of the race waits, as in Dagster's own storage)."""
+    KeptSqliteEventLogStorage(str(tmp_path)).dispose()  # the index exists, as in any used home
+    fork = multiprocessing.get_context("fork")
+    for _ in range(3):
+        for leftover in tmp_path.glob("run-1.db*"):
+            leftover.unlink()
+        barrier = fork.Barrier(4, timeout=60)
+        processes = [fork.Process(target=_open_run_file, args=(str(tmp_path), barrier)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+        schema, stamp, _ = _run_file(tmp_path)
+        assert len(stamp) == 1 and "event_logs" in {name for _, name, _ in schema}
 
 
 def test_an_incomplete_postgres_setting_is_named(dagster_home, monkeypatch):
