@@ -91,7 +91,11 @@ def _run_file(folder) -> tuple:
     db = sqlite3.connect(folder / "run-1.db")
     try:
         schema = sorted(db.execute("SELECT type, name, sql FROM sqlite_master").fetchall(), key=str)
-        return schema, db.execute("SELECT * FROM alembic_version").fetchall(), db.execute("PRAGMA journal_mode").fetchall()
+        return (
+            schema,
+            db.execute("SELECT * FROM alembic_version").fetchall(),
+            db.execute("PRAGMA journal_mode").fetchall(),
+        )
     finally:
         db.close()
 
