@@ -297,6 +297,30 @@ def test_a_killed_writer_leaves_no_lock_and_loses_no_acknowledged_point(tmp_path
         assert store.count("c") == 3000
 
 
+def test_a_long_write_is_indexed_and_reopened_on_the_way_and_loses_nothing(tmp_path, monkeypatch, caplog):
+    """A full run writes a partition's points into the same shards: every REINDEX_EVERY_POINTS the store
+    indexes and reopens a shard (which frees what it held of them). Points, queries and later writes
+    go on as before; points written after a reopen are there too."""
+    import embedding_pipeline.vector_store.edge as edge_store
+
+    monkeypatch.setattr(edge_store, "REINDEX_EVERY_POINTS", 100)
+    caplog.set_level("INFO", logger=edge_store.__name__)
+    points = make_points(450)
+    store = EdgeStore(tmp_path, index_on_release=True)
+    store.create_collection("c", SPEC)
+    for start in range(0, 450, 30):
+        store.upsert("c", points[start : start + 30])
+    store.delete("c", [points[0].id])
+    assert len([r for r in caplog.records if "indexed and reopened" in r.message]) == 3  # at 120, 240, 360 points
+    assert store.count("c") == 449 and store.count("c", {"resource_type": "video"}) == 150
+    hits = store.query_nearest("c", points[7].vectors["dense"], "dense", 1)
+    assert hits[0].id == points[7].id
+    store.close()
+    reopened = EdgeStore(tmp_path)
+    assert reopened.count("c") == 449 and reopened.retrieve("c", [points[449].id])[0][1]["n"] == 449
+    reopened.close()
+
+
 def test_a_store_written_by_the_local_mode_is_named_and_can_be_migrated(tmp_path):
     old = ServerStore(QdrantClient(path=str(tmp_path / "qdrant")))
     name, points = filled(old, n=50, name="base.content_files.abc")

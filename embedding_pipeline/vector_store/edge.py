@@ -50,6 +50,13 @@ PAYLOAD_SCHEMAS = {
     "bool": lambda: edge.BoolIndexParams(memory=edge.Memory.Cold),
 }
 FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: reopening stays fast
+# A shard keeps in the process's memory about 3 KB of every point written since it was opened, even
+# once indexed; indexing, closing and reopening it gives that back. Every this many points written
+# to a shard, so a full run's memory stays flat however large the partition: writing 100,000
+# points peaked at 132 MB of anonymous memory this way, 538 MB with one index build at the end, and
+# took 40 s instead of 58 (indexes built on segments of this size, at most 8 of them, cost less).
+REINDEX_EVERY_POINTS = 20_000
+SEGMENTS = 8  # the optimizer's target number of segments per shard (Qdrant's default: one per CPU)
 REPORT_EVERY_SECONDS = 5.0
 
 
@@ -189,6 +196,7 @@ class EdgeStore(VectorStore):
         self._last_flush = time.monotonic()
         self._index_on_release = index_on_release
         self._unindexed: set[str] = set()  # collections written since their index was last built
+        self._written: dict[str, int] = {}  # points written to each open shard since it was opened
         self._hold()
 
     def _hold(self) -> None:
@@ -254,6 +262,7 @@ class EdgeStore(VectorStore):
                 )
             },
             hnsw_config=edge.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000, on_disk=True),
+            optimizers=edge.EdgeOptimizersConfig(default_segment_number=SEGMENTS),
         )
         shard = edge.EdgeShard.create(str(staging), config)
         for field, schema in spec.payload_indexes.items():
@@ -266,6 +275,7 @@ class EdgeStore(VectorStore):
         self._hold()
         if name in self._shards:
             self._shards.pop(name).close()
+        self._written.pop(name, None)
         doomed = self._folder(f".drop-{name}")
         self._folder(name).rename(doomed)
         self._write_aliases({alias: target for alias, target in self.aliases().items() if target != name})
@@ -308,9 +318,27 @@ class EdgeStore(VectorStore):
                 [edge.Point(p.id, {k: _vector(v) for k, v in p.vectors.items()}, p.payload) for p in points]
             )
         )
-        if time.monotonic() - self._last_flush > FLUSH_EVERY_SECONDS:
+        name = self.resolve(name)
+        self._written[name] = self._written.get(name, 0) + len(points)
+        if self._written[name] >= REINDEX_EVERY_POINTS:
+            self._reopen_indexed(name)
+        elif time.monotonic() - self._last_flush > FLUSH_EVERY_SECONDS:
             shard.flush()
             self._last_flush = time.monotonic()
+
+    def _reopen_indexed(self, name: str) -> None:
+        """Index what was written, then close and reopen the shard: the memory it held for those points goes."""
+        started = time.perf_counter()
+        shard = self._shards[name]
+        shard.optimize()
+        shard.flush()
+        shard.close()
+        del self._shards[name]
+        self._written.pop(name, None)
+        self._shard(name)
+        log.info(
+            f"{name}: indexed and reopened after {REINDEX_EVERY_POINTS:,} points in {time.perf_counter() - started:.1f}s"
+        )
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
@@ -419,6 +447,7 @@ class EdgeStore(VectorStore):
                     shard.flush()
                 shard.close()
             self._shards.clear()
+            self._written.clear()
             self._aliases = None
         finally:
             if self._lock is not None:
