@@ -8,9 +8,9 @@ the same environment, so they always agree on where runs are recorded.
 With SQLite, the storage keeps each file's connection open between statements. Dagster's own opens
 and closes the file for every statement (a new engine each time, and with its WAL journal a
 checkpoint at every close): about 0.15 s of every run here, most of a run with nothing to do.
-It also reads alembic's migration scripts only once per process, not twice for every new run's
-file (20 ms a run). Everything else is Dagster's SQLite storage as it is (dagster is pinned: the classes below extend
-its private ones).
+It also reads alembic's migration scripts once per process, not twice for every new run's file
+(20 ms a run). Everything else is Dagster's SQLite storage as it is (dagster is pinned: the classes
+below extend its private ones).
 """
 
 import os

@@ -334,10 +334,10 @@ class EdgeStore(VectorStore):
         shard.flush()
         shard.close()
         del self._shards[name]
-        self._written.pop(name, None)
+        written = self._written.pop(name, 0)
         self._shard(name)
         log.info(
-            f"{name}: indexed and reopened after {REINDEX_EVERY_POINTS:,} points in {time.perf_counter() - started:.1f}s"
+            f"{name}: indexed and reopened after {written:,} points written, in {time.perf_counter() - started:.1f}s"
         )
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
