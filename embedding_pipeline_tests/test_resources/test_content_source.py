@@ -1,8 +1,10 @@
 """The content source over SQLAlchemy: default queries, the user's own SQL, clear errors."""
 
+import sqlite3
+
 import pytest
 
-from embedding_pipeline.resources.content_source import ContentSource, ContentSourceError
+from embedding_pipeline.resources.content_source import DEFAULT_CONTENT_FILES_QUERY, ContentSource, ContentSourceError
 from embedding_pipeline.sample_data import load_sample_data
 
 
@@ -28,6 +30,47 @@ def test_default_queries_list_the_published_records_of_one_type_then_read_them_b
         assert set(rows) == {resources[0]["id"], resources[1]["id"]} and rows[resources[0]["id"]]["title"]
         (content,) = reader.content_files([files[0]["id"]]).values()
         assert len(content["content"]) > 100
+
+
+def _plan_of_reading_files_by_id(path) -> str:
+    """How SQLite reads a batch of 100 content files by id through the default query."""
+    ids = ", ".join(map(str, range(1, 101)))
+    db = sqlite3.connect(path)
+    try:
+        sql = f"EXPLAIN QUERY PLAN SELECT q.* FROM ({DEFAULT_CONTENT_FILES_QUERY}) AS q WHERE q.id IN ({ids})"
+        return " / ".join(row[-1] for row in db.execute(sql, {"resource_type": "course"}))
+    finally:
+        db.close()
+
+
+def test_a_sqlite_file_never_analyzed_gets_statistics_so_files_are_read_by_id(database_url, tmp_path):
+    """Without statistics SQLite reads a batch of content files by scanning every resource of the type (a
+    full run's reads then grow with the square of the partition); a run's reader gathers them."""
+    db = sqlite3.connect(tmp_path / "content.db")  # the sample a hundred times over, under new ids
+    copies = "WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 100) "
+    db.execute(
+        copies
+        + "INSERT INTO learning_resources SELECT id + n * 1000, readable_id || '-' || n, platform, resource_type, "
+        "title, description, full_description, url, topics, published, created_on, updated_on FROM learning_resources, k"
+    )
+    db.execute(
+        copies + "INSERT INTO content_files SELECT id + n * 1000, resource_id + n * 1000, run_readable_id, key, title, "
+        "content, file_type, file_extension, url, checksum, published, updated_on FROM content_files, k"
+    )
+    db.commit()
+    db.close()
+    assert "SEARCH cf USING INTEGER PRIMARY KEY" not in _plan_of_reading_files_by_id(tmp_path / "content.db")
+    with ContentSource(batch_size=100, database_url=database_url).reader("course") as reader:
+        files = list(reader.list_content_files())
+        assert len(reader.content_files([f["id"] for f in files[:100]])) == 100
+    assert _plan_of_reading_files_by_id(tmp_path / "content.db").startswith("SEARCH cf USING INTEGER PRIMARY KEY")
+
+
+def test_a_sqlite_file_opened_read_only_is_read_as_it_is(database_url, tmp_path):
+    """Statistics are not gathered where the file may not be written; nothing else changes."""
+    read_only = f"sqlite:///file:{tmp_path / 'content.db'}?mode=ro&uri=true"
+    with ContentSource(batch_size=100, database_url=read_only).reader("course") as reader:
+        assert len(list(reader.list_resources())) == 8
 
 
 def test_loading_the_sample_twice_keeps_one_copy(database_url):
