@@ -8,6 +8,7 @@ Implementations:
 - `real_server`: a Qdrant server at EMBEDDING_PIPELINE_TEST_QDRANT_URL, when one is given.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -319,6 +320,67 @@ def test_a_long_write_is_indexed_and_reopened_on_the_way_and_loses_nothing(tmp_p
     reopened = EdgeStore(tmp_path)
     assert reopened.count("c") == 449 and reopened.retrieve("c", [points[449].id])[0][1]["n"] == 449
     reopened.close()
+
+
+def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):
+    """qdrant-edge's WAL files are 32 MB each by default (an open one, the next, a closed one kept), all
+    mapped into the process and read at every open. The store's collections use 4 MB files: 14 MB
+    written leave at most four of them, and every point is there after a reopen."""
+    store = EdgeStore(tmp_path)
+    store.create_collection("c", SPEC)
+    points = make_points(600)
+    for point in points:
+        point.payload["text"] = f"{point.id} " + "lorem ipsum " * 2000  # 24 KB a point
+    for start in range(0, 600, 50):
+        store.upsert("c", points[start : start + 50])
+    store.close()
+    wal = list((tmp_path / "collections" / "c" / "wal").iterdir())
+    assert sum(f.stat().st_size for f in wal) <= 4 * 4 * 1024 * 1024, sorted((f.name, f.stat().st_size) for f in wal)
+    reopened = EdgeStore(tmp_path)
+    assert (
+        reopened.count("c") == 600
+        and reopened.retrieve("c", [points[599].id])[0][1]["text"] == points[599].payload["text"]
+    )
+    reopened.close()
+
+
+def test_a_shard_made_with_qdrant_edges_default_wal_opens_and_moves_to_small_files(tmp_path):
+    """A collection written before the store asked for small WAL files keeps its points and takes
+    writes; its files are replaced by 4 MB ones as it is done with them."""
+    import qdrant_edge as edge
+
+    folder = tmp_path / "collections" / "old"
+    config = edge.EdgeConfig(
+        vectors={"dense": edge.EdgeVectorParams(size=DIM, distance=edge.Distance.Cosine)},
+        sparse_vectors={"bm25": edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
+    )
+    shard = edge.EdgeShard.create(str(folder), config)
+    points = make_points(40)
+    shard.update(
+        edge.UpdateOperation.upsert_points(
+            [
+                edge.Point(
+                    p.id,
+                    {
+                        "dense": p.vectors["dense"],
+                        "bm25": edge.SparseVector(p.vectors["bm25"].indices, p.vectors["bm25"].values),
+                    },
+                    p.payload,
+                )
+                for p in points[:20]
+            ]
+        )
+    )
+    shard.close()
+    store = EdgeStore(tmp_path)
+    store.upsert("old", points[20:])
+    assert (
+        store.count("old") == 40
+        and store.query_nearest("old", points[3].vectors["dense"], "dense", 1)[0].id == points[3].id
+    )
+    store.close()
+    assert json.loads((folder / "edge_config.json").read_text())["wal_options"]["segment_capacity"] == 4 * 1024 * 1024
+    assert EdgeStore(tmp_path).count("old") == 40
 
 
 def test_a_store_written_by_the_local_mode_is_named_and_can_be_migrated(tmp_path):
