@@ -29,7 +29,7 @@ from embedding_pipeline.vector_store import (
     SparseVector,
     StoreBusy,
 )
-from embedding_pipeline.vector_store.edge import EdgeStore
+from embedding_pipeline.vector_store.edge import EdgeStore, _vector
 from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
 from embedding_pipeline.vector_store.server import ServerStore
 from embedding_pipeline_tests.conftest import resource
@@ -337,10 +337,8 @@ def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):
     wal = list((tmp_path / "collections" / "c" / "wal").iterdir())
     assert sum(f.stat().st_size for f in wal) <= 4 * 4 * 1024 * 1024, sorted((f.name, f.stat().st_size) for f in wal)
     reopened = EdgeStore(tmp_path)
-    assert (
-        reopened.count("c") == 600
-        and reopened.retrieve("c", [points[599].id])[0][1]["text"] == points[599].payload["text"]
-    )
+    assert reopened.count("c") == 600
+    assert reopened.retrieve("c", [points[599].id])[0][1]["text"] == points[599].payload["text"]
     reopened.close()
 
 
@@ -358,29 +356,19 @@ def test_a_shard_made_with_qdrant_edges_default_wal_opens_and_moves_to_small_fil
     points = make_points(40)
     shard.update(
         edge.UpdateOperation.upsert_points(
-            [
-                edge.Point(
-                    p.id,
-                    {
-                        "dense": p.vectors["dense"],
-                        "bm25": edge.SparseVector(p.vectors["bm25"].indices, p.vectors["bm25"].values),
-                    },
-                    p.payload,
-                )
-                for p in points[:20]
-            ]
+            [edge.Point(p.id, {k: _vector(v) for k, v in p.vectors.items()}, p.payload) for p in points[:20]]
         )
     )
     shard.close()
     store = EdgeStore(tmp_path)
     store.upsert("old", points[20:])
-    assert (
-        store.count("old") == 40
-        and store.query_nearest("old", points[3].vectors["dense"], "dense", 1)[0].id == points[3].id
-    )
+    assert store.count("old") == 40
+    assert store.query_nearest("old", points[3].vectors["dense"], "dense", 1)[0].id == points[3].id
     store.close()
     assert json.loads((folder / "edge_config.json").read_text())["wal_options"]["segment_capacity"] == 4 * 1024 * 1024
-    assert EdgeStore(tmp_path).count("old") == 40
+    reopened = EdgeStore(tmp_path)
+    assert reopened.count("old") == 40
+    reopened.close()
 
 
 def test_a_store_written_by_the_local_mode_is_named_and_can_be_migrated(tmp_path):
