@@ -52,7 +52,7 @@ PAYLOAD_SCHEMAS = {
 FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: reopening stays fast
 # A shard keeps in the process's memory about 3 KB of every point written since it was opened, even
 # once indexed; indexing, closing and reopening it gives that back. Every this many points written
-# to a shard, so a full run's memory stays flat however large the partition: writing 60,000
+# to a shard, so what an open shard holds stays flat however large the partition: writing 60,000
 # synthetic points peaked at 79 MB of anonymous memory this way (130 MB every 20,000 points, 538 MB
 # for 100,000 with one index build at the end), in 24 s (25 s; indexes built on segments of this
 # size, at most 8 of them, cost less than one large build).
