@@ -29,7 +29,7 @@ from embedding_pipeline.vector_store import (
     SparseVector,
     StoreBusy,
 )
-from embedding_pipeline.vector_store.edge import EdgeStore, _vector
+from embedding_pipeline.vector_store.edge import EdgeStore, _edge_point
 from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
 from embedding_pipeline.vector_store.server import ServerStore
 from embedding_pipeline_tests.conftest import resource
@@ -354,11 +354,7 @@ def test_a_shard_made_with_qdrant_edges_default_wal_opens_and_moves_to_small_fil
     )
     shard = edge.EdgeShard.create(str(folder), config)
     points = make_points(40)
-    shard.update(
-        edge.UpdateOperation.upsert_points(
-            [edge.Point(p.id, {k: _vector(v) for k, v in p.vectors.items()}, p.payload) for p in points[:20]]
-        )
-    )
+    shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in points[:20]]))
     shard.close()
     store = EdgeStore(tmp_path)
     store.upsert("old", points[20:])

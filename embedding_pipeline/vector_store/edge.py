@@ -173,6 +173,10 @@ def _vector(value):
     return list(value)
 
 
+def _edge_point(point: Point) -> edge.Point:
+    return edge.Point(point.id, {k: _vector(v) for k, v in point.vectors.items()}, point.payload)
+
+
 def _from_edge_vector(value):
     if isinstance(value, edge.SparseVector):
         return SparseVector(list(value.indices), list(value.values))
@@ -335,11 +339,7 @@ class EdgeStore(VectorStore):
 
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         shard = self._shard(name)
-        shard.update(
-            edge.UpdateOperation.upsert_points(
-                [edge.Point(p.id, {k: _vector(v) for k, v in p.vectors.items()}, p.payload) for p in points]
-            )
-        )
+        shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in points]))
         name = self.resolve(name)
         self._written[name] = self._written.get(name, 0) + len(points)
         if self._written[name] >= REINDEX_EVERY_POINTS:
