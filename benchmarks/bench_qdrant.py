@@ -8,8 +8,13 @@ project's own VectorStore interface, each step in a fresh process:
          and hybrid (dense + sparse, RRF) top-10 queries: p50 / p95, peak RSS.
 Payloads: `issue` has the 4 fields of the issue's measurements; `pipeline` is what the pipeline
 writes for a content-file chunk (21 fields, ~1.5 kB of text), measured for the embedded engine.
+`--segment-caps` measures instead the embedded engine alone, pipeline payloads, once per cap on the
+size its optimizer merges segments up to (KB of dense vectors; 0: the engine's default), with the
+write's resident memory every 100,000 points: does memory stay flat as a collection grows, and what
+do the queries pay for more, smaller segments?
 
     .venv/bin/python benchmarks/bench_qdrant.py [--sizes 20000,100000] [--queries 300] [--local-queries 60]
+    .venv/bin/python benchmarks/bench_qdrant.py --sizes 1000000 --segment-caps 0,100000,50000,30000
 """
 
 import argparse
@@ -29,18 +34,22 @@ BATCH = 1000
 GOALS = "at 100k, embedded: open ≤ 0.5 s, hybrid p95 ≤ 20 ms, upsert ≥ 5,000 points/s, peak RSS < 1 GB"
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: reset by exec, unlike ru_maxrss)."""
+def peak_rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak resident memory (VmHWM: reset by exec, unlike ru_maxrss), or its current (VmRSS)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def open_store(kind: str, path: str):
+def open_store(kind: str, path: str, segment_cap_kb: int | None = None):
+    """`segment_cap_kb`: None keeps the store's own cap, 0 takes the engine's default."""
     if kind == "embedded":
+        from embedding_pipeline.vector_store import edge
         from embedding_pipeline.vector_store.edge import EdgeStore
 
+        if segment_cap_kb is not None:
+            edge.MAX_SEGMENT_KB = segment_cap_kb or None
         return EdgeStore(path)
     from qdrant_client import QdrantClient
 
@@ -91,12 +100,13 @@ def payload(i: int, shape: str) -> dict:
     }  # fmt: skip
 
 
-def write(kind: str, path: str, n: int, shape: str) -> dict:
+def write(kind: str, path: str, n: int, shape: str, segment_cap_kb: int | None = None) -> dict:
     from embedding_pipeline.vector_store import Point, collection_spec
 
     rng, centers = generator(seed=7)
     spec = collection_spec("content_files", "dense", DIM, "bm25", True)
-    store = open_store(kind, path)
+    store = open_store(kind, path, segment_cap_kb)
+    begun = time.perf_counter()
     store.create_collection("bench", spec)
     upsert_seconds = 0.0
     for start in range(0, n, BATCH):
@@ -110,6 +120,13 @@ def write(kind: str, path: str, n: int, shape: str) -> dict:
             [Point(ids[j], {"dense": vectors[j], "bm25": sparse[j]}, payload(start + j, shape)) for j in range(size)],
         )
         upsert_seconds += time.perf_counter() - started
+        if (start + size) % 100_000 == 0:
+            print(
+                f"    {start + size:>9,} points in {time.perf_counter() - begun:,.0f}s: RSS {peak_rss_mb('VmRSS'):,.0f} MB, "
+                f"peak so far {peak_rss_mb():,.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
     started = time.perf_counter()
     store.finish_writes("bench")
     finish_seconds = time.perf_counter() - started
@@ -122,9 +139,9 @@ def write(kind: str, path: str, n: int, shape: str) -> dict:
     }
 
 
-def read(kind: str, path: str, queries: int) -> dict:
+def read(kind: str, path: str, queries: int, segment_cap_kb: int | None = None) -> dict:
     started = time.perf_counter()
-    store = open_store(kind, path)
+    store = open_store(kind, path, segment_cap_kb)
     points = store.count("bench")  # the collection loaded
     open_seconds = time.perf_counter() - started
     rng, centers = generator(seed=11)
@@ -143,7 +160,8 @@ def read(kind: str, path: str, queries: int) -> dict:
             latencies[name].append(time.perf_counter() - started)
             assert hits, name
     store.close()
-    result = {"points": points, "open_seconds": open_seconds, "read_peak_rss_mb": peak_rss_mb()}
+    segments = len(list(Path(path).glob("collections/bench/segments/*/"))) if kind == "embedded" else None
+    result = {"points": points, "segments": segments, "open_seconds": open_seconds, "read_peak_rss_mb": peak_rss_mb()}
     for name, values in latencies.items():
         result[f"{name}_p50_ms"] = float(np.percentile(values, 50) * 1000)
         result[f"{name}_p95_ms"] = float(np.percentile(values, 95) * 1000)
@@ -151,32 +169,40 @@ def read(kind: str, path: str, queries: int) -> dict:
 
 
 def in_fresh_process(*args: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    """One step in its own process (its peak RSS its own); its progress lines pass through."""
+    done = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
-        raise RuntimeError(done.stderr[-3000:])
+        raise RuntimeError(f"{args[1]} step failed (exit {done.returncode}): see its output above")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(kind: str, n: int, shape: str, queries: int, workdir: Path) -> dict:
-    path = workdir / f"{kind}-{shape}-{n}"
+def measure(kind: str, n: int, shape: str, queries: int, workdir: Path, segment_cap_kb: int | None = None) -> dict:
+    path = workdir / f"{kind}-{shape}-{n}-{segment_cap_kb}"
     shutil.rmtree(path, ignore_errors=True)
-    print(f"  {kind:9} {shape:8} {n:>7,} points: writing ...", flush=True)
-    result = in_fresh_process("--step", "write", kind, str(path), str(n), shape)
-    print(f"  {kind:9} {shape:8} {n:>7,} points: {queries} queries of each kind ...", flush=True)
-    result.update(in_fresh_process("--step", "read", kind, str(path), str(queries)))
+    cap = ""
+    if segment_cap_kb is not None:
+        cap = f", segments up to {segment_cap_kb:,} KB" if segment_cap_kb else ", the engine's default segment size"
+    print(f"  {kind:9} {shape:8} {n:>7,} points{cap}: writing ...", flush=True)
+    result = in_fresh_process("--step", "write", kind, str(path), str(n), shape, str(segment_cap_kb))
+    print(f"  {kind:9} {shape:8} {n:>7,} points{cap}: {queries} queries of each kind ...", flush=True)
+    result.update(in_fresh_process("--step", "read", kind, str(path), str(queries), str(segment_cap_kb)))
     shutil.rmtree(path, ignore_errors=True)
-    return {"store": kind, "payload": shape, "n": n, "queries": queries, **result}
+    return {"store": kind, "payload": shape, "n": n, "segment_cap_kb": segment_cap_kb, "queries": queries, **result}
 
 
 def table(rows: list[dict]) -> str:
     header = (
-        "| store | payload | points | upsert points/s | index build + flush s | open s "
+        "| store | payload | points | segment cap KB | segments | upsert points/s | index build + flush s | open s "
         "| dense p50/p95 ms | filtered p50/p95 ms | hybrid p50/p95 ms | peak RSS write / read MB |"
     )
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for r in rows:
+        cap = r.get("segment_cap_kb")
+        cap = "the store's" if cap is None else f"{cap:,}" if cap else "engine default"
+        cap = cap if r["store"] == "embedded" else "-"
+        segments = r["segments"] if r.get("segments") is not None else "-"
         lines.append(
-            f"| {r['store']} | {r['payload']} | {r['n']:,} | {r['upsert_per_second']:,.0f} | {r['finish_seconds']:.1f} "
+            f"| {r['store']} | {r['payload']} | {r['n']:,} | {cap} | {segments} | {r['upsert_per_second']:,.0f} | {r['finish_seconds']:.1f} "
             f"| {r['open_seconds']:.2f} | {r['dense_p50_ms']:.1f} / {r['dense_p95_ms']:.1f} "
             f"| {r['filtered_p50_ms']:.1f} / {r['filtered_p95_ms']:.1f} | {r['hybrid_p50_ms']:.1f} / {r['hybrid_p95_ms']:.1f} "
             f"| {r['write_peak_rss_mb']:,.0f} / {r['read_peak_rss_mb']:,.0f} |"
@@ -187,7 +213,10 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--step":
         step, kind, path, *rest = sys.argv[2:]
-        result = write(kind, path, int(rest[0]), rest[1]) if step == "write" else read(kind, path, int(rest[0]))
+        cap = None if rest[-1] == "None" else int(rest[-1])
+        result = (
+            write(kind, path, int(rest[0]), rest[1], cap) if step == "write" else read(kind, path, int(rest[0]), cap)
+        )
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,8 +224,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300, help="Queries of each kind on the embedded engine.")
     parser.add_argument("--local-queries", type=int, default=60, help="On the local mode (about 1 s each at 100k).")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--segment-caps", default=None, help="KB, comma-separated (0: the engine's default).")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-qdrant-"))
+    if args.segment_caps:
+        rows = [
+            measure("embedded", int(n), "pipeline", args.queries, workdir, int(cap))
+            for n in args.sizes.split(",")
+            for cap in args.segment_caps.split(",")
+        ]
+        print(f"\n{table(rows)}\n\n{json.dumps(rows)}")
+        return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         rows.append(measure("embedded", n, "issue", args.queries, workdir))

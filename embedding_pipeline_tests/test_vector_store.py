@@ -342,10 +342,13 @@ def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):
     reopened.close()
 
 
-def test_a_shard_made_with_qdrant_edges_default_wal_opens_and_moves_to_small_files(tmp_path):
-    """A collection written before the store asked for small WAL files keeps its points and takes
-    writes; its files are replaced by 4 MB ones as it is done with them."""
+def test_a_shard_made_with_qdrant_edges_defaults_opens_and_takes_this_versions_options(tmp_path):
+    """A collection written before the store asked for small WAL files and capped segments keeps its
+    points and takes writes; its WAL files are replaced by 4 MB ones as it is done with them, and its
+    optimizer merges segments as a new collection's does (the engine reads both from its config)."""
     import qdrant_edge as edge
+
+    import embedding_pipeline.vector_store.edge as edge_store
 
     folder = tmp_path / "collections" / "old"
     config = edge.EdgeConfig(
@@ -361,7 +364,10 @@ def test_a_shard_made_with_qdrant_edges_default_wal_opens_and_moves_to_small_fil
     assert store.count("old") == 40
     assert store.query_nearest("old", points[3].vectors["dense"], "dense", 1)[0].id == points[3].id
     store.close()
-    assert json.loads((folder / "edge_config.json").read_text())["wal_options"]["segment_capacity"] == 4 * 1024 * 1024
+    persisted = json.loads((folder / "edge_config.json").read_text())
+    assert persisted["wal_options"]["segment_capacity"] == 4 * 1024 * 1024
+    assert persisted["optimizers"]["default_segment_number"] == edge_store.SEGMENTS
+    assert edge_store.MAX_SEGMENT_KB and persisted["optimizers"]["max_segment_size"] == edge_store.MAX_SEGMENT_KB
     reopened = EdgeStore(tmp_path)
     assert reopened.count("old") == 40
     reopened.close()

@@ -57,7 +57,13 @@ FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: r
 # for 100,000 with one index build at the end), in 24 s (25 s; indexes built on segments of this
 # size, at most 8 of them, cost less than one large build).
 REINDEX_EVERY_POINTS = 5_000
-SEGMENTS = 8  # the optimizer's target number of segments per shard (Qdrant's default: one per CPU)
+SEGMENTS = 8  # the optimizer's target number of segments per shard (the engine's: one per 2 CPUs, 2 to 8)
+# Past SEGMENTS segments the optimizer merges them, and building a merged segment's index takes about
+# 6 KB per point for a moment: with the engine's default cap (256 MB of vectors per indexing thread)
+# writing a million points peaked at 1,217 MB and still rising. Segments of at most 50,000 KB of
+# dense vectors (about 33,000 points of 384 floats) kept that write at 481 MB from 200,000 points on,
+# in half the time; 35 segments, a hybrid query 8.7 ms against 5.5 (`bench_qdrant.py --segment-caps`).
+MAX_SEGMENT_KB = 50_000
 # qdrant-edge's WAL is a chain of 32 MB files, and a shard maps its open one, the next and the last
 # closed one, and reads them all at every open: up to ~100 MB of the process's memory per collection
 # once that much was written (117 MB for the two collections of a 55,000-point catalogue). 4 MB files
@@ -127,14 +133,24 @@ class FolderLock:
             self.file.close()
 
 
-def _use_small_wal(folder: Path) -> None:
-    """The shard in `folder` writes 4 MB WAL files from its next open (an older shard's 32 MB files go as they are
-    done with)."""
+def _engine_options(config: dict) -> dict:
+    """`config` (a shard's persisted one) with this version's WAL files and segment sizes."""
+    optimizers = {
+        **config.get("optimizers", {}),
+        "default_segment_number": SEGMENTS,
+        "max_segment_size": MAX_SEGMENT_KB,
+    }
+    return {**config, "wal_options": WAL_OPTIONS, "optimizers": optimizers}
+
+
+def _set_engine_options(folder: Path) -> None:
+    """The shard in `folder` takes this version's options at its next open: an older shard's 32 MB WAL files go as
+    they are done with, and its segments are merged as a new shard's are."""
     path = folder / "edge_config.json"
     config = json.loads(path.read_text()) if path.exists() else None
-    if config is not None and config.get("wal_options") != WAL_OPTIONS:
+    if config is not None and _engine_options(config) != config:
         staging = path.with_name("edge_config.json.new")
-        staging.write_text(json.dumps({**config, "wal_options": WAL_OPTIONS}))
+        staging.write_text(json.dumps(_engine_options(config)))
         staging.replace(path)
 
 
@@ -260,7 +276,7 @@ class EdgeStore(VectorStore):
         if name not in self._shards:
             if not self._folder(name).is_dir():
                 raise MissingCollection(f"Qdrant has no collection {name}: run the embed job first")
-            _use_small_wal(self._folder(name))
+            _set_engine_options(self._folder(name))
             self._shards[name] = edge.EdgeShard.load(str(self._folder(name)))
         return self._shards[name]
 
@@ -285,11 +301,11 @@ class EdgeStore(VectorStore):
                 )
             },
             hnsw_config=edge.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000, on_disk=True),
-            optimizers=edge.EdgeOptimizersConfig(default_segment_number=SEGMENTS),
+            optimizers=edge.EdgeOptimizersConfig(default_segment_number=SEGMENTS, max_segment_size=MAX_SEGMENT_KB),
         )
         edge.EdgeShard.create(str(staging), config).close()
         shutil.rmtree(staging / "wal")  # nothing written to it yet: made again, of small files, when loaded
-        _use_small_wal(staging)
+        _set_engine_options(staging)
         shard = edge.EdgeShard.load(str(staging))
         for field, schema in spec.payload_indexes.items():
             shard.update(edge.UpdateOperation.create_field_index(field, PAYLOAD_SCHEMAS[schema]()))
