@@ -61,8 +61,9 @@ SEGMENTS = 8  # the optimizer's target number of segments per shard (the engine'
 # Past SEGMENTS segments the optimizer merges them, and building a merged segment's index takes about
 # 6 KB per point for a moment: with the engine's default cap (256 MB of vectors per indexing thread)
 # writing a million points peaked at 1,217 MB and still rising. Segments of at most 50,000 KB of
-# dense vectors (about 33,000 points of 384 floats) kept that write at 481 MB from 200,000 points on,
-# in half the time; 35 segments, a hybrid query 8.7 ms against 5.5 (`bench_qdrant.py --segment-caps`).
+# dense vectors (about 33,000 points of 384 floats) kept that write's peak within 429-481 MB from
+# 200,000 points on, in half the time; 35 segments, a hybrid query 8.7 ms against 5.5
+# (`bench_qdrant.py --segment-caps`).
 MAX_SEGMENT_KB = 50_000
 # qdrant-edge's WAL is a chain of 32 MB files, and a shard maps its open one, the next and the last
 # closed one, and reads them all at every open: up to ~100 MB of the process's memory per collection
