@@ -28,18 +28,16 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from bench_embed import own_status_kb  # benchmarks/ is the script's own folder, first on its path
 
 DIM = 384
 BATCH = 1000
 GOALS = "at 100k, embedded: open ≤ 0.5 s, hybrid p95 ≤ 20 ms, upsert ≥ 5,000 points/s, peak RSS < 1 GB"
 
 
-def peak_rss_mb(field: str = "VmHWM") -> float:
-    """This process's peak resident memory (VmHWM: reset by exec, unlike ru_maxrss), or its current (VmRSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: reset by exec, unlike ru_maxrss)."""
+    return own_status_kb("VmHWM") / 1024
 
 
 def open_store(kind: str, path: str, segment_cap_kb: int | None = None):
@@ -122,7 +120,7 @@ def write(kind: str, path: str, n: int, shape: str, segment_cap_kb: int | None =
         upsert_seconds += time.perf_counter() - started
         if (start + size) % 100_000 == 0:
             print(
-                f"    {start + size:>9,} points in {time.perf_counter() - begun:,.0f}s: RSS {peak_rss_mb('VmRSS'):,.0f} MB, "
+                f"    {start + size:>9,} points in {time.perf_counter() - begun:,.0f}s: RSS {own_status_kb('VmRSS') / 1024:,.0f} MB, "
                 f"peak so far {peak_rss_mb():,.0f} MB",
                 file=sys.stderr,
                 flush=True,

@@ -302,11 +302,10 @@ class EdgeStore(VectorStore):
                 )
             },
             hnsw_config=edge.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000, on_disk=True),
-            optimizers=edge.EdgeOptimizersConfig(default_segment_number=SEGMENTS, max_segment_size=MAX_SEGMENT_KB),
         )
         edge.EdgeShard.create(str(staging), config).close()
         shutil.rmtree(staging / "wal")  # nothing written to it yet: made again, of small files, when loaded
-        _set_engine_options(staging)
+        _set_engine_options(staging)  # WAL files and segment sizes, as for every shard the store opens
         shard = edge.EdgeShard.load(str(staging))
         for field, schema in spec.payload_indexes.items():
             shard.update(edge.UpdateOperation.create_field_index(field, PAYLOAD_SCHEMAS[schema]()))
