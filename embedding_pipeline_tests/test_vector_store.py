@@ -322,6 +322,29 @@ def test_a_long_write_is_indexed_and_reopened_on_the_way_and_loses_nothing(tmp_p
     reopened.close()
 
 
+def test_each_reindex_indexes_the_points_written_since_the_last(tmp_path):
+    """At the pipeline's vector size, a reindex builds the index of the REINDEX_EVERY_POINTS points written
+    since the one before, not of twice as many every second time (Qdrant's default threshold): a build's
+    moment of extra memory is that of one reindex's points. Points written after it wait for the next."""
+    import qdrant_edge as edge
+
+    from embedding_pipeline.vector_store.edge import REINDEX_EVERY_POINTS
+
+    rng = np.random.default_rng(0)
+    store = EdgeStore(tmp_path)
+    store.create_collection("c", CollectionSpec("dense", 384, "bm25", True, PAYLOAD_INDEXES["content_files"]))
+    count = REINDEX_EVERY_POINTS + 300
+    points = [
+        Point(str(uuid.uuid5(uuid.NAMESPACE_URL, str(n))), {"dense": rng.standard_normal(384).tolist()}, {"n": n})
+        for n in range(count)
+    ]
+    for start in range(0, count, 100):
+        store.upsert("c", points[start : start + 100])
+    store.close()
+    info = edge.EdgeShard.load(str(tmp_path / "collections" / "c")).info()
+    assert (info.points_count, info.indexed_vectors_count, info.segments_count) == (count, REINDEX_EVERY_POINTS, 2)
+
+
 def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):
     """qdrant-edge's WAL files are 32 MB each by default (an open one, the next, a closed one kept), all
     mapped into the process and read at every open. The store's collections use 4 MB files: 14 MB
@@ -345,7 +368,7 @@ def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):
 def test_a_shard_made_with_qdrant_edges_defaults_opens_and_takes_this_versions_options(tmp_path):
     """A collection written before the store asked for small WAL files and capped segments keeps its
     points and takes writes; its WAL files are replaced by 4 MB ones as it is done with them, and its
-    optimizer merges segments as a new collection's does (the engine reads both from its config)."""
+    optimizer indexes and merges segments as a new collection's does (the engine reads all from its config)."""
     import qdrant_edge as edge
 
     import embedding_pipeline.vector_store.edge as edge_store
@@ -368,6 +391,7 @@ def test_a_shard_made_with_qdrant_edges_defaults_opens_and_takes_this_versions_o
     assert persisted["wal_options"]["segment_capacity"] == 4 * 1024 * 1024
     assert persisted["optimizers"]["default_segment_number"] == edge_store.SEGMENTS
     assert edge_store.MAX_SEGMENT_KB and persisted["optimizers"]["max_segment_size"] == edge_store.MAX_SEGMENT_KB
+    assert persisted["optimizers"]["indexing_threshold"] == edge_store.INDEXING_THRESHOLD_KB
     reopened = EdgeStore(tmp_path)
     assert reopened.count("old") == 40
     reopened.close()
