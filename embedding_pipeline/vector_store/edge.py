@@ -71,7 +71,7 @@ MAX_SEGMENT_KB = 50_000
 # source: 94-142 MB over the process's RSS for a moment at 10,000 points, 65-88 MB at 5,000. Below the
 # 5,000 points of a reindex, each reindex indexes what was written since the last: the 10x benchmark's
 # full run peaked at 959 MB instead of 1,032. The price is more merging: a million points written in
-# 873 s against 632, peaking at 463 MB against 481, queries as fast (`bench_qdrant.py --segment-caps`).
+# 873 s against 632, peaking at 463 MB against 481, queries within 10% (`bench_qdrant.py --segment-caps`).
 INDEXING_THRESHOLD_KB = 4_000
 # qdrant-edge's WAL is a chain of 32 MB files, and a shard maps its open one, the next and the last
 # closed one, and reads them all at every open: up to ~100 MB of the process's memory per collection
