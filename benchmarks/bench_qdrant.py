@@ -44,11 +44,10 @@ def open_store(kind: str, path: str, segment_cap_kb: int | None = None):
     """`segment_cap_kb`: None keeps the store's own cap, 0 takes the engine's default."""
     if kind == "embedded":
         from embedding_pipeline.vector_store import edge
-        from embedding_pipeline.vector_store.edge import EdgeStore
 
         if segment_cap_kb is not None:
             edge.MAX_SEGMENT_KB = segment_cap_kb or None
-        return EdgeStore(path)
+        return edge.EdgeStore(path)
     from qdrant_client import QdrantClient
 
     from embedding_pipeline.vector_store.server import ServerStore

@@ -341,7 +341,9 @@ def test_each_reindex_indexes_the_points_written_since_the_last(tmp_path):
     for start in range(0, count, 100):
         store.upsert("c", points[start : start + 100])
     store.close()
-    info = edge.EdgeShard.load(str(tmp_path / "collections" / "c")).info()
+    shard = edge.EdgeShard.load(str(tmp_path / "collections" / "c"))
+    info = shard.info()
+    shard.close()
     assert (info.points_count, info.indexed_vectors_count, info.segments_count) == (count, REINDEX_EVERY_POINTS, 2)
 
 

@@ -143,7 +143,7 @@ class FolderLock:
 
 
 def _engine_options(config: dict) -> dict:
-    """`config` (a shard's persisted one) with this version's WAL files and segment sizes."""
+    """`config` (a shard's persisted one) with this version's WAL files, segment sizes and indexing threshold."""
     optimizers = {
         **config.get("optimizers", {}),
         "default_segment_number": SEGMENTS,
@@ -155,7 +155,7 @@ def _engine_options(config: dict) -> dict:
 
 def _set_engine_options(folder: Path) -> None:
     """The shard in `folder` takes this version's options at its next open: an older shard's 32 MB WAL files go as
-    they are done with, and its segments are merged as a new shard's are."""
+    they are done with, and its segments are indexed and merged as a new shard's are."""
     path = folder / "edge_config.json"
     config = json.loads(path.read_text()) if path.exists() else None
     if config is not None and _engine_options(config) != config:
@@ -314,7 +314,7 @@ class EdgeStore(VectorStore):
         )
         edge.EdgeShard.create(str(staging), config).close()
         shutil.rmtree(staging / "wal")  # nothing written to it yet: made again, of small files, when loaded
-        _set_engine_options(staging)  # WAL files and segment sizes, as for every shard the store opens
+        _set_engine_options(staging)  # WAL files, segment sizes, indexing: as for every shard the store opens
         shard = edge.EdgeShard.load(str(staging))
         for field, schema in spec.payload_indexes.items():
             shard.update(edge.UpdateOperation.create_field_index(field, PAYLOAD_SCHEMAS[schema]()))
