@@ -1,4 +1,5 @@
 # Two commands for a newcomer: `make run` (set up, embed the sample, search) and `make test`.
+# `make test-fast`: the plain-Python core alone (no model, no Dagster), in seconds, after every change.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -6,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 RESOURCE_QUERY ?= keeping honey bees in the city
 CHUNK_QUERY ?= how do plants turn sunlight into sugar
 
-.PHONY: run setup install test dev bench bench-qdrant clean
+.PHONY: run setup install test test-fast dev bench bench-qdrant clean
 
 run: setup
 	$(BIN)/embedding-pipeline embed
@@ -25,6 +26,9 @@ $(VENV)/.installed: setup.py
 
 test: setup
 	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q embedding_pipeline_tests/core
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml

@@ -23,6 +23,14 @@ setup(
         "pandas>=2.2",
         "pyarrow>=18",
         "langchain-text-splitters>=0.3",
+        # Retries with backoff and Retry-After (the LiteLLM encoder).
+        "tenacity>=8",
+        # The last texts' vectors kept at hand during a run.
+        "cachetools>=5",
+        # Whether a run's worker process is still the one that claimed it.
+        "psutil>=5.9",
+        # The sample-chunks table in the metadata (Markdown); Dagster needs it too.
+        "tabulate>=0.9",
         # Settings: one declaration per setting, read from the environment and `.env` (python-dotenv).
         "pydantic-settings>=2.6,<3",
         "python-dotenv>=1",

@@ -55,8 +55,8 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
     """
     import sqlalchemy as sa
 
+    from embedding_pipeline.content.schema import content_files, learning_resources, metadata
     from embedding_pipeline.partitions import RESOURCE_TYPES
-    from embedding_pipeline.resources.content_source import content_files, learning_resources, metadata
     from embedding_pipeline.sample_data import sample_rows
 
     rng = random.Random(seed)
@@ -135,14 +135,17 @@ def edit_resources(database_url: str, share: float, seed: int) -> int:
 
 def baseline_step(batch_size: int) -> dict:
     """The raw encoder on exactly the distinct texts the pipeline embeds (made by the pipeline's own code)."""
+    from collections import Counter
+
+    from embedding_pipeline.partition.points import content_file_points, resource_points
+    from embedding_pipeline.partition.records import RecordError, list_records
     from embedding_pipeline.partitions import RESOURCE_TYPES
-    from embedding_pipeline.points import RecordError, content_file_points, resource_points
     from embedding_pipeline.resources import build_resources
     from embedding_pipeline.settings import Settings
-    from embedding_pipeline.sync import list_records
 
     resources = build_resources(Settings.from_env())
-    source, chunker, encoder = resources["content_source"], resources["chunker"], resources["dense_encoder"]
+    source, encoder = resources["content_source"].database(), resources["dense_encoder"]
+    chunker = resources["chunker"].get_chunker()
     texts = set()
     for partition in RESOURCE_TYPES:
         with source.reader(partition) as reader:
@@ -162,11 +165,11 @@ def baseline_step(batch_size: int) -> dict:
                     continue
                 texts.update(p["text"] for p in points)
     encoder = encoder.model_copy(update={"batch_size": batch_size})
-    encoder.embed_batch(["warm up"])  # the model loads outside the timing
+    encoder.embed_batch(["warm up"], Counter())  # the model loads outside the timing
     distinct = sorted(texts, key=len)
     started = time.perf_counter()
     for start in range(0, len(distinct), batch_size):
-        encoder.embed_batch(distinct[start : start + batch_size])
+        encoder.embed_batch(distinct[start : start + batch_size], Counter())
     return {"encode_seconds": time.perf_counter() - started, "texts": len(distinct)}
 
 

@@ -6,7 +6,7 @@ project's own VectorStore interface, each step in a fresh process:
   write: upserts in batches of 1,000 (points/s), then `finish_writes` (index build and flush), peak RSS;
   read:  open the store and load the collection, then dense, filtered (resource_type and platform)
          and hybrid (dense + sparse, RRF) top-10 queries: p50 / p95, peak RSS.
-Payloads: `issue` has the 4 fields of the issue's measurements; `pipeline` is what the pipeline
+Payloads: `small` has 4 fields (type, platform, record key, hash); `pipeline` is what the pipeline
 writes for a content-file chunk (21 fields, ~1.5 kB of text), measured for the embedded engine.
 `--segment-caps` measures instead the embedded engine alone, pipeline payloads, once per cap on the
 size its optimizer merges segments up to (KB of dense vectors; 0: the engine's default), with the
@@ -79,7 +79,7 @@ TYPES = ["course", "program", "learning_path", "podcast", "podcast_episode", "vi
 def payload(i: int, shape: str) -> dict:
     resource_type, platform = TYPES[i % 8], ["ocw", "mitx", "xpro", "youtube", "podcast"][i % 5]
     record_key = f"{platform}.res-{i // 10}.run-1.file-{i // 3}.md"
-    if shape == "issue":
+    if shape == "small":
         return {
             "resource_type": resource_type,
             "platform": platform,
@@ -234,15 +234,15 @@ def main() -> None:
         return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        rows.append(measure("embedded", n, "issue", args.queries, workdir))
-        rows.append(measure("local", n, "issue", args.local_queries, workdir))
+        rows.append(measure("embedded", n, "small", args.queries, workdir))
+        rows.append(measure("local", n, "small", args.local_queries, workdir))
         rows.append(measure("embedded", n, "pipeline", args.queries, workdir))
     print()
     print(table(rows))
     print()
     for n in sorted({r["n"] for r in rows}):
         edge, local = (
-            next(r for r in rows if r["n"] == n and r["store"] == s and r["payload"] == "issue")
+            next(r for r in rows if r["n"] == n and r["store"] == s and r["payload"] == "small")
             for s in ("embedded", "local")
         )
         print(
@@ -250,7 +250,7 @@ def main() -> None:
             f"open {local['open_seconds'] / edge['open_seconds']:.1f}×, hybrid p95 {local['hybrid_p95_ms'] / edge['hybrid_p95_ms']:.0f}×, "
             f"read RSS {local['read_peak_rss_mb'] / edge['read_peak_rss_mb']:.1f}×"
         )  # fmt: skip
-    big = max(rows, key=lambda r: (r["n"], r["store"] == "embedded" and r["payload"] == "issue"))
+    big = max(rows, key=lambda r: (r["n"], r["store"] == "embedded" and r["payload"] == "small"))
     checks = {
         "open ≤ 0.5 s": big["open_seconds"] <= 0.5,
         "hybrid p95 ≤ 20 ms": big["hybrid_p95_ms"] <= 20,

@@ -12,8 +12,16 @@ from pathlib import Path
 
 from dagster import DagsterExecutionInterruptedError, Failure
 
+from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.settings import DEFAULT_DENSE_MODEL, DEFAULT_ENCODER, SettingError, Settings, settings_table
+from embedding_pipeline.settings import (
+    DEFAULT_DENSE_MODEL,
+    DEFAULT_ENCODER,
+    SettingError,
+    Settings,
+    load_env_file,
+    settings_table,
+)
 from embedding_pipeline.vector_store import (
     SEARCH_WAIT_SECONDS,
     LocalModeStore,
@@ -103,7 +111,8 @@ def embed(args: argparse.Namespace) -> None:
     if args.resource_ids:
         from embedding_pipeline.resources import build_resources
 
-        types = build_resources(settings)["content_source"].resource_types(args.resource_ids, partitions)
+        database = build_resources(settings)["content_source"].database()
+        types = database.resource_types(args.resource_ids, partitions)
         missing = [i for i in args.resource_ids if i not in types]
         if missing:
             print(f"Not found among the published resources of {', '.join(partitions)}: {', '.join(map(str, missing))}")
@@ -156,7 +165,7 @@ def _reason(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
-            while error.cause is not None and error.cls_name not in ("Failure", "ContentSourceError"):
+            while error.cause is not None and error.cls_name != "Failure":
                 error = error.cause
             line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
             where, _, said = line.partition(": ")  # "package.module.Class: what it says"
@@ -254,14 +263,7 @@ def _query_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="embedding-pipeline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    p = commands.add_parser("setup", help="Build the offline dense model and load the sample content.")
-    p.add_argument("--replace-sample", action="store_true", help="Reload the sample even if the database has rows.")
-    p.set_defaults(func=setup)
-
+def _embed_parser(commands) -> None:
     p = commands.add_parser(
         "embed",
         help="Run the embed job for resource-type partitions (default: all); the old generate_embeddings flags.",
@@ -289,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     p.set_defaults(func=embed)
 
+
+def _query_parsers(commands) -> None:
     p = commands.add_parser("search", help="Search the collections.")
     p.add_argument("query")
     p.add_argument("--collection", choices=["resources", "content_files"], default="resources")
@@ -303,16 +307,28 @@ def main(argv: list[str] | None = None) -> None:
     _query_options(p)
     p.set_defaults(func=similar)
 
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="embedding-pipeline", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("setup", help="Build the offline dense model and load the sample content.")
+    p.add_argument("--replace-sample", action="store_true", help="Reload the sample even if the database has rows.")
+    p.set_defaults(func=setup)
+    _embed_parser(commands)
+    _query_parsers(commands)
     p = commands.add_parser("settings", help="Check the settings and print them (secrets hidden).")
     p.add_argument("--table", action="store_true", help="Print the table of every setting (as in README.md).")
     p.set_defaults(func=show_settings)
-
     p = commands.add_parser(
         "migrate-store", help="Copy an embedded store written by qdrant-client's local mode into the Qdrant engine."
     )
     p.set_defaults(func=migrate_store)
+    return top
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    load_env_file()  # the current folder's .env, once, as Dagster's own commands load it
     if args.command != "settings":
         try:
             Settings.from_env()  # a setting that cannot work stops here, before any run
@@ -322,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("embedding_pipeline").setLevel(logging.INFO)
     try:
         args.func(args)
-    except (MissingCollection, StoreBusy, LocalModeStore, SettingError, UnknownResource) as error:
+    except (MissingCollection, StoreBusy, LocalModeStore, PermanentError, UnknownResource) as error:
         sys.exit(str(error))
     except Failure as error:  # a named problem of a setting (the content database, Qdrant, the model)
         sys.exit(error.description)

@@ -11,6 +11,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from embedding_pipeline.files import atomic_folder
+
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
@@ -47,31 +49,33 @@ def build_minilm_onnx(target_dir: Path) -> Path:
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dynamic = {name: {0: batch, 1: seq} for name in ("input_ids", "attention_mask", "token_type_ids")}
 
-    staging = target_dir.with_name(target_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(target_dir) as staging:
+        _export(LastHiddenState(model), args, dynamic, staging)
+        for name in TOKENIZER_FILES:
+            shutil.copy(source / name, staging / name)
+        # sentence-transformers truncates this model at 256 word pieces; make fastembed agree.
+        max_seq = json.loads((source / "sentence_bert_config.json").read_text())["max_seq_length"]
+        config = json.loads((staging / "tokenizer_config.json").read_text())
+        config["model_max_length"] = max_seq
+        (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        _check_export(staging, model, tokenizer)
+    return target_dir
+
+
+def _export(module, args, dynamic, folder: Path) -> None:
+    import torch
+
     torch.onnx.export(
-        LastHiddenState(model),
+        module,
         args,
-        str(staging / "model.onnx"),
+        str(folder / "model.onnx"),
         input_names=["input_ids", "attention_mask", "token_type_ids"],
         output_names=["last_hidden_state"],
         dynamic_shapes=dynamic,
         dynamo=True,
         external_data=False,
     )
-    for name in TOKENIZER_FILES:
-        shutil.copy(source / name, staging / name)
-    # sentence-transformers truncates this model at 256 word pieces; make fastembed agree.
-    max_seq = json.loads((source / "sentence_bert_config.json").read_text())["max_seq_length"]
-    config = json.loads((staging / "tokenizer_config.json").read_text())
-    config["model_max_length"] = max_seq
-    (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-
-    _check_export(staging, model, tokenizer)
-    shutil.rmtree(target_dir, ignore_errors=True)
-    staging.rename(target_dir)
-    return target_dir
 
 
 def _check_export(model_dir: Path, model, tokenizer) -> None:

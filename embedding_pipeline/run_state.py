@@ -1,116 +1,109 @@
-"""What a partition's run leaves for later ones and for the checks, kept where every machine of a
-deployment sees it: the manifest of its records (source_content's stored data, Parquet beside
-Dagster's storage), the heads it left in Qdrant (Parquet too, removed before any run writes) and,
-in Dagster's own key-value store, a request to verify every point (set by a failed
-`points_match_source`, honoured and cleared by the next run)."""
+"""What a partition's runs leave in Dagster's instance for later runs, the checks and the sensor, kept
+where every machine of a deployment sees it: the manifest of its records (source_content's stored
+data, Parquet beside Dagster's storage), the heads file (`partition.heads.HeadsFile`, beside it), a
+request to verify every point (Dagster's key-value store: set by a failed `points_match_source`,
+honoured and cleared by the next run), and which process runs a run (so a later one can tell it died)."""
 
 import os
 import socket
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import psutil
 
-from embedding_pipeline.sync import Head
+from embedding_pipeline.files import atomic_write
+from embedding_pipeline.partition.heads import HeadsFile
+from embedding_pipeline.partition.plan import Plan
+from embedding_pipeline.partition.report import Report
 
-COLUMNS = ["record_key", "record_id", "kind", "source_id", "status"]
-HEAD_COLUMNS = ["record_id", "record_key", "fingerprint", "chunk_count", "collection"]  # Head's fields, in order
-HEADS_SCHEMA = pa.schema([(name, pa.int64() if name == "chunk_count" else pa.string()) for name in HEAD_COLUMNS])
-STATE = "qdrant_state"
+MANIFEST_COLUMNS = ["record_key", "record_id", "kind", "source_id", "status"]
+WORKER_TAG = "embedding_pipeline/worker"  # a run's worker process, as a tag on the run
+RECENT_RUNS = 20  # materializations looked through for a partition's last whole run
+
+
+def _storage(instance: dg.DagsterInstance) -> Path:
+    return Path(instance.storage_directory())
 
 
 def manifest_path(instance: dg.DagsterInstance, partition: str) -> Path:
-    return Path(instance.storage_directory()) / "source_content" / f"{partition}.parquet"
+    return _storage(instance) / "source_content" / f"{partition}.parquet"
 
 
-def write_manifest(instance: dg.DagsterInstance, partition: str, rows: list[dict]) -> Path:
-    """Written through a temporary file, so a killed run never leaves half a file behind."""
-    path = manifest_path(instance, partition)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    pd.DataFrame(rows, columns=COLUMNS).to_parquet(staging, index=False)
-    staging.replace(path)
-    return path
+def heads_file(instance: dg.DagsterInstance, partition: str) -> HeadsFile:
+    return HeadsFile(_storage(instance) / "qdrant_heads" / f"{partition}.parquet")
+
+
+def manifest_rows(plan: Plan, report: Report) -> list[dict]:
+    """One row per record: listed ones with their status (new, changed, unchanged, failed), deleted ones."""
+    status = {r.record_id: "new" for r in plan.new} | {r.record_id: "changed" for r in plan.changed}
+    status |= {r.record_id: "failed" for r in plan.new + plan.changed if r.record_id in report.failed_record_ids}
+    rows = [
+        {"record_key": r.record_key, "record_id": r.record_id, "kind": r.kind, "source_id": r.source_id,
+         "status": status.get(r.record_id, "unchanged")}
+        for r in plan.listing.records.values()
+    ]  # fmt: skip
+    deleted = [
+        {"record_key": h.record_key, "record_id": h.record_id, "kind": h.kind, "source_id": None, "status": "deleted"}
+        for h in plan.deleted
+    ]
+    return rows + deleted
+
+
+def write_manifest(instance: dg.DagsterInstance, partition: str, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"source_id": pa.int64()}
+    schema = pa.schema([(name, types.get(name, pa.string())) for name in MANIFEST_COLUMNS])
+    with atomic_write(manifest_path(instance, partition), "wb") as file:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), file)
 
 
 def failed_records(instance: dg.DagsterInstance, partition: str) -> set[str]:
-    """Record ids the partition's last run could not read or embed."""
+    """Record ids the partition's last whole run could not read or embed."""
+    import pyarrow.parquet as pq
+
     path = manifest_path(instance, partition)
     if not path.exists():
         return set()
-    manifest = pd.read_parquet(path, columns=["record_id", "status"])
-    return set(manifest.loc[manifest["status"] == "failed", "record_id"])
-
-
-def heads_path(instance: dg.DagsterInstance, partition: str) -> Path:
-    return Path(instance.storage_directory()) / "qdrant_heads" / f"{partition}.parquet"
-
-
-def save_heads(instance: dg.DagsterInstance, partition: str, heads: dict[str, Head], state: str) -> None:
-    """The heads a whole run leaves in Qdrant, with the state they describe (`sync.partition_state`):
-    a later run that finds Qdrant in that state reads them here, at a fraction of the cost of reading
-    them from Qdrant (a no-change run's largest cost at 30,000 records)."""
-    path = heads_path(instance, partition)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    columns = {name: [getattr(head, name) for head in heads.values()] for name in HEAD_COLUMNS}
-    table = pa.table(columns, schema=HEADS_SCHEMA).replace_schema_metadata({STATE: state})
-    pq.write_table(table, staging)
-    staging.replace(path)
-
-
-def forget_heads(instance: dg.DagsterInstance, partition: str) -> None:
-    """Before a run writes: if it dies, the next run reads the heads from Qdrant."""
-    heads_path(instance, partition).unlink(missing_ok=True)
-
-
-def saved_heads(instance: dg.DagsterInstance, partition: str, state: str) -> dict[str, Head] | None:
-    """The heads saved by the last whole run, if Qdrant is still in the state that run left; else None
-    (also for a file that cannot be read: it only spares reading Qdrant)."""
-    try:
-        table = pq.read_table(heads_path(instance, partition))
-        if (table.schema.metadata or {}).get(STATE.encode()) != state.encode():
-            return None
-        columns = [table.column(name).to_pylist() for name in HEAD_COLUMNS]
-    except (OSError, pa.ArrowException, KeyError):
-        return None
-    return {fields[0]: Head(*fields) for fields in zip(*columns)}
+    manifest = pq.read_table(path, columns=["record_id", "status"]).to_pydict()
+    return {rid for rid, status in zip(manifest["record_id"], manifest["status"]) if status == "failed"}
 
 
 def _verify_key(partition: str) -> str:
     return f"embedding_pipeline/verify_points/{partition}"
 
 
-def request_full_verification(instance: dg.DagsterInstance, partition: str) -> None:
-    instance.run_storage.set_cursor_values({_verify_key(partition): "1"})
+def request_full_verification(instance: dg.DagsterInstance, partition: str, requested: bool = True) -> None:
+    instance.run_storage.set_cursor_values({_verify_key(partition): "1" if requested else "0"})
 
 
 def full_verification_requested(instance: dg.DagsterInstance, partition: str) -> bool:
     return instance.run_storage.get_cursor_values({_verify_key(partition)}).get(_verify_key(partition)) == "1"
 
 
-def clear_full_verification(instance: dg.DagsterInstance, partition: str) -> None:
-    instance.run_storage.set_cursor_values({_verify_key(partition): "0"})
+def every_partition_done(instance: dg.DagsterInstance, partition: str, version: str, partitions: list[str]) -> bool:
+    """True when every other partition's latest whole run wrote this version's collections.
 
-
-# A run's worker process, as a tag on the run: who may tell later that it died.
-WORKER_TAG = "embedding_pipeline/worker"
-
-
-def _process_start(pid: int) -> str:
-    """When the process started (Linux: ticks since boot), so a reused pid is not taken for the same process."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[19] if stat.exists() else ""
-    except OSError:
-        return ""
+    Runs limited to some records (`scope` in their metadata) do not count: they leave the rest out.
+    """
+    for other in partitions:
+        if other == partition:
+            continue
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("qdrant_points"), asset_partitions=[other]),
+            limit=RECENT_RUNS,
+        ).records
+        whole = [r.asset_materialization.metadata for r in records if "scope" not in r.asset_materialization.metadata]
+        if not whole or "vectors_version" not in whole[0] or whole[0]["vectors_version"].value != version:
+            return False
+    return True
 
 
 def worker_id(pid: int | None = None) -> str:
+    """This machine, the process and when it started (so a reused pid is not taken for the same process)."""
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+    return f"{socket.gethostname()}:{pid}:{psutil.Process(pid).create_time()}"
 
 
 def _alive(worker: str) -> bool:
@@ -118,12 +111,11 @@ def _alive(worker: str) -> bool:
     if host != socket.gethostname():
         return True  # another machine's run: its own run monitoring answers for it
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
+        return str(psutil.Process(int(pid)).create_time()) == started
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return _process_start(int(pid)) == started
 
 
 def claim_run(instance: dg.DagsterInstance, run_id: str) -> None:

@@ -1,6 +1,6 @@
 """Queries the collections the way the search endpoint and the "similar resources" carousel do."""
 
-from embedding_pipeline.points import stable_id
+from embedding_pipeline.partition.records import stable_id
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.qdrant import QdrantResource

@@ -20,16 +20,17 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     one single-row query; run keys carry the fingerprint, so each change is requested exactly once.
     """
     fail_dead_runs(context.instance, context.log.warning)  # killed runs show as failed, not running for ever
+    database = content_source.database()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    marker = content_source.change_marker()
+    marker = database.change_marker()
     if marker == cursor.get("marker"):
         return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
-    never = content_source.unembeddable(RESOURCE_TYPES)
+    never = database.unembeddable(RESOURCE_TYPES)
     for reason, rows in never.items():
         shown = ", ".join(f"id {row[0]} ({row[1]})" for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
         context.log.warning(f"Never embedded: {len(rows)} {reason}: {shown}")
     tags = {NEVER_EMBEDDED_TAG: "; ".join(f"{len(rows)} {reason}" for reason, rows in never.items())} if never else {}
-    fingerprints = content_source.fingerprints()
+    fingerprints = database.fingerprints()
     previous = cursor.get("types", {})
     changed = [t for t in RESOURCE_TYPES if fingerprints.get(t) != previous.get(t)]
     context.update_cursor(json.dumps({"marker": marker, "types": fingerprints}))

@@ -2,21 +2,22 @@
 
 The first name of a setting is the variable of the system this replaces, so its `.env` works as
 is; further names are aliases (this project's earlier names). `Settings.from_env()` reads the
-environment and a `.env` file in the current folder, and stops with an error naming the variable
-and its value before any run when a value cannot work. Assets never read the environment:
+environment and stops with an error naming the variable and its value before any run when a value
+cannot work; it changes nothing. A `.env` file is loaded into the environment by the entry points
+(`load_env_file`, as Dagster's own commands do), never on import. Assets never read the environment:
 `embedding_pipeline.resources.build_resources` turns the settings into resources. The README's
 settings table is `settings_table()` (a test keeps them equal).
 """
 
-import hashlib
-import importlib.util
-import json
 import os
 from pathlib import Path
 
 import dotenv
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embedding_pipeline.digests import digest
+from embedding_pipeline.errors import PermanentError
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ENCODER = "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder"
@@ -30,25 +31,15 @@ VECTOR_SETTINGS = {
 }
 
 
-class SettingError(ValueError):
+class SettingError(PermanentError, ValueError):
     """A setting whose value cannot work, named with its value; raised at start."""
 
 
-def prepare_offline_environment() -> None:
-    """Let tiktoken and litellm work without their download hosts (unless the user set otherwise)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    if "TIKTOKEN_CACHE_DIR" not in os.environ:
-        spec = importlib.util.find_spec("litellm")
-        if spec and spec.submodule_search_locations:
-            bundled = Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers"
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)
-
-
-def secret_env(name: str, fallback: str | None = None):
-    """An env var Dagster shows by name, never by value (it may hold a password or a key)."""
-    import dagster as dg
-
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else fallback
+def load_env_file(path: str | Path = ".env") -> None:
+    """Put a `.env` file's variables into the environment, where the environment does not set them: once,
+    as a command starts (Dagster's commands do the same with the `.env` of their working folder)."""
+    if Path(path).is_file():
+        dotenv.load_dotenv(path, override=False)
 
 
 def setting(default, *names: str, meaning: str, shown: str | None = None, **constraints):
@@ -145,8 +136,8 @@ class Settings(BaseSettings):
     )
     qdrant_chunk_size: int = setting(
         100, "QDRANT_CHUNK_SIZE", gt=0,
-        meaning="records per batch (the old system's meaning: records per embedding task); see "
-        "[Incremental runs](#incremental-runs)",
+        meaning="records per batch (the old system's meaning: records per embedding task): the unit of progress "
+        "a failed run resumes after ([why 100](docs/design.md#qdrant-is-the-state))",
     )  # fmt: skip
     qdrant_point_upload_batch_size: int = setting(
         1000, "QDRANT_POINT_UPLOAD_BATCH_SIZE", gt=0, meaning="points per upsert request"
@@ -228,15 +219,8 @@ class Settings(BaseSettings):
         return self
 
     @classmethod
-    def from_env(cls, env_file: str | Path | None = ".env") -> "Settings":
-        """The settings of the environment; a `.env` file fills in what the environment does not set.
-
-        Its values go into the environment, as Dagster does with `.env`, since secrets are handed
-        to Dagster by variable name.
-        """
-        if env_file and Path(env_file).is_file():
-            dotenv.load_dotenv(env_file, override=False)
-        _trim_environment()
+    def from_env(cls) -> "Settings":
+        """The settings of the environment (values are read with surrounding spaces stripped)."""
         _aliases_agree()
         try:
             return cls()
@@ -249,10 +233,10 @@ class Settings(BaseSettings):
 
     def vectors_version(self) -> str:
         """Short hash of everything that determines the vectors; it names the physical collections."""
-        from embedding_pipeline.points import POINTS_LAYOUT  # how ids and payloads are laid out
+        from embedding_pipeline.partition.points import POINTS_LAYOUT  # how ids and payloads are laid out
 
         values = [value for asset in VECTOR_SETTINGS for value in self.values_of(asset)]
-        return hashlib.sha256(json.dumps([*values, POINTS_LAYOUT]).encode()).hexdigest()[:8]
+        return digest(*values, POINTS_LAYOUT, length=8)
 
 
 def _names(field: str) -> list[str]:
@@ -262,16 +246,6 @@ def _names(field: str) -> list[str]:
 def _set(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
-
-
-def _trim_environment() -> None:
-    """Every setting is read the same way wherever it is used: also where Dagster reads a variable
-    by name (secrets), which would otherwise see the spaces the settings strip."""
-    for field in Settings.model_fields:
-        for name in _names(field):
-            value = os.environ.get(name)
-            if value is not None and value != value.strip():
-                os.environ[name] = value.strip()
 
 
 def _aliases_agree() -> None:

@@ -1,33 +1,12 @@
-"""Shared fixtures: the real ONNX model, a sample SQLite database, an embedded Qdrant, real resources."""
+"""Shared fixtures. The end-to-end ones (the real ONNX model, an embedded Qdrant, Dagster) import their
+helpers when first used, so that the fast tier (`embedding_pipeline_tests/core/`) never loads them."""
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import ClassVar
 
-import dagster as dg
 import pytest
-import sqlalchemy as sa
-
-from embedding_pipeline.assets.embed import embed_partition
-from embedding_pipeline.offline_model import build_minilm_onnx
-from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.resources import build_resources
-from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
-from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = [embed_partition]
-
-
-def unavailable(reason: str) -> None:
-    """Skip a test whose server or browser is missing here; CI (which provides them all) fails instead."""
-    if os.environ.get("EMBEDDING_PIPELINE_TEST_REQUIRE_ALL"):
-        pytest.fail(f"{reason} (EMBEDDING_PIPELINE_TEST_REQUIRE_ALL is set)")
-    pytest.skip(reason)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -42,146 +21,25 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The default dense model as ONNX: the project's own copy (built once by `make setup`)."""
+    from embedding_pipeline.offline_model import build_minilm_onnx
+
     path = Path(os.environ.get("EMBEDDING_PIPELINE_TEST_MODEL", REPO / "data" / "models" / "all-MiniLM-L6-v2"))
     return build_minilm_onnx(path)
 
 
-def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`.
-
-    The Dagster home holds the project's dagster.yaml, as `embedding-pipeline setup` links it.
-    """
-    env = {
-        "EMBEDDING_PIPELINE_DATA_DIR": str(data_dir),
-        "QDRANT_DENSE_MODEL_PATH": str(model_dir),
-        "DAGSTER_HOME": str(data_dir / "dagster_home"),
-        **extra,
-    }
-    (data_dir / "dagster_home").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", data_dir / "dagster_home" / "dagster.yaml")
-    return env
-
-
-def run_dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
-    """Dagster's own CLI, as a user runs it from the project folder."""
-    dagster = Path(sys.executable).with_name("dagster")
-    return subprocess.run(
-        [str(dagster), *args], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-
-
-def resource(name: str, **changes):
-    """One of the pipeline's resources as the default settings build it, with `changes` to its fields."""
-    built = build_resources(Settings())[name]
-    return type(built)(**{**built.model_dump(), **changes})
-
-
-class CountingDenseEncoder(FastEmbedEncoder):
-    """The real model, recording every text it is asked to embed (class-wide: Dagster copies resources)."""
-
-    received: ClassVar[list[str]] = []
-
-    def embed_batch(self, texts):
-        CountingDenseEncoder.received.extend(texts)
-        return super().embed_batch(texts)
-
-
-class CountingSparseEncoder(SparseEncoder):
-    received: ClassVar[list[str]] = []
-
-    def embed_documents(self, texts):
-        CountingSparseEncoder.received.extend(texts)
-        return super().embed_documents(texts)
-
-
-class Pipeline:
-    """A pipeline on its own data directory: settings, resources, instance, and a way to run it."""
-
-    def __init__(self, data_dir: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch):
-        self.monkeypatch = monkeypatch
-        for name, value in pipeline_env(data_dir, model_dir).items():
-            monkeypatch.setenv(name, value)
-        for name in ("QDRANT_HOST", "QDRANT_API_KEY", "CONTENT_DATABASE_URL", "QDRANT_ENCODER", "QDRANT_DENSE_MODEL"):
-            monkeypatch.delenv(name, raising=False)
-        self._build()
-        self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
-        load_sample_data(self.settings.content_database_url)
-
-    def _build(self) -> None:
-        """Settings and resources from the environment, as `definitions.py` builds them (encoders counting)."""
-        self.settings = Settings.from_env(env_file=None)
-        self.resources = build_resources(self.settings)
-        dense = self.resources["dense_encoder"]
-        self.resources["dense_encoder"] = CountingDenseEncoder(**dense.model_dump())
-        self.resources["sparse_encoder"] = CountingSparseEncoder(**self.resources["sparse_encoder"].model_dump())
-
-    def reconfigure(self, **env: str) -> None:
-        """Change settings (environment variables) as a user would in `.env`, and rebuild the resources."""
-        for name, value in env.items():
-            self.monkeypatch.setenv(name, value)
-        self._build()
-
-    def materialize(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ASSETS, partition_key=partition, resources=self.resources, instance=self.instance, **kwargs
-        )
-
-    def encoded(self) -> tuple[list[str], list[str]]:
-        """Texts the dense and the sparse model received since the last call."""
-        dense, sparse = list(CountingDenseEncoder.received), list(CountingSparseEncoder.received)
-        CountingDenseEncoder.received.clear()
-        CountingSparseEncoder.received.clear()
-        return dense, sparse
-
-    def execute(self, sql: str, **params) -> None:
-        """Change the content database as the application would."""
-        engine = sa.create_engine(self.settings.content_database_url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(sql), params)
-        engine.dispose()
-
-    def rows(self, sql: str) -> list[tuple]:
-        """Read the content database."""
-        engine = sa.create_engine(self.settings.content_database_url)
-        with engine.connect() as conn:
-            rows = [tuple(row) for row in conn.execute(sa.text(sql))]
-        engine.dispose()
-        return rows
-
-    def materialize_all(self) -> dict[str, dg.ExecuteInProcessResult]:
-        return {p: self.materialize(p) for p in RESOURCE_TYPES}
-
-    @property
-    def qdrant(self):
-        return self.resources["qdrant"]
-
-    def store(self):
-        """The pipeline's vector store, for one `with` block (as a search opens it)."""
-        return self.qdrant.get_store(purpose="test")
-
-    def points(self, kind: str, **filters) -> dict[str, dict]:
-        """id → payload of the points searches see in `{base}.{kind}` that match `filters`."""
-        with self.store() as store:
-            return dict(store.scroll(self.qdrant.alias(kind), filters or None))
-
-    def count(self, kind: str, **filters) -> int:
-        with self.store() as store:
-            return store.count(self.qdrant.alias(kind), filters or None)
-
-    def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict:
-        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
-        return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
 @pytest.fixture
-def pipeline(tmp_path, model_dir, monkeypatch) -> Pipeline:
+def pipeline(tmp_path, model_dir, monkeypatch):
     """A fresh pipeline on the sample data, nothing materialized yet."""
+    from embedding_pipeline_tests.helpers import Pipeline
+
     return Pipeline(tmp_path, model_dir, monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def embedded_pipeline(tmp_path_factory, model_dir):
     """A pipeline with every partition materialized once, shared by a module's read-only tests."""
+    from embedding_pipeline_tests.helpers import Pipeline
+
     with pytest.MonkeyPatch.context() as monkeypatch:
         pipeline = Pipeline(tmp_path_factory.mktemp("embedded"), model_dir, monkeypatch)
         pipeline.results = pipeline.materialize_all()

@@ -9,15 +9,15 @@ import base64
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-import tiktoken
 
+from embedding_pipeline.chunking import encoding
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
 
-ENCODING = tiktoken.get_encoding("cl100k_base")
+ENCODING = encoding("cl100k_base")
 
 
 class EmbeddingServer:
@@ -53,7 +53,7 @@ class EmbeddingServer:
 
     def _embed(self, inputs: list[str]) -> np.ndarray:
         with self.lock:  # one ONNX session, many handler threads
-            vectors = self.model.embed_batch(inputs)
+            vectors = self.model.embed_batch(inputs, Counter())
         return vectors[:, : self.dim] if self.dim else vectors
 
     def _handler(self):

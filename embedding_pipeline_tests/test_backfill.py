@@ -10,8 +10,7 @@ import dagster as dg
 
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource
-from embedding_pipeline_tests.test_vector_store import hold_store
+from embedding_pipeline_tests.helpers import REPO, hold_store, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
 
@@ -40,7 +39,7 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),
     )  # fmt: skip
     # A search (or any other process) holds the embedded folder while the first runs reach Qdrant.
-    holder = hold_store(tmp_path / "qdrant", 25)
+    holder = hold_store(tmp_path / "qdrant")  # until the first run waits for it
     try:
         monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
         with dg.DagsterInstance.get() as instance:

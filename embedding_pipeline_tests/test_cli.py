@@ -12,9 +12,8 @@ import pytest
 
 from embedding_pipeline.cli import main
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.conftest import pipeline_env, resource, run_dagster
+from embedding_pipeline_tests.helpers import hold_store, pipeline_env, resource, run_dagster
 from embedding_pipeline_tests.test_faults import add_documents
-from embedding_pipeline_tests.test_vector_store import hold_store
 
 
 def test_search_prints_title_type_and_score(embedded_pipeline, capsys):
@@ -65,7 +64,7 @@ def test_similar_names_a_resource_it_does_not_know(embedded_pipeline):
 
 
 def test_a_search_waits_for_a_run_holding_the_embedded_store_and_says_so(embedded_pipeline, capsys, caplog):
-    holder = hold_store(embedded_pipeline.settings.qdrant_path, 3)  # a run writing, for instance
+    holder = hold_store(embedded_pipeline.settings.qdrant_path)  # a run writing, for instance, until we wait
     main(["search", "editing DNA with Cas9", "--limit", "1"])
     assert "[video] CRISPR Gene Editing, Animated" in capsys.readouterr().out
     assert (
@@ -76,7 +75,7 @@ def test_a_search_waits_for_a_run_holding_the_embedded_store_and_says_so(embedde
 
 
 def test_a_search_that_waited_long_enough_ends_with_one_line_naming_the_holder(embedded_pipeline):
-    holder = hold_store(embedded_pipeline.settings.qdrant_path, 10)
+    holder = hold_store(embedded_pipeline.settings.qdrant_path, until="killed")
     try:
         with pytest.raises(SystemExit, match=f"still held by pid {holder.pid} .*QDRANT_LOCK_WAIT_SECONDS"):
             main(["search", "editing DNA with Cas9", "--wait", "1"])
@@ -135,7 +134,7 @@ def test_the_runs_of_one_embed_share_the_store_yet_a_waiting_search_gets_in_long
 
 
 def test_ctrl_c_ends_a_search_waiting_for_the_store_in_one_line(embedded_pipeline):
-    holder = hold_store(embedded_pipeline.settings.qdrant_path, 30)
+    holder = hold_store(embedded_pipeline.settings.qdrant_path, until="killed")
     try:
         waiting = subprocess.Popen(
             [str(Path(sys.executable).parent / "embedding-pipeline"), "search", "bees"],

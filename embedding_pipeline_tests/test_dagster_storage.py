@@ -3,6 +3,8 @@
 The PostgreSQL side runs against a real server in test_postgres.py.
 """
 
+import hashlib
+import inspect
 import multiprocessing
 import shutil
 import sqlite3
@@ -14,9 +16,11 @@ import dagster as dg
 import pytest
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 
 from embedding_pipeline.dagster_storage import KeptSqliteEventLogStorage
-from embedding_pipeline_tests.conftest import REPO
+from embedding_pipeline_tests.helpers import REPO
 
 POSTGRES_VARIABLES = [f"DAGSTER_POSTGRES_{name}" for name in ("URL", "HOST", "PORT", "USER", "PASSWORD", "DB")]
 
@@ -147,3 +151,31 @@ def test_an_incomplete_postgres_setting_is_named(dagster_home, monkeypatch):
     monkeypatch.setenv("DAGSTER_POSTGRES_USER", "dagster")
     with pytest.raises(dg.DagsterInvariantViolationError, match="these are not: DAGSTER_POSTGRES_DB"):
         dg.DagsterInstance.get()
+
+
+# What dagster_storage.py replaces or builds on in Dagster's private SQLite storage, as the pinned Dagster
+# has it (a hash of each one's source). An upgrade that changes any of them fails here, by name: read the
+# new code, carry the change into dagster_storage.py (or drop it: `storage: sqlite` in dagster.yaml), then
+# record the new hash.
+REPLACED = {
+    (SqliteEventLogStorage, "__init__"): "264c15baa761",
+    (SqliteEventLogStorage, "_connect"): "b8435f266568",
+    (SqliteEventLogStorage, "_initdb"): "7a302d98eb61",
+    (SqliteEventLogStorage, "dispose"): "df16dafbfa84",
+    (SqliteEventLogStorage, "wipe"): "de02c63676e7",
+    (SqliteRunStorage, "connect"): "d343abae6e9b",
+    (SqliteScheduleStorage, "connect"): "d343abae6e9b",
+    (DagsterSqliteStorage, "__init__"): "bcf5aa27a5dd",
+}
+
+
+def test_the_private_dagster_code_the_storage_replaces_is_the_code_it_was_written_against():
+    changed = [
+        f"{cls.__name__}.{name}"
+        for (cls, name), expected in REPLACED.items()
+        if hashlib.sha256(inspect.getsource(getattr(cls, name)).encode()).hexdigest()[:12] != expected
+    ]
+    assert not changed, (
+        f"Dagster {dg.__version__} changed {', '.join(changed)}, which embedding_pipeline/dagster_storage.py "
+        "replaces or extends: review it against the new code before trusting the SQLite storage"
+    )

@@ -45,3 +45,28 @@ def test_secrets_are_passed_by_environment_variable_name(monkeypatch):
     resources = build_resources(Settings.from_env())
     assert isinstance(resources["qdrant"].api_key, dg.EnvVar)
     assert "s3cret-key" not in repr(resources["qdrant"])
+
+
+IMPORT_DEFINITIONS = """
+import json, os, sys
+before = dict(os.environ)
+import embedding_pipeline.definitions
+heavy = ["pandas", "fastembed", "onnxruntime", "langchain_text_splitters", "litellm", "torch"]
+print(json.dumps({"environment_unchanged": dict(os.environ) == before, "heavy": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_importing_the_definitions_changes_no_environment_variable_and_loads_no_model_library(tmp_path):
+    """A process that only loads the definitions (the webserver, a sensor tick, a run with nothing to do) reads the
+    settings and nothing else: no variable is set and no model or splitter library is imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / ".env").write_text("QDRANT_CHUNK_SIZE=7\n")  # a .env is the entry points' business, not the import's
+    env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "LITELLM_LOCAL_MODEL_COST_MAP")}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_DEFINITIONS], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == {"environment_unchanged": True, "heavy": []}

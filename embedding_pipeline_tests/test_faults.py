@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from embedding_pipeline.resources.content_source import metadata
+from embedding_pipeline.content.schema import metadata
 from embedding_pipeline.run_state import WORKER_TAG
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource
+from embedding_pipeline_tests.helpers import REPO, chunker, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
 
@@ -197,9 +197,7 @@ def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipel
     embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
     assert embedded == {"doc-open-data", "doc-distributed-systems", "doc-lab-safety"}
     chunks = pipeline.points("content_files", resource_type="document", resource_readable_id="doc-lab-safety")
-    assert (
-        len(chunks) > 50 and max(resource("chunker").count_tokens(p["chunk_content"]) for p in chunks.values()) <= 512
-    )
+    assert len(chunks) > 50 and max(chunker().count_tokens(p["chunk_content"]) for p in chunks.values()) <= 512
 
 
 def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, model_dir, monkeypatch):

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.sensors import new_content_sensor
-from embedding_pipeline_tests.conftest import REPO, pipeline_env, resource, run_dagster, unavailable
+from embedding_pipeline_tests.helpers import REPO, pipeline_env, resource, run_dagster, unavailable
 
 SERVER_URL = os.environ.get(
     "EMBEDDING_PIPELINE_TEST_POSTGRES_URL", "postgresql://embedding:embedding@127.0.0.1:5432/postgres"
@@ -43,7 +43,7 @@ def postgres_database():
 
 def test_the_sample_content_loads_into_and_reads_from_postgresql(postgres_database):
     assert load_sample_data(postgres_database) == (44, 14)
-    with ContentSource(batch_size=100, database_url=postgres_database).reader("document") as reader:
+    with ContentSource(batch_size=100, database_url=postgres_database).database().reader("document") as reader:
         resources, files = list(reader.list_resources()), list(reader.list_content_files())
         assert len(resources) == 5 and len(files) == 5
         rows = reader.resources([r["id"] for r in resources if r["readable_id"] == "doc-urban-beekeeping"])

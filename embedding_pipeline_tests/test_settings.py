@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from embedding_pipeline.cli import main
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline.settings import VECTOR_SETTINGS, Settings, settings_table
-from embedding_pipeline_tests.conftest import REPO, resource
+from embedding_pipeline_tests.helpers import REPO, chunker, resource
 
 # A production-like `.env` of the system this replaces, written from its settings' names: the
 # pipeline's settings among the old application's others, which are ignored.
@@ -77,7 +77,7 @@ def test_an_old_env_file_works_as_is(tmp_path, model_dir, monkeypatch):
         chunks = [p["chunk_content"] for _, p in store.scroll(qdrant.alias("content_files"))]
         assert store.count(qdrant.alias("resources")) == 30
         names = store.collections()
-    tokens = [resource("chunker").count_tokens(chunk) for chunk in chunks]
+    tokens = [chunker().count_tokens(chunk) for chunk in chunks]
     assert 200 < max(tokens) <= 512  # chunks of up to 512 tokens (QDRANT_CHUNK_SIZE=10 is no text size)
     assert all(name.startswith("learn_prod_embeddings.") for name in names)
     leaked = [p for p in (tmp_path / "dagster_home").rglob("*") if p.is_file() and b"sk-old" in p.read_bytes()]
@@ -87,13 +87,13 @@ def test_an_old_env_file_works_as_is(tmp_path, model_dir, monkeypatch):
 def test_the_old_names_and_the_seeds_names_are_both_read(monkeypatch):
     monkeypatch.setenv("QDRANT_SPARSE_MODEL_V2", "prithivida/Splade_PP_en_v1")
     monkeypatch.setenv("QDRANT_BASE_COLLECTION_NAME", "seed_name")
-    settings = Settings.from_env(env_file=None)
+    settings = Settings.from_env()
     assert (settings.qdrant_sparse_model, settings.qdrant_base_collection_name) == (
         "prithivida/Splade_PP_en_v1",
         "seed_name",
     )
     monkeypatch.setenv("QDRANT_COLLECTION_NAME", "seed_name")  # both, agreeing: fine
-    assert Settings.from_env(env_file=None).qdrant_base_collection_name == "seed_name"
+    assert Settings.from_env().qdrant_base_collection_name == "seed_name"
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_a_secret_is_never_shown_in_an_error_or_the_settings_list(monkeypatch, c
 
 
 def test_one_list_of_the_settings_that_shape_the_vectors_feeds_code_versions_and_collection_version(monkeypatch):
-    base = Settings.from_env(env_file=None)
+    base = Settings.from_env()
     for name, value in {
         "QDRANT_DENSE_MODEL": "BAAI/bge-small-en-v1.5",
         "QDRANT_SPARSE_MODEL_V2": "prithivida/Splade_PP_en_v1",
@@ -157,11 +157,11 @@ def test_one_list_of_the_settings_that_shape_the_vectors_feeds_code_versions_and
     }.items():
         with monkeypatch.context() as changed:
             changed.setenv(name, value)
-            settings = Settings.from_env(env_file=None)
+            settings = Settings.from_env()
             assert settings.vectors_version() != base.vectors_version(), name
             assert [a for a in VECTOR_SETTINGS if settings.values_of(a) != base.values_of(a)], name
     monkeypatch.setenv("QDRANT_CHUNK_SIZE", "10")  # records per batch: the vectors stay the same
-    assert Settings.from_env(env_file=None).vectors_version() == base.vectors_version()
+    assert Settings.from_env().vectors_version() == base.vectors_version()
 
 
 def test_the_readme_settings_table_is_the_declaration():

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
@@ -32,7 +31,7 @@ from embedding_pipeline.vector_store import (
 from embedding_pipeline.vector_store.edge import EdgeStore, _edge_point
 from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
 from embedding_pipeline.vector_store.server import ServerStore
-from embedding_pipeline_tests.conftest import resource
+from embedding_pipeline_tests.helpers import hold_store, resource
 
 DIM = 16
 SPEC = CollectionSpec("dense", DIM, "bm25", True, PAYLOAD_INDEXES["content_files"])
@@ -248,32 +247,18 @@ def _by_score(hits) -> dict[float, set[str]]:
 
 # What only the embedded engine does: one process at a time, crash safety, and the old local mode.
 
-HOLD = (
-    "import sys, time; from embedding_pipeline.vector_store.edge import EdgeStore; "
-    "s = EdgeStore(sys.argv[1], purpose='holding test'); print('open', flush=True); time.sleep(float(sys.argv[2]))"
-)
-
-
-def hold_store(path, seconds: float) -> subprocess.Popen:
-    """Another process (a run, a search) with the embedded store open."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "open"
-    return holder
-
 
 def test_a_busy_embedded_store_is_waited_for_with_a_message_naming_the_holder(tmp_path):
-    holder = hold_store(tmp_path, 3)
+    holder = hold_store(tmp_path)  # gives the store up once this process waits for it
     messages = []
-    started = time.monotonic()
     with resource("qdrant", path=str(tmp_path)).get_store(report=messages.append) as store:
         assert store.collections() == []
-    assert time.monotonic() - started > 1.5
     assert f"held by pid {holder.pid} (holding test, since" in messages[0]
-    holder.wait()
+    assert holder.wait() == 0
 
 
 def test_waiting_has_a_limit_with_a_clear_error(tmp_path):
-    holder = hold_store(tmp_path, 10)
+    holder = hold_store(tmp_path, until="killed")
     try:
         busy = pytest.raises(StoreBusy, match=f"still held by pid {holder.pid}")
         with busy, resource("qdrant", path=str(tmp_path), lock_wait_seconds=1).get_store():

@@ -1,17 +1,20 @@
 """The pipeline's resources, built from the settings: the one place that turns settings into clients."""
 
+import os
+
+import dagster as dg
+
 from embedding_pipeline.resources.chunker import TextChunker
-from embedding_pipeline.resources.content_source import (
-    DEFAULT_CHANGES_QUERY,
-    DEFAULT_CONTENT_FILES_QUERY,
-    DEFAULT_FINGERPRINT_QUERY,
-    DEFAULT_RESOURCES_QUERY,
-    ContentSource,
-)
+from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.resources.encoders import dense_encoder_class, sparse_encoder_class
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.settings import Settings, secret_env
+from embedding_pipeline.settings import Settings
+
+
+def secret_env(name: str, fallback: str | None = None):
+    """An env var Dagster shows by name, never by value (it may hold a password or a key)."""
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else fallback
 
 
 def build_resources(settings: Settings) -> dict:
@@ -19,10 +22,10 @@ def build_resources(settings: Settings) -> dict:
         "content_source": ContentSource(
             database_url=secret_env("CONTENT_DATABASE_URL", settings.content_database_url),
             batch_size=settings.qdrant_chunk_size,
-            resources_query=settings.resources_query or DEFAULT_RESOURCES_QUERY,
-            content_files_query=settings.content_files_query or DEFAULT_CONTENT_FILES_QUERY,
-            changes_query=settings.changes_query or DEFAULT_CHANGES_QUERY,
-            fingerprint_query=settings.fingerprint_query or DEFAULT_FINGERPRINT_QUERY,
+            resources_query=settings.resources_query,
+            content_files_query=settings.content_files_query,
+            changes_query=settings.changes_query,
+            fingerprint_query=settings.fingerprint_query,
         ),
         "chunker": TextChunker(
             encoding_name=settings.token_encoding_name,

@@ -8,6 +8,8 @@ They are the flags of the old `generate_embeddings` command, which `embedding-pi
 import dagster as dg
 from pydantic import Field
 
+from embedding_pipeline.partition.plan import RunOptions
+
 
 class EmbedOptions(dg.ConfigurableResource):
     """Every field has a default: a run's config names only the switches it sets."""
@@ -30,14 +32,20 @@ class EmbedOptions(dg.ConfigurableResource):
         default=False,
         description="Embed the learning resources only; content-file points stay as they are (--skip-contentfiles).",
     )
-
     allow_mass_deletion: bool = Field(
         default=False,
         description="Let this run delete more than QDRANT_MAX_DELETE_SHARE of the partition's points, or all of "
         "them (the source really lost them); without it such a run fails before deleting anything.",
     )
 
-    @property
-    def scoped(self) -> bool:
-        """The run covers only part of the partition."""
-        return bool(self.resource_ids) or self.skip_content_files
+    def run_options(self, batch_size: int, upload_batch_size: int, max_delete_share: float) -> RunOptions:
+        """These switches with the sizes and the deletion limit the settings give."""
+        return RunOptions(
+            batch_size=batch_size,
+            upload_batch_size=upload_batch_size,
+            force=self.force_reembed,
+            resource_ids=frozenset(self.resource_ids),
+            content_files=not self.skip_content_files,
+            max_delete_share=None if self.allow_mass_deletion else max_delete_share,
+            recreate_collections=self.recreate_collections,
+        )

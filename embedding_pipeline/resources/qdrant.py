@@ -13,7 +13,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from embedding_pipeline.vector_store import VectorStore
+from embedding_pipeline.vector_store import StoreUnavailable, VectorStore
+from embedding_pipeline.vector_store.aliases import CollectionNames
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,14 @@ class QdrantResource(dg.ConfigurableResource):
 
             from embedding_pipeline.vector_store.server import ServerStore
 
-            store = ServerStore(QdrantClient(url=self.host, api_key=self.api_key or None, timeout=self.timeout))
+            store = ServerStore(
+                QdrantClient(url=self.host, api_key=(self.api_key or "").strip() or None, timeout=self.timeout)
+            )
             try:
                 store.collections()  # a server that does not answer is named now, before a run spends anything
             except ResponseHandlingException as error:
                 store.close()
-                raise dg.Failure(f"QDRANT_HOST={self.host}: the Qdrant server does not answer: {error}") from None
+                raise StoreUnavailable(f"QDRANT_HOST={self.host}: the Qdrant server does not answer: {error}") from None
             return store
         if not self.path:
             raise ValueError("Qdrant needs either a server URL (QDRANT_HOST) or an embedded store path (QDRANT_PATH)")
@@ -119,9 +122,8 @@ class QdrantResource(dg.ConfigurableResource):
         except StoreBusy:
             raise
         except OSError as error:  # not a folder, read-only, a full disk: named before a run spends anything
-            raise dg.Failure(
-                f"QDRANT_PATH={self.path}: the embedded Qdrant cannot use this folder: {error.strerror or error}",
-                allow_retries=False,
+            raise StoreUnavailable(
+                f"QDRANT_PATH={self.path}: the embedded Qdrant cannot use this folder: {error.strerror or error}"
             ) from None
 
     @property
@@ -129,10 +131,10 @@ class QdrantResource(dg.ConfigurableResource):
         """Which Qdrant: the server's URL, or the embedded store's folder."""
         return self.host or str(Path(self.path).resolve())
 
+    def collection_names(self) -> CollectionNames:
+        """The aliases searches use and the physical collections this version of the vectors fills."""
+        return CollectionNames(self.base_collection_name, self.vectors_version)
+
     def alias(self, kind: str) -> str:
         """The name searches use: an alias of the physical collection."""
-        return f"{self.base_collection_name}.{kind}"
-
-    def physical_name(self, kind: str, version: str) -> str:
-        """The physical collection for one set of models and chunking settings."""
-        return f"{self.base_collection_name}.{kind}.{version}"
+        return self.collection_names().alias(kind)

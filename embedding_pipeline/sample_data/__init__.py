@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from embedding_pipeline.resources.content_source import content_files, learning_resources, metadata
+from embedding_pipeline.content.schema import content_files, learning_resources, metadata
 
 HERE = Path(__file__).parent
 SAMPLE_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedding_pipeline.errors import PermanentError
+
 # Qdrant's own default for reciprocal rank fusion (the server's and qdrant-client's): both
 # implementations fuse with it, so hybrid scores agree.
 RRF_K = 2
@@ -65,8 +67,12 @@ class UnknownResource(LookupError):
     """No point in `{base}.resources` has the platform and readable id asked for."""
 
 
-class CollectionMismatch(ValueError):
+class CollectionMismatch(PermanentError):
     """An existing collection's vectors do not fit the encoder: a setting is wrong, retrying won't help."""
+
+
+class StoreUnavailable(PermanentError):
+    """The store named by QDRANT_HOST or QDRANT_PATH cannot be used (no answer, not a writable folder)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import pytest
 
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.vector_store import CollectionSpec, Point
-from embedding_pipeline_tests.conftest import ASSETS
+from embedding_pipeline_tests.helpers import ASSETS
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

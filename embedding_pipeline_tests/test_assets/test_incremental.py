@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from embedding_pipeline.run_state import heads_path
+from embedding_pipeline.run_state import heads_file
 from embedding_pipeline.sample_data import HERE
 from embedding_pipeline.vector_store import Point
 
@@ -44,9 +44,9 @@ def test_nothing_changed_nothing_embedded(embedded):
 
 
 def test_a_damaged_heads_file_costs_only_a_read_of_qdrant(embedded):
-    heads_file = heads_path(embedded.instance, "video")
-    assert heads_file.exists()
-    heads_file.write_bytes(b"not parquet")
+    saved = heads_file(embedded.instance, "video").path
+    assert saved.exists()
+    saved.write_bytes(b"not parquet")
     result = embedded.materialize("video")
     points = embedded.metadata(result, "qdrant_points")
     assert points["heads_from"] == "Qdrant" and points["points_upserted"] == 0

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.content.schema import content_files, learning_resources
 from embedding_pipeline.partitions import RESOURCE_TYPES
-from embedding_pipeline.resources.content_source import content_files, learning_resources
 from embedding_pipeline.search import search
 
 
@@ -52,7 +52,7 @@ def test_a_query_finds_the_content_chunk_that_answers_it(embedded_pipeline):
 
 
 def test_content_chunks_are_within_the_token_limit_and_long_documents_are_split(embedded_pipeline):
-    chunker = embedded_pipeline.resources["chunker"]
+    chunker = embedded_pipeline.resources["chunker"].get_chunker()
     payloads = _payloads(embedded_pipeline, "content_files")
     assert max(chunker.count_tokens(p["chunk_content"]) for p in payloads) <= chunker.chunk_size
     per_file = pd.Series([p["key"] for p in payloads]).value_counts()

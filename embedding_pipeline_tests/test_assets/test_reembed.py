@@ -65,7 +65,7 @@ def test_old_collections_are_kept_when_asked(pipeline):
 
 
 def test_changing_models_or_chunking_changes_the_code_versions_the_ui_compares(monkeypatch):
-    import embedding_pipeline.definitions as definitions
+    from embedding_pipeline import definitions
 
     def code_versions() -> dict[str, str]:
         graph = importlib.reload(definitions).defs.resolve_asset_graph()

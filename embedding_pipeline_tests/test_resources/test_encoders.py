@@ -1,12 +1,12 @@
 """The encoders: the offline ONNX model against the torch model, BM25 offline, the class lookup."""
 
-import dagster as dg
 import numpy as np
 import pytest
 
+from embedding_pipeline.embedding import ModelMissing
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
-from embedding_pipeline_tests.conftest import resource
+from embedding_pipeline_tests.helpers import resource
 
 TEXTS = [
     "Introduction to Computer Science and Programming Using Python",
@@ -20,9 +20,9 @@ TEXTS = [
 class CountingEncoder(FastEmbedEncoder):
     """Records the batches the model receives (the real model still embeds them)."""
 
-    def embed_batch(self, texts):
+    def embed_batch(self, texts, stats):
         self.__dict__.setdefault("batches", []).append(list(texts))
-        return super().embed_batch(texts)
+        return super().embed_batch(texts, stats)
 
 
 def test_pipeline_vectors_match_the_torch_model(model_dir):
@@ -34,7 +34,7 @@ def test_pipeline_vectors_match_the_torch_model(model_dir):
     )
     torch_model = SentenceTransformer(str(get_model_path()), device="cpu")
     expected = torch_model.encode(TEXTS, normalize_embeddings=True)
-    got = ours.embed_documents(TEXTS)
+    got = ours.embed_documents(TEXTS).vectors
     assert got.shape == (len(TEXTS), 384) and ours.dim == 384
     cosines = (got * expected).sum(axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
     assert cosines.min() >= 0.9999, cosines
@@ -45,7 +45,7 @@ def test_each_distinct_text_is_embedded_once_in_length_order(model_dir):
         model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=2
     )
     texts = ["a much longer text about eigenvalues", "short", "medium length text", "short"]
-    vectors = encoder.embed_documents(texts)
+    vectors = encoder.embed_documents(texts).vectors
     assert encoder.batches == [["short", "medium length text"], ["a much longer text about eigenvalues"]]
     np.testing.assert_array_equal(vectors[1], vectors[3])
     np.testing.assert_allclose(vectors[0], encoder.embed_query(texts[0]), atol=1e-5)
@@ -55,7 +55,7 @@ def test_a_missing_model_directory_says_how_to_build_it(tmp_path):
     encoder = FastEmbedEncoder(
         model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(tmp_path), batch_size=32
     )
-    with pytest.raises(dg.Failure, match="QDRANT_DENSE_MODEL_PATH=.*embedding-pipeline setup"):
+    with pytest.raises(ModelMissing, match="QDRANT_DENSE_MODEL_PATH=.*embedding-pipeline setup"):
         encoder.embed_query("anything")
 
 

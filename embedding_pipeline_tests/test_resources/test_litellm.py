@@ -49,14 +49,16 @@ def _openai(server: EmbeddingServer, **fields) -> LiteLLMEncoder:
 
 
 def _reference(model_dir, texts) -> np.ndarray:
-    return FastEmbedEncoder(
-        model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32
-    ).embed_documents(texts)
+    return (
+        FastEmbedEncoder(model_name="sentence-transformers/all-MiniLM-L6-v2", model_path=str(model_dir), batch_size=32)
+        .embed_documents(texts)
+        .vectors
+    )
 
 
 def test_openai_api_returns_the_local_models_vectors_in_batches_by_count(openai_server, model_dir):
     encoder = _openai(openai_server, batch_size=3)
-    vectors = encoder.embed_documents(TEXTS)
+    vectors = encoder.embed_documents(TEXTS).vectors
     np.testing.assert_allclose(vectors, _reference(model_dir, TEXTS), atol=1e-5)
     assert [len(b) for b in openai_server.batches()] == [3, 3, 1]
     assert all(r["authorization"] == "Bearer sk-test-key" for r in openai_server.requests)
@@ -80,7 +82,7 @@ def test_ollama_api_from_the_users_settings(ollama_server, model_dir, monkeypatc
     assert settings.litellm_custom_provider == "ollama"
     encoder = dense_encoder_class(settings.qdrant_encoder).from_settings(settings)
     assert isinstance(encoder, LiteLLMEncoder)
-    vectors = encoder.embed_documents(TEXTS)
+    vectors = encoder.embed_documents(TEXTS).vectors
     np.testing.assert_allclose(vectors, _reference(model_dir, TEXTS), atol=1e-5)
     assert {r["path"] for r in ollama_server.requests} == {"/api/embed"}
     assert ollama_server.requests[0]["model"] == "all-minilm"
@@ -100,19 +102,19 @@ def test_rate_limits_and_server_errors_are_retried_honouring_retry_after(openai_
     encoder = _openai(openai_server)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING):
-        vectors = encoder.embed_documents(TEXTS[:2])
+        result = encoder.embed_documents(TEXTS[:2])
     assert time.monotonic() - started >= 1.0  # waited as the server asked
     assert len(openai_server.requests) == 5 and len(openai_server.batches()) == 1
-    assert encoder.stats == {"requests": 5, "retries": 4, "texts_truncated": 0}
-    assert not np.isnan(vectors).any()
+    assert result.stats == {"requests": 5, "retries": 4, "texts_truncated": 0}
+    assert not np.isnan(result.vectors).any()
     assert "RateLimitError" in caplog.text and "sk-test-key" not in caplog.text
 
 
 def test_a_slow_answer_times_out_and_is_retried(openai_server):
     openai_server.faults.append(("delay", 3))
     encoder = _openai(openai_server, request_timeout=1)
-    vectors = encoder.embed_documents(TEXTS[:3])
-    assert encoder.stats["retries"] == 1 and vectors.shape == (3, 384)
+    result = encoder.embed_documents(TEXTS[:3])
+    assert result.stats["retries"] == 1 and result.vectors.shape == (3, 384)
 
 
 def test_retries_run_out_with_the_error(openai_server):
@@ -126,8 +128,9 @@ def test_a_refused_input_is_isolated_and_the_rest_embedded(openai_server, model_
     openai_server.reject = {"BROKEN"}
     texts = TEXTS + ["A BROKEN text the provider refuses"]
     encoder = _openai(openai_server)
-    vectors = encoder.embed_documents(texts)
-    assert list(encoder.rejected) == [texts[-1]] and "Invalid input" in encoder.rejected[texts[-1]]
+    result = encoder.embed_documents(texts)
+    vectors = result.vectors
+    assert list(result.rejected) == [texts[-1]] and "Invalid input" in result.rejected[texts[-1]]
     assert np.isnan(vectors[-1]).all() and not np.isnan(vectors[:-1]).any()
     np.testing.assert_allclose(vectors[:-1], _reference(model_dir, TEXTS), atol=1e-5)
     assert max(len(b) for b in openai_server.batches()) < len(texts)  # it was split
@@ -136,9 +139,9 @@ def test_a_refused_input_is_isolated_and_the_rest_embedded(openai_server, model_
 def test_over_long_texts_are_cut_to_the_input_limit(openai_server):
     long_text = "word " * 60
     encoder = _openai(openai_server, max_input_tokens=10)
-    encoder.embed_documents([long_text, "short"])
+    result = encoder.embed_documents([long_text, "short"])
     sent = {t: n for r in openai_server.requests for t, n in zip(r["inputs"], r["tokens"])}
-    assert max(sent.values()) == 10 and encoder.stats["texts_truncated"] == 1
+    assert max(sent.values()) == 10 and result.stats["texts_truncated"] == 1
     assert len(ENCODING.encode(long_text)) > 50
 
 

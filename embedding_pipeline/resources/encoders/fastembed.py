@@ -1,46 +1,50 @@
-"""fastembed (ONNX Runtime) encoders: the default dense model and BM25."""
+"""fastembed (ONNX Runtime) encoders: the default dense model and BM25.
+
+fastembed and ONNX Runtime are imported when a model is first loaded, not with this module: a
+process that embeds nothing (a sensor tick, a run with nothing to do) never pays for them.
+"""
 
 import functools
 import json
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
-from fastembed import SparseTextEmbedding, TextEmbedding
-from fastembed.common.model_description import ModelSource, PoolingType
 from pydantic import Field
 
+from embedding_pipeline.embedding import ModelMissing
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.vector_store import SparseVector
 
 BUNDLED_BM25_DIR = Path(__file__).parent / "bm25"
-
-
 # Models are loaded once per process (about 0.1 s each): the runs one process executes one after
 # another (the CLI's eight partitions) share them, as they share the ONNX Runtime's threads.
 MODELS_KEPT = 4
 
 
 @functools.lru_cache(maxsize=MODELS_KEPT)
-def _text_model(model_name: str, model_path: str, threads: int | None) -> TextEmbedding:
+def _text_model(model_name: str, model_path: str, threads: int | None):
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
     path = Path(model_path) if model_path else None
-    if path is not None:
-        known = {d.model for d in TextEmbedding._list_supported_models()}
-        if model_name not in known:
-            hidden_size = json.loads((path / "config.json").read_text())["hidden_size"]
-            TextEmbedding.add_custom_model(
-                model=model_name,
-                pooling=PoolingType.MEAN,
-                normalization=True,
-                sources=ModelSource(hf=model_name),
-                dim=hidden_size,
-                model_file="model.onnx",
-            )
+    if path is not None and model_name not in {d.model for d in TextEmbedding._list_supported_models()}:
+        TextEmbedding.add_custom_model(
+            model=model_name,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf=model_name),
+            dim=json.loads((path / "config.json").read_text())["hidden_size"],
+            model_file="model.onnx",
+        )
     return TextEmbedding(model_name, specific_model_path=str(path) if path else None, threads=threads)
 
 
 @functools.lru_cache(maxsize=MODELS_KEPT)
-def _sparse_model(model_name: str, model_path: str) -> SparseTextEmbedding:
+def _sparse_model(model_name: str, model_path: str):
+    from fastembed import SparseTextEmbedding
+
     return SparseTextEmbedding(model_name, specific_model_path=model_path or None)
 
 
@@ -72,13 +76,12 @@ class FastEmbedEncoder(DenseEncoder):
 
     def check(self) -> None:
         if self.model_path and not (Path(self.model_path) / "model.onnx").exists():
-            raise dg.Failure(
+            raise ModelMissing(
                 f"QDRANT_DENSE_MODEL_PATH={self.model_path}: no model.onnx for {self.model_name}; run "
-                "`embedding-pipeline setup` to build the default model, or point it at an ONNX model directory",
-                allow_retries=False,
+                "`embedding-pipeline setup` to build the default model, or point it at an ONNX model directory"
             )
 
-    def _load(self) -> TextEmbedding:
+    def _load(self):
         self.check()
         return _text_model(self.model_name, self.model_path, self.threads)
 
@@ -90,7 +93,7 @@ class FastEmbedEncoder(DenseEncoder):
             return int(json.loads(config.read_text())["hidden_size"])
         return self._load().embedding_size
 
-    def embed_batch(self, texts: list[str]) -> np.ndarray:
+    def embed_batch(self, texts: list[str], stats: Counter) -> np.ndarray:
         return np.stack(list(self._load().embed(texts, batch_size=len(texts))))
 
 
@@ -109,7 +112,7 @@ class SparseEncoder(dg.ConfigurableResource):
         path = {"model_path": settings.qdrant_sparse_model_path} if settings.qdrant_sparse_model_path else {}
         return cls(model_name=settings.qdrant_sparse_model, **path)
 
-    def _load(self) -> SparseTextEmbedding:
+    def _load(self):
         return _sparse_model(self.model_name, self.model_path)
 
     @property
@@ -119,6 +122,8 @@ class SparseEncoder(dg.ConfigurableResource):
     @property
     def uses_idf(self) -> bool:
         """BM25's document vectors hold term frequencies only; Qdrant applies the IDF."""
+        from fastembed import SparseTextEmbedding
+
         return any(d.model == self.model_name and d.requires_idf for d in SparseTextEmbedding._list_supported_models())
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:

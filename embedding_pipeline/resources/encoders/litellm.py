@@ -2,40 +2,51 @@
 
 Batches are cut by an input count and a token budget, over-long texts are cut to the model's input
 limit, transient failures (429, 5xx, timeouts, resets) are retried with exponential backoff and
-jitter honouring Retry-After, and a request refused because of one input is split (in the base
-class) until that input is alone.
+jitter honouring Retry-After (tenacity), and a request refused because of one input is split
+(`embedding.embed_distinct`) until that input is alone. LiteLLM is imported at the first request.
 """
 
+import functools
 import logging
-import random
-import time
+import os
+from collections import Counter
 from collections.abc import Iterator
-from functools import cached_property
 
-import litellm
 import numpy as np
-import tiktoken
+import tenacity
 from pydantic import Field, PrivateAttr
 
-from embedding_pipeline.resources.encoders.base import DenseEncoder, RejectedInput
-from embedding_pipeline.settings import secret_env
+from embedding_pipeline.chunking import encoding
+from embedding_pipeline.embedding import RejectedInput
+from embedding_pipeline.resources.encoders.base import DenseEncoder
 
 log = logging.getLogger(__name__)
 
-# LiteLLM turns max_retries=0 into its default (2) for OpenAI clients; the retries here are ours
-# (backoff with jitter, Retry-After, counted), so its own default must be none.
-litellm.DEFAULT_MAX_RETRIES = 0
 
-TRANSIENT = (
-    litellm.RateLimitError,
-    litellm.InternalServerError,
-    litellm.ServiceUnavailableError,
-    litellm.APIConnectionError,
-    litellm.Timeout,
-)
+@functools.cache
+def _litellm():
+    """LiteLLM, loaded offline: it fetches a model cost map at import unless told to use its bundled copy."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    # LiteLLM turns max_retries=0 into its default (2) for OpenAI clients; the retries here are ours
+    # (backoff with jitter, Retry-After, counted), so its own default must be none.
+    litellm.DEFAULT_MAX_RETRIES = 0
+    return litellm
 
 
-def _retry_after(error: Exception) -> float | None:
+def _transient() -> tuple[type[Exception], ...]:
+    litellm = _litellm()
+    return (
+        litellm.RateLimitError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.APIConnectionError,
+        litellm.Timeout,
+    )
+
+
+def _retry_after(error: BaseException | None) -> float | None:
     """Seconds the server asked us to wait (Retry-After), if it said."""
     response = getattr(error, "response", None)
     value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
@@ -65,6 +76,8 @@ class LiteLLMEncoder(DenseEncoder):
 
     @classmethod
     def from_settings(cls, settings) -> "LiteLLMEncoder":
+        from embedding_pipeline.resources import secret_env
+
         return cls(
             model_name=settings.qdrant_dense_model,
             batch_size=settings.litellm_batch_max_inputs,
@@ -76,21 +89,17 @@ class LiteLLMEncoder(DenseEncoder):
             api_key=secret_env("OPENAI_API_KEY"),
         )
 
-    @cached_property
-    def _encoding(self) -> tiktoken.Encoding:
-        return tiktoken.get_encoding(self.token_encoding_name)
-
     def _tokens(self, text: str) -> list[int]:
-        return self._encoding.encode(text, disallowed_special=())
+        return encoding(self.token_encoding_name).encode(text, disallowed_special=())
 
     @property
     def dim(self) -> int:
         """From LiteLLM's model info when it knows the model, else from one embedding call."""
         if self._dim is None:
             try:
-                self._dim = int(litellm.get_model_info(self.model_name)["output_vector_size"])
+                self._dim = int(_litellm().get_model_info(self.model_name)["output_vector_size"])
             except Exception:
-                self._dim = len(self._request(["dimension probe"])[0])
+                self._dim = len(self._request(["dimension probe"], Counter())[0])
         return self._dim
 
     def batches(self, texts: list[str]) -> Iterator[list[str]]:
@@ -106,42 +115,50 @@ class LiteLLMEncoder(DenseEncoder):
         if batch:
             yield batch
 
-    def embed_batch(self, texts: list[str]) -> np.ndarray:
+    def embed_batch(self, texts: list[str], stats: Counter) -> np.ndarray:
         cut = []
         for text in texts:
             tokens = self._tokens(text)
             if len(tokens) > self.max_input_tokens:
-                self.count("texts_truncated")
-                text = self._encoding.decode(tokens[: self.max_input_tokens])
+                stats["texts_truncated"] += 1
+                text = encoding(self.token_encoding_name).decode(tokens[: self.max_input_tokens])
             cut.append(text)
-        vectors = self._request(cut)
+        vectors = self._request(cut, stats)
         self._dim = vectors.shape[1]  # what the server really returns wins over model info
         return vectors
 
-    def _request(self, texts: list[str]) -> np.ndarray:
-        for attempt in range(self.max_retries + 1):
-            self.count("requests")
-            try:
-                response = litellm.embedding(
-                    model=self.model_name,
-                    input=texts,
-                    api_base=self.api_base or None,
-                    api_key=self.api_key or None,
-                    custom_llm_provider=self.custom_provider or None,
-                    timeout=self.request_timeout,
-                )
-                return np.array([item["embedding"] for item in response.data], dtype=np.float32)
-            except litellm.BadRequestError as error:
-                raise RejectedInput(f"refused by {self.model_name}: {error.message[:300]}") from None
-            except TRANSIENT as error:
-                if attempt == self.max_retries:
-                    raise
-                self.count("retries")
-                backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
-                wait = _retry_after(error) or random.uniform(backoff / 2, backoff)
-                log.warning(
-                    "%s from %s (attempt %d of %d); retrying in %.1fs",
-                    type(error).__name__, self.model_name, attempt + 1, self.max_retries + 1, wait,
-                )  # fmt: skip
-                time.sleep(wait)
-        raise AssertionError("unreachable")
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Retry-After when the server says it; else exponential backoff with jitter (half to all of it)."""
+        asked = _retry_after(state.outcome.exception() if state.outcome else None)
+        backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (state.attempt_number - 1))
+        return asked if asked is not None else tenacity.wait_random(backoff / 2, backoff)(state)
+
+    def _request(self, texts: list[str], stats: Counter) -> np.ndarray:
+        litellm = _litellm()
+
+        def retrying(state: tenacity.RetryCallState) -> None:
+            stats["retries"] += 1
+            log.warning(
+                "%s from %s (attempt %d of %d); retrying in %.1fs",
+                type(state.outcome.exception()).__name__, self.model_name, state.attempt_number,
+                self.max_retries + 1, state.next_action.sleep,
+            )  # fmt: skip
+
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_transient()),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            before_sleep=retrying,
+            reraise=True,
+        ):
+            with attempt:
+                stats["requests"] += 1
+                try:
+                    response = litellm.embedding(
+                        model=self.model_name, input=texts, api_base=self.api_base or None,
+                        api_key=(self.api_key or "").strip() or None, custom_llm_provider=self.custom_provider or None,
+                        timeout=self.request_timeout,
+                    )  # fmt: skip
+                except litellm.BadRequestError as error:
+                    raise RejectedInput(f"refused by {self.model_name}: {error.message[:300]}") from None
+        return np.array([item["embedding"] for item in response.data], dtype=np.float32)

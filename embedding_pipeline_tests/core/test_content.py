@@ -4,7 +4,8 @@ import sqlite3
 
 import pytest
 
-from embedding_pipeline.resources.content_source import DEFAULT_CONTENT_FILES_QUERY, ContentSource, ContentSourceError
+from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries
+from embedding_pipeline.content.schema import DEFAULT_CONTENT_FILES_QUERY
 from embedding_pipeline.sample_data import load_sample_data
 
 
@@ -16,7 +17,7 @@ def database_url(tmp_path):
 
 
 def test_default_queries_list_the_published_records_of_one_type_then_read_them_by_id(database_url):
-    with ContentSource(batch_size=100, database_url=database_url).reader("course") as reader:
+    with ContentDatabase(database_url).reader("course") as reader:
         resources, files = list(reader.list_resources()), list(reader.list_content_files())
         assert "title" in resources[0] and "content" not in files[0]  # a resource's fields, never a file's text
         assert len(resources) == 8 and "ocw-11.001-retired" not in {r["readable_id"] for r in resources}
@@ -60,7 +61,7 @@ def test_a_sqlite_file_never_analyzed_gets_statistics_so_files_are_read_by_id(da
     db.commit()
     db.close()
     assert "SEARCH cf USING INTEGER PRIMARY KEY" not in _plan_of_reading_files_by_id(tmp_path / "content.db")
-    with ContentSource(batch_size=100, database_url=database_url).reader("course") as reader:
+    with ContentDatabase(database_url).reader("course") as reader:
         files = list(reader.list_content_files())
         assert len(reader.content_files([f["id"] for f in files[:100]])) == 100
     assert _plan_of_reading_files_by_id(tmp_path / "content.db").startswith("SEARCH cf USING INTEGER PRIMARY KEY")
@@ -69,7 +70,7 @@ def test_a_sqlite_file_never_analyzed_gets_statistics_so_files_are_read_by_id(da
 def test_a_sqlite_file_opened_read_only_is_read_as_it_is(database_url, tmp_path):
     """Statistics are not gathered where the file may not be written; nothing else changes."""
     read_only = f"sqlite:///file:{tmp_path / 'content.db'}?mode=ro&uri=true"
-    with ContentSource(batch_size=100, database_url=read_only).reader("course") as reader:
+    with ContentDatabase(read_only).reader("course") as reader:
         assert len(list(reader.list_resources())) == 8
 
 
@@ -84,10 +85,9 @@ def test_a_user_query_can_map_other_tables(database_url):
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE VIEW catalogue AS SELECT * FROM learning_resources"))
-    source = ContentSource(
-        batch_size=100,
-        database_url=database_url,
-        resources_query="SELECT * FROM catalogue WHERE resource_type = :resource_type AND platform = 'ocw'",
+    source = ContentDatabase(
+        database_url,
+        Queries(resources="SELECT * FROM catalogue WHERE resource_type = :resource_type AND platform = 'ocw'"),
     )
     with source.reader("course") as reader:
         resources = list(reader.list_resources())
@@ -96,13 +96,39 @@ def test_a_user_query_can_map_other_tables(database_url):
 
 
 def test_a_query_missing_columns_names_them(database_url):
-    source = ContentSource(
-        batch_size=100,
-        database_url=database_url,
-        resources_query="SELECT id, title FROM learning_resources WHERE resource_type = :resource_type",
+    source = ContentDatabase(
+        database_url, Queries(resources="SELECT id, title FROM learning_resources WHERE resource_type = :resource_type")
     )
     with (
         pytest.raises(ContentSourceError, match="resources_query returned no column.*readable_id"),
         source.reader("course") as reader,
     ):
         list(reader.list_resources())
+
+
+def test_the_sensors_marker_moves_with_any_edit_and_fingerprints_name_the_type(database_url):
+    database = ContentDatabase(database_url)
+    marker, fingerprints = database.change_marker(), database.fingerprints()
+    assert database.change_marker() == marker and len(fingerprints) == 8
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE content_files SET updated_on = '2030-01-01' WHERE key = 'lab-safety.md'"))
+    engine.dispose()
+    changed = database.fingerprints()
+    assert database.change_marker() != marker
+    assert [t for t in fingerprints if fingerprints[t] != changed[t]] == ["document"]
+
+
+def test_a_missing_sqlite_file_is_named_and_never_created(tmp_path):
+    missing = tmp_path / "nowhere.db"
+    with pytest.raises(ContentSourceError, match=f"CONTENT_DATABASE_URL=sqlite:///{missing}: no database file"):
+        ContentDatabase(f"sqlite:///{missing}").change_marker()
+    assert not missing.exists()
+
+
+def test_a_password_in_the_url_is_never_shown():
+    with pytest.raises(ContentSourceError) as error:
+        ContentDatabase("postgresql://reader:s3cret@127.0.0.1:9/content").change_marker()
+    assert "s3cret" not in str(error.value) and "reader:***@127.0.0.1:9" in str(error.value)

@@ -1,66 +1,26 @@
-"""From source rows to Qdrant points: record identity, fingerprints, texts and payloads.
+"""From a record's full row to its points: the texts to embed and the payloads searches read.
 
-A record is a learning resource (one point) or a content file (one point per chunk). Its id and
-its points' ids are uuid5 of its key parts encoded as a JSON list, so no two records can share a
-point however their parts look (`mitx.ocw` + `18` and `mitx` + `ocw.18` stay apart). The first
-point of a record is its head: it carries the record's fingerprint, which tells a later run
-whether the record changed.
+The first point of a record is its head: it carries the record's fingerprint, which tells a later
+run whether the record changed, and its number of points.
 """
 
-import hashlib
 import json
-import math
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from embedding_pipeline.resources.chunker import TextChunker
+from embedding_pipeline.chunking import Chunker
+from embedding_pipeline.digests import digest, text_hash
+from embedding_pipeline.partition.records import Record, RecordError, missing, point_ids, text_field
 
-NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4c47-9a55-2f1f7d0c8e21")  # this project's uuid5 namespace
 MARKDOWN_EXTENSIONS = {".md", ".markdown"}
 # Bumped when ids, payloads or fingerprints change shape: it enters the collections' version, so
 # a change moves a deployment to new collections by the usual re-embed backfill.
 POINTS_LAYOUT = 3
 
 
-class RecordError(ValueError):
-    """A source record that cannot be embedded; names the record and the field."""
-
-    def __init__(self, record: str, field: str, problem: str):
-        super().__init__(f"{record}: field '{field}' {problem}")
-
-
-def stable_id(*parts) -> str:
-    return str(uuid.uuid5(NAMESPACE, json.dumps([str(p) for p in parts])))
-
-
-def digest(*values) -> str:
-    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def text_field(row: Mapping, field: str, record: str, required: bool = False) -> str:
-    value = row.get(field)
-    if _missing(value):
-        value = ""
-    if not isinstance(value, str):
-        raise RecordError(record, field, f"must be text, got {type(value).__name__}")
-    if required and not value.strip():
-        raise RecordError(record, field, "is empty")
-    return value.strip()
-
-
 def topics(row: Mapping, record: str) -> list[str]:
     """Topics arrive as a JSON list in text (SQLite), as an array (PostgreSQL) or not at all."""
     value = row.get("topics")
-    if _missing(value):
+    if missing(value):
         return []
     if isinstance(value, str):
         try:
@@ -70,63 +30,6 @@ def topics(row: Mapping, record: str) -> list[str]:
     if not hasattr(value, "__iter__") or isinstance(value, (str, dict, bytes)):
         raise RecordError(record, "topics", f"must be a list of names, got {type(value).__name__}")
     return [str(topic) for topic in value]
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record of the listing: who it is and what its listed columns look like now."""
-
-    kind: str  # "resource" or "content_file"
-    source_id: int
-    record_id: str
-    record_key: str  # for people: platform.readable_id[.run.key]
-    fingerprint: str
-    resource_id: int | None = None  # a content file's resource
-    size: int = 0  # characters in the listed columns: a resource's text is about that long
-
-    @property
-    def collection(self) -> str:
-        return "resources" if self.kind == "resource" else "content_files"
-
-
-def resource_record(row: Mapping) -> Record:
-    """A listed resource as a record; its fingerprint covers every listed column (all shape its point)."""
-    where = f"learning_resources id={row['id']}"
-    platform = text_field(row, "platform", where, required=True)
-    readable_id = text_field(row, "readable_id", where, required=True)
-    return Record(
-        kind="resource",
-        source_id=int(row["id"]),
-        record_id=stable_id("resource", platform, readable_id),
-        record_key=f"{platform}.{readable_id}",
-        fingerprint=digest(row),
-        size=sum(len(value) for value in row.values() if isinstance(value, str)),
-    )
-
-
-def content_file_record(row: Mapping, resource: Record) -> Record:
-    """A listed content file (id, resource_id, run_readable_id, key, updated_on, checksum) of a listed resource.
-
-    Its fingerprint includes its resource's: the file's payload repeats the resource's title and ids.
-    """
-    where = f"content_files id={row['id']}"
-    run = text_field(row, "run_readable_id", where)
-    key = text_field(row, "key", where, required=True)
-    return Record(
-        kind="content_file",
-        source_id=int(row["id"]),
-        record_id=stable_id("content_file", resource.record_id, run, key),
-        record_key=f"{resource.record_key}.{run}.{key}",
-        fingerprint=digest(row["id"], row.get("updated_on"), row.get("checksum"), resource.fingerprint),
-        resource_id=resource.source_id,
-    )
-
-
-def point_ids(record: Record, count: int) -> list[str]:
-    """The ids of a record's points: the record id for a resource, one per chunk for a content file."""
-    if record.kind == "resource":
-        return [record.record_id]
-    return [stable_id(record.record_id, number) for number in range(count)]
 
 
 def _point(record: Record, number: int, count: int, pid: str, text: str, tokens: int, payload: dict) -> dict:
@@ -152,7 +55,7 @@ def _point(record: Record, number: int, count: int, pid: str, text: str, tokens:
     }
 
 
-def resource_points(record: Record, row: Mapping, chunker: TextChunker) -> list[dict]:
+def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
     """The resource's single point: its title, descriptions and topics, cut to the chunk size."""
     key = record.record_key
     title = text_field(row, "title", key, required=True)
@@ -181,7 +84,7 @@ def resource_points(record: Record, row: Mapping, chunker: TextChunker) -> list[
     return [_point(record, 0, 1, record.record_id, text, chunker.count_tokens(text), payload)]
 
 
-def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker: TextChunker) -> list[dict]:
+def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker: Chunker) -> list[dict]:
     """The file's chunks: token-sized, Markdown split on headers first."""
     key = record.record_key
     content = text_field(row, "content", key, required=True)
@@ -217,7 +120,7 @@ def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker
 
 def _date(value) -> str | None:
     """Dates as ISO text in payloads, whatever type the driver returned."""
-    if _missing(value):
+    if missing(value):
         return None
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 

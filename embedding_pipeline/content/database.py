@@ -1,0 +1,268 @@
+"""Reading the content database: one connection per use, the configured queries, errors named by setting."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from embedding_pipeline.content.schema import (
+    ANY_RESOURCE_QUERY,
+    CONTENT_FILE_COLUMNS,
+    CONTENT_FILE_LISTING,
+    KEY_COLUMNS,
+    RESOURCE_COLUMNS,
+    RESOURCE_LISTING,
+    UNEMBEDDABLE_QUERIES,
+    Queries,
+    with_epoch_ms,
+)
+from embedding_pipeline.digests import digest
+from embedding_pipeline.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+UNREADABLE = "_unreadable"  # the key of a row the database could not hand over, with the reason
+LISTING_BATCH = 1000  # rows read by id at a time once a listing had to fall back to that
+
+
+class ContentSourceError(PermanentError):
+    """The content database cannot be read as configured; names CONTENT_DATABASE_URL (password masked).
+
+    Nothing is deleted because a source looked empty or unreachable.
+    """
+
+    def __init__(self, database_url: str, problem: str):
+        super().__init__(f"CONTENT_DATABASE_URL={masked_url(database_url)}: {problem}")
+
+
+def masked_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<not a database URL>"
+
+
+class ContentDatabase:
+    """Any SQLAlchemy database (SQLite, PostgreSQL, ...) read through `queries`.
+
+    Each query takes the `:resource_type` parameter and returns the columns of the default one.
+    """
+
+    def __init__(self, url: str, queries: Queries | None = None):
+        self.url, self.queries = url.strip(), queries or Queries()
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection for one read; the engine goes with it (no pool held between ticks or runs).
+
+        A SQLite file that does not exist is an error: only `embedding-pipeline setup` creates one.
+        """
+        try:
+            url = sa.engine.make_url(self.url)
+            path = url.database or ""
+            if url.query.get("uri") == "true":  # sqlite:///file:content.db?mode=ro&uri=true
+                path = path.removeprefix("file:")
+            in_file = url.get_backend_name() == "sqlite" and path not in ("", ":memory:")
+            if in_file and not Path(path).is_file():
+                raise ContentSourceError(
+                    self.url, f"no database file {path} (`embedding-pipeline setup` creates the sample one)"
+                )
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
+            raise ContentSourceError(self.url, f"not a usable database URL: {error}") from None
+        try:
+            conn = engine.connect()
+        except sa.exc.OperationalError as error:
+            engine.dispose()
+            raise ContentSourceError(self.url, f"cannot connect: {error.orig}") from None
+        try:
+            with conn:
+                yield conn
+        finally:
+            engine.dispose()
+
+    def _rows(self, query: str, conn: sa.Connection) -> list[tuple]:
+        try:
+            return [tuple(row) for row in conn.execute(sa.text(with_epoch_ms(query, conn.dialect.name)))]
+        except ValueError as error:
+            raise ContentSourceError(self.url, str(error)) from None
+        except sa.exc.DBAPIError as error:
+            raise ContentSourceError(self.url, f"a query failed: {error.orig}") from None
+
+    def change_marker(self) -> str:
+        """A digest that moves whenever any content changes; cheap enough to poll."""
+        with self.connect() as conn:
+            return digest(self._rows(self.queries.changes, conn))
+
+    def fingerprints(self) -> dict[str, str]:
+        """Resource type → a digest of its resources and content files."""
+        by_type: dict[str, list] = {}
+        with self.connect() as conn:
+            for row in self._rows(self.queries.fingerprint, conn):
+                by_type.setdefault(str(row[0]), []).append(row[1:])
+        return {resource_type: digest(sorted(rows, key=str)) for resource_type, rows in by_type.items()}
+
+    def unembeddable(self, types: list[str]) -> dict[str, list[tuple]]:
+        """Published records no partition embeds, by reason: (id, type or resource id) rows.
+
+        Only for the default queries' schema; with queries of your own it reports nothing.
+        """
+        if not self.queries.default_schema:
+            return {}
+        found = {}
+        with self.connect() as conn:
+            for reason, sql in UNEMBEDDABLE_QUERIES.items():
+                statement, params = sa.text(sql), {}
+                if ":types" in sql:
+                    statement, params = statement.bindparams(sa.bindparam("types", expanding=True)), {"types": types}
+                rows = [tuple(row) for row in conn.execute(statement, params)]
+                if rows:
+                    found[reason] = rows
+        return found
+
+    def resource_types(self, ids, types) -> dict[int, str]:
+        """Resource id → resource type, for the published resources among `ids` whose type is one of `types`."""
+        found = {}
+        for resource_type in types:
+            with self.reader(resource_type) as reader:
+                found.update(dict.fromkeys(reader.resources(ids), resource_type))
+        return found
+
+    @contextmanager
+    def reader(self, resource_type: str) -> Iterator["ContentReader"]:
+        """One connection for a run's reads of one resource type."""
+        with self.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                _keep_statistics(conn, opening=True)
+            yield ContentReader(conn, resource_type, self)
+            if sqlite:
+                _keep_statistics(conn)
+
+
+def _keep_statistics(conn: sa.Connection, opening: bool = False) -> None:
+    """SQLite plans queries from statistics that only ANALYZE gathers. With none (a file never analyzed),
+    it reads a batch of content files by id by scanning every resource of the type: 222 ms a batch at
+    90,000 resources, 1 ms with statistics, so a full run's reads grew with the square of the partition.
+    A reader therefore analyzes a file that never was, and ends with `PRAGMA optimize`, which analyzes
+    again the tables it used that grew much since (SQLite's advice for every connection). A file this
+    process may not write, or one busy with a writer, is read as it is."""
+    try:
+        if not opening:
+            conn.exec_driver_sql("PRAGMA optimize")
+        elif conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+            conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+    except sa.exc.OperationalError as error:
+        conn.rollback()
+        log.debug(f"SQLite statistics not updated: {error.orig}")
+
+
+class ContentReader:
+    """The records of one resource type: a listing of all of them, then full rows by id, batch by batch.
+
+    The configured queries are used as subqueries, so a user's own SQL serves the listing (only its
+    cheap columns travel) and the fetches by id (only the rows asked for travel).
+    """
+
+    def __init__(self, conn: sa.Connection, resource_type: str, database: ContentDatabase):
+        self.conn, self.params, self.database = conn, {"resource_type": resource_type}, database
+        self.queries = {
+            "resources_query": database.queries.resources,
+            "content_files_query": database.queries.content_files,
+        }
+        self._checked: set[str] = set()
+
+    def holds_no_resources(self) -> bool:
+        """True if the database (default queries' schema) has no learning resource at all: a wrong database,
+        not a partition without content. With queries of your own it answers False."""
+        if not self.database.queries.default_schema:
+            return False
+        return self._execute("resources_query", sa.text(ANY_RESOURCE_QUERY), {}).scalar() == 0
+
+    def _select(self, query_name: str, columns: list[str] | None, ids=None) -> sa.TextClause:
+        inner = self.queries[query_name].strip().rstrip(";")
+        selected = ", ".join(f"q.{c}" for c in columns) if columns else "q.*"
+        sql = f"SELECT {selected} FROM ({inner}) AS q" + (" WHERE q.id IN :ids" if ids is not None else "")
+        statement = sa.text(sql)
+        return statement.bindparams(sa.bindparam("ids", expanding=True)) if ids is not None else statement
+
+    def _execute(self, query_name: str, statement: sa.TextClause, params: dict) -> sa.CursorResult:
+        try:
+            return self.conn.execute(statement, params)
+        except sa.exc.DBAPIError as error:
+            raise ContentSourceError(
+                self.database.url, f"the content source's {query_name} failed: {error.orig}"
+            ) from None
+
+    def _require(self, query_name: str, required: list[str]) -> None:
+        """The query returns the columns the pipeline reads (asked once, with no rows)."""
+        if query_name in self._checked:
+            return
+        inner = self.queries[query_name].strip().rstrip(";")
+        columns = self._execute(query_name, sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0"), self.params).keys()
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ContentSourceError(
+                self.database.url, f"the content source's {query_name} returned no column(s) {', '.join(missing)}"
+            )
+        self._checked.add(query_name)
+
+    def _rows(self, query_name: str, columns: list[str] | None, ids=None) -> Iterator[dict]:
+        self._require(query_name, RESOURCE_COLUMNS if query_name == "resources_query" else CONTENT_FILE_COLUMNS)
+        params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
+        result = self._execute(query_name, self._select(query_name, columns, ids), params)
+        names = list(result.keys())
+        for values in result:
+            row = dict(zip(names, values))  # a third faster than SQLAlchemy's row mappings, per listed row
+            # A user's query may not filter on publication; what is not published is never embedded.
+            if row["published"]:
+                yield row
+
+    def list_resources(self) -> Iterator[dict]:
+        return self._listed("resources_query", RESOURCE_LISTING)
+
+    def list_content_files(self) -> Iterator[dict]:
+        return self._listed("content_files_query", CONTENT_FILE_LISTING)
+
+    def _listed(self, query_name: str, columns: list[str]) -> Iterator[dict]:
+        """The listing, streamed. Should the driver fail to decode a row, the rest is read by id, so
+        that only that row comes back unreadable (with its key columns where those can be read)."""
+        seen = set()
+        try:
+            for row in self._rows(query_name, columns):
+                seen.add(row["id"])
+                yield row
+            return
+        except sa.exc.OperationalError:
+            self.conn.rollback()
+        rest = [row["id"] for row in self._rows(query_name, ["id", "published"]) if row["id"] not in seen]
+        for start in range(0, len(rest), LISTING_BATCH):
+            for row in self._by_id(query_name, columns, rest[start : start + LISTING_BATCH]).values():
+                if UNREADABLE in row:
+                    keys = self._by_id(query_name, KEY_COLUMNS[query_name], [row["id"]])[row["id"]]
+                    row = {**keys, **row}
+                yield row
+
+    def resources(self, ids) -> dict[int, dict]:
+        """Full rows of these resources, by id (ids no longer published are absent)."""
+        return self._by_id("resources_query", None, list(ids))
+
+    def content_files(self, ids) -> dict[int, dict]:
+        return self._by_id("content_files_query", None, list(ids))
+
+    def _by_id(self, query_name: str, columns: list[str] | None, ids: list) -> dict[int, dict]:
+        """Rows by id (`columns`, or all). A row the database driver cannot decode (invalid UTF-8, ...)
+        is read again on its own, so that only it fails: it comes back as `{UNREADABLE: reason}`."""
+        try:
+            return {row["id"]: row for row in self._rows(query_name, columns, ids)}
+        except sa.exc.OperationalError as error:
+            self.conn.rollback()
+            if len(ids) == 1:
+                return {ids[0]: {"id": ids[0], UNREADABLE: str(error.orig)}}
+        rows = {}
+        for one in ids:
+            rows.update(self._by_id(query_name, columns, [one]))
+        return rows

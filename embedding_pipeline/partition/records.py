@@ -1,0 +1,171 @@
+"""From the content database's rows to records: who each record is, and what its listed columns look like.
+
+A record is a learning resource (one point) or a content file (one point per chunk). Its id and its
+points' ids are uuid5 of its key parts encoded as a JSON list, so no two records can share a point
+however their parts look (`mitx.ocw` + `18` and `mitx` + `ocw.18` stay apart).
+"""
+
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from embedding_pipeline.content import UNREADABLE
+from embedding_pipeline.digests import digest
+
+NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4c47-9a55-2f1f7d0c8e21")  # this project's uuid5 namespace
+
+
+class RecordError(ValueError):
+    """A source record that cannot be embedded; names the record and the field."""
+
+    def __init__(self, record: str, field: str, problem: str):
+        super().__init__(f"{record}: field '{field}' {problem}")
+
+
+def stable_id(*parts) -> str:
+    return str(uuid.uuid5(NAMESPACE, json.dumps([str(p) for p in parts])))
+
+
+def missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def text_field(row: Mapping, name: str, record: str, required: bool = False) -> str:
+    value = row.get(name)
+    if missing(value):
+        value = ""
+    if not isinstance(value, str):
+        raise RecordError(record, name, f"must be text, got {type(value).__name__}")
+    if required and not value.strip():
+        raise RecordError(record, name, "is empty")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of the listing: who it is and what its listed columns look like now."""
+
+    kind: str  # "resource" or "content_file"
+    source_id: int
+    record_id: str
+    record_key: str  # for people: platform.readable_id[.run.key]
+    fingerprint: str
+    resource_id: int | None = None  # a content file's resource
+    size: int = 0  # characters in the listed columns: a resource's text is about that long
+
+    @property
+    def collection(self) -> str:
+        return "resources" if self.kind == "resource" else "content_files"
+
+
+def resource_record(row: Mapping) -> Record:
+    """A listed resource as a record; its fingerprint covers every listed column (all shape its point)."""
+    where = f"learning_resources id={row['id']}"
+    platform = text_field(row, "platform", where, required=True)
+    readable_id = text_field(row, "readable_id", where, required=True)
+    return Record(
+        kind="resource",
+        source_id=int(row["id"]),
+        record_id=stable_id("resource", platform, readable_id),
+        record_key=f"{platform}.{readable_id}",
+        fingerprint=digest(row),
+        size=sum(len(value) for value in row.values() if isinstance(value, str)),
+    )
+
+
+def content_file_record(row: Mapping, resource: Record | None) -> Record:
+    """A listed content file (id, resource_id, run_readable_id, key, updated_on, checksum) of a listed resource.
+
+    Its fingerprint includes its resource's: the file's payload repeats the resource's title and ids.
+    """
+    where = f"content_files id={row['id']}"
+    if resource is None:
+        raise RecordError(where, "resource_id", "names no published resource of this type")
+    run = text_field(row, "run_readable_id", where)
+    key = text_field(row, "key", where, required=True)
+    return Record(
+        kind="content_file",
+        source_id=int(row["id"]),
+        record_id=stable_id("content_file", resource.record_id, run, key),
+        record_key=f"{resource.record_key}.{run}.{key}",
+        fingerprint=digest(row["id"], row.get("updated_on"), row.get("checksum"), resource.fingerprint),
+        resource_id=resource.source_id,
+    )
+
+
+def point_ids(record: Record, count: int) -> list[str]:
+    """The ids of a record's points: the record id for a resource, one per chunk for a content file."""
+    if record.kind == "resource":
+        return [record.record_id]
+    return [stable_id(record.record_id, number) for number in range(count)]
+
+
+def resource_of(record: Record) -> int:
+    """The learning resource a record belongs to (itself, for a resource)."""
+    return record.source_id if record.kind == "resource" else record.resource_id
+
+
+@dataclass
+class Listing:
+    """The partition's records as the source lists them now."""
+
+    records: dict[str, Record] = field(default_factory=dict)  # by record id
+    failed: dict[str, str] = field(default_factory=dict)  # who → why (records that cannot even be listed)
+    duplicates: list[str] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)  # ids of records that failed to be listed: their points stay
+
+
+def list_records(reader) -> Listing:
+    """Every published record of the partition, from the source's cheap columns (a `ContentReader`).
+
+    Two rows with one record key (possible where the source's unique constraint has NULLs): the
+    row with the highest id is the record, the others are named.
+    """
+    listing = Listing()
+    resources: dict[int, Record] = {}
+    for row in reader.list_resources():
+        record = _listed(listing, row, f"learning_resources id={row['id']}", resource_record)
+        if record is not None:  # a duplicate's content files belong to the row that is used
+            resources[int(row["id"])] = listing.records[record.record_id]
+    for row in reader.list_content_files():
+        of_resource = partial(content_file_record, resource=resources.get(row.get("resource_id")))
+        _listed(listing, row, f"content_files id={row['id']}", of_resource)
+    return listing
+
+
+def _listed(listing: Listing, row: dict, who: str, record_of: Callable[[dict], Record]) -> Record | None:
+    """Add the row's record to the listing; a row that cannot be read or made a record is named instead."""
+    if UNREADABLE in row:
+        _unreadable(listing, row, who, record_of)
+        return None
+    try:
+        record = record_of(row)
+    except RecordError as error:
+        listing.failed[who] = str(error)
+        return None
+    other = listing.records.get(record.record_id)
+    if other is not None:
+        keep, drop = (record, other) if record.source_id > other.source_id else (other, record)
+        table = "learning_resources" if record.kind == "resource" else "content_files"
+        listing.duplicates.append(f"{record.record_key}: {table} id={drop.source_id} ignored, id={keep.source_id} used")
+        record = keep
+    listing.records[record.record_id] = record
+    return record
+
+
+def _unreadable(listing: Listing, row: dict, who: str, record_of: Callable[[dict], Record]) -> None:
+    """A listed row the database could not read: named, and its points kept when its key could be read."""
+    try:
+        record = record_of(row)
+    except (RecordError, KeyError, AttributeError, TypeError):
+        listing.failed[who] = could_not_read(who, row)
+        return
+    listing.failed[record.record_key] = could_not_read(record.record_key, row)
+    listing.kept.add(record.record_id)
+
+
+def could_not_read(who: str, row: dict) -> str:
+    return f"{who}: the database could not read it: {row[UNREADABLE]}"

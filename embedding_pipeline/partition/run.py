@@ -1,0 +1,210 @@
+"""One partition's run, start to end, in the order it must happen; and the checks alone.
+
+A run lists the partition's records and the heads Qdrant holds (or the copy its last whole run
+saved), plans, writes what is new or changed, deletes what the source no longer lists, verifies
+Qdrant against the listing, keeps the heads for the next run, and moves the aliases once a
+re-embed is complete. It returns what it did; the caller (an asset, a test) reports it.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from embedding_pipeline.chunking import Chunker
+from embedding_pipeline.content import ContentReader, ContentSourceError
+from embedding_pipeline.embedding import DenseModel, SparseModel
+from embedding_pipeline.partition.heads import (
+    Head,
+    HeadsFile,
+    heads_agree,
+    partition_state,
+    refresh_heads,
+    stored_heads,
+)
+from embedding_pipeline.partition.plan import (
+    Plan,
+    RunOptions,
+    Verification,
+    check_deletions,
+    find_damage,
+    make_plan,
+    verify,
+)
+from embedding_pipeline.partition.records import list_records
+from embedding_pipeline.partition.report import LISTED_FAILURES, Report
+from embedding_pipeline.partition.write import PartitionWriter, timed
+from embedding_pipeline.vector_store import VectorStore, collection_spec
+from embedding_pipeline.vector_store.aliases import AliasSwitch, CollectionNames, recreate_collections, switch_aliases
+
+SAVED_HEADS = "the last whole run (Qdrant unchanged since)"
+LOG = logging.getLogger(__name__)
+
+
+class Log(Protocol):
+    def info(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+
+@dataclass
+class Partition:
+    """Where one partition's records come from and go, and the models that embed them."""
+
+    resource_type: str
+    reader: ContentReader
+    store: VectorStore
+    chunker: Chunker
+    dense: DenseModel
+    sparse: SparseModel
+    names: CollectionNames
+    location: str  # which Qdrant (a server's URL, the embedded store's folder): saved heads describe one
+    log: Log = LOG
+
+    @property
+    def collections(self) -> dict[str, str]:
+        """kind → the physical collection this version writes."""
+        return self.names.by_kind
+
+    def dense_sizes(self) -> dict[str, int | None]:
+        """Physical collection → the dimension of its dense vector named after the encoder."""
+        return {
+            name: self.store.dense_sizes(name).get(self.dense.vector_name)
+            for name in self.collections.values()
+            if self.store.collection_exists(name)
+        }
+
+
+@dataclass
+class Outcome:
+    names: CollectionNames
+    plan: Plan
+    report: Report
+    verification: Verification
+    dense_sizes: dict[str, int | None]
+    switch: AliasSwitch
+
+
+def run_partition(
+    part: Partition,
+    options: RunOptions,
+    heads_file: HeadsFile,
+    verify_every_point: bool = False,
+    every_partition_done: Callable[[], bool] = lambda: False,
+    keep_old_collections: bool = False,
+) -> Outcome:
+    """Bring Qdrant in step with the partition's records (as far as `options` scope the run).
+
+    `verify_every_point` lists every point instead of trusting counts (a failed check asked for it);
+    `every_partition_done()` says whether a re-embed may move the aliases now.
+    """
+    if options.recreate_collections:
+        heads_file.forget()
+        for name in recreate_collections(part.store, part.collections):
+            part.log.warning(f"Dropped {name} (recreate_collections)")
+    report = Report()
+    saved = None if verify_every_point else _saved_heads(part, heads_file, report)
+    plan = _plan(part, options, saved, verify_every_point, report)
+    check_deletions(plan, part.resource_type, options.max_delete_share)
+    if plan.touches_qdrant:
+        heads_file.forget()  # saved again below, once Qdrant is checked
+    PartitionWriter(
+        part.store, part.reader, part.chunker, part.dense, part.sparse, part.collections, part.names.version,
+        part.resource_type, options, report, part.log.info,
+    ).write(plan, _spec(part))  # fmt: skip
+    verification = _verify_and_keep_heads(part, plan, report, options, heads_file, saved, verify_every_point)
+    switch = switch_aliases(
+        part.store,
+        part.names.targets,
+        lambda: not options.scoped and every_partition_done(),
+        keep_old=keep_old_collections,
+    )
+    _log_outcome(part, plan, report, switch)
+    return Outcome(part.names, plan, report, verification, part.dense_sizes(), switch)
+
+
+def check_partition(part: Partition, exempt: set[str]) -> tuple[Verification, dict[str, int | None]]:
+    """The checks alone, on what Qdrant holds now: every point listed. `exempt`: ids of records that
+    failed in the last run (they keep their old points, or have none)."""
+    verification = verify(part.store, part.collections, part.resource_type, list_records(part.reader), exempt)
+    return verification, part.dense_sizes()
+
+
+def _spec(part: Partition) -> Callable:
+    def spec(kind: str):
+        return collection_spec(
+            kind, part.dense.vector_name, part.dense.dim, part.sparse.vector_name, part.sparse.uses_idf
+        )
+
+    return spec
+
+
+def _saved_heads(part: Partition, heads_file: HeadsFile, report: Report) -> dict[str, Head] | None:
+    """The heads the partition's last whole run saved, if Qdrant holds as many points as it left and a
+    sample of them agrees with Qdrant's; else None (the run reads them from Qdrant)."""
+    with timed(report, "heads"):
+        state = partition_state(part.store, part.collections, part.resource_type, part.location)
+        saved = heads_file.load(state)
+        if saved is not None and not heads_agree(part.store, part.collections, saved):
+            part.log.warning(
+                f"{part.resource_type}: Qdrant's heads differ from those the last run left; all are read again"
+            )
+            return None
+    if saved is not None:
+        report.heads_from = SAVED_HEADS
+    return saved
+
+
+def _plan(part: Partition, options: RunOptions, heads, full: bool, report: Report) -> Plan:
+    """List the records, take the heads (read from Qdrant unless given), find damage, and plan."""
+    with timed(report, "fetch"):
+        listing = list_records(part.reader)
+    if heads is None:
+        with timed(report, "heads"):
+            heads = stored_heads(part.store, part.collections, part.resource_type)
+    if not listing.records and not listing.failed and part.reader.holds_no_resources():
+        raise ContentSourceError(
+            part.reader.database.url, "the database holds no learning resources at all; nothing was written"
+        )
+    damage = find_damage(part.store, part.collections, part.resource_type, heads, listing.records, full)
+    if damage.missing or damage.extra:
+        part.log.info(
+            f"{part.resource_type}: Qdrant was out of step ({len(damage.missing)} points missing, "
+            f"{len(damage.extra)} extra): {len(damage.records)} records are written again"
+        )
+    report.records_listed.update(r.kind for r in listing.records.values())
+    for who, reason in listing.failed.items():
+        report.fail(who, reason)
+    plan = make_plan(listing, heads, damage, options)
+    part.log.info(
+        f"{part.resource_type}: {len(listing.records)} records listed: {len(plan.new)} new, {len(plan.changed)} "
+        f"changed, {len(plan.unchanged)} unchanged, {len(plan.deleted)} deleted"
+    )
+    return plan
+
+
+def _verify_and_keep_heads(part, plan, report, options, heads_file, saved, full) -> Verification:
+    """Verify Qdrant against the listing; keep the heads for the next run only if it passed."""
+    names = part.collections
+    touched = plan.touches_qdrant
+    heads = refresh_heads(part.store, names, plan.heads, plan.todo, plan.deleted) if touched else plan.heads
+    verification = verify(
+        part.store, names, part.resource_type, plan.listing, report.failed_record_ids, full,
+        heads=heads, damage=None if touched else plan.damage,
+    )  # fmt: skip
+    if not verification.passed:
+        heads_file.forget()
+    elif not options.scoped and (touched or saved is None):
+        heads_file.save(heads, partition_state(part.store, names, part.resource_type, part.location))
+    return verification
+
+
+def _log_outcome(part: Partition, plan: Plan, report: Report, switch: AliasSwitch) -> None:
+    if switch.moved:
+        part.log.info(f"Searches now use {sorted(switch.searches_use.values())}")
+    if switch.removed:
+        part.log.info(f"Removed old collections {switch.removed}")
+    for reason in list(report.failures.values())[:LISTED_FAILURES]:
+        part.log.warning(f"Not embedded: {reason}")
+    for message in plan.listing.duplicates[:LISTED_FAILURES]:
+        part.log.warning(f"Duplicate record key: {message}")

@@ -1,0 +1,276 @@
+"""Writing a plan: its new and changed records, `batch_size` at a time, from rows to texts to vectors to points.
+
+A text whose vectors Qdrant already holds (same text hash) is not embedded again, and a point whose
+hash did not change is not written again. A batch's heads are written last, so a record counts as
+done only once all its points are there: a run that dies resumes after the last finished batch. A
+record that cannot be read or embedded keeps the points it had, and is tried again next run.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from cachetools import LRUCache
+
+from embedding_pipeline.chunking import Chunker
+from embedding_pipeline.content import UNREADABLE
+from embedding_pipeline.embedding import DenseModel, SparseModel
+from embedding_pipeline.partition.heads import Head
+from embedding_pipeline.partition.plan import Plan, RunOptions
+from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points
+from embedding_pipeline.partition.records import Record, RecordError, could_not_read, point_ids
+from embedding_pipeline.partition.report import SAMPLES, Report
+from embedding_pipeline.vector_store import COLLECTION_KINDS, CollectionSpec, Point, VectorStore
+from embedding_pipeline.vector_store.aliases import ensure_collections
+
+# Texts repeat (boilerplate paragraphs, one file in several course runs): the vectors of the last
+# texts a run saw are kept at hand, which spares a Qdrant lookup (about 10 KB each as Python lists).
+RECENT_VECTORS = 2000
+LOOKUP_BATCH = 1000  # ids or text hashes per filter of a Qdrant lookup or delete
+
+
+@contextmanager
+def timed(report: Report, step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.seconds[step] += time.perf_counter() - started
+
+
+def batches(records: list[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive batches of at most `size` records, never mixing resources and content files."""
+    batch: list[Record] = []
+    for record in records:
+        if batch and (len(batch) == size or batch[0].kind != record.kind):
+            yield batch
+            batch = []
+        batch.append(record)
+    if batch:
+        yield batch
+
+
+class PartitionWriter:
+    """One run's writes into the collections `names` (kind → physical name) for one resource type."""
+
+    def __init__(
+        self, store: VectorStore, reader, chunker: Chunker, dense: DenseModel, sparse: SparseModel,
+        names: dict[str, str], version: str, resource_type: str, options: RunOptions, report: Report,
+        progress: Callable[[str], None],
+    ):  # fmt: skip
+        self.store, self.reader, self.chunker, self.dense, self.sparse = store, reader, chunker, dense, sparse
+        self.names, self.version, self.resource_type, self.options = names, version, resource_type, options
+        self.report, self.progress = report, progress
+        self._recent: LRUCache = LRUCache(maxsize=RECENT_VECTORS)  # text hash → vectors
+
+    def write(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> None:
+        """Write the plan, delete what it deletes, and build the indexes; `spec(kind)` makes missing collections."""
+        todo = plan.todo
+        self.report.points_unchanged = sum(plan.heads[r.record_id].chunk_count for r in plan.unchanged)
+        if todo:
+            ensure_collections(self.store, self.names, spec)
+        started = time.perf_counter()
+        for done, batch in _counted(batches(todo, self.options.batch_size)):
+            self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
+            self._batch(batch, plan.heads)
+            self.report.batches += 1
+            self._progress(done, len(todo), started)
+        self._delete(plan)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Indexes built where points changed; the counts and the dimension the metadata reports."""
+        for kind, name in self.names.items():
+            if not self.store.collection_exists(name):
+                continue
+            if self.report.points_upserted or self.report.points_deleted:
+                with timed(self.report, "index"):
+                    self.store.finish_writes(name)
+            self.report.collection_points[kind] = self.store.count(name)
+            self.report.partition_points[kind] = self.store.count(name, {"resource_type": self.resource_type})
+            sizes = self.store.dense_sizes(name)
+            self.report.dimension = self.report.dimension or sizes.get(self.dense.vector_name, 0)
+
+    def _progress(self, done: int, total: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        rate = done / elapsed if elapsed else 0.0
+        left = f", about {(total - done) / rate:.0f}s left" if rate and done < total else ""
+        self.progress(
+            f"{self.resource_type}: {done}/{total} records ({100 * done / total:.0f}%), "
+            f"{self.report.texts_embedded} texts embedded, {self.report.texts_reused} reused, "
+            f"{rate:.1f} records/s{left}"
+        )
+
+    def _batch(self, records: list[Record], heads: dict[str, Head]) -> None:
+        points = self._points(records)
+        todo = points if self.options.force else self._changed_points(points)
+        vectors = self._vectors(todo)
+        refused = {p["record_id"] for p in todo if p["text_hash"] not in vectors}
+        for point in todo:
+            if point["text_hash"] not in vectors:
+                reason = self.report.rejected[point["record_key"]]
+                record = Record(_kind(point), 0, point["record_id"], point["record_key"], "")
+                self.report.fail(record, f"{point['record_key']}: {reason}")
+        kept = [p for p in points if p["record_id"] not in refused]
+        writes = [p for p in todo if p["record_id"] not in refused]
+        self.report.points_unchanged += len(kept) - len(writes)
+        counts = Counter(p["record_id"] for p in kept)
+        stale = [  # the chunks a shortened file no longer has
+            pid
+            for record in records
+            if record.record_id in counts and record.record_id in heads
+            for pid in point_ids(record, heads[record.record_id].chunk_count)[counts[record.record_id] :]
+        ]
+        for point in writes:
+            point["vectors"] = vectors[point["text_hash"]]
+        self._write(writes, stale)
+
+    def _rows(self, records: list[Record]) -> tuple[dict[int, dict], dict[int, dict]]:
+        """The full rows of these records, and of their resources (for content files), by id."""
+        with timed(self.report, "fetch"):
+            ids = [r.source_id for r in records]
+            if records[0].kind == "resource":
+                return self.reader.resources(ids), {}
+            return self.reader.content_files(ids), self.reader.resources({r.resource_id for r in records})
+
+    def _points(self, records: list[Record]) -> list[dict]:
+        """The points of these records, read and chunked; records that fail are reported and left out."""
+        rows, parents = self._rows(records)
+        points = []
+        with timed(self.report, "chunk"):
+            for record in records:
+                row = rows.get(record.source_id)
+                if row is None:
+                    continue  # deleted or unpublished since the listing: the next run deletes its points
+                made = self._record_points(record, row, parents)
+                if made is not None:
+                    self.report.records_done[record.kind] += 1
+                    self.report.empty_texts += sum(1 for p in made if not p["text"].strip())
+                    points.extend(made)
+            for point in points:
+                point["point_hash"] = point["payload"]["point_hash"] = point_hash(self.version, point)
+                self.report.tokens += point["tokens"]
+                if point["collection"] == "content_files":
+                    self.report.chunks += 1
+                    self.report.max_chunk_tokens = max(self.report.max_chunk_tokens, point["tokens"])
+            self.report.samples.extend(points[: SAMPLES - len(self.report.samples)])
+        return points
+
+    def _record_points(self, record: Record, row: dict, parents: dict[int, dict]) -> list[dict] | None:
+        """One record's points, or None with the reason in the report (a record must not sink the partition)."""
+        if UNREADABLE in row:
+            self.report.fail(record, could_not_read(record.record_key, row))
+            return None
+        try:
+            if record.kind == "resource":
+                return resource_points(record, row, self.chunker)
+            parent = parents.get(record.resource_id)
+            if parent is None:
+                raise RecordError(record.record_key, "resource_id", "names no published resource of this type")
+            return content_file_points(record, row, parent, self.chunker)
+        except RecordError as error:
+            self.report.fail(record, str(error))
+        except Exception as error:  # noqa: BLE001 (a record the chunker chokes on must not sink the partition)
+            self.report.fail(record, f"{record.record_key}: {type(error).__name__}: {error}")
+        return None
+
+    def _changed_points(self, points: list[dict]) -> list[dict]:
+        """The points whose stored hash differs (or that Qdrant does not have)."""
+        stored = {}
+        for kind in {p["collection"] for p in points}:
+            ids = [p["point_id"] for p in points if p["collection"] == kind]
+            for pid, payload, _ in self.store.retrieve(self.names[kind], ids, fields=["point_hash"]):
+                stored[pid] = payload.get("point_hash")
+        return [p for p in points if stored.get(p["point_id"]) != p["point_hash"]]
+
+    def _vectors(self, points: list[dict]) -> dict[str, dict]:
+        """Text hash → vectors for these points: from Qdrant where it holds the text already, else embedded.
+
+        A text the model refused has none (its reason is in the report).
+        """
+        needed = {p["text_hash"]: p for p in points}
+        self.report.texts_needed += len(needed)
+        found: dict[str, dict] = {}
+        if not self.options.force:
+            found = {h: self._recent[h] for h in needed if h in self._recent}
+            for kind in {p["collection"] for p in points}:
+                found.update(self._stored_vectors(self.names[kind], [h for h in needed if h not in found]))
+        self.report.texts_reused += len(found)
+        missing = {h: p for h, p in needed.items() if h not in found}
+        if missing:
+            found.update(self._embed(missing))
+        self._recent.update(found)
+        return found
+
+    def _stored_vectors(self, name: str, hashes: list[str]) -> dict[str, dict]:
+        found = {}
+        for start in range(0, len(hashes), LOOKUP_BATCH):
+            for _, payload, vectors in self.store.scroll_vectors(
+                name, {"text_hash": hashes[start : start + LOOKUP_BATCH]}, ["text_hash"]
+            ):
+                if self.dense.vector_name in vectors and self.sparse.vector_name in vectors:
+                    found[payload["text_hash"]] = vectors
+        return found
+
+    def _embed(self, points: dict[str, dict]) -> dict[str, dict]:
+        """Dense and sparse vectors of these points' texts, by text hash; texts the model refused are absent."""
+        texts = [p["text"] for p in points.values()]
+        with timed(self.report, "dense"):
+            dense = self.dense.embed_documents(texts)
+        self.report.encoder_stats.update(dense.stats)
+        with timed(self.report, "sparse"):
+            sparse = self.sparse.embed_documents(texts)
+        vectors = {}
+        for (text_hash, point), d, s in zip(points.items(), dense.vectors, sparse):
+            if point["text"] in dense.rejected or np.isnan(d).any():
+                self.report.rejected[point["record_key"]] = dense.rejected.get(point["text"], "no vector")
+                continue
+            vectors[text_hash] = {self.dense.vector_name: d.tolist(), self.sparse.vector_name: s}
+            self.report.dimension = len(d)
+        self.report.texts_embedded += len(vectors)
+        return vectors
+
+    def _write(self, points: list[dict], stale: list[str]) -> None:
+        """Chunks first, then stale points, then heads: a record's head appears only once it is complete."""
+        with timed(self.report, "upsert"):
+            for heads_now in (False, True):
+                for kind in COLLECTION_KINDS:
+                    batch = [p for p in points if p["head"] == heads_now and p["collection"] == kind]
+                    for start in range(0, len(batch), self.options.upload_batch_size):
+                        part = batch[start : start + self.options.upload_batch_size]
+                        self.store.upsert(
+                            self.names[kind], [Point(p["point_id"], p["vectors"], p["payload"]) for p in part]
+                        )
+                if not heads_now and stale:
+                    self.store.delete(self.names["content_files"], stale)
+        self.report.points_upserted += len(points)
+        self.report.points_deleted += len(stale)
+        self.report.records_written |= {p["record_id"] for p in points}
+
+    def _delete(self, plan: Plan) -> None:
+        """The points of records the source no longer has, and points no record owns."""
+        with timed(self.report, "upsert"):
+            for kind, name in self.names.items():
+                gone = [h for h in plan.deleted if h.collection == kind]
+                for start in range(0, len(gone), LOOKUP_BATCH):
+                    part = gone[start : start + LOOKUP_BATCH]
+                    self.store.delete_where(name, {"record_id": [h.record_id for h in part]})
+                    self.report.points_deleted += sum(h.chunk_count for h in part)
+                orphans = plan.damage.orphans.get(name, [])
+                if orphans:
+                    self.store.delete(name, orphans)
+                    self.report.points_deleted += len(orphans)
+
+
+def _kind(point: dict) -> str:
+    return "resource" if point["collection"] == "resources" else "content_file"
+
+
+def _counted(items: Iterator[list]) -> Iterator[tuple[int, list]]:
+    """(items so far, batch) for each batch."""
+    done = 0
+    for batch in items:
+        done += len(batch)
+        yield done, batch

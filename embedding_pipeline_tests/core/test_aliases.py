@@ -1,0 +1,77 @@
+"""Collections by version, and searches moved from one version to the next only once it is complete."""
+
+import pytest
+from qdrant_client import QdrantClient
+
+from embedding_pipeline.vector_store import CollectionSpec
+from embedding_pipeline.vector_store.aliases import CollectionNames, recreate_collections, switch_aliases
+from embedding_pipeline.vector_store.server import ServerStore
+
+
+@pytest.fixture
+def store():
+    store = ServerStore(QdrantClient(location=":memory:"))
+    yield store
+    store.close()
+
+
+def _collections(store, version: str) -> dict[str, str]:
+    names = CollectionNames("base", version)
+    for name in names.by_kind.values():
+        store.ensure_collection(name, CollectionSpec("dense", 4, "bm25", True))
+    return names.targets
+
+
+def test_names_are_the_alias_searches_use_and_a_versioned_physical_collection():
+    names = CollectionNames("learn", "abc123")
+    assert names.alias("resources") == "learn.resources" and names.physical("resources") == "learn.resources.abc123"
+    assert names.targets == {
+        "learn.resources": "learn.resources.abc123",
+        "learn.content_files": "learn.content_files.abc123",
+    }
+
+
+def test_aliases_are_set_at_once_on_first_set_up(store):
+    switch = switch_aliases(store, _collections(store, "v1"), every_partition_done=lambda: False)
+    assert switch.moved is False and store.aliases() == {
+        "base.resources": "base.resources.v1",
+        "base.content_files": "base.content_files.v1",
+    }
+
+
+def test_aliases_move_together_only_when_every_partition_is_done_then_old_collections_go(store):
+    switch_aliases(store, _collections(store, "v1"), every_partition_done=lambda: False)
+    new = _collections(store, "v2")
+    waiting = switch_aliases(store, new, every_partition_done=lambda: False)
+    assert not waiting.moved and set(store.aliases().values()) == {"base.resources.v1", "base.content_files.v1"}
+    done = switch_aliases(store, new, every_partition_done=lambda: True)
+    assert done.moved and store.aliases() == new
+    assert sorted(done.removed) == ["base.content_files.v1", "base.resources.v1"]
+    assert sorted(store.collections()) == sorted(new.values())
+
+
+def test_old_collections_are_kept_when_asked(store):
+    switch_aliases(store, _collections(store, "v1"), every_partition_done=lambda: False)
+    moved = switch_aliases(store, _collections(store, "v2"), every_partition_done=lambda: True, keep_old=True)
+    assert moved.moved and moved.removed == [] and "base.resources.v1" in store.collections()
+
+
+def test_recreating_drops_only_this_versions_collections(store):
+    _collections(store, "v1")
+    assert sorted(recreate_collections(store, CollectionNames("base", "v1").by_kind)) == [
+        "base.content_files.v1",
+        "base.resources.v1",
+    ]
+    assert store.collections() == [] and recreate_collections(store, CollectionNames("base", "v1").by_kind) == []
+
+
+def test_a_reembed_moves_searches_when_its_last_partition_is_done(world):
+    """Runs of a partition under another version fill new collections; searches stay until all are done."""
+    for partition in ("video", "document"):
+        world.run(partition)
+    old = world.store.aliases()
+    world.names = CollectionNames("test", "v2")
+    assert not world.run("video").switch.moved and world.store.aliases() == old
+    outcome = world.run("document", every_partition_done=lambda: True)
+    assert outcome.switch.moved and world.store.aliases() == world.names.targets
+    assert sorted(outcome.switch.removed) == sorted(old.values())

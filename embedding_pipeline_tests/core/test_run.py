@@ -1,0 +1,227 @@
+"""A partition's run, end to end in plain Python: the least work that keeps Qdrant in step with the source."""
+
+import pytest
+
+from embedding_pipeline.content import ContentSourceError
+from embedding_pipeline.partition.plan import MassDeletion
+from embedding_pipeline.partition.run import SAVED_HEADS
+
+
+def test_a_first_run_embeds_everything_and_a_second_reads_and_embeds_nothing(world):
+    first = world.run("document")
+    assert (len(first.plan.new), first.report.texts_embedded, first.report.points_upserted) == (10, 87, 87)
+    assert first.verification.passed and len(world.embedded()) == 87
+    again = world.run("document")
+    assert (len(again.plan.unchanged), len(again.plan.todo), again.report.batches, again.report.chunks) == (10, 0, 0, 0)
+    assert world.embedded() == [] and again.report.points_unchanged == 87
+    assert again.report.heads_from == SAVED_HEADS and again.verification.passed
+
+
+def test_records_go_in_batches_that_never_mix_resources_and_content_files(world):
+    outcome = world.run("document", batch_size=3)
+    assert outcome.report.batches == 4  # 5 resources in 3 + 2, 5 content files in 3 + 2
+    assert outcome.report.records_done == {"resource": 5, "content_file": 5}
+
+
+def test_keys_that_join_to_the_same_text_never_share_a_point(world):
+    """`mitx.ocw` + `18` and `mitx` + `ocw.18`, each with a file of the same run and key: four records, four points."""
+    for number, (platform, readable_id) in enumerate([("mitx.ocw", "18"), ("mitx", "ocw.18")]):
+        world.execute(
+            "INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published) "
+            "VALUES (:i, :r, :p, 'program', :t, 1)", i=9000 + number, r=readable_id, p=platform, t=f"Program {number}",
+        )  # fmt: skip
+        world.execute(
+            "INSERT INTO content_files (id, resource_id, run_readable_id, key, title, content, published) "
+            "VALUES (:i, :r, 'y.r', 'x', 'Notes', :c, 1)", i=9100 + number, r=9000 + number, c=f"Notes {number}.",
+        )  # fmt: skip
+    outcome = world.run("program")
+    assert len({r.record_id for r in outcome.plan.new}) == len(outcome.plan.new) == 5 + 4
+    assert outcome.report.points_upserted == 5 + 2 + 2
+
+
+def test_a_run_that_fails_resumes_after_its_last_finished_batch(world):
+    world.dense.fail_after = 2  # two batches embedded and written, then the service goes away
+    with pytest.raises(RuntimeError, match="unreachable"):
+        world.run("document", batch_size=2)
+    before = world.embedded()
+    world.dense.fail_after = None
+    outcome = world.run("document", batch_size=2)
+    assert len(outcome.plan.unchanged) == 4 and len(outcome.plan.new) == 6  # the first two batches are done
+    assert not set(world.embedded()) & set(before)  # nothing embedded twice
+    assert outcome.report.points_upserted == 87 - 4 and outcome.verification.passed
+
+
+def test_an_edit_costs_its_record_only(world):
+    world.run("video")
+    world.embedded()
+    world.execute(
+        "UPDATE learning_resources SET description = 'Now with prime editing.', updated_on = '2025-03-01' "
+        "WHERE readable_id = 'yt-crispr'"
+    )
+    outcome = world.run("video")
+    assert [r.record_key for r in outcome.plan.changed] == ["youtube.yt-crispr"] and len(outcome.plan.unchanged) == 6
+    (text,) = world.embedded()
+    assert "prime editing" in text and (outcome.report.points_upserted, outcome.report.texts_reused) == (1, 0)
+
+
+def test_an_edit_without_a_new_date_is_seen(world):
+    world.run("video")
+    world.embedded()
+    world.execute("UPDATE learning_resources SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
+    world.run("video")
+    (text,) = world.embedded()
+    assert "CRISPR, explained again" in text
+
+
+def test_a_touched_record_whose_text_did_not_change_is_rewritten_without_the_encoder(world):
+    world.run("video")
+    world.embedded()
+    world.execute("UPDATE content_files SET updated_on = '2025-03-01' WHERE key = 'captions.vtt.txt'")
+    outcome = world.run("video")
+    assert len(outcome.plan.changed) == 1 and world.embedded() == []
+    assert (
+        outcome.report.texts_reused == 1
+    )  # the head carries the new fingerprint and dates: rewritten, not re-embedded
+
+
+def test_a_payload_only_change_updates_the_point_without_the_encoder(world):
+    world.run("video")
+    world.embedded()
+    world.execute("UPDATE learning_resources SET url = 'https://example.org/new' WHERE readable_id = 'yt-crispr'")
+    outcome = world.run("video")
+    assert world.embedded() == [] and outcome.report.points_upserted == 1
+    (payload,) = world.points("resources", readable_id="yt-crispr").values()
+    assert payload["url"] == "https://example.org/new"
+
+
+def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world):
+    world.execute(
+        "INSERT INTO content_files (id, resource_id, run_readable_id, key, title, content, file_type, file_extension, "
+        "url, checksum, published, updated_on) SELECT 900, resource_id, run_readable_id, key, title, "
+        "'A second copy with other text.', file_type, file_extension, url, 'other', published, updated_on "
+        "FROM content_files WHERE key = 'lab-safety.md'",
+    )
+    first = world.run("document")
+    (message,) = first.plan.listing.duplicates
+    assert "lab-safety.md" in message and "id=900 used" in message
+    world.embedded()
+    again = world.run("document")
+    assert again.report.points_upserted == 0 and world.embedded() == [] and len(again.plan.unchanged) == 10
+
+
+def test_deleted_and_unpublished_records_lose_all_their_points(world):
+    first = world.run("document")
+    world.execute("DELETE FROM content_files WHERE key = 'urban-beekeeping.md'")
+    world.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-open-data'")
+    outcome = world.run("document")
+    gone = {h.record_key: h.chunk_count for h in outcome.plan.deleted}
+    assert len(gone) == 3 and any(key.endswith("urban-beekeeping.md") for key in gone)  # and open data's file
+    assert outcome.report.points_deleted == sum(gone.values()) > 7 and world.embedded() != []
+    kept = sum(first.report.partition_points.values()) - sum(gone.values())
+    assert sum(outcome.report.partition_points.values()) == kept and outcome.verification.passed
+    assert not world.points("resources", readable_id="doc-open-data")
+
+
+def test_a_record_that_cannot_be_read_is_named_and_keeps_its_points(world):
+    world.run("video")
+    world.execute("UPDATE learning_resources SET title = '', updated_on = '2025-03-01' WHERE readable_id = 'yt-crispr'")
+    outcome = world.run("video")
+    assert outcome.report.failures == {"youtube.yt-crispr": "youtube.yt-crispr: field 'title' is empty"}
+    assert outcome.report.points_deleted == 0 and outcome.report.partition_points["resources"] == 6
+    assert outcome.verification.passed  # a failed record keeps its points; they are not held against Qdrant
+
+
+def test_bad_values_fail_their_record_only_named_with_the_field(world):
+    world.execute("UPDATE learning_resources SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
+    world.execute("UPDATE learning_resources SET topics = '[not json' WHERE readable_id = 'doc-writing-guide'")
+    outcome = world.run("document")
+    failures = outcome.report.failures
+    assert failures["library.doc-open-data"] == "library.doc-open-data: field 'title' must be text, got bytes"
+    assert "field 'topics' is not a JSON list" in failures["library.doc-writing-guide"]
+    embedded = {p["readable_id"] for p in world.points("resources", resource_type="document").values()}
+    assert embedded == {"doc-urban-beekeeping", "doc-distributed-systems", "doc-lab-safety"}
+
+
+def test_a_text_the_model_refuses_fails_its_record_and_the_rest_is_written(world):
+    world.dense.refuse = {"Catching a swarm"}
+    outcome = world.run("document")
+    (key,) = outcome.report.rejected
+    assert key.endswith("urban-beekeeping.md") and "refused by test/hashing-32" in outcome.report.failures[key]
+    assert not world.points("content_files", key="urban-beekeeping.md")  # none of its chunks: it is not complete
+    assert len(world.points("resources", resource_type="document")) == 5 and outcome.verification.passed
+
+
+def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(world):
+    world.run("document")
+    kept = world.points("content_files", resource_type="document")
+    lost = sorted(kept)[:3]
+    world.store.delete(world.names.physical("content_files"), lost)
+    world.embedded()
+    outcome = world.run("document")
+    assert sorted(world.embedded()) == sorted(kept[pid]["chunk_content"] for pid in lost)  # their vectors were gone
+    assert outcome.report.heads_from == "Qdrant"  # the counts moved: the saved heads are not trusted
+    assert world.points("content_files", resource_type="document").keys() == kept.keys()
+
+
+def test_a_source_that_lost_most_records_fails_before_deleting_anything_unless_allowed(world):
+    world.run("document")
+    world.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'document'")
+    with pytest.raises(
+        MassDeletion, match=r"would delete 87 of the partition's 87 points .*QDRANT_MAX_DELETE_SHARE=0.5"
+    ):
+        world.run("document")
+    assert len(world.points("resources", resource_type="document")) == 5
+    assert world.run("document", max_delete_share=None).report.points_deleted == 87
+    assert world.points("resources", resource_type="document") == {}
+
+
+def test_a_database_without_any_learning_resource_is_named_and_deletes_nothing(world):
+    world.run("document")
+    world.execute("DELETE FROM content_files")
+    world.execute("DELETE FROM learning_resources")
+    with pytest.raises(ContentSourceError, match="the database holds no learning resources at all"):
+        world.run("document", max_delete_share=None)
+    assert len(world.points("resources", resource_type="document")) == 5
+
+
+def test_force_embeds_and_writes_everything_again(world):
+    world.run("video")
+    world.embedded()
+    outcome = world.run("video", force=True)
+    assert len(world.embedded()) == outcome.report.texts_embedded == outcome.report.points_upserted == 7
+
+
+def test_recreate_collections_starts_from_empty_collections(world):
+    world.run("document")
+    world.run("video")
+    outcome = world.run("video", recreate_collections=True)
+    assert outcome.report.points_upserted == 7 and outcome.verification.passed
+    assert world.points("resources", resource_type="document") == {}  # as the old command did
+
+
+def test_a_run_limited_to_some_resources_embeds_only_them_and_deletes_nothing(world):
+    world.run("course")
+    ids = _resource_ids(world, "course")[:2]
+    world.execute("UPDATE learning_resources SET description = 'Revised.' WHERE resource_type = 'course'")
+    world.execute("DELETE FROM learning_resources WHERE readable_id = 'ocw-8.04'")
+    world.embedded()
+    outcome = world.run("course", resource_ids=frozenset(ids))
+    assert sorted(r.source_id for r in outcome.plan.changed if r.kind == "resource") == sorted(ids)
+    assert outcome.plan.deleted == [] and len(world.embedded()) == 2  # their files' texts did not change
+
+
+def test_skipping_content_files_leaves_their_points_as_they_are(world):
+    world.run("course")
+    before = world.points("content_files", resource_type="course")
+    world.execute("UPDATE content_files SET content = 'Rewritten.', checksum = 'x' WHERE resource_id IN "
+                  "(SELECT id FROM learning_resources WHERE resource_type = 'course')")  # fmt: skip
+    outcome = world.run("course", content_files=False, force=True)
+    assert (
+        outcome.report.records_done == {"resource": 8}
+        and world.points("content_files", resource_type="course") == before
+    )
+
+
+def _resource_ids(world, resource_type: str) -> list[int]:
+    with world.database.reader(resource_type) as reader:
+        return [row["id"] for row in reader.list_resources()]

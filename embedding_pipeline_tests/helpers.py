@@ -1,0 +1,184 @@
+"""What the end-to-end tests share: a pipeline on its own data folder with the real model, engine and
+Dagster; Dagster's CLI; a process that holds the embedded store."""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from embedding_pipeline.assets.embed import embed_partition
+from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.resources import build_resources
+from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
+from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = [embed_partition]
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose server or browser is missing here; CI (which provides them all) fails instead."""
+    if os.environ.get("EMBEDDING_PIPELINE_TEST_REQUIRE_ALL"):
+        pytest.fail(f"{reason} (EMBEDDING_PIPELINE_TEST_REQUIRE_ALL is set)")
+    pytest.skip(reason)
+
+
+def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`.
+
+    The Dagster home holds the project's dagster.yaml, as `embedding-pipeline setup` links it.
+    """
+    env = {
+        "EMBEDDING_PIPELINE_DATA_DIR": str(data_dir),
+        "QDRANT_DENSE_MODEL_PATH": str(model_dir),
+        "DAGSTER_HOME": str(data_dir / "dagster_home"),
+        **extra,
+    }
+    (data_dir / "dagster_home").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", data_dir / "dagster_home" / "dagster.yaml")
+    return env
+
+
+def run_dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """Dagster's own CLI, as a user runs it from the project folder."""
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.run(
+        [str(dagster), *args], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+def resource(name: str, **changes):
+    """One of the pipeline's resources as the default settings build it, with `changes` to its fields."""
+    built = build_resources(Settings())[name]
+    return type(built)(**{**built.model_dump(), **changes})
+
+
+def chunker(**changes):
+    """The chunking the default settings configure (`embedding_pipeline.chunking.Chunker`)."""
+    return resource("chunker", **changes).get_chunker()
+
+
+# Another process with the embedded store open (a run, a search), until the test says so: it gives the
+# store up once another process waits for it ("waited"), or holds it until it is killed ("killed").
+HOLD = """
+import sys, time
+from pathlib import Path
+from embedding_pipeline.vector_store.edge import EdgeStore
+store = EdgeStore(sys.argv[1], purpose="holding test")
+print("open", flush=True)
+waiters = Path(sys.argv[1]) / "waiters"
+while sys.argv[2] == "killed" or not any(waiters.iterdir()):
+    time.sleep(0.05)
+store.close()
+"""
+
+
+def hold_store(path, until: str = "waited") -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path), until], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    return holder
+
+
+class CountingDenseEncoder(FastEmbedEncoder):
+    """The real model, recording every text it is asked to embed (class-wide: Dagster copies resources)."""
+
+    received: ClassVar[list[str]] = []
+
+    def embed_batch(self, texts, stats: Counter):
+        CountingDenseEncoder.received.extend(texts)
+        return super().embed_batch(texts, stats)
+
+
+class CountingSparseEncoder(SparseEncoder):
+    received: ClassVar[list[str]] = []
+
+    def embed_documents(self, texts):
+        CountingSparseEncoder.received.extend(texts)
+        return super().embed_documents(texts)
+
+
+class Pipeline:
+    """A pipeline on its own data directory: settings, resources, instance, and a way to run it."""
+
+    def __init__(self, data_dir: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+        self.monkeypatch = monkeypatch
+        for name, value in pipeline_env(data_dir, model_dir).items():
+            monkeypatch.setenv(name, value)
+        for name in ("QDRANT_HOST", "QDRANT_API_KEY", "CONTENT_DATABASE_URL", "QDRANT_ENCODER", "QDRANT_DENSE_MODEL"):
+            monkeypatch.delenv(name, raising=False)
+        self._build()
+        self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
+        load_sample_data(self.settings.content_database_url)
+
+    def _build(self) -> None:
+        """Settings and resources from the environment, as `definitions.py` builds them (encoders counting)."""
+        self.settings = Settings.from_env()
+        self.resources = build_resources(self.settings)
+        dense = self.resources["dense_encoder"]
+        self.resources["dense_encoder"] = CountingDenseEncoder(**dense.model_dump())
+        self.resources["sparse_encoder"] = CountingSparseEncoder(**self.resources["sparse_encoder"].model_dump())
+
+    def reconfigure(self, **env: str) -> None:
+        """Change settings (environment variables) as a user would in `.env`, and rebuild the resources."""
+        for name, value in env.items():
+            self.monkeypatch.setenv(name, value)
+        self._build()
+
+    def materialize(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ASSETS, partition_key=partition, resources=self.resources, instance=self.instance, **kwargs
+        )
+
+    def encoded(self) -> tuple[list[str], list[str]]:
+        """Texts the dense and the sparse model received since the last call."""
+        dense, sparse = list(CountingDenseEncoder.received), list(CountingSparseEncoder.received)
+        CountingDenseEncoder.received.clear()
+        CountingSparseEncoder.received.clear()
+        return dense, sparse
+
+    def execute(self, sql: str, **params) -> None:
+        """Change the content database as the application would."""
+        engine = sa.create_engine(self.settings.content_database_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql), params)
+        engine.dispose()
+
+    def rows(self, sql: str) -> list[tuple]:
+        """Read the content database."""
+        engine = sa.create_engine(self.settings.content_database_url)
+        with engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(sa.text(sql))]
+        engine.dispose()
+        return rows
+
+    def materialize_all(self) -> dict[str, dg.ExecuteInProcessResult]:
+        return {p: self.materialize(p) for p in RESOURCE_TYPES}
+
+    @property
+    def qdrant(self):
+        return self.resources["qdrant"]
+
+    def store(self):
+        """The pipeline's vector store, for one `with` block (as a search opens it)."""
+        return self.qdrant.get_store(purpose="test")
+
+    def points(self, kind: str, **filters) -> dict[str, dict]:
+        """id → payload of the points searches see in `{base}.{kind}` that match `filters`."""
+        with self.store() as store:
+            return dict(store.scroll(self.qdrant.alias(kind), filters or None))
+
+    def count(self, kind: str, **filters) -> int:
+        with self.store() as store:
+            return store.count(self.qdrant.alias(kind), filters or None)
+
+    def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict:
+        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
