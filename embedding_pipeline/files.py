@@ -34,14 +34,18 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
 
 @contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
-    """A folder to fill; it replaces whatever is at `path` once the block ends, and is removed if the block fails."""
+def atomic_folder(path: str | Path, replace: bool = False) -> Iterator[Path]:
+    """A folder to fill; renamed to `path` once the block ends, and removed if the block fails.
+
+    A folder already at `path` is an error (the rename fails) unless `replace` removes it first.
+    """
     path = Path(path)
     staging = _staging(path)
     staging.mkdir(parents=True)
     try:
         yield staging
-        shutil.rmtree(path, ignore_errors=True)
+        if replace:
+            shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

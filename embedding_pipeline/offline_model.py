@@ -50,7 +50,7 @@ def build_minilm_onnx(target_dir: Path) -> Path:
     dynamic = {name: {0: batch, 1: seq} for name in ("input_ids", "attention_mask", "token_type_ids")}
 
     target_dir.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_folder(target_dir) as staging:
+    with atomic_folder(target_dir, replace=True) as staging:  # a partial folder of an earlier attempt goes
         _export(LastHiddenState(model), args, dynamic, staging)
         for name in TOKENIZER_FILES:
             shutil.copy(source / name, staging / name)

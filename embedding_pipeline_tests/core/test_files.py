@@ -25,6 +25,9 @@ def test_a_folder_appears_once_filled_and_replaces_what_was_there(tmp_path):
     assert list(tmp_path.iterdir()) == []
     target.mkdir()
     (target / "leftover").write_text("x")
-    with atomic_folder(target) as staging:
+    with pytest.raises(OSError), atomic_folder(target) as staging:  # never over a folder unless asked
+        (staging / "model.onnx").write_text("whole")
+    assert [p.name for p in target.iterdir()] == ["leftover"] and list(tmp_path.iterdir()) == [target]
+    with atomic_folder(target, replace=True) as staging:
         (staging / "model.onnx").write_text("whole")
     assert [p.name for p in target.iterdir()] == ["model.onnx"] and list(tmp_path.iterdir()) == [target]

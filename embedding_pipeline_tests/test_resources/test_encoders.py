@@ -77,6 +77,14 @@ def test_bm25_works_offline_with_english_stopwords():
     assert set(query.indices) <= set(doc.indices)
 
 
+def test_the_sparse_models_that_need_qdrants_idf_are_fastembeds():
+    from fastembed import SparseTextEmbedding
+
+    from embedding_pipeline.resources.encoders.fastembed import IDF_MODELS
+
+    assert IDF_MODELS == {d.model for d in SparseTextEmbedding._list_supported_models() if d.requires_idf}
+
+
 def test_qdrant_encoder_names_a_dense_encoder_class():
     path = "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder"
     assert dense_encoder_class(path) is FastEmbedEncoder

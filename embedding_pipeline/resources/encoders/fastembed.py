@@ -18,6 +18,10 @@ from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.vector_store import SparseVector
 
 BUNDLED_BM25_DIR = Path(__file__).parent / "bm25"
+# fastembed's sparse models whose document vectors hold term frequencies only, so that Qdrant must apply the
+# IDF (their `requires_idf`): known here without importing fastembed, which a run with nothing to embed never
+# needs (a test keeps this equal to fastembed's own list).
+IDF_MODELS = frozenset({"Qdrant/bm25", "Qdrant/bm42-all-minilm-l6-v2-attentions", "Qdrant/minicoil-v1"})
 # Models are loaded once per process (about 0.1 s each): the runs one process executes one after
 # another (the CLI's eight partitions) share them, as they share the ONNX Runtime's threads.
 MODELS_KEPT = 4
@@ -122,9 +126,7 @@ class SparseEncoder(dg.ConfigurableResource):
     @property
     def uses_idf(self) -> bool:
         """BM25's document vectors hold term frequencies only; Qdrant applies the IDF."""
-        from fastembed import SparseTextEmbedding
-
-        return any(d.model == self.model_name and d.requires_idf for d in SparseTextEmbedding._list_supported_models())
+        return self.model_name in IDF_MODELS
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:
         """Vectors for `texts`, in their order; each distinct text goes to the model once."""
