@@ -16,7 +16,6 @@ below extend its private ones).
 import os
 import sqlite3
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, cached_property
@@ -24,6 +23,7 @@ from functools import cache, cached_property
 import dagster as dg
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from cachetools import LRUCache
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -150,22 +150,29 @@ def _event_log_migrations() -> ScriptDirectory:
     return ScriptDirectory.from_config(get_alembic_config(sqlite_event_log.__file__))
 
 
+class _Engines(LRUCache):
+    """Engines by connection string; the least recently used goes, with its open file, past ENGINES_KEPT."""
+
+    def popitem(self):
+        key, engine = super().popitem()
+        engine.dispose()
+        return key, engine
+
+
 class KeptSqliteEventLogStorage(SqliteEventLogStorage):
     """One file per run plus an index: the engines of the last ENGINES_KEPT files are kept."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines = _Engines(maxsize=ENGINES_KEPT)
         super().__init__(base_dir, inst_data)
 
     def _engine(self, shard: str) -> Engine:
         conn_string = self.conn_string_for_shard(shard)
-        engine = self._engines.pop(conn_string, None) or _kept_engine(
-            conn_string, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
-        )
-        self._engines[conn_string] = engine
-        while len(self._engines) > ENGINES_KEPT:  # under the lock: none of them is in use
-            self._engines.popitem(last=False)[1].dispose()
-        return engine
+        if conn_string not in self._engines:  # under the lock: an engine evicted now is not in use
+            self._engines[conn_string] = _kept_engine(
+                conn_string, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+            )
+        return self._engines[conn_string]
 
     def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
         """A new run's file as Dagster's `_initdb` makes it (its tables, WAL journal and alembic stamp), with
@@ -203,7 +210,7 @@ class KeptSqliteEventLogStorage(SqliteEventLogStorage):
     def _forget_engines(self) -> None:
         with self._db_lock:
             while self._engines:
-                self._engines.popitem()[1].dispose()
+                self._engines.popitem()  # each disposed as it goes
 
     def wipe(self) -> None:
         self._forget_engines()  # before the run files are removed
