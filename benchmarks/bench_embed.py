@@ -49,33 +49,47 @@ GOALS = {
 
 
 def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: int = 1, seed: int = 7) -> None:
-    """Resources and content files recombined from the sample's own paragraphs and descriptions.
+    """Resources and content files in mit-learn's tables, recombined from the sample's own paragraphs,
+    descriptions and topics, with the rows they join: platforms, offerors, topics, departments and runs.
 
     With `copies` > 1 every record appears that many times under new ids, with the same texts.
     """
-    import sqlalchemy as sa
 
-    from embedding_pipeline.content.schema import content_files, learning_resources, metadata
+    from embedding_pipeline.content import schema
     from embedding_pipeline.partitions import RESOURCE_TYPES
-    from embedding_pipeline.sample_data import sample_rows
+    from embedding_pipeline.sample_data import RUN_TYPES, sample_rows
 
     rng = random.Random(seed)
-    sample_resources, sample_files = sample_rows()
-    paragraphs = [p.strip() for f in sample_files for p in f["content"].split("\n\n") if len(p.strip()) > 80]
-    headers = [p.lstrip("# ").strip() for f in sample_files for p in f["content"].splitlines() if p.startswith("#")]
+    sample = sample_rows()
+    sample_resources = sample[schema.learning_resource.name]
+    topics_of = {}
+    for link in sample[schema.resource_topics.name]:
+        topics_of.setdefault(link["learningresource_id"], []).append(link["learningresourcetopic_id"])
+    texts = [f["content"] for f in sample[schema.content_file.name]]
+    paragraphs = [p.strip() for text in texts for p in text.split("\n\n") if len(p.strip()) > 80]
+    headers = [p.lstrip("# ").strip() for text in texts for p in text.splitlines() if p.startswith("#")]
     when = datetime(2024, 6, 1, tzinfo=UTC)
-    resources, files = [], []
+    rows: dict[str, list[dict]] = {}
     for i in range(n_resources):
         base, other = rng.choice(sample_resources), rng.choice(sample_resources)
-        resources.append(
-            {
-                "id": i + 1, "readable_id": f"gen-{i}", "platform": base["platform"],
-                "resource_type": RESOURCE_TYPES[i % len(RESOURCE_TYPES)], "title": f"{base['title']}: {other['title']}",
-                "description": f"{base['description']} {other['description']}",
-                "full_description": base.get("full_description", ""), "url": f"https://example.edu/generated/{i}",
-                "topics": base["topics"] + other["topics"], "published": True, "created_on": when, "updated_on": when,
-            }
-        )  # fmt: skip
+        resource_type = RESOURCE_TYPES[i % len(RESOURCE_TYPES)]
+        rows.setdefault(schema.learning_resource.name, []).append({
+            "id": i + 1, "readable_id": f"gen-{i}", "platform_id": base["platform_id"],
+            "offered_by_id": base.get("offered_by_id"), "resource_type": resource_type,
+            "title": f"{base['title']}: {other['title']}", "description": f"{base['description']} {other['description']}",
+            "full_description": base.get("full_description", ""), "url": f"https://example.edu/generated/{i}",
+            "created_on": when, "updated_on": when,
+        })  # fmt: skip
+        for topic in dict.fromkeys(topics_of.get(base["id"], []) + topics_of.get(other["id"], [])):
+            rows.setdefault(schema.resource_topics.name, []).append(
+                {"learningresource_id": i + 1, "learningresourcetopic_id": topic}
+            )
+        if resource_type in RUN_TYPES:
+            rows.setdefault(schema.run.name, []).append(
+                {"id": i + 1, "learning_resource_id": i + 1, "run_id": "generated", "title": base["title"],
+                 "created_on": when, "updated_on": when}
+            )  # fmt: skip
+    runs = {run["learning_resource_id"] for run in rows.get(schema.run.name, [])}
     for i in range(n_files):
         markdown = i % 2 == 0
         parts = []
@@ -85,34 +99,47 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
             parts.append(rng.choice(paragraphs))
         parts.append(BOILERPLATE)  # real corpora repeat themselves
         content = "\n\n".join(parts)
-        files.append(
-            {
-                "id": i + 1, "resource_id": i % n_resources + 1, "run_readable_id": "generated",
-                "key": f"file-{i}.{'md' if markdown else 'txt'}", "title": f"Generated file {i}", "content": content,
-                "file_type": "document", "file_extension": ".md" if markdown else ".txt",
-                "url": f"https://example.edu/generated/files/{i}", "checksum": hashlib.sha256(content.encode()).hexdigest(),
-                "published": True, "updated_on": when,
-            }
-        )  # fmt: skip
+        resource_id = i % n_resources + 1
+        rows.setdefault(schema.content_file.name, []).append({
+            "id": i + 1, "run_id": resource_id if resource_id in runs else None,
+            "learning_resource_id": None if resource_id in runs else resource_id,
+            "key": f"file-{i}.{'md' if markdown else 'txt'}", "title": f"Generated file {i}", "content": content,
+            "file_type": "document", "file_extension": ".md" if markdown else ".txt",
+            "url": f"https://example.edu/generated/files/{i}", "checksum": hashlib.md5(content.encode()).hexdigest(),
+            "created_on": when, "updated_on": when,
+        })  # fmt: skip
+    _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_files)
+
+
+def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_files) -> None:
+    """The sample's catalogue rows once, then `copies` copies of the generated rows under new ids."""
+    import sqlalchemy as sa
+
+    from embedding_pipeline.sample_data import complete
+
+    shifts = {  # per table: column → how far the copy moves it
+        schema.learning_resource.name: {"id": n_resources},
+        schema.resource_topics.name: {"learningresource_id": n_resources},
+        schema.run.name: {"id": n_resources, "learning_resource_id": n_resources},
+        schema.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},
+    }
+    catalogue = [schema.platform, schema.offeror, schema.topic, schema.school, schema.department]
     engine = sa.create_engine(database_url)
-    metadata.create_all(engine)
+    schema.metadata.create_all(engine)
     with engine.begin() as conn:
+        for table in catalogue:
+            conn.execute(table.insert(), [complete(table, row) for row in sample[table.name]])
         for copy in range(copies):
-            suffix = f"-copy{copy}" if copy else ""
-            conn.execute(
-                learning_resources.insert(),
-                [
-                    {**r, "id": r["id"] + copy * n_resources, "readable_id": r["readable_id"] + suffix}
-                    for r in resources
-                ],
-            )
-            conn.execute(
-                content_files.insert(),
-                [
-                    {**f, "id": f["id"] + copy * n_files, "resource_id": f["resource_id"] + copy * n_resources}
-                    for f in files
-                ],
-            )
+            for table in schema.metadata.sorted_tables:
+                if table.name not in rows:
+                    continue
+                moved = [
+                    {**row, **{c: row[c] + copy * d for c, d in shifts[table.name].items() if row.get(c) is not None}}
+                    for row in rows[table.name]
+                ]
+                if table is schema.learning_resource and copy:
+                    moved = [{**row, "readable_id": f"{row['readable_id']}-copy{copy}"} for row in moved]
+                conn.execute(table.insert(), [complete(table, row) for row in moved])
     engine.dispose()
 
 
@@ -122,10 +149,12 @@ def edit_resources(database_url: str, share: float, seed: int) -> int:
 
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
-        ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM learning_resources ORDER BY id"))]
+        ids = [
+            row[0] for row in conn.execute(sa.text("SELECT id FROM learning_resources_learningresource ORDER BY id"))
+        ]
         chosen = random.Random(seed).sample(ids, max(1, round(len(ids) * share)))
         conn.execute(
-            sa.text("UPDATE learning_resources SET description = description || ' Updated this term.', "
+            sa.text("UPDATE learning_resources_learningresource SET description = description || ' Updated this term.', "
                     "updated_on = :now WHERE id = :id"),
             [{"id": resource_id, "now": datetime.now(UTC).isoformat()} for resource_id in chosen],
         )  # fmt: skip

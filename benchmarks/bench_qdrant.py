@@ -82,13 +82,14 @@ def payload(i: int, shape: str) -> dict:
     if shape == "small":
         return {
             "resource_type": resource_type,
-            "platform": platform,
+            "platform": {"code": platform, "name": platform.upper()},
             "record_key": record_key,
             "point_hash": f"{i:016x}",
         }
     return {
         "content_file_id": i // 3, "resource_id": i // 10, "resource_readable_id": f"res-{i // 10}",
-        "resource_title": f"Resource {i // 10}: an introduction", "platform": platform, "resource_type": resource_type,
+        "resource_title": f"Resource {i // 10}: an introduction", "platform": {"code": platform, "name": platform.upper()},
+        "resource_type": resource_type,
         "run_readable_id": "run-1", "key": f"file-{i // 3}.md", "title": f"File {i // 3}",
         "url": f"https://example.edu/res-{i // 10}/file-{i // 3}.md", "file_type": "markdown", "file_extension": ".md",
         "checksum": f"{i:064x}", "published": True, "updated_on": "2024-06-01T00:00:00+00:00", "chunk_count": 3,
@@ -146,7 +147,7 @@ def read(kind: str, path: str, queries: int, segment_cap_kb: int | None = None) 
     for i in range(queries):
         dense = dense_vectors(rng, centers, 1)[0].tolist()
         sparse = sparse_vector(rng, terms=6)
-        filters = {"resource_type": TYPES[i % 8], "platform": "ocw"}
+        filters = {"resource_type": TYPES[i % 8], "platform.code": "ocw"}
         for name, method, arguments in (
             ("dense", store.query_nearest, (dense, "dense", 10)),
             ("filtered", store.query_nearest, (dense, "dense", 10, filters)),

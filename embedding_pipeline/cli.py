@@ -56,7 +56,7 @@ def ensure_dagster_home() -> Path:
 
 
 def setup(args: argparse.Namespace) -> None:
-    from embedding_pipeline.sample_data import load_sample_data
+    from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,9 @@ def setup(args: argparse.Namespace) -> None:
 
         path = build_minilm_onnx(Path(settings.qdrant_dense_model_path))
         print(f"Dense model {settings.qdrant_dense_model}: {path}")
-    resources, files = load_sample_data(settings.content_database_url, replace=args.replace_sample)
+    resources, files = load_sample_data(
+        settings.content_database_url, replace=args.replace_sample, samples=EVERY_SAMPLE
+    )
     print(f"Content database holds {resources} learning resources and {files} content files")
 
 
@@ -119,7 +121,7 @@ def embed(args: argparse.Namespace) -> None:
         partitions = [p for p in partitions if p in types.values()]
         if not partitions:
             sys.exit("None of the resource ids was found: nothing to embed")
-    job = defs.get_job_def("embed")
+    job = defs.resolve_job_def("embed")
     failed = []
     with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
         for number, partition in enumerate(partitions):
@@ -191,7 +193,7 @@ def _search_resources(names: tuple[str, ...]) -> dict:
 
 
 def _filters(args: argparse.Namespace) -> dict | None:
-    filters = {"resource_type": args.resource_type, "platform": args.platform}
+    filters = {"resource_type": args.resource_type, "platform.code": args.platform}
     return {field: value for field, value in filters.items() if value} or None
 
 
@@ -225,7 +227,9 @@ def _print_hits(hits: list[dict], as_json: bool, chunks: bool) -> None:
         print("No results.")
     for rank, hit in enumerate(hits, start=1):
         title = hit.get("resource_title") or hit.get("title")
-        name = f"{hit.get('platform')}.{hit.get('readable_id') or hit.get('resource_readable_id')}"
+        name = (
+            f"{(hit.get('platform') or {}).get('code', '')}.{hit.get('readable_id') or hit.get('resource_readable_id')}"
+        )
         print(f"{rank:2}. {hit['score']:.4f}  [{hit.get('resource_type')}] {title}  ({name})")
         if chunks:
             start = " ".join(hit.get("chunk_content", "").split())[:160]
@@ -255,7 +259,7 @@ def migrate_store(args: argparse.Namespace) -> None:
 
 def _query_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resource-type", choices=RESOURCE_TYPES, help="Only hits of this resource type.")
-    p.add_argument("--platform", help="Only hits of this platform.")
+    p.add_argument("--platform", help="Only hits of this platform (its code, e.g. ocw).")
     p.add_argument("--json", action="store_true", help="Print the hits with their payloads as JSON.")
     p.add_argument(
         "--wait", type=float, default=SEARCH_WAIT_SECONDS, metavar="SECONDS",

@@ -68,20 +68,21 @@ class Settings(BaseSettings):
         meaning="SQLAlchemy URL of the content database (passed to Dagster by name: it may hold a password)",
     )  # fmt: skip
     resources_query: str = setting(
-        "", "CONTENT_RESOURCES_QUERY", shown="built-in query on `learning_resources`",
-        meaning="your SQL returning the resources of `:resource_type` with the columns of the schema below",
+        "", "CONTENT_RESOURCES_QUERY", shown="built-in query on mit-learn's tables",
+        meaning="your SQL returning the resources of `:resource_type` with the columns "
+        "[Pointing it at your own tables](#pointing-it-at-your-own-tables) lists",
     )  # fmt: skip
     content_files_query: str = setting(
-        "", "CONTENT_FILES_QUERY", shown="built-in query on `content_files`",
-        meaning="your SQL returning the content files of the resources of `:resource_type`",
+        "", "CONTENT_FILES_QUERY", shown="built-in query on mit-learn's tables",
+        meaning="your SQL returning the content files to embed of the resources of `:resource_type`",
     )  # fmt: skip
     changes_query: str = setting(
-        "", "CONTENT_CHANGES_QUERY", shown="counts and summed `updated_on` of both tables",
+        "", "CONTENT_CHANGES_QUERY", shown="counts, id sums and summed `updated_on` of mit-learn's tables",
         meaning="your SQL returning one row that changes whenever content changes (the sensor's cheap check; "
         "`EPOCH_MS(column)` is written in your database's SQL)",
     )  # fmt: skip
     fingerprint_query: str = setting(
-        "", "CONTENT_FINGERPRINT_QUERY", shown="per-type counts, id sums, summed `updated_on`, published counts",
+        "", "CONTENT_FINGERPRINT_QUERY", shown="the same per resource type and table",
         meaning="your SQL returning rows whose first column is a resource type and that change when the type's "
         "content does",
     )  # fmt: skip

@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import embed_partition
+from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
-from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,17 +146,24 @@ class Pipeline:
         return dense, sparse
 
     def execute(self, sql: str, **params) -> None:
-        """Change the content database as the application would."""
+        """Change the content database as mit-learn would (`{T}` stands for its tables' prefix)."""
         engine = sa.create_engine(self.settings.content_database_url)
         with engine.begin() as conn:
-            conn.execute(sa.text(sql), params)
+            conn.execute(sa.text(sql.replace("{T}", T)), params)
+        engine.dispose()
+
+    def insert(self, table: sa.Table, *rows: dict) -> None:
+        """Add rows, their other columns as Django fills them."""
+        engine = sa.create_engine(self.settings.content_database_url)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [complete(table, row) for row in rows])
         engine.dispose()
 
     def rows(self, sql: str) -> list[tuple]:
         """Read the content database."""
         engine = sa.create_engine(self.settings.content_database_url)
         with engine.connect() as conn:
-            rows = [tuple(row) for row in conn.execute(sa.text(sql))]
+            rows = [tuple(row) for row in conn.execute(sa.text(sql.replace("{T}", T)))]
         engine.dispose()
         return rows
 

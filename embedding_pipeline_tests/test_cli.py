@@ -42,9 +42,10 @@ def test_search_filters_by_resource_type_and_platform(embedded_pipeline, capsys)
         ["search", "science", "--resource-type", "podcast_episode", "--platform", "podcast", "--json", "--limit", "20"]
     )
     hits = json.loads(capsys.readouterr().out)
-    assert len(hits) == 6 and {(h["resource_type"], h["platform"]) for h in hits} == {("podcast_episode", "podcast")}
+    assert len(hits) == 6
+    assert {(h["resource_type"], h["platform"]["code"]) for h in hits} == {("podcast_episode", "podcast")}
     main(["search", "science", "--platform", "ocw", "--json", "--limit", "20"])
-    assert {h["platform"] for h in json.loads(capsys.readouterr().out)} == {"ocw"}
+    assert {h["platform"]["name"] for h in json.loads(capsys.readouterr().out)} == {"MIT OpenCourseWare"}
 
 
 def test_similar_resources_are_other_resources_never_the_resource_itself(embedded_pipeline, capsys):

@@ -12,9 +12,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.content import schema
+from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.content.schema import metadata
 from embedding_pipeline.run_state import WORKER_TAG
-from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline_tests.helpers import REPO, chunker, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
@@ -31,12 +33,14 @@ def embed(*flags: str, env: dict | None = None, timeout: float = 600) -> subproc
 def add_documents(pipeline, count: int, resource_type: str = "document") -> None:
     """Resources (documents unless said) with a long text each, so that a run over them takes a while."""
     paragraph = "Bees forage within a few kilometres of the hive and communicate by dancing. " * 40
-    for i in range(count):
-        pipeline.execute(
-            "INSERT INTO learning_resources (readable_id, platform, resource_type, title, description, published) "
-            "VALUES (:r, 'library', :type, :t, :d, 1)",
-            r=f"doc-long-{i}", type=resource_type, t=f"Beekeeping notes {i}", d=f"Notes {i}. {paragraph}",
-        )  # fmt: skip
+    pipeline.insert(
+        schema.learning_resource,
+        *[
+            {"readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": resource_type,
+             "title": f"Beekeeping notes {i}", "description": f"Notes {i}. {paragraph}"}
+            for i in range(count)
+        ],
+    )  # fmt: skip
 
 
 def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(pipeline):
@@ -70,7 +74,7 @@ def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(p
 def test_a_source_that_lost_most_records_fails_before_deleting_anything(pipeline):
     pipeline.materialize("document")
     before = (pipeline.count("resources"), pipeline.count("content_files"))
-    pipeline.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'document'")
+    pipeline.execute("UPDATE {T}learningresource SET published = 0 WHERE resource_type = 'document'")
     result = pipeline.materialize("document", raise_on_error=False)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
@@ -121,19 +125,19 @@ def test_trailing_spaces_in_a_setting_are_read_the_same_way_everywhere(pipeline)
 
 
 def test_bad_values_fail_their_record_only_named_with_the_field(pipeline):
-    pipeline.execute("UPDATE learning_resources SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
+    pipeline.execute("UPDATE {T}learningresource SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
     pipeline.execute(
-        "UPDATE content_files SET content = CAST(X'48C328FF' AS TEXT) WHERE resource_id = "
-        "(SELECT id FROM learning_resources WHERE readable_id = 'doc-lab-safety')"
+        "UPDATE {T}contentfile SET content = CAST(X'48C328FF' AS TEXT) WHERE learning_resource_id = "
+        "(SELECT id FROM {T}learningresource WHERE readable_id = 'doc-lab-safety')"
     )
     pipeline.execute(
-        "UPDATE learning_resources SET topics = '{\"not\": \"a list\"}' WHERE readable_id = 'doc-writing-guide'"
+        "UPDATE {T}learningresource SET ocw_topics = '{\"not\": \"a list\"}' WHERE readable_id = 'doc-writing-guide'"
     )
     result = pipeline.materialize("document")
     failures = pipeline.metadata(result, "text_chunks")["failures"]
     assert "library.doc-open-data: field 'title' must be text, got bytes" in failures
     assert "doc-lab-safety" in failures and "content" in failures and "UTF-8" in failures
-    assert "library.doc-writing-guide: field 'topics'" in failures
+    assert "library.doc-writing-guide: field 'ocw_topics' must be a list" in failures
     embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
     assert embedded == {"doc-urban-beekeeping", "doc-distributed-systems", "doc-lab-safety"}
     files = {p["resource_readable_id"] for p in pipeline.points("content_files", resource_type="document").values()}
@@ -177,23 +181,23 @@ def test_an_unreachable_qdrant_a_missing_model_and_an_unusable_qdrant_path_fail_
 
 def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipeline):
     """NUL bytes, a lone surrogate (as its bytes), a 5 MB description, a 50,000-line Markdown file with
-    deep headers, malformed topics, NULL and future dates: every other record is embedded."""
-    pipeline.execute("UPDATE learning_resources SET description = :d WHERE readable_id = 'doc-open-data'",
+    deep headers, a malformed array, a date in the future: every other record is embedded."""
+    pipeline.execute("UPDATE {T}learningresource SET description = :d WHERE readable_id = 'doc-open-data'",
                      d="Open data\x00with a NUL byte")  # fmt: skip
-    pipeline.execute("UPDATE learning_resources SET title = CAST(X'4C6F6E65EDA080' AS TEXT) "
+    pipeline.execute("UPDATE {T}learningresource SET title = CAST(X'4C6F6E65EDA080' AS TEXT) "
                      "WHERE readable_id = 'doc-writing-guide'")  # fmt: skip
-    pipeline.execute("UPDATE learning_resources SET description = :d, updated_on = NULL WHERE readable_id = :r",
+    pipeline.execute("UPDATE {T}learningresource SET description = :d WHERE readable_id = :r",
                      d="Distributed systems. " * 250_000, r="doc-distributed-systems")  # fmt: skip
-    pipeline.execute("UPDATE learning_resources SET topics = '[\"bees\", ', updated_on = '2999-12-31' "
+    pipeline.execute("UPDATE {T}learningresource SET ocw_topics = '[\"bees\", ', updated_on = '2999-12-31' "
                      "WHERE readable_id = 'doc-urban-beekeeping'")  # fmt: skip
     deep = "\n".join(f"{'#' * (1 + i % 6)} Part {i}\n" + "\n".join(["- Wear goggles."] * 998) for i in range(50))
-    ((resource_id,),) = pipeline.rows("SELECT id FROM learning_resources WHERE readable_id = 'doc-lab-safety'")
-    pipeline.execute("UPDATE content_files SET content = :c WHERE resource_id = :i", c=deep, i=resource_id)
+    ((resource_id,),) = pipeline.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'doc-lab-safety'")
+    pipeline.execute("UPDATE {T}contentfile SET content = :c WHERE learning_resource_id = :i", c=deep, i=resource_id)
 
     result = pipeline.materialize("document")
     failures = pipeline.metadata(result, "text_chunks")["failures"]
     assert "library.doc-writing-guide" in failures and "UTF-8" in failures
-    assert "library.doc-urban-beekeeping: field 'topics' is not a JSON list" in failures
+    assert "library.doc-urban-beekeeping: field 'ocw_topics' is not JSON" in failures
     embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
     assert embedded == {"doc-open-data", "doc-distributed-systems", "doc-lab-safety"}
     chunks = pipeline.points("content_files", resource_type="document", resource_readable_id="doc-lab-safety")
@@ -211,12 +215,15 @@ def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, mo
     engine = sa.create_engine(database)
     with engine.begin() as conn:
         conn.execute(
-            sa.text(
-                "INSERT INTO learning_resources (readable_id, platform, resource_type, title, description, published) "
-                "VALUES (:r, 'library', 'document', :t, :d, 1)"
-            ),
-            [{"r": f"doc-long-{i}", "t": f"Notes {i}", "d": f"Notes {i}. " + "Bees dance. " * 300} for i in range(400)],
-        )
+            schema.learning_resource.insert(),
+            [
+                complete(schema.learning_resource, {
+                    "readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": "document",
+                    "title": f"Notes {i}", "description": f"Notes {i}. " + "Bees dance. " * 300,
+                })
+                for i in range(400)
+            ],
+        )  # fmt: skip
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], env=env, cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),
@@ -228,7 +235,9 @@ def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, mo
             os.kill(int(worker.split(":")[1]), signal.SIGKILL)
             killed_at = time.time()
             with engine.begin() as conn:  # a later edit: the sensor's next tick requests the partition again
-                edit = "UPDATE learning_resources SET title = 'Notes, revised', updated_on = :u WHERE readable_id = :r"
+                edit = (
+                    f"UPDATE {T}learningresource SET title = 'Notes, revised', updated_on = :u WHERE readable_id = :r"
+                )
                 conn.execute(
                     sa.text(edit),
                     {"u": datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=5), "r": "doc-long-0"},
@@ -331,7 +340,7 @@ def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redo
     deleting, indexing: wherever the moment falls), each resuming the last; then one run to the end."""
     pipeline.materialize("document")
     add_documents(pipeline, 300)
-    pipeline.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-open-data'")  # a deletion
+    pipeline.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-open-data'")  # a deletion
     pipeline.encoded()
     for delay in (0.2, 0.9, 1.6, 2.3, 3.0):
         run = subprocess.Popen(

@@ -25,9 +25,9 @@ def point_hashes(pipeline, kind: str, **filters) -> dict[str, str]:
 def test_skip_contentfiles_reembeds_the_resources_and_leaves_every_content_file_point_as_it_is(pipeline):
     pipeline.materialize("course")
     files_before = point_hashes(pipeline, "content_files")
-    pipeline.execute("UPDATE learning_resources SET title = 'Linear Algebra, revised' WHERE readable_id = 'ocw-18.06'")
-    pipeline.execute("UPDATE content_files SET content = 'Rewritten.' WHERE id = (SELECT MIN(id) FROM content_files)")
-    pipeline.execute("DELETE FROM content_files WHERE id = (SELECT MAX(id) FROM content_files)")
+    pipeline.execute("UPDATE {T}learningresource SET title = 'Linear Algebra, revised' WHERE readable_id = 'ocw-18.06'")
+    pipeline.execute("UPDATE {T}contentfile SET content = 'Rewritten.' WHERE key = 'syllabus.md'")
+    pipeline.execute("DELETE FROM {T}contentfile WHERE key = 'lecture-notes-photosynthesis.txt'")
 
     done = embed("--courses", "--skip-contentfiles", "--overwrite")
     assert done.stdout.splitlines()[0].startswith("course: ok")
@@ -37,7 +37,7 @@ def test_skip_contentfiles_reembeds_the_resources_and_leaves_every_content_file_
 
 
 def test_resource_ids_embeds_exactly_those_resources_with_their_files_and_names_the_ones_not_found(pipeline):
-    ids = {row[1]: row[0] for row in pipeline.rows("SELECT id, readable_id FROM learning_resources")}
+    ids = {row[1]: row[0] for row in pipeline.rows("SELECT id, readable_id FROM {T}learningresource")}
     chosen = [ids["ocw-18.06"], ids["yt-neural-networks"]]
     done = embed("--resource-ids", f"{chosen[0]},{chosen[1]},99999")
     assert "Not found among the published resources" in done.stdout and "99999" in done.stdout
@@ -50,7 +50,7 @@ def test_resource_ids_embeds_exactly_those_resources_with_their_files_and_names_
 def test_recreate_collections_all_drops_the_collections_and_fills_them_again(pipeline):
     pipeline.materialize_all()
     counts = (pipeline.count("resources"), pipeline.count("content_files"))
-    pipeline.execute("DELETE FROM content_files WHERE id = (SELECT MAX(id) FROM content_files)")
+    pipeline.execute("DELETE FROM {T}contentfile WHERE key = 'open-data.txt'")
     some_point = next(iter(pipeline.points("resources")))
     with pipeline.store() as store:  # a point nothing in the source owns, e.g. of a type no longer embedded
         name = pipeline.qdrant.alias("resources")

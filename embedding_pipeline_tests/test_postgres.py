@@ -7,18 +7,24 @@ EMBEDDING_PIPELINE_TEST_POSTGRES_URL (default postgresql://embedding:embedding@1
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.content.schema import PREFIX as T
+from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 from embedding_pipeline.sensors import new_content_sensor
-from embedding_pipeline_tests.helpers import REPO, pipeline_env, resource, run_dagster, unavailable
+from embedding_pipeline_tests.helpers import REPO, pipeline_env, resource, unavailable
 
+MIT_LEARN_TABLES = Path(__file__).parent / "fixtures" / "mit_learn_tables.sql"
 SERVER_URL = os.environ.get(
     "EMBEDDING_PIPELINE_TEST_POSTGRES_URL", "postgresql://embedding:embedding@127.0.0.1:5432/postgres"
 )
@@ -41,34 +47,51 @@ def postgres_database():
     server.dispose()
 
 
-def test_the_sample_content_loads_into_and_reads_from_postgresql(postgres_database):
-    assert load_sample_data(postgres_database) == (44, 14)
-    with ContentSource(batch_size=100, database_url=postgres_database).database().reader("document") as reader:
-        resources, files = list(reader.list_resources()), list(reader.list_content_files())
-        assert len(resources) == 5 and len(files) == 5
-        rows = reader.resources([r["id"] for r in resources if r["readable_id"] == "doc-urban-beekeeping"])
-    (bees,) = rows.values()
-    assert list(bees["topics"]) == ["Agriculture", "Ecology"]
+@pytest.fixture
+def mit_learn_database(postgres_database):
+    """mit-learn's learning-resource tables made by the DDL of its migrations, holding both samples."""
+    engine = sa.create_engine(postgres_database)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(MIT_LEARN_TABLES.read_text())
+    engine.dispose()
+    assert load_sample_data(postgres_database, samples=EVERY_SAMPLE) == (51, 25)
+    return postgres_database
 
 
-def test_dagster_yaml_stores_runs_and_events_in_postgresql_when_dagster_postgres_url_is_set(
-    postgres_database, tmp_path, model_dir
-):
-    """The production set-up from the shell: content and Dagster's storage both in PostgreSQL."""
-    load_sample_data(postgres_database)
+def test_mit_learns_own_tables_are_read_with_their_joins_and_arrays(mit_learn_database):
+    with ContentSource(batch_size=100, database_url=mit_learn_database).database().reader("course") as reader:
+        resources = {r["readable_id"]: r for r in reader.list_resources()}
+        files = {f["key"]: f for f in reader.list_content_files()}
+    mechanics = resources["course-v1:MITxT+8.01x"]
+    assert (mechanics["platform_name"], mechanics["offered_by_code"]) == ("MITx Online", "mitx")
+    assert {t["name"] for t in mechanics["topics"]} == {"Physics", "Mechanics"}  # JSON, decoded by the driver
+    assert {r["run_id"] for r in mechanics["runs"]} == {
+        "course-v1:MITxT+8.01x+3T2025", "course-v1:MITxT+8.01x+3T2026", "course-v1:MITxT+8.01x+1T2019",
+    }  # fmt: skip
+    assert resources["SEE-LEAD-2026"]["prices"] == [Decimal("4100.00"), Decimal("3690.00")]  # numeric[]
+    embedded = {key for key in files if "8.01x" in key}
+    assert embedded == {  # not the welcome video (no text), nor the notes of the archived run
+        "block-v1:MITxT+8.01x+3T2025+type@html+block@kinematics_notes",
+        "block-v1:MITxT+8.01x+3T2025+type@problem+block@pset1",
+    }
+
+
+def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(mit_learn_database, tmp_path, model_dir):
+    """The production set-up from the shell: content and Dagster's storage both in PostgreSQL, every partition."""
     env = {
         **pipeline_env(tmp_path, model_dir),
-        "DAGSTER_POSTGRES_URL": postgres_database,
-        "CONTENT_DATABASE_URL": postgres_database,
+        "DAGSTER_POSTGRES_URL": mit_learn_database,
+        "CONTENT_DATABASE_URL": mit_learn_database,
     }
     home = Path(env["DAGSTER_HOME"])
-    job = run_dagster(
-        env, "job", "execute", "-m", "embedding_pipeline.definitions", "-j", "embed",
-        "--tags", '{"dagster/partition": "document"}',
+    embed = subprocess.run(
+        [str(Path(sys.executable).with_name("embedding-pipeline")), "embed"],
+        env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
-    assert job.returncode == 0, job.stderr[-3000:]
+    assert embed.returncode == 0, embed.stdout[-2000:] + embed.stderr[-3000:]
+    assert [line.split(":")[0] for line in embed.stdout.splitlines()] == RESOURCE_TYPES
 
-    engine = sa.create_engine(postgres_database)
+    engine = sa.create_engine(mit_learn_database)
     with engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT run_id, status, partition FROM runs")).all()
         events = conn.execute(
@@ -79,12 +102,21 @@ def test_dagster_yaml_stores_runs_and_events_in_postgresql_when_dagster_postgres
         ).scalars()
         materialized = sorted(json.loads(key)[0] for key in events)  # keys are stored as JSON lists
     engine.dispose()
-    assert [(status, partition) for _, status, partition in runs] == [("SUCCESS", "document")]
+    assert sorted(partition for _, _, partition in runs) == sorted(RESOURCE_TYPES)
+    assert {status for _, status, _ in runs} == {"SUCCESS"}
     assert materialized == ["dense_vectors", "qdrant_points", "source_content", "sparse_vectors", "text_chunks"]
     assert not (home / "history").exists()  # nothing went to SQLite
     qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
-        assert store.count(qdrant.alias("content_files")) > 80
+        guides = dict(store.scroll(qdrant.alias("resources"), {"readable_id": "unplatformed-guide"}))
+        files = dict(
+            store.scroll(qdrant.alias("content_files"), {"resource_readable_id": "episode-230-the-physics-of-ice"})
+        )
+        assert store.count(qdrant.alias("resources")) == 50  # 51, but for one neither published nor in test mode
+    (guide,) = guides.values()
+    assert guide["platform"] is None and guide["record_key"] == ".unplatformed-guide"
+    (transcript,) = files.values()
+    assert transcript["run_readable_id"] == "episode-230-the-physics-of-ice"  # a run-less file: its resource's
 
 
 def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_database, tmp_path, monkeypatch):
@@ -112,11 +144,10 @@ def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_databa
     assert {"runs", "event_logs", "jobs", "job_ticks"} <= tables
 
 
-def test_the_sensor_reads_a_postgresql_content_database_and_its_run_succeeds(postgres_database, pipeline):
+def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_learn_database, pipeline):
     from embedding_pipeline.definitions import defs
 
-    load_sample_data(postgres_database)
-    source = ContentSource(batch_size=100, database_url=postgres_database)
+    source = ContentSource(batch_size=100, database_url=mit_learn_database)
     pipeline.resources["content_source"] = source
 
     def tick(cursor):
@@ -127,15 +158,23 @@ def test_the_sensor_reads_a_postgresql_content_database_and_its_run_succeeds(pos
 
     first = tick(None)
     assert len(first.run_requests) == 8
-    engine = sa.create_engine(postgres_database)
+    engine = sa.create_engine(mit_learn_database)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "UPDATE learning_resources SET published = false, updated_on = now() WHERE readable_id = 'pl-spanish'"
+                f"UPDATE {T}learningresource SET published = false, updated_on = now() WHERE readable_id = 'pl-spanish'"
             )
         )
-    engine.dispose()
-    (request,) = tick(first.cursor).run_requests
+    second = tick(first.cursor)
+    (request,) = second.run_requests
     assert request.partition_key == "video_playlist"
     result = pipeline.materialize(request.partition_key, tags=request.tags)
     assert result.success and pipeline.metadata(result, "source_content")["resources"] == 3
+    with engine.begin() as conn:  # a topic renamed, as mit-learn's admin does: only the topic's own row moves
+        conn.execute(
+            sa.text(
+                f"UPDATE {T}learningresourcetopic SET name = 'Classical Mechanics', updated_on = now() WHERE name = 'Mechanics'"
+            )
+        )
+    engine.dispose()
+    assert [r.partition_key for r in tick(second.cursor).run_requests] == ["course"]

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.content import schema
 from embedding_pipeline.definitions import defs
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, new_content_sensor
@@ -44,21 +45,39 @@ def test_first_tick_requests_every_type_then_nothing_until_content_changes(tick)
     assert quiet.run_requests == [] and "No content was added" in quiet.skip_message
 
 
+def _sql(statement: str):
+    return lambda pipeline: pipeline.execute(statement)
+
+
+def _id(pipeline, readable_id: str) -> int:
+    return pipeline.rows(f"SELECT id FROM {{T}}learningresource WHERE readable_id = '{readable_id}'")[0][0]
+
+
 @pytest.mark.parametrize(
     ("change", "resource_type"),
     [
-        ("UPDATE learning_resources SET description = 'new', updated_on = '2025-02-01' WHERE readable_id = 'yt-crispr'", "video"),
-        ("INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published, updated_on) "
-         "VALUES (100, 'new-pl', 'youtube', 'video_playlist', 'New playlist', 1, '2025-02-01')", "video_playlist"),
-        ("DELETE FROM learning_resources WHERE readable_id = 'ocw-8.04'", "course"),
-        ("UPDATE learning_resources SET published = 0 WHERE readable_id = 'pod-startup-lab'", "podcast"),
-        ("UPDATE content_files SET content = 'x', updated_on = '2025-02-01' WHERE key = 'lab-safety.md'", "document"),
-        ("DELETE FROM content_files WHERE key = 'transcript.txt' AND run_readable_id = 'episode-7'", "podcast_episode"),
+        (_sql("UPDATE {T}learningresource SET description = 'new', updated_on = '2025-02-01' WHERE readable_id = 'yt-crispr'"), "video"),
+        (lambda p: p.insert(schema.learning_resource, {"id": 100, "readable_id": "new-pl", "platform_id": "youtube",
+                                                       "resource_type": "video_playlist", "title": "New playlist"}),
+         "video_playlist"),
+        (_sql("DELETE FROM {T}learningresource WHERE readable_id = 'ocw-8.04'"), "course"),
+        (_sql("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'pod-startup-lab'"), "podcast"),
+        (_sql("UPDATE {T}contentfile SET content = 'x', updated_on = '2025-02-01' WHERE key = 'lab-safety.md'"), "document"),
+        (lambda p: p.execute("DELETE FROM {T}contentfile WHERE key = 'transcript.txt' AND learning_resource_id = :i",
+                             i=_id(p, "ep-bebop")), "podcast_episode"),
+        # Joined rows: a run added, a topic linked (mit-learn moves no resource's `updated_on` for either),
+        # an offeror renamed (its own `updated_on` moves).
+        (lambda p: p.insert(schema.run, {"learning_resource_id": _id(p, "ocw-7.01"), "run_id": "fall-2025",
+                                         "title": "Fundamentals of Biology"}), "course"),
+        (lambda p: p.insert(schema.resource_topics, {"learningresource_id": _id(p, "yt-crispr"),
+                                                     "learningresourcetopic_id": 1}), "video"),
+        (_sql("UPDATE {T}learningresourceofferor SET name = 'MIT xPRO Online', updated_on = '2030-01-01' WHERE code = 'xpro'"),
+         "program"),
     ],
 )  # fmt: skip
 def test_a_change_requests_one_run_for_its_type_once(pipeline, tick, change, resource_type):
     tick()
-    pipeline.execute(change)
+    change(pipeline)
     result = tick()
     assert _requested(result) == [resource_type]
     assert tick().run_requests == []  # the same change is not requested twice
@@ -66,7 +85,7 @@ def test_a_change_requests_one_run_for_its_type_once(pipeline, tick, change, res
 
 def test_a_later_change_gets_a_new_run_key_and_a_restart_keeps_the_cursor(pipeline, tick):
     tick()
-    edit = "UPDATE learning_resources SET title = :t, updated_on = :u WHERE readable_id = 'yt-crispr'"
+    edit = "UPDATE {T}learningresource SET title = :t, updated_on = :u WHERE readable_id = 'yt-crispr'"
     pipeline.execute(edit, t="CRISPR 1", u="2025-03-01")
     first = tick().run_requests[0].run_key
     pipeline.execute(edit, t="CRISPR 2", u="2025-03-02")
@@ -107,13 +126,12 @@ def test_the_sensor_needs_no_qdrant_and_its_request_runs(pipeline, tick):
 
 
 def test_records_no_partition_embeds_are_counted_and_named(tick, pipeline, caplog, capsys):
-    pipeline.execute(
-        "INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published) VALUES "
-        "(9001, 'a-1', 'blog', 'article', 'An article', 1), (9002, 'd-1', 'blog', 'Document', 'A Document', 1)"
+    pipeline.insert(
+        schema.learning_resource,
+        {"id": 9001, "readable_id": "a-1", "platform_id": "blog", "resource_type": "article", "title": "An article"},
+        {"id": 9002, "readable_id": "d-1", "platform_id": "blog", "resource_type": "Document", "title": "A Document"},
     )
-    pipeline.execute(
-        "INSERT INTO content_files (id, resource_id, key, content, published) VALUES (9101, 777777, 'k', 'text', 1)"
-    )
+    pipeline.insert(schema.content_file, {"id": 9101, "learning_resource_id": 777777, "key": "k", "content": "text"})
     with caplog.at_level(logging.INFO):
         requests = tick().run_requests
     logged = caplog.text + capsys.readouterr().err
@@ -129,10 +147,10 @@ def test_records_no_partition_embeds_are_counted_and_named(tick, pipeline, caplo
 
 def test_a_row_dated_in_the_future_does_not_hide_later_edits(tick, pipeline):
     tick()
-    pipeline.execute("UPDATE learning_resources SET updated_on = '2999-01-01' WHERE readable_id = 'ocw-18.06'")
+    pipeline.execute("UPDATE {T}learningresource SET updated_on = '2999-01-01' WHERE readable_id = 'ocw-18.06'")
     assert _requested(tick()) == ["course"]
     a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None)
-    edit = "UPDATE learning_resources SET title = 'Sourdough', updated_on = :u WHERE readable_id = 'yt-sourdough'"
+    edit = "UPDATE {T}learningresource SET title = 'Sourdough', updated_on = :u WHERE readable_id = 'yt-sourdough'"
     pipeline.execute(edit, u=a_minute_ago)
     assert _requested(tick()) == ["video"]
     assert _requested(tick()) == []
@@ -141,8 +159,8 @@ def test_a_row_dated_in_the_future_does_not_hide_later_edits(tick, pipeline):
 def test_an_edit_dated_before_the_newest_edit_is_seen(tick, pipeline):
     """A clock behind, or a date copied from another row: the sensor sums every row's date, not only the newest."""
     tick()
-    newest = pipeline.rows("SELECT MAX(updated_on) FROM learning_resources")[0][0]
-    edit = "UPDATE learning_resources SET title = :t, updated_on = :u WHERE readable_id = :r"
+    newest = pipeline.rows("SELECT MAX(updated_on) FROM {T}learningresource")[0][0]
+    edit = "UPDATE {T}learningresource SET title = :t, updated_on = :u WHERE readable_id = :r"
     pipeline.execute(edit, t="Sourdough", u=newest, r="yt-sourdough")  # the same date as the newest row
     assert _requested(tick()) == ["video"]
     pipeline.execute(edit, t="Linear Algebra, again", u="2020-01-01", r="ocw-18.06")  # older than every other row

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.cli import main
-from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.content import schema
+from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.settings import VECTOR_SETTINGS, Settings, settings_table
 from embedding_pipeline_tests.helpers import REPO, chunker, resource
 
@@ -53,12 +54,15 @@ def test_an_old_env_file_works_as_is(tmp_path, model_dir, monkeypatch):
     engine = sa.create_engine(database)
     with engine.begin() as conn:  # 30 documents: three batches of resources, then one of content files
         conn.execute(
-            sa.text(
-                "INSERT INTO learning_resources (readable_id, platform, resource_type, title, description, published) "
-                "VALUES (:r, 'library', 'document', :t, 'A generated handbook.', 1)"
-            ),
-            [{"r": f"doc-generated-{i}", "t": f"Generated handbook {i}"} for i in range(25)],
-        )
+            schema.learning_resource.insert(),
+            [
+                complete(schema.learning_resource, {
+                    "readable_id": f"doc-generated-{i}", "platform_id": "library", "resource_type": "document",
+                    "title": f"Generated handbook {i}", "description": "A generated handbook.",
+                })
+                for i in range(25)
+            ],
+        )  # fmt: skip
     engine.dispose()
     env = {
         **os.environ,

@@ -62,7 +62,9 @@ def dagster_home(tmp_path_factory, model_dir):
     load_sample_data(database)
     engine = sa.create_engine(database)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE learning_resources SET title = '' WHERE readable_id = 'yt-crispr'"))
+        conn.execute(
+            sa.text("UPDATE learning_resources_learningresource SET title = '' WHERE readable_id = 'yt-crispr'")
+        )
     engine.dispose()
     embed = subprocess.run(
         [str(BIN / "embedding-pipeline"), "embed", "--partition", "document", "--partition", "video"],

@@ -13,10 +13,9 @@ from embedding_pipeline.content.schema import (
     CONTENT_FILE_LISTING,
     KEY_COLUMNS,
     RESOURCE_COLUMNS,
-    RESOURCE_LISTING,
     UNEMBEDDABLE_QUERIES,
     Queries,
-    with_epoch_ms,
+    dialect_sql,
 )
 from embedding_pipeline.digests import digest
 from embedding_pipeline.errors import PermanentError
@@ -85,7 +84,7 @@ class ContentDatabase:
 
     def _rows(self, query: str, conn: sa.Connection) -> list[tuple]:
         try:
-            return [tuple(row) for row in conn.execute(sa.text(with_epoch_ms(query, conn.dialect.name)))]
+            return [tuple(row) for row in conn.execute(sa.text(dialect_sql(query, conn.dialect.name)))]
         except ValueError as error:
             raise ContentSourceError(self.url, str(error)) from None
         except sa.exc.DBAPIError as error:
@@ -169,11 +168,12 @@ class ContentReader:
 
     def __init__(self, conn: sa.Connection, resource_type: str, database: ContentDatabase):
         self.conn, self.params, self.database = conn, {"resource_type": resource_type}, database
+        dialect = conn.dialect.name
         self.queries = {
-            "resources_query": database.queries.resources,
-            "content_files_query": database.queries.content_files,
+            "resources_query": dialect_sql(database.queries.resources, dialect),
+            "content_files_query": dialect_sql(database.queries.content_files, dialect),
         }
-        self._checked: set[str] = set()
+        self._columns: dict[str, list[str]] = {}
 
     def holds_no_resources(self) -> bool:
         """True if the database (default queries' schema) has no learning resource at all: a wrong database,
@@ -197,37 +197,43 @@ class ContentReader:
                 self.database.url, f"the content source's {query_name} failed: {error.orig}"
             ) from None
 
-    def _require(self, query_name: str, required: list[str]) -> None:
-        """The query returns the columns the pipeline reads (asked once, with no rows)."""
-        if query_name in self._checked:
-            return
-        inner = self.queries[query_name].strip().rstrip(";")
-        columns = self._execute(query_name, sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0"), self.params).keys()
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ContentSourceError(
-                self.database.url, f"the content source's {query_name} returned no column(s) {', '.join(missing)}"
-            )
-        self._checked.add(query_name)
+    def columns(self, query_name: str) -> list[str]:
+        """The columns the query returns (asked once, with no rows); one it must return and does not is named."""
+        if query_name not in self._columns:
+            inner = self.queries[query_name].strip().rstrip(";")
+            probe = sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0")
+            columns = list(self._execute(query_name, probe, self.params).keys())
+            required = RESOURCE_COLUMNS if query_name == "resources_query" else CONTENT_FILE_COLUMNS
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise ContentSourceError(
+                    self.database.url, f"the content source's {query_name} returned no column(s) {', '.join(missing)}"
+                )
+            self._columns[query_name] = columns
+        return self._columns[query_name]
 
     def _rows(self, query_name: str, columns: list[str] | None, ids=None) -> Iterator[dict]:
-        self._require(query_name, RESOURCE_COLUMNS if query_name == "resources_query" else CONTENT_FILE_COLUMNS)
+        if columns is not None:
+            columns = [c for c in columns if c in self.columns(query_name)]
+        else:
+            self.columns(query_name)
         params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
         result = self._execute(query_name, self._select(query_name, columns, ids), params)
         names = list(result.keys())
         for values in result:
             row = dict(zip(names, values))  # a third faster than SQLAlchemy's row mappings, per listed row
-            # A user's query may not filter on publication; what is not published is never embedded.
-            if row["published"]:
+            # A user's query may not filter on publication; what is neither published nor in test mode
+            # is never embedded.
+            if row["published"] or row.get("test_mode"):
                 yield row
 
     def list_resources(self) -> Iterator[dict]:
-        return self._listed("resources_query", RESOURCE_LISTING)
+        return self._listed("resources_query", None)
 
     def list_content_files(self) -> Iterator[dict]:
         return self._listed("content_files_query", CONTENT_FILE_LISTING)
 
-    def _listed(self, query_name: str, columns: list[str]) -> Iterator[dict]:
+    def _listed(self, query_name: str, columns: list[str] | None) -> Iterator[dict]:
         """The listing, streamed. Should the driver fail to decode a row, the rest is read by id, so
         that only that row comes back unreadable (with its key columns where those can be read)."""
         seen = set()
@@ -238,7 +244,7 @@ class ContentReader:
             return
         except sa.exc.OperationalError:
             self.conn.rollback()
-        rest = [row["id"] for row in self._rows(query_name, ["id", "published"]) if row["id"] not in seen]
+        rest = [row["id"] for row in self._rows(query_name, ["id", "published", "test_mode"]) if row["id"] not in seen]
         for start in range(0, len(rest), LISTING_BATCH):
             for row in self._by_id(query_name, columns, rest[start : start + LISTING_BATCH]).values():
                 if UNREADABLE in row:

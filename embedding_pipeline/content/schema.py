@@ -1,127 +1,460 @@
-"""The tables the default queries read, and the SQL itself: the one place that knows the content schema.
+"""mit-learn's tables, as its Django migrations make them (the subset this pipeline reads), and the SQL that
+reads them: the one place that knows the content schema.
 
-The embedded sample database is created from these tables. Another database gives its own queries
-(`Queries`, from the settings), which must return the columns listed here.
+Table and column names, types and nullability are those of a PostgreSQL database migrated by
+mit-learn's `learning_resources` migrations up to 0122 (mitodl/mit-learn 2f304af); arrays are ARRAY
+columns on PostgreSQL and JSON text on SQLite, which has none. Django fills NOT NULL columns in
+Python, so the defaults below are Python-side too: they let the sample loader and tests insert rows
+that name only what matters to them. Another database gives its own queries (`Queries`), which
+must return the columns `RESOURCE_COLUMNS` and `CONTENT_FILE_COLUMNS` name.
 """
 
 import re
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
+PREFIX = "learning_resources_"
 metadata = sa.MetaData()
-learning_resources = sa.Table(
-    "learning_resources",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("readable_id", sa.String(256), nullable=False),
-    sa.Column("platform", sa.String(64), nullable=False),
-    sa.Column("resource_type", sa.String(64), nullable=False, index=True),
-    sa.Column("title", sa.Text),
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def array(item) -> sa.types.TypeEngine:
+    """An ARRAY column on PostgreSQL, JSON text on SQLite."""
+    return sa.JSON(none_as_null=True).with_variant(postgresql.ARRAY(item), "postgresql")
+
+
+JSONB = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _stamps() -> list[sa.Column]:
+    """Django's TimestampedModel: `updated_on` moves on every save of the row (auto_now)."""
+    return [
+        sa.Column("created_on", sa.DateTime(timezone=True), nullable=False, default=_now),
+        sa.Column("updated_on", sa.DateTime(timezone=True), nullable=False, default=_now, onupdate=_now),
+    ]
+
+
+def _table(name: str, *columns, **kwargs) -> sa.Table:
+    return sa.Table(PREFIX + name, metadata, *columns, **kwargs)
+
+
+def _id() -> sa.Column:
+    return sa.Column("id", sa.Integer, primary_key=True)
+
+
+def _fk(name: str, target: str, nullable: bool = True, kind=sa.Integer) -> sa.Column:
+    return sa.Column(name, kind, sa.ForeignKey(PREFIX + target), nullable=nullable, index=True)
+
+
+def _text(name: str, length: int | None = None, default: str | None = "") -> sa.Column:
+    """A NOT NULL text column (Django's `blank=True` CharField), or a nullable one when `default` is None."""
+    kind = sa.String(length) if length else sa.Text
+    if default is None:
+        return sa.Column(name, kind)
+    return sa.Column(name, kind, nullable=False, default=default)
+
+
+def _flag(name: str, default: bool = False, index: bool = False) -> sa.Column:
+    return sa.Column(name, sa.Boolean, nullable=False, default=default, index=index)
+
+
+def _strings(name: str, default=list, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, array(sa.String), nullable=nullable, default=None if nullable else default)
+
+
+platform = _table(
+    "learningresourceplatform",
+    *_stamps(),
+    sa.Column("code", sa.String(12), primary_key=True),
+    sa.Column("url", sa.String(200)),
+    _flag("is_edx"),
+    _flag("has_content_files"),
+    _text("name", 256),
+)
+offeror = _table(
+    "learningresourceofferor",
+    *_stamps(),
+    sa.Column("code", sa.String(12), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, unique=True),
+    _flag("professional"),
+    *(_strings(name) for name in ("audience", "certifications", "content_types", "fee", "formats")),
+    _text("more_information", 200),
+    _strings("offerings"),
+    _text("value_prop"),
+    _flag("display_facet", default=True),
+)
+topic = _table(
+    "learningresourcetopic",
+    _id(),
+    *_stamps(),
+    sa.Column("name", sa.String(128), nullable=False),
+    _fk("parent_id", "learningresourcetopic.id"),
+    _text("icon", 128),
+    sa.Column("topic_uuid", sa.Uuid, nullable=False, default=uuid.uuid4),
+)
+school = _table("learningresourceschool", _id(), *_stamps(), _text("name", 256), _text("url", 200))
+department = _table(
+    "learningresourcedepartment",
+    *_stamps(),
+    sa.Column("department_id", sa.String(6), primary_key=True),
+    _text("name", 256),
+    _fk("school_id", "learningresourceschool.id"),
+)
+content_tag = _table("learningresourcecontenttag", _id(), *_stamps(), sa.Column("name", sa.String(128), unique=True))
+price = _table(
+    "learningresourceprice",
+    _id(),
+    *_stamps(),
+    sa.Column("amount", sa.Numeric(12, 2), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False, default="USD"),
+)
+learning_resource = _table(
+    "learningresource",
+    _id(),
+    *_stamps(),
+    sa.Column("readable_id", sa.String(512), nullable=False),
+    sa.Column("title", sa.String(256), nullable=False),
     sa.Column("description", sa.Text),
     sa.Column("full_description", sa.Text),
-    sa.Column("url", sa.Text),
-    sa.Column("topics", sa.JSON),
-    sa.Column("published", sa.Boolean, nullable=False, default=True),
-    sa.Column("created_on", sa.DateTime(timezone=True)),
-    sa.Column("updated_on", sa.DateTime(timezone=True), index=True),
-    sa.UniqueConstraint("platform", "readable_id"),
+    sa.Column("last_modified", sa.DateTime(timezone=True)),
+    _flag("published", default=True, index=True),
+    _strings("languages", nullable=True),
+    sa.Column("url", sa.String(2048)),
+    sa.Column("resource_type", sa.String(24), nullable=False, index=True),
+    sa.Column("image_id", sa.Integer),
+    _fk("platform_id", "learningresourceplatform.code", kind=sa.String(12)),
+    _text("etl_source", 12),
+    _flag("professional"),
+    _fk("offered_by_id", "learningresourceofferor.code", kind=sa.String(12)),
+    sa.Column("next_start_date", sa.DateTime(timezone=True), index=True),
+    _flag("certification"),
+    _text("certification_type", 24, default="none"),
+    sa.Column("prices", array(sa.Numeric(12, 2)), nullable=False, default=list),
+    sa.Column("availability", sa.String(24)),
+    sa.Column("completeness", sa.Float, nullable=False, default=1.0),
+    _strings("delivery", default=lambda: ["online"]),
+    sa.Column("continuing_ed_credits", sa.Numeric(5, 2)),
+    _flag("license_cc"),
+    _strings("format", default=lambda: ["asynchronous"]),
+    _strings("pace", default=lambda: ["self_paced"]),
+    _strings("ocw_topics"),
+    _text("location", 256),
+    _text("duration", 256),
+    *(sa.Column(name, sa.Integer) for name in ("max_weekly_hours", "max_weeks", "min_weekly_hours", "min_weeks")),
+    _text("time_commitment", 256),
+    _flag("test_mode"),
+    _flag("require_summaries"),
+    _text("resource_category", 256),
+    sa.Column("view_count", sa.BigInteger),
+    sa.UniqueConstraint("platform_id", "readable_id", "resource_type"),
 )
-content_files = sa.Table(
-    "content_files",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("resource_id", sa.Integer, sa.ForeignKey("learning_resources.id"), nullable=False, index=True),
-    sa.Column("run_readable_id", sa.String(256)),
-    sa.Column("key", sa.String(512), nullable=False),
-    sa.Column("title", sa.Text),
-    sa.Column("content", sa.Text),
-    sa.Column("file_type", sa.String(64)),
-    sa.Column("file_extension", sa.String(16)),
+run = _table(
+    "learningresourcerun",
+    _id(),
+    *_stamps(),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    _text("title", 256),
+    sa.Column("description", sa.Text),
+    sa.Column("full_description", sa.Text),
+    sa.Column("last_modified", sa.DateTime(timezone=True)),
+    _flag("published", default=True, index=True),
+    _strings("languages", nullable=True),
+    sa.Column("url", sa.String(2048)),
+    _strings("level"),
+    sa.Column("slug", sa.String(1024)),
+    sa.Column("semester", sa.String(20)),
+    sa.Column("year", sa.Integer),
+    *(
+        sa.Column(name, sa.DateTime(timezone=True))
+        for name in ("start_date", "end_date", "enrollment_start", "enrollment_end")
+    ),
+    sa.Column("prices", array(sa.Numeric(12, 2))),
+    sa.Column("image_id", sa.Integer),
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+    sa.Column("checksum", sa.String(32)),
+    _strings("delivery", default=lambda: ["online"]),
+    sa.Column("availability", sa.String(24)),
+    _strings("format", default=lambda: ["asynchronous"]),
+    _strings("pace", default=lambda: ["self_paced"]),
+    _text("location", 256),
+    _text("duration", 256),
+    *(sa.Column(name, sa.Integer) for name in ("max_weekly_hours", "max_weeks", "min_weekly_hours", "min_weeks")),
+    _text("time_commitment", 256),
+    _flag("is_b2b", index=True),
+    _flag("is_variant", index=True),
+    sa.Column("archive_key", sa.String(512)),
+    sa.UniqueConstraint("learning_resource_id", "run_id"),
+)
+content_file = _table(
+    "contentfile",
+    _id(),
+    *_stamps(),
+    sa.Column("uid", sa.String(36)),
+    sa.Column("key", sa.String(1024)),
+    sa.Column("title", sa.String(1024)),
+    sa.Column("description", sa.Text),
+    sa.Column("image_src", sa.String(200)),
     sa.Column("url", sa.Text),
-    sa.Column("checksum", sa.String(128)),
-    sa.Column("published", sa.Boolean, nullable=False, default=True),
-    sa.Column("updated_on", sa.DateTime(timezone=True), index=True),
+    sa.Column("file_type", sa.String(128)),
+    sa.Column("content", sa.Text),
+    *(sa.Column(name, sa.String(1024)) for name in ("content_title", "content_author")),
+    sa.Column("content_language", sa.String(24)),
+    _text("content_type", 10, default="file"),
+    _flag("published", default=True),
+    sa.Column("checksum", sa.String(32)),
+    _fk("run_id", "learningresourcerun.id"),
+    sa.Column("file_extension", sa.String(32)),
+    sa.Column("source_path", sa.String(1024)),
+    sa.Column("edx_module_id", sa.String(1024), index=True),
+    _fk("learning_resource_id", "learningresource.id"),
+    sa.Column("flashcards", JSONB, nullable=False, default=list),
+    _text("summary"),
+    sa.Column("archive_checksum", sa.String(32)),
+    sa.Column("duration", sa.String(11)),
+    _fk("direct_learning_resource_id", "learningresource.id"),
+    sa.Column("youtube_id", sa.String(32)),
+    sa.UniqueConstraint("key", "run_id", "learning_resource_id", "direct_learning_resource_id"),
+)
+course = _table(
+    "course",
+    *_stamps(),
+    sa.Column("learning_resource_id", sa.Integer, sa.ForeignKey(PREFIX + "learningresource.id"), primary_key=True),
+    sa.Column("course_numbers", JSONB),
 )
 
-DEFAULT_RESOURCES_QUERY = """
-SELECT id, readable_id, platform, resource_type, title, description, full_description,
-       url, topics, published, created_on, updated_on
-FROM learning_resources
-WHERE resource_type = :resource_type AND published
-ORDER BY id
+
+def _link(name: str, left: str, right: str, right_kind=sa.Integer) -> sa.Table:
+    """A Django many-to-many table: an id, and a foreign key to each side (`<model>_id`), unique together."""
+    left_column, right_column = (f"{side.split('.')[0]}_id" for side in (left, right))
+    return _table(
+        name,
+        _id(),
+        _fk(left_column, left, nullable=False),
+        _fk(right_column, right, nullable=False, kind=right_kind),
+        sa.UniqueConstraint(left_column, right_column),
+    )
+
+
+resource_topics = _link("learningresource_topics", "learningresource.id", "learningresourcetopic.id")
+resource_departments = _link(
+    "learningresource_departments", "learningresource.id", "learningresourcedepartment.department_id", sa.String(6)
+)
+resource_tags = _link("learningresource_resource_tags", "learningresource.id", "learningresourcecontenttag.id")
+resource_prices = _link("learningresource_resource_prices", "learningresource.id", "learningresourceprice.id")
+content_file_tags = _link("contentfile_content_tags", "contentfile.id", "learningresourcecontenttag.id")
+
+
+# The default queries. `JSON_LIST(x)` aggregates into a JSON list, `JSON_OBJECT(k, v, ...)` builds one,
+# `JSON_ARRAY(column)` puts an array column into one, and `EPOCH_MS(column)` is a timestamp in whole
+# milliseconds: each written in the connected database's SQL (`dialect_sql`). Nested lists come back
+# in no set order; the records sort them.
+_T = PREFIX
+DEFAULT_RESOURCES_QUERY = f"""
+SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
+       lr.published, lr.test_mode, lr.resource_category, lr.certification, lr.certification_type,
+       lr.professional, lr.ocw_topics, lr.delivery, lr.prices, lr.languages, lr.next_start_date,
+       lr.view_count, lr.created_on, lr.updated_on, lr.last_modified,
+       lr.platform_id AS platform_code, p.name AS platform_name,
+       lr.offered_by_id AS offered_by_code, o.name AS offered_by_name,
+       (SELECT JSON_LIST(JSON_OBJECT('id', t.id, 'name', t.name, 'parent', t.parent_id))
+          FROM {_T}learningresource_topics x JOIN {_T}learningresourcetopic t ON t.id = x.learningresourcetopic_id
+         WHERE x.learningresource_id = lr.id) AS topics,
+       (SELECT JSON_LIST(JSON_OBJECT('department_id', d.department_id, 'name', d.name, 'school', s.name))
+          FROM {_T}learningresource_departments x
+          JOIN {_T}learningresourcedepartment d ON d.department_id = x.learningresourcedepartment_id
+          LEFT JOIN {_T}learningresourceschool s ON s.id = d.school_id
+         WHERE x.learningresource_id = lr.id) AS departments,
+       (SELECT JSON_LIST(t.name)
+          FROM {_T}learningresource_resource_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
+         WHERE x.learningresource_id = lr.id) AS course_feature,
+       (SELECT JSON_LIST(JSON_OBJECT('amount', pr.amount, 'currency', pr.currency))
+          FROM {_T}learningresource_resource_prices x JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id
+         WHERE x.learningresource_id = lr.id) AS resource_prices,
+       (SELECT JSON_LIST(JSON_OBJECT(
+                 'id', r.id, 'run_id', r.run_id, 'title', r.title, 'published', r.published,
+                 'level', JSON_ARRAY(r.level), 'delivery', JSON_ARRAY(r.delivery), 'prices', JSON_ARRAY(r.prices),
+                 'semester', r.semester, 'year', r.year, 'start_date', r.start_date, 'end_date', r.end_date,
+                 'enrollment_start', r.enrollment_start, 'enrollment_end', r.enrollment_end, 'url', r.url,
+                 'is_variant', r.is_variant, 'updated_on', r.updated_on))
+          FROM {_T}learningresourcerun r WHERE r.learning_resource_id = lr.id) AS runs,
+       (SELECT c.course_numbers FROM {_T}course c WHERE c.learning_resource_id = lr.id) AS course_numbers
+FROM {_T}learningresource lr
+LEFT JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id
+LEFT JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id
+WHERE lr.resource_type = :resource_type AND (lr.published OR lr.test_mode)
+ORDER BY lr.id
 """
-DEFAULT_CONTENT_FILES_QUERY = """
-SELECT cf.id, cf.resource_id, cf.run_readable_id, cf.key, cf.title, cf.content, cf.file_type,
-       cf.file_extension, cf.url, cf.checksum, cf.published, cf.updated_on
-FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id
-WHERE lr.resource_type = :resource_type AND lr.published AND cf.published
+# The files mit-learn embeds: published, with content, of a run that is published (or of the resource
+# itself: a run-less file), of a resource embedded here. A file only `direct_learning_resource` names
+# is shown with its resource, never embedded (vector_search.tasks, embeddings_healthcheck).
+DEFAULT_CONTENT_FILES_QUERY = f"""
+SELECT cf.id, lr.id AS resource_id, cf.run_id, r.run_id AS run_readable_id, r.title AS run_title,
+       r.updated_on AS run_updated_on, cf.key, cf.title, cf.description, cf.content, cf.checksum,
+       cf.file_type, cf.file_extension, cf.url, cf.edx_module_id, cf.content_type, cf.source_path,
+       cf.published, cf.created_on, cf.updated_on,
+       (SELECT JSON_LIST(t.name)
+          FROM {_T}contentfile_content_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
+         WHERE x.contentfile_id = cf.id) AS content_feature_type
+FROM {_T}contentfile cf
+LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id
+JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id)
+WHERE lr.resource_type = :resource_type AND (lr.published OR lr.test_mode)
+  AND cf.published AND (r.id IS NULL OR r.published) AND cf.content IS NOT NULL AND cf.content <> ''
 ORDER BY cf.id
 """
-# What the sensor polls. One cheap row per tick: counts and dates of each table; only when it moves,
-# one row per resource type. The dates are summed over every row (EPOCH_MS, below), so an edit is
-# seen whatever date it carries: one older than the newest (a clock behind, a repeated date) moves
-# the sum as much as a new one, and a row dated in the future (a typo, a bad import) hides nothing.
-DEFAULT_CHANGES_QUERY = """
-SELECT (SELECT COUNT(*) FROM learning_resources) AS resources,
-       (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM learning_resources) AS published_resources,
-       (SELECT SUM(EPOCH_MS(updated_on)) FROM learning_resources) AS resources_updated,
-       (SELECT COUNT(*) FROM content_files) AS files,
-       (SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM content_files) AS published_files,
-       (SELECT SUM(EPOCH_MS(updated_on)) FROM content_files) AS files_updated
-"""
-DEFAULT_FINGERPRINT_QUERY = """
-SELECT resource_type, 'resources' AS part, COUNT(*), SUM(id), SUM(EPOCH_MS(updated_on)),
-       SUM(CASE WHEN published THEN 1 ELSE 0 END)
-FROM learning_resources GROUP BY resource_type
-UNION ALL
-SELECT lr.resource_type, 'files' AS part, COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)),
-       SUM(CASE WHEN cf.published THEN 1 ELSE 0 END)
-FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id GROUP BY lr.resource_type
-"""
+
+# What the sensor polls. One cheap row per tick: counts, id sums and the sum of every row's
+# `updated_on` of each table a point is made from; only when it moves, one row per resource type and
+# table. Django moves a row's `updated_on` on every save (renaming a platform, a topic or an offeror
+# moves that row's, not its resources'), and a many-to-many link has no date, only an id: so each
+# table counts for itself, and a link table by its count and the sum of its ids. Dates are summed over
+# every row, so an edit is seen whatever date it carries (a clock behind, a repeated date), and a row
+# dated in the future hides nothing.
+_DATED = ["learningresource", "learningresourcerun", "contentfile", "learningresourceplatform",
+          "learningresourceofferor", "learningresourcetopic", "learningresourcedepartment", "learningresourceschool",
+          "learningresourcecontenttag", "learningresourceprice", "course"]  # fmt: skip
+_LINKS = ["learningresource_topics", "learningresource_departments", "learningresource_resource_tags",
+          "learningresource_resource_prices", "contentfile_content_tags"]  # fmt: skip
+DEFAULT_CHANGES_QUERY = "SELECT " + ",\n       ".join(
+    [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(EPOCH_MS(updated_on)), 0) FROM {_T}{name}) AS {name}" for name in _DATED]
+    + [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(id), 0) FROM {_T}{name}) AS {name}" for name in _LINKS]
+    + [
+        f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) || ':' || SUM(CASE WHEN test_mode THEN 1 ELSE 0 END) "
+        f"FROM {_T}learningresource) AS published_resources",
+        f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM {_T}learningresourcerun) AS published_runs",
+        f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM {_T}contentfile) AS published_files",
+    ]
+)
+# Per resource type: the resources, their runs, files, links and the rows those link to. A change to a
+# topic, platform, offeror, department, tag or price moves the sums of the types whose resources use it.
+_OF_TYPE = f"FROM {_T}learningresource lr"
+_FILE_OF_TYPE = (
+    f"FROM {_T}contentfile cf LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id "
+    f"JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id)"
+)
+_FINGERPRINT_PARTS = {
+    "resources": f"COUNT(*), SUM(lr.id), SUM(EPOCH_MS(lr.updated_on)), "
+    f"SUM(CASE WHEN lr.published THEN 1 ELSE 0 END), SUM(CASE WHEN lr.test_mode THEN 1 ELSE 0 END) {_OF_TYPE}",
+    "runs": f"COUNT(*), SUM(r.id), SUM(EPOCH_MS(r.updated_on)), SUM(CASE WHEN r.published THEN 1 ELSE 0 END), 0 "
+    f"{_OF_TYPE} JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id",
+    "files": f"COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)), SUM(CASE WHEN cf.published THEN 1 ELSE 0 END), 0 "
+    f"{_FILE_OF_TYPE}",
+    "file tags": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_FILE_OF_TYPE} "
+    f"JOIN {_T}contentfile_content_tags x ON x.contentfile_id = cf.id "
+    f"JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id",
+    "platforms": f"COUNT(p.code), 0, SUM(EPOCH_MS(p.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id",
+    "offerors": f"COUNT(o.code), 0, SUM(EPOCH_MS(o.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id",
+    "course numbers": f"COUNT(*), 0, SUM(EPOCH_MS(c.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}course c ON c.learning_resource_id = lr.id",
+    **{
+        name: f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(y.updated_on)), 0, 0 {_OF_TYPE} "
+        f"JOIN {_T}{link} x ON x.learningresource_id = lr.id JOIN {_T}{target} y ON y.{key} = x.{column}"
+        for name, link, target, key, column in [
+            ("topics", "learningresource_topics", "learningresourcetopic", "id", "learningresourcetopic_id"),
+            (
+                "departments",
+                "learningresource_departments",
+                "learningresourcedepartment",
+                "department_id",
+                "learningresourcedepartment_id",
+            ),
+            (
+                "tags",
+                "learningresource_resource_tags",
+                "learningresourcecontenttag",
+                "id",
+                "learningresourcecontenttag_id",
+            ),
+            ("prices", "learningresource_resource_prices", "learningresourceprice", "id", "learningresourceprice_id"),
+        ]
+    },
+}
+DEFAULT_FINGERPRINT_QUERY = "\nUNION ALL\n".join(
+    f"SELECT lr.resource_type, '{part}' AS part, {select} GROUP BY lr.resource_type"
+    for part, select in _FINGERPRINT_PARTS.items()
+)
 # Whether the database holds any learning resource at all (an empty one is a wrong database).
-ANY_RESOURCE_QUERY = "SELECT COUNT(*) FROM (SELECT 1 FROM learning_resources LIMIT 1) AS one"
-# What no partition embeds, in the schema of the default queries: published resources of another
-# type, and published content files whose resource does not exist.
+ANY_RESOURCE_QUERY = f"SELECT COUNT(*) FROM (SELECT 1 FROM {_T}learningresource LIMIT 1) AS one"
+# What no partition embeds, in the default schema: published resources of another type, and published
+# content files with content whose resource (through their run, or directly) does not exist.
 UNEMBEDDABLE_QUERIES = {
     "learning resources of a type that is not one of the eight": (
-        "SELECT id, resource_type FROM learning_resources WHERE published AND resource_type NOT IN :types ORDER BY id"
+        f"SELECT id, resource_type FROM {_T}learningresource WHERE published AND resource_type NOT IN :types ORDER BY id"
     ),
     "content files whose resource does not exist": (
-        "SELECT cf.id, cf.resource_id FROM content_files cf WHERE cf.published AND NOT EXISTS "
-        "(SELECT 1 FROM learning_resources lr WHERE lr.id = cf.resource_id) ORDER BY cf.id"
+        f"SELECT cf.id, COALESCE(cf.run_id, cf.learning_resource_id) FROM {_T}contentfile cf "
+        f"LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id "
+        f"LEFT JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id) "
+        "WHERE cf.published AND lr.id IS NULL AND (cf.run_id IS NOT NULL OR cf.learning_resource_id IS NOT NULL) "
+        "ORDER BY cf.id"
     ),
 }
 
-# The columns a resources or content-files query must return.
-RESOURCE_COLUMNS = [c.name for c in learning_resources.columns]
-CONTENT_FILE_COLUMNS = [c.name for c in content_files.columns]
+# The columns a resources or content-files query returns: the first ones it must, the rest it may
+# (a column it does not return is read as empty). Nested columns are JSON (or arrays, on PostgreSQL).
+RESOURCE_COLUMNS = ["id", "readable_id", "resource_type", "title", "published"]
+RESOURCE_OPTIONAL = [
+    "platform_code", "platform_name", "offered_by_code", "offered_by_name", "description", "full_description",
+    "url", "test_mode", "resource_category", "certification", "certification_type", "professional", "ocw_topics",
+    "delivery", "prices", "languages", "next_start_date", "view_count", "created_on", "updated_on",
+    "last_modified", "topics", "departments", "course_feature", "resource_prices", "runs", "course_numbers",
+]  # fmt: skip
+CONTENT_FILE_COLUMNS = ["id", "resource_id", "key", "content", "published"]
+CONTENT_FILE_OPTIONAL = [
+    "run_id", "run_readable_id", "run_title", "run_updated_on", "title", "description", "checksum", "file_type",
+    "file_extension", "url", "edx_module_id", "content_type", "source_path", "created_on", "updated_on",
+    "content_feature_type",
+]  # fmt: skip
 # What a run lists of every record, to tell which records changed: every column of a resource (all
-# of them shape its point, and none is long), a content file's columns but its text.
-RESOURCE_LISTING = RESOURCE_COLUMNS
-CONTENT_FILE_LISTING = ["id", "resource_id", "run_readable_id", "key", "updated_on", "checksum", "published"]
+# of them shape its point), a content file's columns but its text and those that follow its `updated_on`.
+CONTENT_FILE_LISTING = [
+    "id", "resource_id", "run_id", "run_readable_id", "run_updated_on", "key", "updated_on", "checksum",
+    "published", "content_feature_type",
+]  # fmt: skip
 # What names a record whose other columns cannot be read: it then keeps its points.
 KEY_COLUMNS = {
-    "resources_query": ["id", "platform", "readable_id", "published"],
+    "resources_query": ["id", "platform_code", "readable_id", "published", "test_mode"],
     "content_files_query": ["id", "resource_id", "run_readable_id", "key", "published"],
 }
 
-# `EPOCH_MS(column)` in the sensor's queries: a timestamp as whole milliseconds, in the database's
-# own SQL (an integer, so a sum is the same whatever order the database adds the rows in).
-EPOCH_MS = {
-    "sqlite": "(CAST(strftime('%s', {0}) AS INTEGER) * 1000 + CAST(SUBSTR(strftime('%f', {0}), 4, 3) AS INTEGER))",
-    "postgresql": "CAST(FLOOR(EXTRACT(EPOCH FROM {0}) * 1000) AS BIGINT)",
-    "mysql": "CAST(FLOOR(UNIX_TIMESTAMP({0}) * 1000) AS SIGNED)",
+# The dialects' forms of the queries' macros.
+DIALECT_SQL = {
+    "sqlite": {
+        "EPOCH_MS": "(CAST(strftime('%s', {0}) AS INTEGER) * 1000 + CAST(SUBSTR(strftime('%f', {0}), 4, 3) AS INTEGER))",
+        "JSON_LIST(": "json_group_array(",
+        "JSON_OBJECT(": "json_object(",
+        "JSON_ARRAY(": "json(",
+    },
+    "postgresql": {
+        "EPOCH_MS": "CAST(FLOOR(EXTRACT(EPOCH FROM {0}) * 1000) AS BIGINT)",
+        "JSON_LIST(": "json_agg(",
+        "JSON_OBJECT(": "json_build_object(",
+        "JSON_ARRAY(": "to_json(",
+    },
 }
+MACROS = ("EPOCH_MS(", "JSON_LIST(", "JSON_OBJECT(", "JSON_ARRAY(")
 
 
-def with_epoch_ms(query: str, dialect: str) -> str:
-    """`query` with each EPOCH_MS(column) written in `dialect`'s SQL."""
-    if "EPOCH_MS(" not in query:
+def dialect_sql(query: str, dialect: str) -> str:
+    """`query` with its macros written in `dialect`'s SQL."""
+    if not any(macro in query for macro in MACROS):
         return query
-    if dialect not in EPOCH_MS:
-        raise ValueError(f"EPOCH_MS() has no form for {dialect}; give the sensor's queries of your own")
-    return re.sub(r"EPOCH_MS\(([\w.]+)\)", lambda m: EPOCH_MS[dialect].format(m.group(1)), query)
+    if dialect not in DIALECT_SQL:
+        raise ValueError(f"the default queries have no form for {dialect}; give queries of your own")
+    forms = DIALECT_SQL[dialect]
+    query = re.sub(r"EPOCH_MS\(([\w.]+)\)", lambda m: forms["EPOCH_MS"].format(m.group(1)), query)
+    for macro in ("JSON_LIST(", "JSON_OBJECT(", "JSON_ARRAY("):
+        query = query.replace(macro, forms[macro])
+    return query
 
 
 @dataclass(frozen=True)
@@ -146,5 +479,5 @@ class Queries:
 
     @property
     def default_schema(self) -> bool:
-        """The records come from the default tables (checks that read those tables directly apply)."""
+        """The records come from mit-learn's tables (checks that read those tables directly apply)."""
         return self.resources == DEFAULT_RESOURCES_QUERY

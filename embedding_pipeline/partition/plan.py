@@ -45,7 +45,8 @@ class Damage:
     """Points that do not match the heads: a run cut short between two writes, or a hand in Qdrant."""
 
     records: set[str] = field(default_factory=set)  # record ids with a point missing or too many
-    orphans: dict[str, list[str]] = field(default_factory=dict)  # collection → points whose record has no head
+    strays: dict[str, set[str]] = field(default_factory=dict)  # listed record id → its points its head does not count
+    orphans: dict[str, list[str]] = field(default_factory=dict)  # collection → points no listed record owns
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
 
@@ -80,9 +81,12 @@ def find_damage(
             damage.missing.append(pid)
         for pid in present.keys() - expected.keys():
             damage.extra.append(pid)
-            if present[pid].get("record_id") in heads:
-                damage.records.add(present[pid]["record_id"])
-            damage.orphans.setdefault(name, []).append(pid)
+            record_id = present[pid].get("record_id")
+            if record_id in records:  # written again: its stray points go with that write, never before it
+                damage.records.add(record_id)
+                damage.strays.setdefault(record_id, set()).add(pid)
+            else:
+                damage.orphans.setdefault(name, []).append(pid)
     return damage
 
 

@@ -4,12 +4,12 @@ The first point of a record is its head: it carries the record's fingerprint, wh
 run whether the record changed, and its number of points.
 """
 
-import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.digests import digest, text_hash
-from embedding_pipeline.partition.records import Record, RecordError, missing, point_ids, text_field
+from embedding_pipeline.partition.records import Record, RecordError, missing, normalized, point_ids, text_field
 
 MARKDOWN_EXTENSIONS = {".md", ".markdown"}
 # Bumped when ids, payloads or fingerprints change shape: it enters the collections' version, so
@@ -17,19 +17,19 @@ MARKDOWN_EXTENSIONS = {".md", ".markdown"}
 POINTS_LAYOUT = 3
 
 
-def topics(row: Mapping, record: str) -> list[str]:
-    """Topics arrive as a JSON list in text (SQLite), as an array (PostgreSQL) or not at all."""
-    value = row.get("topics")
-    if missing(value):
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError as error:
-            raise RecordError(record, "topics", f"is not a JSON list ({error})") from None
-    if not hasattr(value, "__iter__") or isinstance(value, (str, dict, bytes)):
-        raise RecordError(record, "topics", f"must be a list of names, got {type(value).__name__}")
-    return [str(topic) for topic in value]
+def topics(row: Mapping, record: str) -> list[dict]:
+    """The resource's topics as mit-learn's documents have them ({id, name, parent}); a query of your own
+    may give names alone."""
+    found = normalized(row, record).get("topics") or []
+    if not all(isinstance(t, (str, dict)) and (isinstance(t, str) or t.get("name")) for t in found):
+        raise RecordError(record, "topics", "must be a list of names or of objects with a name")
+    return [{"id": None, "name": t, "parent": None} if isinstance(t, str) else t for t in found]
+
+
+def named(row: Mapping, prefix: str, record: str) -> dict | None:
+    """A platform or an offeror as mit-learn's documents have them: {code, name}, or None."""
+    code = text_field(row, f"{prefix}_code", record)
+    return {"code": code, "name": text_field(row, f"{prefix}_name", record) or code} if code else None
 
 
 def _point(record: Record, number: int, count: int, pid: str, text: str, tokens: int, payload: dict) -> dict:
@@ -61,23 +61,27 @@ def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict
     title = text_field(row, "title", key, required=True)
     description = text_field(row, "description", key)
     full_description = text_field(row, "full_description", key)
-    names = topics(row, key)
+    subjects = topics(row, key)
     parts = [f"# {title}", description]
     if full_description and full_description != description:
         parts.append(full_description)
-    if names:
-        parts.append("Topics: " + ", ".join(names))
+    if subjects:
+        parts.append("Topics: " + ", ".join(t["name"] for t in subjects))
     text = chunker.truncate("\n\n".join(p for p in parts if p))
+    values = normalized(row, key)
     payload = {
         "resource_id": record.source_id,
         "readable_id": text_field(row, "readable_id", key),
-        "platform": text_field(row, "platform", key),
+        "platform": named(row, "platform", key),
+        "offered_by": named(row, "offered_by", key),
         "resource_type": text_field(row, "resource_type", key),
         "title": title,
         "description": description,
         "url": text_field(row, "url", key),
-        "topics": names,
-        "published": True,
+        "topics": subjects,
+        "departments": values.get("departments") or [],
+        "course_feature": values.get("course_feature") or [],
+        "published": bool(row.get("published")),
         "created_on": _date(row.get("created_on")),
         "updated_on": _date(row.get("updated_on")),
     }
@@ -93,19 +97,25 @@ def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker
     pieces = chunker.split(content, markdown=markdown)
     if not pieces:
         raise RecordError(key, "content", "holds no text to embed")
+    resource_readable_id = text_field(resource, "readable_id", key)
     payload = {
         "content_file_id": record.source_id,
         "resource_id": record.resource_id,
-        "resource_readable_id": text_field(resource, "readable_id", key),
+        "resource_readable_id": resource_readable_id,
         "resource_title": text_field(resource, "title", key),
-        "platform": text_field(resource, "platform", key),
+        "platform": named(resource, "platform", key),
+        "offered_by": named(resource, "offered_by", key),
         "resource_type": text_field(resource, "resource_type", key),
-        "run_readable_id": text_field(row, "run_readable_id", key),
+        # A run-less file carries its resource's readable id, as mit-learn's readers expect of every point.
+        "run_readable_id": text_field(row, "run_readable_id", key) or resource_readable_id,
+        "run_title": text_field(row, "run_title", key),
         "key": text_field(row, "key", key),
         "title": text_field(row, "title", key),
         "url": text_field(row, "url", key),
         "file_type": text_field(row, "file_type", key),
         "file_extension": extension,
+        "edx_module_id": text_field(row, "edx_module_id", key),
+        "content_feature_type": normalized(row, key).get("content_feature_type") or [],
         "checksum": text_field(row, "checksum", key),
         "published": True,
         "updated_on": _date(row.get("updated_on")),
@@ -119,9 +129,16 @@ def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker
 
 
 def _date(value) -> str | None:
-    """Dates as ISO text in payloads, whatever type the driver returned."""
+    """Dates as ISO text in payloads (UTC where the database gave no zone), whatever the driver returned."""
     if missing(value):
         return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 

@@ -44,6 +44,37 @@ def text_field(row: Mapping, name: str, record: str, required: bool = False) -> 
     return value.strip()
 
 
+# Columns that hold a list (an array, or JSON text on SQLite) or a JSON document. The lists a query
+# aggregates come in no set order: they are sorted, so that a record's fingerprint does not move with it.
+AGGREGATED = {
+    "topics": lambda t: (t.get("id") or 0, t.get("name") or "") if isinstance(t, dict) else (0, str(t)),
+    "departments": lambda d: d.get("department_id") or "",
+    "course_feature": str,
+    "resource_prices": lambda p: (str(p.get("currency")), float(p.get("amount") or 0)),
+    "runs": lambda r: r.get("id") or 0,
+    "content_feature_type": str,
+}
+ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers"}
+
+
+def normalized(row: Mapping, record: str) -> dict:
+    """The row with its list and JSON columns as Python values (lists sorted where a query aggregated them)."""
+    values = dict(row)
+    for name in AGGREGATED.keys() | ARRAYS:
+        value = values.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else None
+            except json.JSONDecodeError as error:
+                raise RecordError(record, name, f"is not JSON ({error})") from None
+        if value is not None and not isinstance(value, list):
+            raise RecordError(record, name, f"must be a list, got {type(value).__name__}")
+        if value is not None and name in AGGREGATED:
+            value = sorted((v for v in value if v is not None), key=AGGREGATED[name])
+        values[name] = value
+    return values
+
+
 @dataclass(frozen=True)
 class Record:
     """One record of the listing: who it is and what its listed columns look like now."""
@@ -62,22 +93,32 @@ class Record:
 
 
 def resource_record(row: Mapping) -> Record:
-    """A listed resource as a record; its fingerprint covers every listed column (all shape its point)."""
+    """A listed resource as a record; its fingerprint covers every listed column, its platform's, offeror's,
+    topics', departments', tags', prices' and runs' included: all of them shape its point."""
     where = f"learning_resources id={row['id']}"
-    platform = text_field(row, "platform", where, required=True)
+    platform = text_field(row, "platform_code", where)
     readable_id = text_field(row, "readable_id", where, required=True)
     return Record(
         kind="resource",
         source_id=int(row["id"]),
         record_id=stable_id("resource", platform, readable_id),
         record_key=f"{platform}.{readable_id}",
-        fingerprint=digest(row),
+        fingerprint=digest(_comparable(row)),
         size=sum(len(value) for value in row.values() if isinstance(value, str)),
     )
 
 
+def _comparable(row: Mapping) -> dict:
+    """The row as its fingerprint sees it: normalized, or as it came when a column cannot be read (the
+    record then fails when its points are made, and keeps the points it had)."""
+    try:
+        return normalized(row, "")
+    except RecordError:
+        return dict(row)
+
+
 def content_file_record(row: Mapping, resource: Record | None) -> Record:
-    """A listed content file (id, resource_id, run_readable_id, key, updated_on, checksum) of a listed resource.
+    """A listed content file (`content.schema.CONTENT_FILE_LISTING`) of a listed resource.
 
     Its fingerprint includes its resource's: the file's payload repeats the resource's title and ids.
     """
@@ -91,7 +132,7 @@ def content_file_record(row: Mapping, resource: Record | None) -> Record:
         source_id=int(row["id"]),
         record_id=stable_id("content_file", resource.record_id, run, key),
         record_key=f"{resource.record_key}.{run}.{key}",
-        fingerprint=digest(row["id"], row.get("updated_on"), row.get("checksum"), resource.fingerprint),
+        fingerprint=digest(_comparable(row), resource.fingerprint),
         resource_id=resource.source_id,
     )
 

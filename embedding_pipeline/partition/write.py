@@ -17,7 +17,6 @@ from cachetools import LRUCache
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.embedding import DenseModel, SparseModel
-from embedding_pipeline.partition.heads import Head
 from embedding_pipeline.partition.plan import Plan, RunOptions
 from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points
 from embedding_pipeline.partition.records import Record, RecordError, could_not_read, point_ids
@@ -74,7 +73,7 @@ class PartitionWriter:
         started = time.perf_counter()
         for done, batch in _counted(batches(todo, self.options.batch_size)):
             self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
-            self._batch(batch, plan.heads)
+            self._batch(batch, plan)
             self.report.batches += 1
             self._progress(done, len(todo), started)
         self._delete(plan)
@@ -103,7 +102,7 @@ class PartitionWriter:
             f"{rate:.1f} records/s{left}"
         )
 
-    def _batch(self, records: list[Record], heads: dict[str, Head]) -> None:
+    def _batch(self, records: list[Record], plan: Plan) -> None:
         points = self._points(records)
         todo = points if self.options.force else self._changed_points(points)
         vectors = self._vectors(todo)
@@ -117,11 +116,11 @@ class PartitionWriter:
         writes = [p for p in todo if p["record_id"] not in refused]
         self.report.points_unchanged += len(kept) - len(writes)
         counts = Counter(p["record_id"] for p in kept)
-        stale = [  # the chunks a shortened file no longer has
+        stale = [  # the chunks a shortened file no longer has, and stray points of the records written
             pid
             for record in records
-            if record.record_id in counts and record.record_id in heads
-            for pid in point_ids(record, heads[record.record_id].chunk_count)[counts[record.record_id] :]
+            if record.record_id in counts
+            for pid in sorted(_old_points(record, plan) - set(point_ids(record, counts[record.record_id])))
         ]
         for point in writes:
             point["vectors"] = vectors[point["text_hash"]]
@@ -262,6 +261,13 @@ class PartitionWriter:
                 if orphans:
                     self.store.delete(name, orphans)
                     self.report.points_deleted += len(orphans)
+
+
+def _old_points(record: Record, plan: Plan) -> set[str]:
+    """The points Qdrant may hold of a record: those its head counts, and strays the plan found."""
+    head = plan.heads.get(record.record_id)
+    counted = set(point_ids(record, head.chunk_count)) if head else set()
+    return counted | plan.damage.strays.get(record.record_id, set())
 
 
 def _kind(point: dict) -> str:

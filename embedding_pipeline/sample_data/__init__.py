@@ -1,63 +1,216 @@
-"""The sample content written by the team, and its loader into any SQLAlchemy database."""
+"""The sample content written by the team, as rows of mit-learn's tables, and its loader into any
+SQLAlchemy database.
+
+`resources.json` holds the resources with their content files (a file's text inline or in `files/`)
+and the fields that vary between them; `mit_learn_like.json` a few records shaped like mit-learn's
+own (HTML descriptions, several runs and prices, an archived run, files without content, edX module
+ids, a resource without a platform, two files under one key); `catalogue.json` the rows they point
+at: platforms, offerors, the topic tree, schools and departments. Files of courses, programs and
+learning paths belong to a run (`run_readable_id`); the others' belong to their resource directly,
+as mit-learn's ETL attaches video transcripts and documents.
+"""
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from embedding_pipeline.content.schema import content_files, learning_resources, metadata
+from embedding_pipeline.content import schema
 
 HERE = Path(__file__).parent
-SAMPLE_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SAMPLE_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+RUN_TYPES = {"course", "program", "learning_path"}
+TEAM_SAMPLE = "resources.json"
+MIT_LEARN_LIKE = "mit_learn_like.json"
+EVERY_SAMPLE = (TEAM_SAMPLE, MIT_LEARN_LIKE)
+RESOURCE_FIELDS = [
+    "readable_id", "resource_type", "title", "description", "full_description", "url", "published", "test_mode",
+    "certification", "certification_type", "professional", "prices", "ocw_topics", "view_count", "next_start_date",
+]  # fmt: skip
 
 
-def sample_rows() -> tuple[list[dict], list[dict]]:
-    """(learning_resources rows, content_files rows) of the sample, with ids and checksums."""
-    resources, files = [], []
-    for number, entry in enumerate(json.loads((HERE / "resources.json").read_text()), start=1):
+def checksum(content: str) -> str:
+    """A file's checksum as mit-learn computes it (md5 of the content)."""
+    return hashlib.md5(content.encode()).hexdigest()
+
+
+class _Rows(dict):
+    """Rows by table, with ids handed out in order."""
+
+    def add(self, table: sa.Table, **row) -> int:
+        rows = self.setdefault(table.name, [])
+        if "id" in table.c and "id" not in row:
+            row["id"] = len(rows) + 1
+        rows.append(row)
+        return row.get("id")
+
+
+def _catalogue(rows: _Rows, when: datetime) -> dict[str, dict]:
+    """The rows resources point at; returns name → id of topics and of content tags."""
+    catalogue = json.loads((HERE / "catalogue.json").read_text())
+    stamps = {"created_on": when, "updated_on": when}
+    for code, name in catalogue["platforms"].items():
+        rows.add(schema.platform, code=code, name=name, **stamps)
+    for code, name in catalogue["offerors"].items():
+        rows.add(schema.offeror, code=code, name=name, **stamps)
+    for school_id, name in catalogue["schools"].items():
+        rows.add(schema.school, id=int(school_id), name=name, **stamps)
+    for department_id, (name, school_id) in catalogue["departments"].items():
+        rows.add(schema.department, department_id=department_id, name=name, school_id=int(school_id), **stamps)
+    topics: dict[str, int] = {}
+    for parent, children in catalogue["topics"].items():
+        for name in [parent, *children]:
+            if name not in topics:
+                topics[name] = rows.add(schema.topic, name=name, parent_id=None, **stamps)
+        for child in children:
+            next(r for r in rows[schema.topic.name] if r["id"] == topics[child])["parent_id"] = topics[parent]
+    return {"topics": topics, "tags": {}, "offered_by": catalogue["offered_by"]}
+
+
+def _tag(rows: _Rows, names: dict[str, int], name: str, when: datetime) -> int:
+    if name not in names:
+        names[name] = rows.add(schema.content_tag, name=name, created_on=when, updated_on=when)
+    return names[name]
+
+
+def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime) -> int:
+    fields = {k: entry[k] for k in RESOURCE_FIELDS if k in entry}
+    platform = entry.get("platform")
+    resource_id = rows.add(
+        schema.learning_resource, id=number, created_on=when, updated_on=when, platform_id=platform,
+        offered_by_id=entry.get("offered_by", known["offered_by"].get(platform)),
+        resource_category=entry["resource_type"], **{"published": True, **fields},
+    )  # fmt: skip
+    for name in entry.get("topics", []):
+        if name not in known["topics"]:
+            known["topics"][name] = rows.add(schema.topic, name=name, parent_id=None, created_on=when, updated_on=when)
+        rows.add(
+            schema.resource_topics, learningresource_id=resource_id, learningresourcetopic_id=known["topics"][name]
+        )
+    for department_id in entry.get("departments", []):
+        rows.add(
+            schema.resource_departments, learningresource_id=resource_id, learningresourcedepartment_id=department_id
+        )
+    for name in entry.get("course_feature", []):
+        tag = _tag(rows, known["tags"], name, when)
+        rows.add(schema.resource_tags, learningresource_id=resource_id, learningresourcecontenttag_id=tag)
+    for amount in entry.get("prices", []):
+        price = rows.add(schema.price, amount=amount, currency="USD", created_on=when, updated_on=when)
+        rows.add(schema.resource_prices, learningresource_id=resource_id, learningresourceprice_id=price)
+    if entry["resource_type"] == "course":
+        numbers = entry.get("course_numbers") or [entry["readable_id"].split("-", 1)[-1]]
+        course_numbers = [
+            {"value": n, "listing_type": "primary" if i == 0 else "cross-listed", "department": None}
+            for i, n in enumerate(numbers)
+        ]
+        rows.add(
+            schema.course,
+            learning_resource_id=resource_id,
+            course_numbers=course_numbers,
+            created_on=when,
+            updated_on=when,
+        )
+    return resource_id
+
+
+def _runs(rows: _Rows, entry: dict, resource_id: int, when: datetime) -> dict[str, int]:
+    """The resource's runs: those listed, and one for each run its files name; run id → row id."""
+    listed = {run["run_id"]: run for run in entry.get("runs", [])}
+    for file in entry["content_files"]:
+        if file.get("run_readable_id"):
+            listed.setdefault(file["run_readable_id"], {"run_id": file["run_readable_id"]})
+    return {
+        run_id: rows.add(
+            schema.run,
+            learning_resource_id=resource_id,
+            created_on=when,
+            updated_on=when,
+            **{"published": True, "title": entry["title"], **run},
+        )
+        for run_id, run in listed.items()
+    }
+
+
+def _files(rows: _Rows, entry: dict, resource_id: int, runs: dict[str, int], known: dict, when: datetime) -> None:
+    for file in entry["content_files"]:
+        content = file["content"] if "content" in file else (HERE / "files" / file["file"]).read_text()
+        run_id = runs.get(file.get("run_readable_id") or "")
+        fields = {k: v for k, v in file.items() if k not in ("file", "run_readable_id", "content_feature_type")}
+        file_id = rows.add(
+            schema.content_file, run_id=run_id, learning_resource_id=None if run_id else resource_id,
+            url=f"{entry['url']}/{file['key']}", created_on=when, updated_on=when,
+            **{"published": True, **fields, "content": content, "checksum": checksum(content)},
+        )  # fmt: skip
+        for name in file.get("content_feature_type", []):
+            tag = _tag(rows, known["tags"], name, when)
+            rows.add(schema.content_file_tags, contentfile_id=file_id, learningresourcecontenttag_id=tag)
+
+
+def sample_rows(samples: tuple[str, ...] = (TEAM_SAMPLE,)) -> dict[str, list[dict]]:
+    """Table name → rows of the samples, ids and checksums included."""
+    rows = _Rows()
+    known = _catalogue(rows, SAMPLE_EPOCH)
+    entries = [entry for sample in samples for entry in json.loads((HERE / sample).read_text())]
+    for number, entry in enumerate(entries, start=1):
         when = SAMPLE_EPOCH + timedelta(days=number)
-        resource = {k: v for k, v in entry.items() if k != "content_files"}
-        resources.append({"id": number, "published": True, "created_on": when, "updated_on": when, **resource})
-        for file in entry["content_files"]:
-            content = file.get("content") or (HERE / "files" / file["file"]).read_text()
-            row = {k: v for k, v in file.items() if k != "file"}
-            files.append(
-                {
-                    "id": len(files) + 1,
-                    "resource_id": number,
-                    "published": True,
-                    "url": f"{entry['url']}/{file['key']}",
-                    "updated_on": when,
-                    **row,
-                    "content": content,
-                    "checksum": hashlib.sha256(content.encode()).hexdigest(),
-                }
-            )
-    return resources, files
+        resource_id = _resource(rows, entry, number, known, when)
+        runs = _runs(rows, entry, resource_id, when) if entry["resource_type"] in RUN_TYPES else {}
+        _files(rows, entry, resource_id, runs, known, when)
+    return rows
 
 
-def load_sample_data(database_url: str, replace: bool = False) -> tuple[int, int]:
-    """Create the schema and load the sample; an already filled database is left alone unless `replace`.
-
-    Returns the number of (resources, content files) the database then holds.
-    """
+def load_sample_data(
+    database_url: str, replace: bool = False, samples: tuple[str, ...] = (TEAM_SAMPLE,)
+) -> tuple[int, int]:
+    """Create mit-learn's tables where they are missing and load the samples; a database that already holds
+    learning resources is left alone unless `replace`. Returns the (resources, content files) it then holds."""
     engine = sa.create_engine(database_url)
     try:
-        metadata.create_all(engine)
+        schema.metadata.create_all(engine)
         with engine.begin() as conn:
-            has_rows = _count(conn, learning_resources)
+            has_rows = _count(conn, schema.learning_resource)
             if has_rows and replace:
-                conn.execute(content_files.delete())
-                conn.execute(learning_resources.delete())
+                for table in reversed(schema.metadata.sorted_tables):
+                    conn.execute(table.delete())
             if not has_rows or replace:
-                resources, files = sample_rows()
-                conn.execute(learning_resources.insert(), resources)
-                conn.execute(content_files.insert(), files)
-            return _count(conn, learning_resources), _count(conn, content_files)
+                rows = sample_rows(samples)
+                for table in schema.metadata.sorted_tables:
+                    if rows.get(table.name):
+                        conn.execute(table.insert(), [complete(table, row) for row in rows[table.name]])
+                _restart_identities(conn, rows)
+            return _count(conn, schema.learning_resource), _count(conn, schema.content_file)
     finally:
         engine.dispose()
+
+
+def complete(table: sa.Table, row: dict) -> dict:
+    """The row with every column of the table (rows of one insert name the same ones): its Python-side
+    defaults, or NULL; dates given as ISO text are read."""
+    complete = {}
+    for column in table.columns:
+        if column.name in row:
+            value = row[column.name]
+            if isinstance(value, str) and isinstance(column.type, sa.DateTime):
+                value = datetime.fromisoformat(value)
+        elif column.default is not None:
+            value = column.default.arg(None) if callable(column.default.arg) else column.default.arg
+        else:
+            value = None
+        complete[column.name] = value
+    return complete
+
+
+def _restart_identities(conn: sa.Connection, rows: dict) -> None:
+    """PostgreSQL's identity columns continue after the ids the sample gave, so rows added later get new ones."""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in schema.metadata.sorted_tables:
+        if "id" in table.c and rows.get(table.name) and table.c.id.primary_key:
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), (SELECT MAX(id) FROM {table.name}))"
+            )
 
 
 def _count(conn: sa.Connection, table: sa.Table) -> int:

@@ -27,8 +27,9 @@ COLLECTION_KINDS = ("resources", "content_files")
 PAYLOAD_INDEXES = {
     "resources": {
         "resource_type": "keyword",
-        "platform": "keyword",
-        "topics": "keyword",
+        "platform.code": "keyword",
+        "offered_by.code": "keyword",
+        "topics[].name": "keyword",
         "published": "bool",
         "readable_id": "lookup",
         "record_id": "lookup",
@@ -37,7 +38,8 @@ PAYLOAD_INDEXES = {
     },
     "content_files": {
         "resource_type": "keyword",
-        "platform": "keyword",
+        "platform.code": "keyword",
+        "offered_by.code": "keyword",
         "published": "bool",
         "resource_readable_id": "lookup",
         "run_readable_id": "lookup",

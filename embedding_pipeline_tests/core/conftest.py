@@ -18,12 +18,13 @@ from embedding_pipeline.embedding import EmbedResult, RejectedInput, embed_disti
 from embedding_pipeline.partition.heads import HeadsFile
 from embedding_pipeline.partition.plan import RunOptions
 from embedding_pipeline.partition.run import Outcome, Partition, run_partition
-from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.vector_store import SparseVector
 from embedding_pipeline.vector_store.aliases import CollectionNames
 from embedding_pipeline.vector_store.server import ServerStore
 
 DIM = 32
+T = "learning_resources_"  # mit-learn's table prefix
 
 
 def _words(text: str) -> list[str]:
@@ -122,9 +123,17 @@ class World:
         return texts
 
     def execute(self, sql: str, **params) -> None:
+        """Change the content database as mit-learn would (`T` prefixes its tables' names)."""
         engine = sa.create_engine(self.url)
         with engine.begin() as conn:
-            conn.execute(sa.text(sql), params)
+            conn.execute(sa.text(sql.replace("{T}", T)), params)
+        engine.dispose()
+
+    def insert(self, table: sa.Table, **row) -> None:
+        """Add a row, its other columns as Django fills them."""
+        engine = sa.create_engine(self.url)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [complete(table, row)])
         engine.dispose()
 
     def points(self, kind: str, **filters) -> dict[str, dict]:

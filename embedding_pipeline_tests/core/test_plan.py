@@ -77,7 +77,7 @@ def test_verification_names_missing_extra_and_out_of_date_points(world):
     assert verify(world.store, names, "video", listing, {crispr.record_id}).extra == [
         "00000000-0000-0000-0000-0000000000aa"
     ]
-    world.execute("UPDATE learning_resources SET title = 'Sourdough, again' WHERE readable_id = 'yt-sourdough'")
+    world.execute("UPDATE {T}learningresource SET title = 'Sourdough, again' WHERE readable_id = 'yt-sourdough'")
     stale = verify(world.store, names, "video", _listing(world, "video"), set())
     assert stale.out_of_date == ["youtube.yt-sourdough"]
 

@@ -9,7 +9,13 @@ from embedding_pipeline.partition.records import (
     resource_record,
 )
 
-RESOURCE = {"id": 1, "platform": "ocw", "readable_id": "18.06", "resource_type": "course", "title": "Linear Algebra"}
+RESOURCE = {
+    "id": 1,
+    "platform_code": "ocw",
+    "readable_id": "18.06",
+    "resource_type": "course",
+    "title": "Linear Algebra",
+}
 FILE = {"id": 10, "resource_id": 1, "run_readable_id": "fall-2024", "key": "syllabus.md", "checksum": "a"}
 
 
@@ -29,7 +35,7 @@ class Reader:
 def test_ids_are_stable_and_key_parts_never_run_together():
     a = resource_record(RESOURCE)
     assert a.record_id == resource_record(dict(RESOURCE)).record_id and a.record_key == "ocw.18.06"
-    joined = resource_record({**RESOURCE, "platform": "ocw.18", "readable_id": "06"})
+    joined = resource_record({**RESOURCE, "platform_code": "ocw.18", "readable_id": "06"})
     assert joined.record_key == a.record_key and joined.record_id != a.record_id
     assert point_ids(a, 1) == [a.record_id]
     chunks = point_ids(content_file_record(FILE, a), 3)
@@ -56,13 +62,13 @@ def test_duplicate_keys_use_the_row_with_the_highest_id_whatever_the_order():
 
 def test_rows_that_cannot_be_records_are_named_with_the_field_and_unreadable_ones_keep_their_points():
     rows = [
-        {**RESOURCE, "id": 3, "platform": ""},
+        {**RESOURCE, "id": 3, "readable_id": " "},
         {**RESOURCE, "id": 4, "readable_id": "broken", UNREADABLE: "invalid UTF-8"},
     ]
     files = [{**FILE, "id": 11, "resource_id": 99}]
     listing = list_records(Reader([RESOURCE, *rows], files))
     assert listing.failed == {
-        "learning_resources id=3": "learning_resources id=3: field 'platform' is empty",
+        "learning_resources id=3": "learning_resources id=3: field 'readable_id' is empty",
         "ocw.broken": "ocw.broken: the database could not read it: invalid UTF-8",
         "content_files id=11": "content_files id=11: field 'resource_id' names no published resource of this type",
     }

@@ -2,9 +2,11 @@
 
 import pytest
 
-from embedding_pipeline.content import ContentSourceError
+from embedding_pipeline.content import ContentSourceError, schema
 from embedding_pipeline.partition.plan import MassDeletion
+from embedding_pipeline.partition.records import Record, point_ids
 from embedding_pipeline.partition.run import SAVED_HEADS
+from embedding_pipeline.vector_store import Point
 
 
 def test_a_first_run_embeds_everything_and_a_second_reads_and_embeds_nothing(world):
@@ -26,14 +28,12 @@ def test_records_go_in_batches_that_never_mix_resources_and_content_files(world)
 def test_keys_that_join_to_the_same_text_never_share_a_point(world):
     """`mitx.ocw` + `18` and `mitx` + `ocw.18`, each with a file of the same run and key: four records, four points."""
     for number, (platform, readable_id) in enumerate([("mitx.ocw", "18"), ("mitx", "ocw.18")]):
-        world.execute(
-            "INSERT INTO learning_resources (id, readable_id, platform, resource_type, title, published) "
-            "VALUES (:i, :r, :p, 'program', :t, 1)", i=9000 + number, r=readable_id, p=platform, t=f"Program {number}",
+        world.insert(
+            schema.learning_resource, id=9000 + number, readable_id=readable_id, platform_id=platform,
+            resource_type="program", title=f"Program {number}",
         )  # fmt: skip
-        world.execute(
-            "INSERT INTO content_files (id, resource_id, run_readable_id, key, title, content, published) "
-            "VALUES (:i, :r, 'y.r', 'x', 'Notes', :c, 1)", i=9100 + number, r=9000 + number, c=f"Notes {number}.",
-        )  # fmt: skip
+        world.insert(schema.run, id=9000 + number, learning_resource_id=9000 + number, run_id="y.r")
+        world.insert(schema.content_file, id=9100 + number, run_id=9000 + number, key="x", content=f"Notes {number}.")
     outcome = world.run("program")
     assert len({r.record_id for r in outcome.plan.new}) == len(outcome.plan.new) == 5 + 4
     assert outcome.report.points_upserted == 5 + 2 + 2
@@ -55,7 +55,7 @@ def test_an_edit_costs_its_record_only(world):
     world.run("video")
     world.embedded()
     world.execute(
-        "UPDATE learning_resources SET description = 'Now with prime editing.', updated_on = '2025-03-01' "
+        "UPDATE {T}learningresource SET description = 'Now with prime editing.', updated_on = '2025-03-01' "
         "WHERE readable_id = 'yt-crispr'"
     )
     outcome = world.run("video")
@@ -67,7 +67,7 @@ def test_an_edit_costs_its_record_only(world):
 def test_an_edit_without_a_new_date_is_seen(world):
     world.run("video")
     world.embedded()
-    world.execute("UPDATE learning_resources SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
+    world.execute("UPDATE {T}learningresource SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
     world.run("video")
     (text,) = world.embedded()
     assert "CRISPR, explained again" in text
@@ -76,7 +76,7 @@ def test_an_edit_without_a_new_date_is_seen(world):
 def test_a_touched_record_whose_text_did_not_change_is_rewritten_without_the_encoder(world):
     world.run("video")
     world.embedded()
-    world.execute("UPDATE content_files SET updated_on = '2025-03-01' WHERE key = 'captions.vtt.txt'")
+    world.execute("UPDATE {T}contentfile SET updated_on = '2025-03-01' WHERE key = 'captions.vtt.txt'")
     outcome = world.run("video")
     assert len(outcome.plan.changed) == 1 and world.embedded() == []
     assert (
@@ -87,7 +87,7 @@ def test_a_touched_record_whose_text_did_not_change_is_rewritten_without_the_enc
 def test_a_payload_only_change_updates_the_point_without_the_encoder(world):
     world.run("video")
     world.embedded()
-    world.execute("UPDATE learning_resources SET url = 'https://example.org/new' WHERE readable_id = 'yt-crispr'")
+    world.execute("UPDATE {T}learningresource SET url = 'https://example.org/new' WHERE readable_id = 'yt-crispr'")
     outcome = world.run("video")
     assert world.embedded() == [] and outcome.report.points_upserted == 1
     (payload,) = world.points("resources", readable_id="yt-crispr").values()
@@ -95,12 +95,8 @@ def test_a_payload_only_change_updates_the_point_without_the_encoder(world):
 
 
 def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world):
-    world.execute(
-        "INSERT INTO content_files (id, resource_id, run_readable_id, key, title, content, file_type, file_extension, "
-        "url, checksum, published, updated_on) SELECT 900, resource_id, run_readable_id, key, title, "
-        "'A second copy with other text.', file_type, file_extension, url, 'other', published, updated_on "
-        "FROM content_files WHERE key = 'lab-safety.md'",
-    )
+    # mit-learn's unique constraint on (key, run, resource, direct resource) lets a run-less file have a twin
+    world.insert(schema.content_file, id=900, learning_resource_id=43, key="lab-safety.md", content="Another copy.")
     first = world.run("document")
     (message,) = first.plan.listing.duplicates
     assert "lab-safety.md" in message and "id=900 used" in message
@@ -111,8 +107,8 @@ def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world)
 
 def test_deleted_and_unpublished_records_lose_all_their_points(world):
     first = world.run("document")
-    world.execute("DELETE FROM content_files WHERE key = 'urban-beekeeping.md'")
-    world.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-open-data'")
+    world.execute("DELETE FROM {T}contentfile WHERE key = 'urban-beekeeping.md'")
+    world.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-open-data'")
     outcome = world.run("document")
     gone = {h.record_key: h.chunk_count for h in outcome.plan.deleted}
     assert len(gone) == 3 and any(key.endswith("urban-beekeeping.md") for key in gone)  # and open data's file
@@ -124,7 +120,9 @@ def test_deleted_and_unpublished_records_lose_all_their_points(world):
 
 def test_a_record_that_cannot_be_read_is_named_and_keeps_its_points(world):
     world.run("video")
-    world.execute("UPDATE learning_resources SET title = '', updated_on = '2025-03-01' WHERE readable_id = 'yt-crispr'")
+    world.execute(
+        "UPDATE {T}learningresource SET title = '', updated_on = '2025-03-01' WHERE readable_id = 'yt-crispr'"
+    )
     outcome = world.run("video")
     assert outcome.report.failures == {"youtube.yt-crispr": "youtube.yt-crispr: field 'title' is empty"}
     assert outcome.report.points_deleted == 0 and outcome.report.partition_points["resources"] == 6
@@ -132,12 +130,12 @@ def test_a_record_that_cannot_be_read_is_named_and_keeps_its_points(world):
 
 
 def test_bad_values_fail_their_record_only_named_with_the_field(world):
-    world.execute("UPDATE learning_resources SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
-    world.execute("UPDATE learning_resources SET topics = '[not json' WHERE readable_id = 'doc-writing-guide'")
+    world.execute("UPDATE {T}learningresource SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
+    world.execute("UPDATE {T}learningresource SET ocw_topics = '[not json' WHERE readable_id = 'doc-writing-guide'")
     outcome = world.run("document")
     failures = outcome.report.failures
     assert failures["library.doc-open-data"] == "library.doc-open-data: field 'title' must be text, got bytes"
-    assert "field 'topics' is not a JSON list" in failures["library.doc-writing-guide"]
+    assert "field 'ocw_topics' is not JSON" in failures["library.doc-writing-guide"]
     embedded = {p["readable_id"] for p in world.points("resources", resource_type="document").values()}
     assert embedded == {"doc-urban-beekeeping", "doc-distributed-systems", "doc-lab-safety"}
 
@@ -165,7 +163,7 @@ def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(world):
 
 def test_a_source_that_lost_most_records_fails_before_deleting_anything_unless_allowed(world):
     world.run("document")
-    world.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'document'")
+    world.execute("UPDATE {T}learningresource SET published = 0 WHERE resource_type = 'document'")
     with pytest.raises(
         MassDeletion, match=r"would delete 87 of the partition's 87 points .*QDRANT_MAX_DELETE_SHARE=0.5"
     ):
@@ -177,8 +175,8 @@ def test_a_source_that_lost_most_records_fails_before_deleting_anything_unless_a
 
 def test_a_database_without_any_learning_resource_is_named_and_deletes_nothing(world):
     world.run("document")
-    world.execute("DELETE FROM content_files")
-    world.execute("DELETE FROM learning_resources")
+    world.execute("DELETE FROM {T}contentfile")
+    world.execute("DELETE FROM {T}learningresource")
     with pytest.raises(ContentSourceError, match="the database holds no learning resources at all"):
         world.run("document", max_delete_share=None)
     assert len(world.points("resources", resource_type="document")) == 5
@@ -202,8 +200,8 @@ def test_recreate_collections_starts_from_empty_collections(world):
 def test_a_run_limited_to_some_resources_embeds_only_them_and_deletes_nothing(world):
     world.run("course")
     ids = _resource_ids(world, "course")[:2]
-    world.execute("UPDATE learning_resources SET description = 'Revised.' WHERE resource_type = 'course'")
-    world.execute("DELETE FROM learning_resources WHERE readable_id = 'ocw-8.04'")
+    world.execute("UPDATE {T}learningresource SET description = 'Revised.' WHERE resource_type = 'course'")
+    world.execute("DELETE FROM {T}learningresource WHERE readable_id = 'ocw-8.04'")
     world.embedded()
     outcome = world.run("course", resource_ids=frozenset(ids))
     assert sorted(r.source_id for r in outcome.plan.changed if r.kind == "resource") == sorted(ids)
@@ -213,8 +211,11 @@ def test_a_run_limited_to_some_resources_embeds_only_them_and_deletes_nothing(wo
 def test_skipping_content_files_leaves_their_points_as_they_are(world):
     world.run("course")
     before = world.points("content_files", resource_type="course")
-    world.execute("UPDATE content_files SET content = 'Rewritten.', checksum = 'x' WHERE resource_id IN "
-                  "(SELECT id FROM learning_resources WHERE resource_type = 'course')")  # fmt: skip
+    world.execute(
+        "UPDATE {T}contentfile SET content = 'Rewritten.', checksum = 'x' WHERE run_id IN (SELECT r.id FROM "
+        "{T}learningresourcerun r JOIN {T}learningresource lr ON lr.id = r.learning_resource_id "
+        "WHERE lr.resource_type = 'course')"
+    )
     outcome = world.run("course", content_files=False, force=True)
     assert (
         outcome.report.records_done == {"resource": 8}
@@ -225,3 +226,74 @@ def test_skipping_content_files_leaves_their_points_as_they_are(world):
 def _resource_ids(world, resource_type: str) -> list[int]:
     with world.database.reader(resource_type) as reader:
         return [row["id"] for row in reader.list_resources()]
+
+
+def test_a_record_whose_head_was_lost_is_written_again_and_keeps_every_chunk(world):
+    """The head goes last; a write cut short (or a hand) can leave a record's chunks without it. The next run
+    writes the record again: its chunks are its own, not orphans to delete after the writes."""
+    world.run("document")
+    chunks = world.points("content_files", key="urban-beekeeping.md")
+    (head,) = [pid for pid, payload in chunks.items() if payload["role"] == "head"]
+    world.store.delete(world.names.physical("content_files"), [head])
+    world.embedded()
+    outcome = world.run("document")
+    assert world.points("content_files", key="urban-beekeeping.md").keys() == chunks.keys()
+    assert world.embedded() == [chunks[head]["chunk_content"]] and outcome.verification.passed
+
+
+def test_a_stray_chunk_beyond_a_records_count_is_removed_by_the_next_run(world):
+    """A point a record's head does not count (a longer version's chunk, written before a kill) goes."""
+    world.run("document")
+    chunks = world.points("content_files", key="lab-safety.md")
+    record = next(p for p in chunks.values() if p["role"] == "head")
+    stray = point_ids(Record("content_file", 0, record["record_id"], record["record_key"], ""), len(chunks) + 1)[-1]
+    ((_, _, vectors),) = world.store.retrieve(world.names.physical("content_files"), [next(iter(chunks))], True)
+    world.store.upsert(world.names.physical("content_files"), [Point(stray, vectors, {**record, "role": "chunk"})])
+    world.embedded()
+    outcome = world.run("document")
+    assert world.points("content_files", key="lab-safety.md").keys() == chunks.keys()
+    assert outcome.verification.passed and world.embedded() == [] and outcome.report.points_deleted == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "points", "texts"),
+    [
+        ("UPDATE {T}learningresourceplatform SET name = 'YouTube (MIT channel)' WHERE code = 'youtube'", 7, 0),
+        ("UPDATE {T}learningresourceofferor SET name = 'CSAIL Alliances' WHERE code = 'csail'", 7, 0),
+        ("UPDATE {T}learningresourcetopic SET name = 'Genomics' WHERE name = 'Genetics'", 1, 1),
+    ],
+)
+def test_a_renamed_platform_offeror_or_topic_rewrites_exactly_the_points_that_show_it(world, change, points, texts):
+    """The six videos and their one caption chunk show the platform and offeror by name (a topic shows in the
+    resource's text too, which is embedded again); no other video's point, and no other type's, is written."""
+    for partition in ("video", "course", "document"):
+        world.run(partition)
+    world.execute(change)
+    world.embedded()
+    video = world.run("video")
+    assert (video.report.points_upserted, video.report.texts_embedded) == (points, texts)
+    assert len(world.embedded()) == texts and video.verification.passed
+    assert world.run("document").report.points_upserted == 0
+    (payload,) = world.points("resources", readable_id="yt-crispr").values()
+    shown = (payload["platform"]["name"], payload["offered_by"]["name"], [t["name"] for t in payload["topics"]])
+    assert {"YouTube (MIT channel)", "CSAIL Alliances", "Genomics"} & {shown[0], shown[1], *shown[2]}
+
+
+def test_a_run_less_file_carries_its_resources_readable_id_as_mit_learn_sets_it(world):
+    world.run("video")
+    (captions,) = world.points("content_files", key="captions.vtt.txt").values()
+    assert captions["run_readable_id"] == captions["resource_readable_id"] == "yt-neural-networks"
+    world.run("course")
+    (syllabus,) = world.points("content_files", key="syllabus.md", role="head").values()
+    assert syllabus["run_readable_id"] == "spring-2024"
+
+
+def test_the_files_of_an_unpublished_run_are_not_embedded_and_go_when_it_is_unpublished(world):
+    world.run("course")
+    assert not world.points("content_files", key="old-syllabus.md")  # its run, fall-2019, is not published
+    world.execute("UPDATE {T}learningresourcerun SET published = 1 WHERE run_id = 'fall-2019'")
+    world.run("course")
+    assert len(world.points("content_files", key="old-syllabus.md")) == 1
+    world.execute("UPDATE {T}learningresourcerun SET published = 0 WHERE run_id = 'fall-2019'")
+    assert world.run("course").report.points_deleted == 1
+    assert not world.points("content_files", key="old-syllabus.md")

@@ -60,7 +60,7 @@ def test_a_qdrant_restored_from_a_backup_older_than_an_edit_is_caught_though_its
     backup = store_folder.with_name("backup")
     shutil.copytree(store_folder, backup)
     embedded.execute(
-        "UPDATE learning_resources SET description = :d WHERE readable_id = 'yt-crispr'",
+        "UPDATE {T}learningresource SET description = :d WHERE readable_id = 'yt-crispr'",
         d="Base editing and prime editing: the next generation of CRISPR gene therapies.",
     )
     embedded.materialize("video")
@@ -76,7 +76,7 @@ def test_a_qdrant_restored_from_a_backup_older_than_an_edit_is_caught_though_its
 
 def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedded):
     embedded.execute(
-        "UPDATE learning_resources SET description = :d, updated_on = CURRENT_TIMESTAMP WHERE readable_id = 'yt-crispr'",
+        "UPDATE {T}learningresource SET description = :d, updated_on = CURRENT_TIMESTAMP WHERE readable_id = 'yt-crispr'",
         d="Base editing and prime editing: the next generation of CRISPR gene therapies.",
     )
     result = embedded.materialize("video")
@@ -90,7 +90,7 @@ def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedd
 
 
 def test_a_run_sees_an_edit_that_did_not_bump_updated_on(embedded):
-    embedded.execute("UPDATE learning_resources SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
+    embedded.execute("UPDATE {T}learningresource SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
     embedded.materialize("video")
     dense, _ = embedded.encoded()
     assert len(dense) == 1 and "CRISPR, explained again" in dense[0]
@@ -100,7 +100,7 @@ def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
     before = _points(embedded, "content_files", key="urban-beekeeping.md")
     edited = BEEKEEPING.replace("shaken into a cardboard box", "shaken gently into a ventilated cardboard box")
     embedded.execute(  # as the application does: the checksum follows the content
-        "UPDATE content_files SET content = :c, checksum = :h WHERE key = 'urban-beekeeping.md'",
+        "UPDATE {T}contentfile SET content = :c, checksum = :h WHERE key = 'urban-beekeeping.md'",
         c=edited, h=hashlib.sha256(edited.encode()).hexdigest(),
     )  # fmt: skip
     result = embedded.materialize("document")
@@ -115,7 +115,7 @@ def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
 
 def test_a_payload_only_change_updates_qdrant_without_the_encoders(embedded):
     embedded.execute(
-        "UPDATE learning_resources SET url = 'https://example.org/new-crispr', updated_on = CURRENT_TIMESTAMP "
+        "UPDATE {T}learningresource SET url = 'https://example.org/new-crispr', updated_on = CURRENT_TIMESTAMP "
         "WHERE readable_id = 'yt-crispr'"
     )
     result = embedded.materialize("video")
@@ -130,8 +130,8 @@ def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing
     chunks_before = _points(embedded, "content_files", resource_type="document")
     safety_chunks = _points(embedded, "content_files", key="lab-safety.md")
     bees_chunks = _points(embedded, "content_files", resource_readable_id="doc-urban-beekeeping")
-    embedded.execute("DELETE FROM content_files WHERE key = 'lab-safety.md'")
-    embedded.execute("UPDATE learning_resources SET published = 0 WHERE readable_id = 'doc-urban-beekeeping'")
+    embedded.execute("DELETE FROM {T}contentfile WHERE key = 'lab-safety.md'")
+    embedded.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-urban-beekeeping'")
     result = embedded.materialize("document")
     assert embedded.encoded() == ([], [])
     points = embedded.metadata(result, "qdrant_points")
@@ -190,12 +190,27 @@ def test_recreate_collections_is_refused_in_a_backfill(embedded):
 
 
 def test_a_partition_without_content_runs_and_one_that_loses_all_its_content_is_emptied_when_allowed(pipeline):
-    pipeline.execute("DELETE FROM learning_resources WHERE resource_type = 'video_playlist'")
+    pipeline.execute("DELETE FROM {T}learningresource WHERE resource_type = 'video_playlist'")
     assert pipeline.materialize("video_playlist").success  # nothing to embed, nothing in Qdrant yet
     pipeline.materialize("video")
-    pipeline.execute("UPDATE learning_resources SET published = 0 WHERE resource_type = 'video'")
+    pipeline.execute("UPDATE {T}learningresource SET published = 0 WHERE resource_type = 'video'")
     assert not pipeline.materialize("video", raise_on_error=False).success  # refused: see test_faults.py
     allowed = {"resources": {"embed_options": {"config": {"allow_mass_deletion": True}}}}
     result = pipeline.materialize("video", run_config=allowed)
     assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 7  # 6 videos and 1 caption chunk
     assert _points(pipeline, "resources", resource_type="video") == {}
+
+
+def test_a_renamed_platform_rewrites_its_resources_payloads_without_the_encoder(embedded):
+    """mit-learn moves only the platform's own `updated_on`; the run still sees which points show the name."""
+    embedded.execute("UPDATE {T}learningresourceplatform SET name = 'MIT Libraries Press' WHERE code = 'library'")
+    result = embedded.materialize("document")
+    assert embedded.encoded() == ([], [])
+    points = embedded.metadata(result, "qdrant_points")
+    dense = embedded.metadata(result, "dense_vectors")
+    chunks = len(embedded.points("content_files", resource_type="document"))
+    assert (points["records_changed"], points["points_upserted"], dense["texts_embedded"]) == (10, 5 + chunks, 0)
+    assert {p["platform"]["name"] for p in embedded.points("resources", resource_type="document").values()} == {
+        "MIT Libraries Press"
+    }
+    assert embedded.metadata(embedded.materialize("video"), "qdrant_points")["points_upserted"] == 0

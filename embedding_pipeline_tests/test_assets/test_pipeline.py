@@ -2,9 +2,7 @@
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
-from embedding_pipeline.content.schema import content_files, learning_resources
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.search import search
 
@@ -100,33 +98,23 @@ def test_running_the_job_again_leaves_the_same_points(pipeline):
 
 
 def test_a_broken_record_is_reported_and_the_rest_of_the_partition_is_embedded(pipeline):
-    engine = sa.create_engine(pipeline.settings.content_database_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE learning_resources SET topics = '[not json' WHERE readable_id = 'yt-crispr'"))
-        conn.execute(
-            learning_resources.update().where(learning_resources.c.readable_id == "yt-sourdough").values(title=None)
-        )
+    pipeline.execute("UPDATE {T}learningresource SET ocw_topics = '[not json' WHERE readable_id = 'yt-crispr'")
+    pipeline.execute("UPDATE {T}learningresource SET title = '' WHERE readable_id = 'yt-sourdough'")
     result = pipeline.materialize("video")
     assert result.success
     chunks = pipeline.metadata(result, "text_chunks")
     assert chunks["failed_records"] == 2
-    assert "youtube.yt-crispr: field 'topics' is not a JSON list" in chunks["failures"]
+    assert "youtube.yt-crispr: field 'ocw_topics' is not JSON" in chunks["failures"]
     assert "youtube.yt-sourdough: field 'title' is empty" in chunks["failures"]
     assert _count(pipeline, "resources", resource_type="video") == 4
 
 
 def test_a_failed_record_keeps_its_points_and_a_deleted_one_loses_them(pipeline):
     pipeline.materialize("podcast_episode")
-    engine = sa.create_engine(pipeline.settings.content_database_url)
-    with engine.begin() as conn:
-        bebop = conn.execute(
-            sa.select(learning_resources.c.id).where(learning_resources.c.readable_id == "ep-bebop")
-        ).scalar()
-        conn.execute(content_files.delete().where(content_files.c.resource_id == bebop))
-        conn.execute(learning_resources.delete().where(learning_resources.c.id == bebop))
-        conn.execute(
-            learning_resources.update().where(learning_resources.c.readable_id == "ep-black-holes").values(title="")
-        )
+    ((bebop,),) = pipeline.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'ep-bebop'")
+    pipeline.execute("DELETE FROM {T}contentfile WHERE learning_resource_id = :i", i=bebop)
+    pipeline.execute("DELETE FROM {T}learningresource WHERE id = :i", i=bebop)
+    pipeline.execute("UPDATE {T}learningresource SET title = '' WHERE readable_id = 'ep-black-holes'")
     result = pipeline.materialize("podcast_episode")
     assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 2  # bebop and its one chunk
     assert _count(pipeline, "resources", readable_id="ep-bebop") == 0

@@ -175,11 +175,11 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     # A record whose text the provider refuses: named, kept in Qdrant, the rest embedded.
     openai_server.reject = {"Wave mechanics"}
     pipeline.execute(
-        "UPDATE learning_resources SET description = description || ' Wave mechanics.', updated_on = '2025-03-01' "
+        "UPDATE {T}learningresource SET description = description || ' Wave mechanics.', updated_on = '2025-03-01' "
         "WHERE readable_id = 'ocw-8.04'"
     )
     pipeline.execute(
-        "UPDATE learning_resources SET description = 'Matrices.', updated_on = '2025-03-01' WHERE readable_id = 'ocw-18.06'"
+        "UPDATE {T}learningresource SET description = 'Matrices.', updated_on = '2025-03-01' WHERE readable_id = 'ocw-18.06'"
     )
     refused = pipeline.materialize("course")
     dense = pipeline.metadata(refused, "dense_vectors")
