@@ -178,3 +178,17 @@ def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_
         )
     engine.dispose()
     assert [r.partition_key for r in tick(second.cursor).run_requests] == ["course"]
+
+
+def test_the_embedded_defaults_tables_are_mit_learns(mit_learn_database):
+    """The SQLite sample is made from `content.schema`: the same tables, columns and nullability as the DDL of
+    mit-learn's migrations."""
+    from embedding_pipeline.content import schema
+
+    engine = sa.create_engine(mit_learn_database)
+    inspector = sa.inspect(engine)
+    for table in schema.metadata.sorted_tables:
+        theirs = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
+        ours = {c.name: c.nullable for c in table.columns}
+        assert ours == theirs, table.name
+    engine.dispose()

@@ -69,6 +69,33 @@ def _strings(name: str, default=list, nullable: bool = False) -> sa.Column:
     return sa.Column(name, array(sa.String), nullable=nullable, default=None if nullable else default)
 
 
+def _described() -> list[sa.Column]:
+    """What a resource and a run both have: descriptions, publication, languages and a URL."""
+    return [
+        sa.Column("description", sa.Text),
+        sa.Column("full_description", sa.Text),
+        sa.Column("last_modified", sa.DateTime(timezone=True)),
+        _flag("published", default=True, index=True),
+        _strings("languages", nullable=True),
+        sa.Column("url", sa.String(2048)),
+    ]
+
+
+def _offering() -> list[sa.Column]:
+    """How a resource or a run is offered: delivery, availability, format, pace, place and time."""
+    weeks_and_hours = ("max_weekly_hours", "max_weeks", "min_weekly_hours", "min_weeks")
+    return [
+        _strings("delivery", default=lambda: ["online"]),
+        sa.Column("availability", sa.String(24)),
+        _strings("format", default=lambda: ["asynchronous"]),
+        _strings("pace", default=lambda: ["self_paced"]),
+        _text("location", 256),
+        _text("duration", 256),
+        *(sa.Column(name, sa.Integer) for name in weeks_and_hours),
+        _text("time_commitment", 256),
+    ]
+
+
 platform = _table(
     "learningresourceplatform",
     *_stamps(),
@@ -107,7 +134,9 @@ department = _table(
     _text("name", 256),
     _fk("school_id", "learningresourceschool.id"),
 )
-content_tag = _table("learningresourcecontenttag", _id(), *_stamps(), sa.Column("name", sa.String(128), unique=True))
+content_tag = _table(
+    "learningresourcecontenttag", _id(), *_stamps(), sa.Column("name", sa.String(128), nullable=False, unique=True)
+)
 price = _table(
     "learningresourceprice",
     _id(),
@@ -121,12 +150,7 @@ learning_resource = _table(
     *_stamps(),
     sa.Column("readable_id", sa.String(512), nullable=False),
     sa.Column("title", sa.String(256), nullable=False),
-    sa.Column("description", sa.Text),
-    sa.Column("full_description", sa.Text),
-    sa.Column("last_modified", sa.DateTime(timezone=True)),
-    _flag("published", default=True, index=True),
-    _strings("languages", nullable=True),
-    sa.Column("url", sa.String(2048)),
+    *_described(),
     sa.Column("resource_type", sa.String(24), nullable=False, index=True),
     sa.Column("image_id", sa.Integer),
     _fk("platform_id", "learningresourceplatform.code", kind=sa.String(12)),
@@ -137,18 +161,11 @@ learning_resource = _table(
     _flag("certification"),
     _text("certification_type", 24, default="none"),
     sa.Column("prices", array(sa.Numeric(12, 2)), nullable=False, default=list),
-    sa.Column("availability", sa.String(24)),
     sa.Column("completeness", sa.Float, nullable=False, default=1.0),
-    _strings("delivery", default=lambda: ["online"]),
     sa.Column("continuing_ed_credits", sa.Numeric(5, 2)),
     _flag("license_cc"),
-    _strings("format", default=lambda: ["asynchronous"]),
-    _strings("pace", default=lambda: ["self_paced"]),
     _strings("ocw_topics"),
-    _text("location", 256),
-    _text("duration", 256),
-    *(sa.Column(name, sa.Integer) for name in ("max_weekly_hours", "max_weeks", "min_weekly_hours", "min_weeks")),
-    _text("time_commitment", 256),
+    *_offering(),
     _flag("test_mode"),
     _flag("require_summaries"),
     _text("resource_category", 256),
@@ -161,12 +178,7 @@ run = _table(
     *_stamps(),
     sa.Column("run_id", sa.String(128), nullable=False),
     _text("title", 256),
-    sa.Column("description", sa.Text),
-    sa.Column("full_description", sa.Text),
-    sa.Column("last_modified", sa.DateTime(timezone=True)),
-    _flag("published", default=True, index=True),
-    _strings("languages", nullable=True),
-    sa.Column("url", sa.String(2048)),
+    *_described(),
     _strings("level"),
     sa.Column("slug", sa.String(1024)),
     sa.Column("semester", sa.String(20)),
@@ -179,14 +191,7 @@ run = _table(
     sa.Column("image_id", sa.Integer),
     _fk("learning_resource_id", "learningresource.id", nullable=False),
     sa.Column("checksum", sa.String(32)),
-    _strings("delivery", default=lambda: ["online"]),
-    sa.Column("availability", sa.String(24)),
-    _strings("format", default=lambda: ["asynchronous"]),
-    _strings("pace", default=lambda: ["self_paced"]),
-    _text("location", 256),
-    _text("duration", 256),
-    *(sa.Column(name, sa.Integer) for name in ("max_weekly_hours", "max_weeks", "min_weekly_hours", "min_weeks")),
-    _text("time_commitment", 256),
+    *_offering(),
     _flag("is_b2b", index=True),
     _flag("is_variant", index=True),
     sa.Column("archive_key", sa.String(512)),
@@ -251,10 +256,11 @@ resource_prices = _link("learningresource_resource_prices", "learningresource.id
 content_file_tags = _link("contentfile_content_tags", "contentfile.id", "learningresourcecontenttag.id")
 
 
-# The default queries. `JSON_LIST(x)` aggregates into a JSON list, `JSON_OBJECT(k, v, ...)` builds one,
-# `JSON_ARRAY(column)` puts an array column into one, and `EPOCH_MS(column)` is a timestamp in whole
-# milliseconds: each written in the connected database's SQL (`dialect_sql`). Nested lists come back
-# in no set order; the records sort them.
+# The default queries. `JSON_LIST(x)` aggregates into a JSON list, `JSON_OBJECT(k, v, ...)` builds an
+# object, `AS_JSON(x)` passes an array or a JSON value on as JSON (SQLite forgets that a subquery's
+# column was JSON), and `EPOCH_MS(column)` is a timestamp in whole milliseconds: each written in the
+# connected database's SQL (`dialect_sql`). Lists are aggregated from ordered subqueries, so that a
+# row reads the same every time (its fingerprint must not move with the database's plan).
 _T = PREFIX
 DEFAULT_RESOURCES_QUERY = f"""
 SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
@@ -263,27 +269,32 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
        lr.view_count, lr.created_on, lr.updated_on, lr.last_modified,
        lr.platform_id AS platform_code, p.name AS platform_name,
        lr.offered_by_id AS offered_by_code, o.name AS offered_by_name,
-       (SELECT JSON_LIST(JSON_OBJECT('id', t.id, 'name', t.name, 'parent', t.parent_id))
-          FROM {_T}learningresource_topics x JOIN {_T}learningresourcetopic t ON t.id = x.learningresourcetopic_id
-         WHERE x.learningresource_id = lr.id) AS topics,
-       (SELECT JSON_LIST(JSON_OBJECT('department_id', d.department_id, 'name', d.name, 'school', s.name))
-          FROM {_T}learningresource_departments x
-          JOIN {_T}learningresourcedepartment d ON d.department_id = x.learningresourcedepartment_id
-          LEFT JOIN {_T}learningresourceschool s ON s.id = d.school_id
-         WHERE x.learningresource_id = lr.id) AS departments,
-       (SELECT JSON_LIST(t.name)
-          FROM {_T}learningresource_resource_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
-         WHERE x.learningresource_id = lr.id) AS course_feature,
-       (SELECT JSON_LIST(JSON_OBJECT('amount', pr.amount, 'currency', pr.currency))
-          FROM {_T}learningresource_resource_prices x JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id
-         WHERE x.learningresource_id = lr.id) AS resource_prices,
-       (SELECT JSON_LIST(JSON_OBJECT(
-                 'id', r.id, 'run_id', r.run_id, 'title', r.title, 'published', r.published,
-                 'level', JSON_ARRAY(r.level), 'delivery', JSON_ARRAY(r.delivery), 'prices', JSON_ARRAY(r.prices),
-                 'semester', r.semester, 'year', r.year, 'start_date', r.start_date, 'end_date', r.end_date,
-                 'enrollment_start', r.enrollment_start, 'enrollment_end', r.enrollment_end, 'url', r.url,
-                 'is_variant', r.is_variant, 'updated_on', r.updated_on))
-          FROM {_T}learningresourcerun r WHERE r.learning_resource_id = lr.id) AS runs,
+       (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT('id', t.id, 'name', t.name, 'parent', t.parent_id) AS v
+            FROM {_T}learningresource_topics x JOIN {_T}learningresourcetopic t ON t.id = x.learningresourcetopic_id
+           WHERE x.learningresource_id = lr.id ORDER BY t.id) AS s) AS topics,
+       (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT('department_id', d.department_id, 'name', d.name, 'school', sc.name) AS v
+            FROM {_T}learningresource_departments x
+            JOIN {_T}learningresourcedepartment d ON d.department_id = x.learningresourcedepartment_id
+            LEFT JOIN {_T}learningresourceschool sc ON sc.id = d.school_id
+           WHERE x.learningresource_id = lr.id ORDER BY d.department_id) AS s) AS departments,
+       (SELECT JSON_LIST(v) FROM (
+          SELECT t.name AS v
+            FROM {_T}learningresource_resource_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
+           WHERE x.learningresource_id = lr.id ORDER BY t.name) AS s) AS course_feature,
+       (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT('amount', pr.amount, 'currency', pr.currency) AS v
+            FROM {_T}learningresource_resource_prices x JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id
+           WHERE x.learningresource_id = lr.id ORDER BY pr.currency, pr.amount) AS s) AS resource_prices,
+       (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT(
+                   'id', r.id, 'run_id', r.run_id, 'title', r.title, 'published', r.published,
+                   'level', AS_JSON(r.level), 'delivery', AS_JSON(r.delivery), 'prices', AS_JSON(r.prices),
+                   'semester', r.semester, 'year', r.year, 'start_date', r.start_date, 'end_date', r.end_date,
+                   'enrollment_start', r.enrollment_start, 'enrollment_end', r.enrollment_end, 'url', r.url,
+                   'is_variant', r.is_variant, 'updated_on', r.updated_on) AS v
+            FROM {_T}learningresourcerun r WHERE r.learning_resource_id = lr.id ORDER BY r.id) AS s) AS runs,
        (SELECT c.course_numbers FROM {_T}course c WHERE c.learning_resource_id = lr.id) AS course_numbers
 FROM {_T}learningresource lr
 LEFT JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id
@@ -299,9 +310,10 @@ SELECT cf.id, lr.id AS resource_id, cf.run_id, r.run_id AS run_readable_id, r.ti
        r.updated_on AS run_updated_on, cf.key, cf.title, cf.description, cf.content, cf.checksum,
        cf.file_type, cf.file_extension, cf.url, cf.edx_module_id, cf.content_type, cf.source_path,
        cf.published, cf.created_on, cf.updated_on,
-       (SELECT JSON_LIST(t.name)
-          FROM {_T}contentfile_content_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
-         WHERE x.contentfile_id = cf.id) AS content_feature_type
+       (SELECT JSON_LIST(v) FROM (
+          SELECT t.name AS v
+            FROM {_T}contentfile_content_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
+           WHERE x.contentfile_id = cf.id ORDER BY t.name) AS s) AS content_feature_type
 FROM {_T}contentfile cf
 LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id
 JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id)
@@ -432,16 +444,16 @@ DIALECT_SQL = {
         "EPOCH_MS": "(CAST(strftime('%s', {0}) AS INTEGER) * 1000 + CAST(SUBSTR(strftime('%f', {0}), 4, 3) AS INTEGER))",
         "JSON_LIST(": "json_group_array(",
         "JSON_OBJECT(": "json_object(",
-        "JSON_ARRAY(": "json(",
+        "AS_JSON(": "json(",
     },
     "postgresql": {
         "EPOCH_MS": "CAST(FLOOR(EXTRACT(EPOCH FROM {0}) * 1000) AS BIGINT)",
         "JSON_LIST(": "json_agg(",
         "JSON_OBJECT(": "json_build_object(",
-        "JSON_ARRAY(": "to_json(",
+        "AS_JSON(": "to_json(",
     },
 }
-MACROS = ("EPOCH_MS(", "JSON_LIST(", "JSON_OBJECT(", "JSON_ARRAY(")
+MACROS = ("EPOCH_MS(", "JSON_LIST(", "JSON_OBJECT(", "AS_JSON(")
 
 
 def dialect_sql(query: str, dialect: str) -> str:
@@ -452,7 +464,7 @@ def dialect_sql(query: str, dialect: str) -> str:
         raise ValueError(f"the default queries have no form for {dialect}; give queries of your own")
     forms = DIALECT_SQL[dialect]
     query = re.sub(r"EPOCH_MS\(([\w.]+)\)", lambda m: forms["EPOCH_MS"].format(m.group(1)), query)
-    for macro in ("JSON_LIST(", "JSON_OBJECT(", "JSON_ARRAY("):
+    for macro in ("JSON_LIST(", "JSON_OBJECT(", "AS_JSON("):
         query = query.replace(macro, forms[macro])
     return query
 

@@ -16,6 +16,7 @@ from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.digests import digest
 
 NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4c47-9a55-2f1f7d0c8e21")  # this project's uuid5 namespace
+TEXT_COLUMNS = ("title", "description", "full_description")
 
 
 class RecordError(ValueError):
@@ -85,7 +86,7 @@ class Record:
     record_key: str  # for people: platform.readable_id[.run.key]
     fingerprint: str
     resource_id: int | None = None  # a content file's resource
-    size: int = 0  # characters in the listed columns: a resource's text is about that long
+    size: int = 0  # characters in the columns a resource's text is made of: it is about that long
 
     @property
     def collection(self) -> str:
@@ -94,7 +95,8 @@ class Record:
 
 def resource_record(row: Mapping) -> Record:
     """A listed resource as a record; its fingerprint covers every listed column, its platform's, offeror's,
-    topics', departments', tags', prices' and runs' included: all of them shape its point."""
+    topics', departments', tags', prices' and runs' included (the default queries list them in order):
+    all of them shape its point."""
     where = f"learning_resources id={row['id']}"
     platform = text_field(row, "platform_code", where)
     readable_id = text_field(row, "readable_id", where, required=True)
@@ -103,18 +105,9 @@ def resource_record(row: Mapping) -> Record:
         source_id=int(row["id"]),
         record_id=stable_id("resource", platform, readable_id),
         record_key=f"{platform}.{readable_id}",
-        fingerprint=digest(_comparable(row)),
-        size=sum(len(value) for value in row.values() if isinstance(value, str)),
+        fingerprint=digest(row),
+        size=sum(len(value) for value in (row.get(c) for c in TEXT_COLUMNS) if isinstance(value, str)),
     )
-
-
-def _comparable(row: Mapping) -> dict:
-    """The row as its fingerprint sees it: normalized, or as it came when a column cannot be read (the
-    record then fails when its points are made, and keeps the points it had)."""
-    try:
-        return normalized(row, "")
-    except RecordError:
-        return dict(row)
 
 
 def content_file_record(row: Mapping, resource: Record | None) -> Record:
@@ -132,7 +125,7 @@ def content_file_record(row: Mapping, resource: Record | None) -> Record:
         source_id=int(row["id"]),
         record_id=stable_id("content_file", resource.record_id, run, key),
         record_key=f"{resource.record_key}.{run}.{key}",
-        fingerprint=digest(_comparable(row), resource.fingerprint),
+        fingerprint=digest(row, resource.fingerprint),
         resource_id=resource.source_id,
     )
 
