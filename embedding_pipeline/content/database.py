@@ -213,10 +213,9 @@ class ContentReader:
         return self._columns[query_name]
 
     def _rows(self, query_name: str, columns: list[str] | None, ids=None) -> Iterator[dict]:
+        available = self.columns(query_name)  # a column a query of one's own does not return is left out
         if columns is not None:
-            columns = [c for c in columns if c in self.columns(query_name)]
-        else:
-            self.columns(query_name)
+            columns = [c for c in columns if c in available]
         params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
         result = self._execute(query_name, self._select(query_name, columns, ids), params)
         names = list(result.keys())
