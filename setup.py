@@ -23,6 +23,8 @@ setup(
         "pandas>=2.2",
         "pyarrow>=18",
         "langchain-text-splitters>=0.3",
+        # mit-learn's default sparse encoder (SparseHashEncoder) is scikit-learn's HashingVectorizer.
+        "scikit-learn>=1.3",
         # Retries with backoff and Retry-After (the LiteLLM encoder).
         "tenacity>=8",
         # The last texts' vectors kept at hand during a run.

@@ -1,7 +1,10 @@
-"""Token-based chunking with tiktoken and LangChain's splitters (the boundaries our users know).
+"""Chunking as mit-learn chunks content files (vector_search.utils._chunk_documents and
+_chunk_markdown_documents), so that our chunks, their ids and their vectors are the ones it would write.
 
-A Markdown chunk starts with the path of headers it sits under ("Setup > Install"), so that both
-its embedding and a reader know where it comes from.
+LangChain's RecursiveCharacterTextSplitter cuts `chunk_size` characters, or `chunk_size` tokens of
+tiktoken's `encoding_name` when LITELLM_TOKEN_ENCODING_NAME is set. Markdown (a `.md` file or a
+marketing page) is split on its headers first, headers kept; a piece that lost its heading starts
+with the path of headers it sits under ("Setup > Install").
 """
 
 import functools
@@ -10,8 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MARKDOWN_HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+# vector_search.utils.MARKDOWN_HEADERS_TO_SPLIT_ON
+MARKDOWN_HEADERS = [("#", "Header 1"), ("##", "Header 2"), ("###", "Header 3"), ("####", "Header 4")]
 HEADER_PATH_SEPARATOR = " > "
+COUNTING_ENCODING = "cl100k_base"  # counts tokens for reports and batches when chunks are cut by characters
 RECENT_SPLITS = 256  # files of about 20 KB: a few MB; one file often appears in several runs of a course
 
 
@@ -34,56 +39,57 @@ def encoding(name: str):
         del os.environ["TIKTOKEN_CACHE_DIR"]
 
 
+def is_markdown(file_type: str | None, file_extension: str | None) -> bool:
+    """vector_search.utils._is_markdown_content."""
+    return file_type == "marketing_page" or file_extension == ".md"
+
+
 @dataclass(frozen=True)
 class Chunker:
-    """Splits content into chunks of at most `chunk_size` tokens; Markdown on its headers first."""
+    """Splits content into chunks of at most `chunk_size` characters, or tokens when `encoding_name` is set."""
 
-    encoding_name: str  # LITELLM_TOKEN_ENCODING_NAME
+    encoding_name: str | None  # LITELLM_TOKEN_ENCODING_NAME
     chunk_size: int  # CONTENT_FILE_EMBEDDING_CHUNK_SIZE
     chunk_overlap: int  # CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP
 
     def count_tokens(self, text: str) -> int:
-        return len(encoding(self.encoding_name).encode(text, disallowed_special=()))
+        return len(encoding(self.encoding_name or COUNTING_ENCODING).encode(text, disallowed_special=()))
 
-    def truncate(self, text: str, max_tokens: int | None = None) -> str:
-        """`text` cut to `max_tokens` (default: the chunk size) tokens."""
-        tokens = encoding(self.encoding_name).encode(text, disallowed_special=())
-        limit = max_tokens or self.chunk_size
-        return text if len(tokens) <= limit else encoding(self.encoding_name).decode(tokens[:limit])
+    def split(self, text: str, markdown: bool = False) -> list[str]:
+        """The chunks' texts, in order (the splitter makes no empty chunk, so numbers match mit-learn's)."""
+        return list(_split(self, text, markdown))
 
-    def split(self, text: str, markdown: bool = False) -> list[tuple[str, list[str]]]:
-        """(chunk text, header path) pairs; every chunk text is at most `chunk_size` tokens."""
-        return [(chunk, list(headers)) for chunk, headers in _split(self, text, markdown)]
-
-    def _split_plain(self, text: str, size: int) -> list[str]:
+    def splitter(self):
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        splitter = RecursiveCharacterTextSplitter(
-            chunk_size=size,
-            chunk_overlap=min(self.chunk_overlap, size // 2),
-            length_function=self.count_tokens,
+        if not self.encoding_name:
+            return RecursiveCharacterTextSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+        tokens = encoding(self.encoding_name)  # what from_tiktoken_encoder does, with the encoding read offline
+        return RecursiveCharacterTextSplitter(
+            chunk_size=self.chunk_size,
+            chunk_overlap=self.chunk_overlap,
+            length_function=lambda piece: len(tokens.encode(piece, disallowed_special=())),
         )
-        chunks = []
-        for chunk in splitter.split_text(text):
-            # The splitter adds up the tokens of its pieces, which can undercount the joined text.
-            chunks += [chunk] if self.count_tokens(chunk) <= size else self._hard_split(chunk, size)
-        return [c for c in chunks if c.strip()]
-
-    def _hard_split(self, text: str, size: int) -> list[str]:
-        tokens = encoding(self.encoding_name).encode(text, disallowed_special=())
-        return [encoding(self.encoding_name).decode(tokens[i : i + size]) for i in range(0, len(tokens), size)]
 
 
 @functools.lru_cache(maxsize=RECENT_SPLITS)
-def _split(chunker: Chunker, text: str, markdown: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _split(chunker: Chunker, text: str, markdown: bool) -> tuple[str, ...]:
+    splitter = chunker.splitter()
     if not markdown:
-        return tuple((chunk, ()) for chunk in chunker._split_plain(text, chunker.chunk_size))
+        return tuple(doc.page_content for doc in splitter.create_documents([text]) if doc.page_content)
+    return tuple(chunk for chunk in _markdown_chunks(splitter, text) if chunk)
+
+
+def _markdown_chunks(splitter, text: str) -> list[str]:
     from langchain_text_splitters import MarkdownHeaderTextSplitter
 
+    sections = MarkdownHeaderTextSplitter(headers_to_split_on=MARKDOWN_HEADERS, strip_headers=False).split_text(text)
     chunks = []
-    for section in MarkdownHeaderTextSplitter(MARKDOWN_HEADERS, strip_headers=True).split_text(text):
-        headers = tuple(section.metadata[key] for _, key in MARKDOWN_HEADERS if key in section.metadata)
-        prefix = HEADER_PATH_SEPARATOR.join(headers) + "\n\n" if headers else ""
-        budget = chunker.chunk_size - chunker.count_tokens(prefix)
-        chunks += [(prefix + chunk, headers) for chunk in chunker._split_plain(section.page_content, budget)]
-    return tuple(chunks)
+    for doc in splitter.split_documents(sections):
+        lost = [
+            doc.metadata[key]
+            for prefix, key in MARKDOWN_HEADERS
+            if key in doc.metadata and not doc.page_content.startswith(f"{prefix} {doc.metadata[key]}")
+        ]
+        chunks.append(f"{HEADER_PATH_SEPARATOR.join(lost)}\n\n{doc.page_content}" if lost else doc.page_content)
+    return chunks

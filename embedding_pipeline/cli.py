@@ -13,6 +13,7 @@ from pathlib import Path
 from dagster import DagsterExecutionInterruptedError, Failure
 
 from embedding_pipeline.errors import PermanentError
+from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.settings import (
     DEFAULT_DENSE_MODEL,
@@ -20,6 +21,7 @@ from embedding_pipeline.settings import (
     SettingError,
     Settings,
     load_env_file,
+    reader_defaults,
     settings_table,
 )
 from embedding_pipeline.vector_store import (
@@ -226,11 +228,12 @@ def _print_hits(hits: list[dict], as_json: bool, chunks: bool) -> None:
     if not hits:
         print("No results.")
     for rank, hit in enumerate(hits, start=1):
-        title = hit.get("resource_title") or hit.get("title")
+        title = hit.get("title") or hit.get("key")
         name = (
             f"{(hit.get('platform') or {}).get('code', '')}.{hit.get('readable_id') or hit.get('resource_readable_id')}"
         )
-        print(f"{rank:2}. {hit['score']:.4f}  [{hit.get('resource_type')}] {title}  ({name})")
+        kind = hit.get("resource_type") or hit.get(OWN, {}).get("resource_type")  # a chunk's document has none
+        print(f"{rank:2}. {hit['score']:.4f}  [{kind}] {title}  ({name})")
         if chunks:
             start = " ".join(hit.get("chunk_content", "").split())[:160]
             print(f"      {hit.get('title')} (chunk {hit.get('chunk_number')}): {start}…")
@@ -243,6 +246,8 @@ def show_settings(args: argparse.Namespace) -> None:
         return
     for name, value in Settings.from_env().model_dump().items():
         print(f"{name} = {value}")
+    for note in reader_defaults():
+        print(f"note: {note}")
 
 
 def migrate_store(args: argparse.Namespace) -> None:

@@ -1,8 +1,7 @@
 """Queries the collections the way the search endpoint and the "similar resources" carousel do."""
 
-from embedding_pipeline.partition.records import stable_id
-from embedding_pipeline.resources.encoders.base import DenseEncoder
-from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+from embedding_pipeline.mit_learn import vector_point_id
+from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, Hit, UnknownResource
 
@@ -10,7 +9,7 @@ from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, Hit, UnknownRes
 def search(
     qdrant: QdrantResource,
     dense_encoder: DenseEncoder,
-    sparse_encoder: SparseEncoder,
+    sparse_encoder: SparseEncoderBase,
     query: str,
     collection: str = "resources",
     hybrid: bool = False,
@@ -43,15 +42,11 @@ def similar(
     filters: dict | None = None,
     wait_seconds: float = SEARCH_WAIT_SECONDS,
 ) -> list[dict]:
-    """The resources nearest to `resource` (PLATFORM.READABLE_ID) by its own stored vector, itself excluded.
-
-    Platforms and readable ids may hold dots, so each split of the name at a dot is tried.
-    """
-    splits = [(resource[:i], resource[i + 1 :]) for i, c in enumerate(resource) if c == "."]
-    ids = {stable_id("resource", platform, readable_id): (platform, readable_id) for platform, readable_id in splits}
+    """The resources nearest to `resource` (PLATFORM.READABLE_ID, mit-learn's point key) by its own stored
+    vector, itself excluded: what mit-learn's "similar resources" carousel asks."""
     with qdrant.get_store(purpose="similar resources", wait_seconds=wait_seconds) as store:
         name = qdrant.alias("resources")
-        found = store.retrieve(name, list(ids), fields=[])
+        found = store.retrieve(name, [vector_point_id(resource)], fields=[])
         if not found:
             raise UnknownResource(
                 f"No resource {resource!r} in {name}: give PLATFORM.READABLE_ID of an embedded resource, "

@@ -22,13 +22,18 @@ from embedding_pipeline.errors import PermanentError
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ENCODER = "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder"
 DEFAULT_SPARSE_ENCODER = "embedding_pipeline.resources.encoders.fastembed.SparseEncoder"
+CLOUD_ENCODER = "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder"  # mit-learn's: Qdrant embeds the text
 # The settings that determine the vectors, by the asset whose code version they are part of. The
 # same list, in this order, is hashed into the version that names the physical collections.
 VECTOR_SETTINGS = {
     "dense_vectors": ("qdrant_dense_model",),
-    "sparse_vectors": ("qdrant_sparse_model",),
+    "sparse_vectors": ("qdrant_sparse_encoder", "qdrant_sparse_model"),
     "text_chunks": ("token_encoding_name", "chunk_size", "chunk_overlap"),
 }
+
+
+# The settings mit-learn's readers also read to make their query vectors: they must agree with ours.
+QUERY_SETTINGS = ("qdrant_encoder", "qdrant_dense_model", "qdrant_sparse_encoder", "qdrant_sparse_model")
 
 
 class SettingError(PermanentError, ValueError):
@@ -42,16 +47,17 @@ def load_env_file(path: str | Path = ".env") -> None:
         dotenv.load_dotenv(path, override=False)
 
 
-def setting(default, *names: str, meaning: str, shown: str | None = None, **constraints):
+def setting(default, *names: str, meaning: str, shown: str | None = None, mit_learn: str | None = None, **constraints):
     """A setting read from the variable `names[0]`, or from one of its aliases `names[1:]`.
 
-    `shown` is the default as the README's table says it, where the value itself would mislead.
+    `shown` is the default as the README's table says it, where the value itself would mislead;
+    `mit_learn` is mit-learn's default where it differs from ours (its readers read the same variable).
     """
     return Field(
         default,
         validation_alias=AliasChoices(*names),
         description=meaning,
-        json_schema_extra={"names": list(names), "shown": shown},
+        json_schema_extra={"names": list(names), "shown": shown, "mit_learn": mit_learn},
         **constraints,
     )
 
@@ -115,11 +121,14 @@ class Settings(BaseSettings):
         meaning="keep the old physical collections after a re-embed moves the aliases",
     )  # fmt: skip
     qdrant_encoder: str = setting(
-        DEFAULT_ENCODER, "QDRANT_ENCODER",
+        DEFAULT_ENCODER, "QDRANT_ENCODER", mit_learn="vector_search.encoders.gensim.GensimEncoder",
         meaning="dotted class path of the dense encoder; `embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder` "
-        "for OpenAI, Ollama and other LiteLLM providers (the old system's `vector_search.encoders...` names work too)",
+        "for OpenAI, Ollama and other LiteLLM providers (mit-learn's `vector_search.encoders...` names work too)",
     )  # fmt: skip
-    qdrant_dense_model: str = setting(DEFAULT_DENSE_MODEL, "QDRANT_DENSE_MODEL", meaning="dense model name")
+    qdrant_dense_model: str = setting(
+        DEFAULT_DENSE_MODEL, "QDRANT_DENSE_MODEL", mit_learn="empty: the encoder's own (Gensim's `glove/glove-wiki-gigaword-50`)",
+        meaning="dense model name; its part after the first `/` names the vector",
+    )  # fmt: skip
     qdrant_dense_model_path: str | None = setting(
         None, "QDRANT_DENSE_MODEL_PATH", shown="`<data dir>/models/all-MiniLM-L6-v2` for the default model, else empty",
         meaning="local ONNX model directory (`model.onnx`, `tokenizer.json`, `tokenizer_config.json`, "
@@ -127,16 +136,22 @@ class Settings(BaseSettings):
     )  # fmt: skip
     qdrant_sparse_encoder: str = setting(
         DEFAULT_SPARSE_ENCODER, "QDRANT_SPARSE_ENCODER_V2", "QDRANT_SPARSE_ENCODER",
-        meaning="dotted class path of the sparse encoder (fastembed is the one implemented)",
+        mit_learn="vector_search.encoders.sparse_hash.SparseHashEncoder",
+        meaning="dotted class path of the sparse encoder: fastembed's BM25 (also for mit-learn's "
+        "`vector_search.encoders.qdrant_cloud.QdrantCloudEncoder` with `qdrant/bm25`), or "
+        "`embedding_pipeline.resources.encoders.sparse_hash.SparseHashEncoder` (mit-learn's hashing vectorizer)",
     )  # fmt: skip
-    qdrant_sparse_model: str = setting(
-        "Qdrant/bm25", "QDRANT_SPARSE_MODEL_V2", "QDRANT_SPARSE_MODEL", meaning="fastembed sparse model"
-    )
+    qdrant_sparse_model: str | None = setting(
+        None, "QDRANT_SPARSE_MODEL_V2", "QDRANT_SPARSE_MODEL",
+        shown="`Qdrant/bm25`; `sklearn/hashing_vectorizer_sparse_model` with the hash encoder",
+        mit_learn="sklearn/hashing_vectorizer_sparse_model",
+        meaning="sparse model; its part after the first `/` names the vector",
+    )  # fmt: skip
     qdrant_sparse_model_path: str = setting(
         "", "QDRANT_SPARSE_MODEL_PATH", shown="bundled BM25 stopwords", meaning="local sparse model directory"
     )
     qdrant_chunk_size: int = setting(
-        100, "QDRANT_CHUNK_SIZE", gt=0,
+        100, "QDRANT_CHUNK_SIZE", gt=0, mit_learn="10",
         meaning="records per batch (the old system's meaning: records per embedding task): the unit of progress "
         "a failed run resumes after ([why 100](docs/design.md#qdrant-is-the-state))",
     )  # fmt: skip
@@ -145,16 +160,17 @@ class Settings(BaseSettings):
     )
     chunk_size: int = setting(
         512, "CONTENT_FILE_EMBEDDING_CHUNK_SIZE", gt=0,
-        meaning="most tokens in a chunk of a content file (and in a resource's text)",
+        meaning="most characters in a chunk of a content file (tokens when `LITELLM_TOKEN_ENCODING_NAME` is set)",
     )  # fmt: skip
     chunk_overlap: int = setting(
-        51, "CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", "QDRANT_CHUNK_OVERLAP", ge=0,
-        meaning="tokens shared by neighbouring chunks; smaller than the chunk size",
+        0, "CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", "QDRANT_CHUNK_OVERLAP", ge=0,
+        meaning="characters (or tokens) shared by neighbouring chunks; smaller than the chunk size",
     )  # fmt: skip
-    token_encoding_name: str = setting(
-        "cl100k_base", "LITELLM_TOKEN_ENCODING_NAME",
-        meaning="tiktoken encoding that counts tokens for chunking and LiteLLM batches (offline: litellm's "
-        "bundled `cl100k_base`, `o200k_base`, `p50k_base`)",
+    token_encoding_name: str | None = setting(
+        None, "LITELLM_TOKEN_ENCODING_NAME", shown="empty: chunks are cut by characters",
+        meaning="tiktoken encoding that measures chunks in tokens, as mit-learn does when it is set (offline: "
+        "litellm's bundled `cl100k_base`, `o200k_base`, `p50k_base`); LiteLLM batches count `cl100k_base` tokens "
+        "when it is empty",
     )  # fmt: skip
     # Measured on the benchmark's 1× texts, sorted by length (2 cores): batches of 4, 8 and 12 took about
     # 52 s, 32 took 56-58 s, and ONNX Runtime's peak grew with the batch (8: 0.5 GB, 32: 1.2 GB). README: Benchmark.
@@ -212,6 +228,11 @@ class Settings(BaseSettings):
             )
         if self.litellm_custom_provider is None:
             self.litellm_custom_provider = "ollama" if self.litellm_api_base else ""
+        if self.qdrant_encoder == CLOUD_ENCODER and "qdrant_dense_model" not in self.model_fields_set:
+            raise ValueError(
+                f"QDRANT_ENCODER={CLOUD_ENCODER} needs QDRANT_DENSE_MODEL: the OpenAI model Qdrant's inference "
+                "calls for mit-learn (e.g. openai/text-embedding-3-large), which LiteLLM calls here"
+            )
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(
                 f"CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP={self.chunk_overlap} must be smaller than "
@@ -278,14 +299,29 @@ def _explain(error: ValidationError) -> str:
 
 def settings_table() -> str:
     """The README's settings table, from the declarations above."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows = ["| variable | default | mit-learn's default, where it differs | meaning |", "|---|---|---|---|"]
     for field in Settings.model_fields.values():
         names = field.json_schema_extra["names"]
         shown = field.json_schema_extra["shown"]
         default = shown if shown is not None else _shown_default(field.default)
+        theirs = field.json_schema_extra["mit_learn"]
         variable = f"`{names[0]}`" + (f" (or {', '.join(f'`{n}`' for n in names[1:])})" if names[1:] else "")
-        rows.append(f"| {variable} | {default} | {field.description} |")
+        rows.append(f"| {variable} | {default} | {f'`{theirs}`' if theirs else ''} | {field.description} |")
     return "\n".join(rows)
+
+
+def reader_defaults() -> list[str]:
+    """Settings left at a default that differs from mit-learn's: what its readers, left at theirs, would use
+    instead (their query vectors must be made as ours are)."""
+    notes = []
+    for name in QUERY_SETTINGS:
+        theirs = Settings.model_fields[name].json_schema_extra["mit_learn"]
+        if theirs and not any(_set(variable) for variable in _names(name)):
+            notes.append(
+                f"{_names(name)[0]} is not set: this project uses its default, a mit-learn left at its own default "
+                f"uses {theirs}; set {_names(name)[0]} in both environments"
+            )
+    return notes
 
 
 def _shown_default(value) -> str:

@@ -26,7 +26,7 @@ def test_search_prints_title_type_and_score(embedded_pipeline, capsys):
 def test_search_content_files_shows_the_chunk_start(embedded_pipeline, capsys):
     main(["search", "catching a swarm of bees", "--collection", "content_files", "--hybrid", "--limit", "1"])
     first, chunk = capsys.readouterr().out.splitlines()
-    assert "[document] A Field Guide to Urban Beekeeping" in first
+    assert "[document] A Field Guide to Urban Beekeeping  (library.doc-urban-beekeeping)" in first
     assert "A Field Guide to Urban Beekeeping (chunk" in chunk and "Swarms" in chunk
 
 

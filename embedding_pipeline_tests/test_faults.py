@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from embedding_pipeline.content import schema
 from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.content.schema import metadata
+from embedding_pipeline.mit_learn import own
 from embedding_pipeline.run_state import WORKER_TAG
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline_tests.helpers import REPO, chunker, pipeline_env, resource
@@ -140,7 +141,10 @@ def test_bad_values_fail_their_record_only_named_with_the_field(pipeline):
     assert "library.doc-writing-guide: field 'ocw_topics' must be a list" in failures
     embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
     assert embedded == {"doc-urban-beekeeping", "doc-distributed-systems", "doc-lab-safety"}
-    files = {p["resource_readable_id"] for p in pipeline.points("content_files", resource_type="document").values()}
+    files = {
+        p["resource_readable_id"]
+        for p in pipeline.points("content_files", **{own("resource_type"): "document"}).values()
+    }
     assert "doc-urban-beekeeping" in files and "doc-lab-safety" not in files
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks["no_failed_records"].passed and checks["points_match_source"].passed
@@ -200,7 +204,7 @@ def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipel
     assert "library.doc-urban-beekeeping: field 'ocw_topics' is not JSON" in failures
     embedded = {p["readable_id"] for p in pipeline.points("resources", resource_type="document").values()}
     assert embedded == {"doc-open-data", "doc-distributed-systems", "doc-lab-safety"}
-    chunks = pipeline.points("content_files", resource_type="document", resource_readable_id="doc-lab-safety")
+    chunks = pipeline.points("content_files", resource_readable_id="doc-lab-safety")
     assert len(chunks) > 50 and max(chunker().count_tokens(p["chunk_content"]) for p in chunks.values()) <= 512
 
 

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 from embedding_pipeline.cli import embed_run_config
+from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.vector_store import Point
 
@@ -19,7 +20,7 @@ def embed(*flags: str) -> subprocess.CompletedProcess:
 
 
 def point_hashes(pipeline, kind: str, **filters) -> dict[str, str]:
-    return {pid: payload["point_hash"] for pid, payload in pipeline.points(kind, **filters).items()}
+    return {pid: payload[OWN]["point_hash"] for pid, payload in pipeline.points(kind, **filters).items()}
 
 
 def test_skip_contentfiles_reembeds_the_resources_and_leaves_every_content_file_point_as_it_is(pipeline):
@@ -55,7 +56,16 @@ def test_recreate_collections_all_drops_the_collections_and_fills_them_again(pip
     with pipeline.store() as store:  # a point nothing in the source owns, e.g. of a type no longer embedded
         name = pipeline.qdrant.alias("resources")
         (_, payload, vectors) = store.retrieve(name, [some_point], with_vectors=True)[0]
-        store.upsert(name, [Point(str(uuid.uuid4()), vectors, {**payload, "resource_type": "article"})])
+        store.upsert(
+            name,
+            [
+                Point(
+                    str(uuid.uuid4()),
+                    vectors,
+                    {**payload, "resource_type": "article", OWN: {**payload[OWN], "resource_type": "article"}},
+                )
+            ],
+        )
     assert pipeline.count("resources") == counts[0] + 1
 
     done = embed("--recreate-collections", "--all")

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.content.schema import PREFIX as T
+from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
@@ -114,7 +115,7 @@ def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(m
         )
         assert store.count(qdrant.alias("resources")) == 50  # 51, but for one neither published nor in test mode
     (guide,) = guides.values()
-    assert guide["platform"] is None and guide["record_key"] == ".unplatformed-guide"
+    assert guide["platform"] is None and guide[OWN]["record_key"] == ".unplatformed-guide"
     (transcript,) = files.values()
     assert transcript["run_readable_id"] == "episode-230-the-physics-of-ice"  # a run-less file: its resource's
 

@@ -116,14 +116,11 @@ def test_the_old_names_and_the_seeds_names_are_both_read(monkeypatch):
         ),
         (
             {"QDRANT_ENCODER": "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder"},
-            (
-                "QDRANT_ENCODER='vector_search.encoders.qdrant_cloud.QdrantCloudEncoder' is a class of the old system "
-                "that this project does not implement"
-            ),
+            "QDRANT_ENCODER=vector_search.encoders.qdrant_cloud.QdrantCloudEncoder needs QDRANT_DENSE_MODEL",
         ),
         (
-            {"QDRANT_SPARSE_ENCODER_V2": "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder"},
-            "QDRANT_SPARSE_ENCODER_V2='vector_search.encoders.qdrant_cloud.QdrantCloudEncoder' is a class",
+            {"QDRANT_SPARSE_ENCODER_V2": "vector_search.encoders.litellm.LiteLLMEncoder"},
+            "QDRANT_SPARSE_ENCODER_V2='vector_search.encoders.litellm.LiteLLMEncoder' is a class",
         ),
     ],
 )

@@ -23,8 +23,7 @@ from embedding_pipeline.partition.run import Partition, check_partition, run_par
 from embedding_pipeline.partitions import RESOURCE_TYPES, resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.resources.encoders.base import DenseEncoder
-from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
 
@@ -80,7 +79,7 @@ def embed_partition(
     content_source: ContentSource,
     chunker: TextChunker,
     dense_encoder: DenseEncoder,
-    sparse_encoder: SparseEncoder,
+    sparse_encoder: SparseEncoderBase,
     qdrant: QdrantResource,
     embed_options: EmbedOptions,
 ) -> Iterator:

@@ -266,15 +266,18 @@ DEFAULT_RESOURCES_QUERY = f"""
 SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
        lr.published, lr.test_mode, lr.resource_category, lr.certification, lr.certification_type,
        lr.professional, lr.ocw_topics, lr.delivery, lr.prices, lr.languages, lr.next_start_date,
-       lr.view_count, lr.created_on, lr.updated_on, lr.last_modified,
+       lr.view_count, lr.created_on, lr.updated_on, lr.last_modified, lr.format, lr.pace, lr.availability,
+       lr.location, lr.duration, lr.min_weeks, lr.max_weeks, lr.min_weekly_hours, lr.max_weekly_hours,
+       lr.time_commitment, lr.license_cc, lr.continuing_ed_credits, lr.require_summaries, lr.completeness,
        lr.platform_id AS platform_code, p.name AS platform_name,
-       lr.offered_by_id AS offered_by_code, o.name AS offered_by_name,
+       lr.offered_by_id AS offered_by_code, o.name AS offered_by_name, o.display_facet AS offered_by_display_facet,
        (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('id', t.id, 'name', t.name, 'parent', t.parent_id) AS v
+          SELECT JSON_OBJECT('id', t.id, 'name', t.name, 'icon', t.icon, 'parent', t.parent_id) AS v
             FROM {_T}learningresource_topics x JOIN {_T}learningresourcetopic t ON t.id = x.learningresourcetopic_id
-           WHERE x.learningresource_id = lr.id ORDER BY t.id) AS s) AS topics,
+           WHERE x.learningresource_id = lr.id ORDER BY t.name) AS s) AS topics,
        (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('department_id', d.department_id, 'name', d.name, 'school', sc.name) AS v
+          SELECT JSON_OBJECT('department_id', d.department_id, 'name', d.name,
+                             'school_id', sc.id, 'school_name', sc.name, 'school_url', sc.url) AS v
             FROM {_T}learningresource_departments x
             JOIN {_T}learningresourcedepartment d ON d.department_id = x.learningresourcedepartment_id
             LEFT JOIN {_T}learningresourceschool sc ON sc.id = d.school_id
@@ -293,7 +296,13 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
                    'level', AS_JSON(r.level), 'delivery', AS_JSON(r.delivery), 'prices', AS_JSON(r.prices),
                    'semester', r.semester, 'year', r.year, 'start_date', r.start_date, 'end_date', r.end_date,
                    'enrollment_start', r.enrollment_start, 'enrollment_end', r.enrollment_end, 'url', r.url,
-                   'is_variant', r.is_variant, 'updated_on', r.updated_on) AS v
+                   'is_variant', r.is_variant, 'updated_on', r.updated_on, 'description', r.description,
+                   'full_description', r.full_description, 'last_modified', r.last_modified,
+                   'languages', AS_JSON(r.languages), 'slug', r.slug, 'checksum', r.checksum,
+                   'format', AS_JSON(r.format), 'pace', AS_JSON(r.pace), 'availability', r.availability,
+                   'location', r.location, 'duration', r.duration, 'min_weeks', r.min_weeks, 'max_weeks', r.max_weeks,
+                   'min_weekly_hours', r.min_weekly_hours, 'max_weekly_hours', r.max_weekly_hours,
+                   'time_commitment', r.time_commitment) AS v
             FROM {_T}learningresourcerun r WHERE r.learning_resource_id = lr.id ORDER BY r.id) AS s) AS runs,
        (SELECT c.course_numbers FROM {_T}course c WHERE c.learning_resource_id = lr.id) AS course_numbers
 FROM {_T}learningresource lr
@@ -308,7 +317,7 @@ ORDER BY lr.id
 DEFAULT_CONTENT_FILES_QUERY = f"""
 SELECT cf.id, lr.id AS resource_id, cf.run_id, r.run_id AS run_readable_id, r.title AS run_title,
        r.updated_on AS run_updated_on, cf.key, cf.title, cf.description, cf.content, cf.checksum,
-       cf.file_type, cf.file_extension, cf.url, cf.edx_module_id, cf.content_type, cf.source_path,
+       cf.file_type, cf.file_extension, cf.url, cf.edx_module_id, cf.content_type, cf.source_path, cf.summary, cf.flashcards,
        cf.published, cf.created_on, cf.updated_on,
        (SELECT JSON_LIST(v) FROM (
           SELECT t.name AS v
@@ -415,16 +424,19 @@ UNEMBEDDABLE_QUERIES = {
 # (a column it does not return is read as empty). Nested columns are JSON (or arrays, on PostgreSQL).
 RESOURCE_COLUMNS = ["id", "readable_id", "resource_type", "title", "published"]
 RESOURCE_OPTIONAL = [
-    "platform_code", "platform_name", "offered_by_code", "offered_by_name", "description", "full_description",
+    "platform_code", "platform_name", "offered_by_code", "offered_by_name", "offered_by_display_facet", "description",
+    "full_description",
     "url", "test_mode", "resource_category", "certification", "certification_type", "professional", "ocw_topics",
     "delivery", "prices", "languages", "next_start_date", "view_count", "created_on", "updated_on",
     "last_modified", "topics", "departments", "course_feature", "resource_prices", "runs", "course_numbers",
+    "format", "pace", "availability", "location", "duration", "min_weeks", "max_weeks", "min_weekly_hours",
+    "max_weekly_hours", "time_commitment", "license_cc", "continuing_ed_credits", "require_summaries", "completeness",
 ]  # fmt: skip
 CONTENT_FILE_COLUMNS = ["id", "resource_id", "key", "content", "published"]
 CONTENT_FILE_OPTIONAL = [
     "run_id", "run_readable_id", "run_title", "run_updated_on", "title", "description", "checksum", "file_type",
     "file_extension", "url", "edx_module_id", "content_type", "source_path", "created_on", "updated_on",
-    "content_feature_type",
+    "content_feature_type", "summary", "flashcards",
 ]  # fmt: skip
 # What a run lists of every record, to tell which records changed: every column of a resource (all
 # of them shape its point), a content file's columns but its text and those that follow its `updated_on`.

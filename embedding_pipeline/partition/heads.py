@@ -7,10 +7,11 @@ from pathlib import Path
 
 from embedding_pipeline.digests import digest
 from embedding_pipeline.files import atomic_write
+from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.partition.records import Record, point_ids
 from embedding_pipeline.vector_store import VectorStore
 
-HEAD_FIELDS = ["record_id", "record_key", "record_fingerprint", "chunk_count"]  # of a head's payload
+HEAD_FIELDS = [OWN]  # of a head's payload: our bookkeeping (record id, key, fingerprint, chunk count)
 LOOKUP_BATCH = 1000  # ids per retrieve
 HEADS_SAMPLED = 100  # saved heads a run compares with Qdrant's before it trusts the rest
 STATE = "qdrant_state"  # the saved heads file's metadata key: the state of Qdrant they describe
@@ -36,10 +37,16 @@ class Head:
 
 
 def _head(payload: dict, collection: str) -> Head:
+    kept = payload[OWN]
     return Head(
-        payload["record_id"], payload.get("record_key", ""), payload.get("record_fingerprint", ""),
-        int(payload.get("chunk_count") or 1), collection,
+        kept["record_id"], kept.get("record_key", ""), kept.get("record_fingerprint", ""),
+        int(kept.get("chunk_count") or 1), collection,
     )  # fmt: skip
+
+
+def of_type(resource_type: str, **more) -> dict:
+    """The filter of one partition's points (with more of our bookkeeping fields to match)."""
+    return {own("resource_type"): resource_type, **{own(name): value for name, value in more.items()}}
 
 
 def stored_heads(store: VectorStore, names: dict[str, str], resource_type: str) -> dict[str, Head]:
@@ -48,8 +55,9 @@ def stored_heads(store: VectorStore, names: dict[str, str], resource_type: str) 
     for kind, name in names.items():
         if not store.collection_exists(name):
             continue
-        for _, payload in store.scroll(name, {"resource_type": resource_type, "role": "head"}, HEAD_FIELDS):
-            heads[payload["record_id"]] = _head(payload, kind)
+        for _, payload in store.scroll(name, of_type(resource_type, role="head"), HEAD_FIELDS):
+            head = _head(payload, kind)
+            heads[head.record_id] = head
     return heads
 
 
@@ -61,7 +69,9 @@ def read_heads(store: VectorStore, name: str, kind: str, records: list[Record]) 
     for start in range(0, len(records), LOOKUP_BATCH):
         ids = [point_ids(record, 1)[0] for record in records[start : start + LOOKUP_BATCH]]  # a head is point 0
         for _, payload, _ in store.retrieve(name, ids, fields=HEAD_FIELDS):
-            heads[payload["record_id"]] = _head(payload, kind)
+            if OWN in payload:  # a point of mit-learn's own that this project has not written yet
+                head = _head(payload, kind)
+                heads[head.record_id] = head
     return heads
 
 
@@ -93,7 +103,7 @@ def partition_state(store: VectorStore, names: dict[str, str], resource_type: st
     """Where Qdrant is, its collections and how many points of this resource type each holds: a run that
     finds the state a whole run left may take that run's heads as they were (`HeadsFile`)."""
     points = {
-        name: store.count(name, {"resource_type": resource_type}) if store.collection_exists(name) else None
+        name: store.count(name, of_type(resource_type)) if store.collection_exists(name) else None
         for name in names.values()
     }
     return digest(digest(where), points)  # a server URL may carry a password: only its digest is kept

@@ -5,7 +5,8 @@ whether Qdrant holds exactly what the source lists (verification)."""
 from dataclasses import dataclass, field
 
 from embedding_pipeline.errors import PermanentError
-from embedding_pipeline.partition.heads import Head, stored_heads
+from embedding_pipeline.mit_learn import OWN
+from embedding_pipeline.partition.heads import Head, of_type, stored_heads
 from embedding_pipeline.partition.records import Listing, Record, point_ids, resource_of
 from embedding_pipeline.vector_store import VectorStore
 
@@ -69,13 +70,13 @@ def find_damage(
         if not store.collection_exists(name):
             continue
         mine = [head for head in heads.values() if head.collection == kind]
-        if not full and store.count(name, {"resource_type": resource_type}) == sum(h.chunk_count for h in mine):
+        if not full and store.count(name, of_type(resource_type)) == sum(h.chunk_count for h in mine):
             continue
         expected: dict[str, str] = {}  # point id → record id
         for head in mine:
             record = records.get(head.record_id) or head.record()
             expected.update(dict.fromkeys(point_ids(record, head.chunk_count), head.record_id))
-        present = dict(store.scroll(name, {"resource_type": resource_type}, ["record_id"]))
+        present = {pid: payload.get(OWN, {}) for pid, payload in store.scroll(name, of_type(resource_type), [OWN])}
         for pid in expected.keys() - present.keys():
             damage.records.add(expected[pid])
             damage.missing.append(pid)
@@ -194,7 +195,7 @@ def verify(
     unwritten = [r for r in plan.new if r.record_id not in exempt]
     stale = [r for r in plan.changed if r.record_id not in exempt and r.record_id not in damage.records]
     in_qdrant = sum(
-        store.count(name, {"resource_type": resource_type}) for name in names.values() if store.collection_exists(name)
+        store.count(name, of_type(resource_type)) for name in names.values() if store.collection_exists(name)
     )
     deleted = {h.record_id for h in plan.deleted}
     return Verification(

@@ -1,41 +1,27 @@
-"""From a record's full row to its points: the texts to embed and the payloads searches read.
+"""From a record's full row to its points: the texts mit-learn embeds and the payloads its readers read.
 
-The first point of a record is its head: it carries the record's fingerprint, which tells a later
-run whether the record changed, and its number of points.
+A point's payload is mit-learn's document (`embedding_pipeline.mit_learn`); our bookkeeping sits under
+its one key `OWN`. The first point of a record is its head: it carries the record's fingerprint, which
+tells a later run whether the record changed, and its number of points.
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
-from embedding_pipeline.chunking import Chunker
+from embedding_pipeline import mit_learn
+from embedding_pipeline.chunking import Chunker, is_markdown
 from embedding_pipeline.digests import digest, text_hash
-from embedding_pipeline.partition.records import Record, RecordError, missing, normalized, point_ids, text_field
+from embedding_pipeline.mit_learn import OWN
+from embedding_pipeline.partition.records import Record, RecordError, missing, normalized, point_id, text_field
 
-MARKDOWN_EXTENSIONS = {".md", ".markdown"}
 # Bumped when ids, payloads or fingerprints change shape: it enters the collections' version, so
 # a change moves a deployment to new collections by the usual re-embed backfill.
-POINTS_LAYOUT = 3
+POINTS_LAYOUT = 4
 
 
-def topics(row: Mapping, record: str) -> list[dict]:
-    """The resource's topics as mit-learn's documents have them ({id, name, parent}); a query of your own
-    may give names alone."""
-    found = normalized(row, record).get("topics") or []
-    if not all(isinstance(t, (str, dict)) and (isinstance(t, str) or t.get("name")) for t in found):
-        raise RecordError(record, "topics", "must be a list of names or of objects with a name")
-    return [{"id": None, "name": t, "parent": None} if isinstance(t, str) else t for t in found]
-
-
-def named(row: Mapping, prefix: str, record: str) -> dict | None:
-    """A platform or an offeror as mit-learn's documents have them: {code, name}, or None."""
-    code = text_field(row, f"{prefix}_code", record)
-    return {"code": code, "name": text_field(row, f"{prefix}_name", record) or code} if code else None
-
-
-def _point(record: Record, number: int, count: int, pid: str, text: str, tokens: int, payload: dict) -> dict:
+def _point(record: Record, number: int, count: int, text: str, tokens: int, payload: dict) -> dict:
     head, hashed = number == 0, text_hash(text)
     return {
-        "point_id": pid,
+        "point_id": point_id(record, number),
         "collection": record.collection,
         "record_id": record.record_id,
         "record_key": record.record_key,
@@ -45,101 +31,172 @@ def _point(record: Record, number: int, count: int, pid: str, text: str, tokens:
         "tokens": tokens,
         "payload": {
             **payload,
-            "text_hash": hashed,  # lets a later run reuse the vectors of any point with the same text
-            "record_key": record.record_key,
-            "record_id": record.record_id,
-            "role": "head" if head else "chunk",
-            "chunk_count": count,
-            **({"record_fingerprint": record.fingerprint} if head else {}),
+            OWN: {
+                "resource_type": record.resource_type,  # the partition: a content file's document has no type
+                "record_id": record.record_id,
+                "record_key": record.record_key,
+                "role": "head" if head else "chunk",
+                "chunk_count": count,
+                "text_hash": hashed,  # lets a later run reuse the vectors of any point with the same text
+                **({"record_fingerprint": record.fingerprint} if head else {}),
+            },
         },
     }
 
 
-def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
-    """The resource's single point: its title, descriptions and topics, cut to the chunk size."""
-    key = record.record_key
-    title = text_field(row, "title", key, required=True)
-    description = text_field(row, "description", key)
-    full_description = text_field(row, "full_description", key)
-    subjects = topics(row, key)
-    parts = [f"# {title}", description]
-    if full_description and full_description != description:
-        parts.append(full_description)
-    if subjects:
-        parts.append("Topics: " + ", ".join(t["name"] for t in subjects))
-    text = chunker.truncate("\n\n".join(p for p in parts if p))
-    values = normalized(row, key)
-    payload = {
-        "resource_id": record.source_id,
-        "readable_id": text_field(row, "readable_id", key),
-        "platform": named(row, "platform", key),
-        "offered_by": named(row, "offered_by", key),
-        "resource_type": text_field(row, "resource_type", key),
-        "title": title,
-        "description": description,
-        "url": text_field(row, "url", key),
-        "topics": subjects,
-        "departments": values.get("departments") or [],
-        "course_feature": values.get("course_feature") or [],
-        "published": bool(row.get("published")),
-        "created_on": _date(row.get("created_on")),
-        "updated_on": _date(row.get("updated_on")),
+def _flag(row: Mapping, name: str) -> bool:
+    return bool(row.get(name)) and row.get(name) not in ("0", "false", "f")
+
+
+def _named(row: Mapping, prefix: str, record: str) -> dict | None:
+    """A platform or an offeror as mit-learn's serializers show it: {code, name}, or None."""
+    code = text_field(row, f"{prefix}_code", record)
+    return {"code": code, "name": text_field(row, f"{prefix}_name", record) or code} if code else None
+
+
+def _offeror(row: Mapping, record: str) -> dict | None:
+    """LearningResourceOfferorSerializer: {code, name, channel_url, display_facet}."""
+    named = _named(row, "offered_by", record)
+    facet = _value(row, "offered_by_display_facet")
+    return named and {
+        **named,
+        "channel_url": None,
+        "display_facet": True if facet is None else _flag(row, "offered_by_display_facet"),
     }
-    return [_point(record, 0, 1, record.record_id, text, chunker.count_tokens(text), payload)]
+
+
+def _topics(values: Mapping, record: str) -> list[dict]:
+    """The topics as LearningResourceTopicSerializer shows them ({id, name, parent}); a query of your own may
+    give names alone."""
+    found = values.get("topics") or []
+    if not all(isinstance(t, (str, dict)) and (isinstance(t, str) or t.get("name")) for t in found):
+        raise RecordError(record, "topics", "must be a list of names or of objects with a name")
+    return [
+        {"id": None, "name": t, "icon": "", "parent": None, "channel_url": None}
+        if isinstance(t, str)
+        else {"id": t.get("id"), "name": t["name"], "icon": t.get("icon") or "", "parent": t.get("parent"),
+              "channel_url": None}
+        for t in found
+    ]  # fmt: skip
+
+
+def resource_document(row: Mapping, record: str) -> dict:
+    """The resource's payload: the fields of mit-learn's document (serialize_learning_resource_for_update)
+    that its readers filter, facet, sort on and return, from the columns the resources query lists.
+
+    Long because it is that document's field list, in one place."""
+    values = normalized(row, record)
+    resource_type = text_field(row, "resource_type", record)
+    category = text_field(row, "resource_category", record) or None
+    professional = _flag(row, "professional")
+    amounts = [p.get("amount") for p in values.get("resource_prices") or [] if isinstance(p, dict)]
+    course_numbers = values.get("course_numbers")
+    document = {
+        "id": int(row["id"]),
+        "readable_id": text_field(row, "readable_id", record),
+        "title": text_field(row, "title", record, required=True),
+        "description": text_field(row, "description", record) or None,
+        "full_description": _value(row, "full_description"),
+        "url": text_field(row, "url", record) or None,
+        "resource_type": resource_type,
+        "resource_category": category,
+        "resource_type_group": mit_learn.resource_type_group(resource_type, category),
+        "published": _flag(row, "published"),
+        "test_mode": _flag(row, "test_mode"),
+        "platform": _named(row, "platform", record),
+        "offered_by": _offeror(row, record),
+        "certification": _flag(row, "certification"),
+        "certification_type": mit_learn.coded(
+            text_field(row, "certification_type", record) or "none", mit_learn.CERTIFICATION_TYPES
+        ),
+        "professional": professional,
+        "free": mit_learn.is_free(resource_type, professional, amounts),
+        "prices": [mit_learn.price(p) for p in values.get("prices") or []],
+        "resource_prices": [
+            {**p, "amount": mit_learn.price(p.get("amount"))} for p in values.get("resource_prices") or []
+        ],
+        "topics": _topics(values, record),
+        "departments": [mit_learn.department(d) for d in values.get("departments") or []],
+        "course_feature": values.get("course_feature") or [],
+        "ocw_topics": values.get("ocw_topics") or [],
+        "languages": values.get("languages"),
+        "runs": mit_learn.published_runs(values.get("runs") or []),
+        "next_start_date": mit_learn.iso_date(_value(row, "next_start_date")),
+        "created_on": mit_learn.iso_date(_value(row, "created_on")),
+        "last_modified": mit_learn.iso_date(_value(row, "last_modified")),
+        "views": int(_value(row, "view_count") or 0),
+        **mit_learn.offered(values),
+        "license_cc": _flag(row, "license_cc"),
+        "continuing_ed_credits": _price_or_none(_value(row, "continuing_ed_credits")),
+        "require_summaries": _flag(row, "require_summaries"),
+        "completeness": float(_value(row, "completeness") or 0),
+    }
+    if resource_type == "course":
+        document["course"] = {"course_numbers": course_numbers or []}
+    return document
+
+
+def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
+    """The resource's single point: its document, and the text mit-learn embeds for it."""
+    document = resource_document(row, record.record_key)
+    text = mit_learn.embedding_context(document)
+    return [_point(record, 0, 1, text, chunker.count_tokens(text), document)]
+
+
+def content_file_document(row: Mapping, resource: Mapping, record: str) -> dict:
+    """The file's document as a chunk's payload takes it (QDRANT_CONTENT_FILE_PARAM_MAP's keys of
+    ContentFileSerializer), a run-less file's `run_readable_id` its resource's readable id
+    (_with_run_readable_id_fallback)."""
+    values, parent = normalized(row, record), normalized(resource, record)
+    resource_readable_id = text_field(resource, "readable_id", record)
+    course_numbers = parent.get("course_numbers") or []
+    document = {
+        "key": text_field(row, "key", record),
+        "course_number": [n.get("value") for n in course_numbers if isinstance(n, dict)],
+        "platform": _named(resource, "platform", record) or {"code": "", "name": ""},
+        "offered_by": _offeror(resource, record) or {"code": "", "name": "", "display_facet": False},
+        "file_extension": text_field(row, "file_extension", record) or None,
+        "content_feature_type": values.get("content_feature_type") or [],
+        "run_readable_id": text_field(row, "run_readable_id", record) or resource_readable_id,
+        "resource_readable_id": resource_readable_id,
+        "edx_module_id": text_field(row, "edx_module_id", record) or None,
+        "content_type": text_field(row, "content_type", record) or None,
+        "description": text_field(row, "description", record) or None,
+        "title": text_field(row, "title", record) or None,
+        "url": text_field(row, "url", record) or None,
+        "file_type": text_field(row, "file_type", record) or None,
+        "summary": text_field(row, "summary", record),
+        "flashcards": values.get("flashcards") or [],
+        "checksum": text_field(row, "checksum", record) or None,
+    }
+    if text_field(row, "run_readable_id", record):
+        document["run_title"] = text_field(row, "run_title", record)
+    return document
 
 
 def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker: Chunker) -> list[dict]:
-    """The file's chunks: token-sized, Markdown split on headers first."""
-    key = record.record_key
-    content = text_field(row, "content", key, required=True)
-    extension = text_field(row, "file_extension", key).lower()
-    markdown = extension in MARKDOWN_EXTENSIONS or text_field(row, "file_type", key).lower() == "markdown"
-    pieces = chunker.split(content, markdown=markdown)
-    if not pieces:
-        raise RecordError(key, "content", "holds no text to embed")
-    resource_readable_id = text_field(resource, "readable_id", key)
-    payload = {
-        "content_file_id": record.source_id,
-        "resource_id": record.resource_id,
-        "resource_readable_id": resource_readable_id,
-        "resource_title": text_field(resource, "title", key),
-        "platform": named(resource, "platform", key),
-        "offered_by": named(resource, "offered_by", key),
-        "resource_type": text_field(resource, "resource_type", key),
-        # A run-less file carries its resource's readable id, as mit-learn's readers expect of every point.
-        "run_readable_id": text_field(row, "run_readable_id", key) or resource_readable_id,
-        "run_title": text_field(row, "run_title", key),
-        "key": text_field(row, "key", key),
-        "title": text_field(row, "title", key),
-        "url": text_field(row, "url", key),
-        "file_type": text_field(row, "file_type", key),
-        "file_extension": extension,
-        "edx_module_id": text_field(row, "edx_module_id", key),
-        "content_feature_type": normalized(row, key).get("content_feature_type") or [],
-        "checksum": text_field(row, "checksum", key),
-        "published": True,
-        "updated_on": _date(row.get("updated_on")),
-    }
-    ids = point_ids(record, len(pieces))
-    points = []
-    for number, (text, headers) in enumerate(pieces):
-        chunk = {**payload, "chunk_number": number, "headers": headers, "chunk_content": text}
-        points.append(_point(record, number, len(pieces), ids[number], text, chunker.count_tokens(text), chunk))
-    return points
+    """The file's chunks as mit-learn cuts them, each with the file's document, its number and its text."""
+    content = text_field(row, "content", record.record_key, required=True)
+    document = content_file_document(row, resource, record.record_key)
+    chunks = chunker.split(content, markdown=is_markdown(document["file_type"], document["file_extension"]))
+    if not chunks:
+        raise RecordError(record.record_key, "content", "holds no text to embed")
+    resource = mit_learn.resource_key(document["platform"]["code"], document["resource_readable_id"])
+    head = {"resource_point_id": mit_learn.vector_point_id(resource)}
+    return [
+        _point(record, number, len(chunks), text, chunker.count_tokens(text),
+               {**head, "chunk_number": number, "chunk_content": text, **document})
+        for number, text in enumerate(chunks)
+    ]  # fmt: skip
 
 
-def _date(value) -> str | None:
-    """Dates as ISO text in payloads (UTC where the database gave no zone), whatever the driver returned."""
-    if missing(value):
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+def _price_or_none(value) -> str | None:
+    return None if value is None else mit_learn.price(value)
+
+
+def _value(row: Mapping, name: str):
+    value = row.get(name)
+    return None if missing(value) else value
 
 
 def point_hash(version: str, point: dict) -> str:

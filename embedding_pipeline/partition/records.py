@@ -1,21 +1,21 @@
 """From the content database's rows to records: who each record is, and what its listed columns look like.
 
-A record is a learning resource (one point) or a content file (one point per chunk). Its id and its
-points' ids are uuid5 of its key parts encoded as a JSON list, so no two records can share a point
-however their parts look (`mitx.ocw` + `18` and `mitx` + `ocw.18` stay apart).
+A record is a learning resource (one point) or a content file (one point per chunk). Its key and its
+points' ids are mit-learn's (`embedding_pipeline.mit_learn`): a resource's point id is uuid5 of
+`{platform}.{readable_id}`, a chunk's of `{platform}.{resource}.{run}.{key}.{number}`. A record's id
+is the id of its first point. Two records with one key are named as duplicates, never overwritten.
 """
 
 import json
 import math
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from embedding_pipeline import mit_learn
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.digests import digest
 
-NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4c47-9a55-2f1f7d0c8e21")  # this project's uuid5 namespace
 TEXT_COLUMNS = ("title", "description", "full_description")
 
 
@@ -24,10 +24,6 @@ class RecordError(ValueError):
 
     def __init__(self, record: str, field: str, problem: str):
         super().__init__(f"{record}: field '{field}' {problem}")
-
-
-def stable_id(*parts) -> str:
-    return str(uuid.uuid5(NAMESPACE, json.dumps([str(p) for p in parts])))
 
 
 def missing(value) -> bool:
@@ -45,17 +41,17 @@ def text_field(row: Mapping, name: str, record: str, required: bool = False) -> 
     return value.strip()
 
 
-# Columns that hold a list (an array, or JSON text on SQLite) or a JSON document. The lists a query
-# aggregates come in no set order: they are sorted, so that a record's fingerprint does not move with it.
+# Columns that hold a list (an array, or JSON text on SQLite) or a JSON document. Lists a query of your
+# own may aggregate in any order are sorted as mit-learn's serializers sort them (topics by name).
 AGGREGATED = {
-    "topics": lambda t: (t.get("id") or 0, t.get("name") or "") if isinstance(t, dict) else (0, str(t)),
+    "topics": lambda t: t.get("name") or "" if isinstance(t, dict) else str(t),
     "departments": lambda d: d.get("department_id") or "",
     "course_feature": str,
     "resource_prices": lambda p: (str(p.get("currency")), float(p.get("amount") or 0)),
     "runs": lambda r: r.get("id") or 0,
     "content_feature_type": str,
 }
-ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers"}
+ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers", "flashcards", "format", "pace"}
 
 
 def normalized(row: Mapping, record: str) -> dict:
@@ -83,10 +79,11 @@ class Record:
     kind: str  # "resource" or "content_file"
     source_id: int
     record_id: str
-    record_key: str  # for people: platform.readable_id[.run.key]
+    record_key: str  # mit-learn's point key: platform.readable_id[.run.key]
     fingerprint: str
     resource_id: int | None = None  # a content file's resource
     size: int = 0  # characters in the columns a resource's text is made of: it is about that long
+    resource_type: str = ""  # the partition
 
     @property
     def collection(self) -> str:
@@ -100,13 +97,15 @@ def resource_record(row: Mapping) -> Record:
     where = f"learning_resources id={row['id']}"
     platform = text_field(row, "platform_code", where)
     readable_id = text_field(row, "readable_id", where, required=True)
+    key = mit_learn.resource_key(platform, readable_id)
     return Record(
         kind="resource",
         source_id=int(row["id"]),
-        record_id=stable_id("resource", platform, readable_id),
-        record_key=f"{platform}.{readable_id}",
+        record_id=mit_learn.vector_point_id(key),
+        record_key=key,
         fingerprint=digest(row),
         size=sum(len(value) for value in (row.get(c) for c in TEXT_COLUMNS) if isinstance(value, str)),
+        resource_type=text_field(row, "resource_type", where),
     )
 
 
@@ -119,22 +118,25 @@ def content_file_record(row: Mapping, resource: Record | None) -> Record:
     if resource is None:
         raise RecordError(where, "resource_id", "names no published resource of this type")
     run = text_field(row, "run_readable_id", where)
-    key = text_field(row, "key", where, required=True)
+    key = mit_learn.content_file_key(resource.record_key, run, text_field(row, "key", where, required=True))
     return Record(
         kind="content_file",
         source_id=int(row["id"]),
-        record_id=stable_id("content_file", resource.record_id, run, key),
-        record_key=f"{resource.record_key}.{run}.{key}",
+        record_id=mit_learn.chunk_id(key, 0),
+        record_key=key,
         fingerprint=digest(row, resource.fingerprint),
         resource_id=resource.source_id,
+        resource_type=resource.resource_type,
     )
 
 
+def point_id(record: Record, number: int) -> str:
+    """The id of a record's point `number`: the record id for a resource, one per chunk for a content file."""
+    return record.record_id if record.kind == "resource" else mit_learn.chunk_id(record.record_key, number)
+
+
 def point_ids(record: Record, count: int) -> list[str]:
-    """The ids of a record's points: the record id for a resource, one per chunk for a content file."""
-    if record.kind == "resource":
-        return [record.record_id]
-    return [stable_id(record.record_id, number) for number in range(count)]
+    return [point_id(record, number) for number in range(count)]
 
 
 def resource_of(record: Record) -> int:

@@ -17,6 +17,8 @@ from cachetools import LRUCache
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.embedding import DenseModel, SparseModel
+from embedding_pipeline.mit_learn import OWN, own
+from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
 from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points
 from embedding_pipeline.partition.records import Record, RecordError, could_not_read, point_ids
@@ -88,7 +90,7 @@ class PartitionWriter:
                 with timed(self.report, "index"):
                     self.store.finish_writes(name)
             self.report.collection_points[kind] = self.store.count(name)
-            self.report.partition_points[kind] = self.store.count(name, {"resource_type": self.resource_type})
+            self.report.partition_points[kind] = self.store.count(name, of_type(self.resource_type))
             sizes = self.store.dense_sizes(name)
             self.report.dimension = self.report.dimension or sizes.get(self.dense.vector_name, 0)
 
@@ -149,7 +151,7 @@ class PartitionWriter:
                     self.report.empty_texts += sum(1 for p in made if not p["text"].strip())
                     points.extend(made)
             for point in points:
-                point["point_hash"] = point["payload"]["point_hash"] = point_hash(self.version, point)
+                point["point_hash"] = point["payload"][OWN]["point_hash"] = point_hash(self.version, point)
                 self.report.tokens += point["tokens"]
                 if point["collection"] == "content_files":
                     self.report.chunks += 1
@@ -180,8 +182,8 @@ class PartitionWriter:
         stored = {}
         for kind in {p["collection"] for p in points}:
             ids = [p["point_id"] for p in points if p["collection"] == kind]
-            for pid, payload, _ in self.store.retrieve(self.names[kind], ids, fields=["point_hash"]):
-                stored[pid] = payload.get("point_hash")
+            for pid, payload, _ in self.store.retrieve(self.names[kind], ids, fields=[OWN]):
+                stored[pid] = payload.get(OWN, {}).get("point_hash")
         return [p for p in points if stored.get(p["point_id"]) != p["point_hash"]]
 
     def _vectors(self, points: list[dict]) -> dict[str, dict]:
@@ -207,10 +209,10 @@ class PartitionWriter:
         found = {}
         for start in range(0, len(hashes), LOOKUP_BATCH):
             for _, payload, vectors in self.store.scroll_vectors(
-                name, {"text_hash": hashes[start : start + LOOKUP_BATCH]}, ["text_hash"]
+                name, {own("text_hash"): hashes[start : start + LOOKUP_BATCH]}, [OWN]
             ):
                 if self.dense.vector_name in vectors and self.sparse.vector_name in vectors:
-                    found[payload["text_hash"]] = vectors
+                    found[payload[OWN]["text_hash"]] = vectors
         return found
 
     def _embed(self, points: dict[str, dict]) -> dict[str, dict]:
@@ -255,7 +257,7 @@ class PartitionWriter:
                 gone = [h for h in plan.deleted if h.collection == kind]
                 for start in range(0, len(gone), LOOKUP_BATCH):
                     part = gone[start : start + LOOKUP_BATCH]
-                    self.store.delete_where(name, {"record_id": [h.record_id for h in part]})
+                    self.store.delete_where(name, {own("record_id"): [h.record_id for h in part]})
                     self.report.points_deleted += sum(h.chunk_count for h in part)
                 orphans = plan.damage.orphans.get(name, [])
                 if orphans:

@@ -7,12 +7,16 @@ from embedding_pipeline.chunking import Chunker
 
 
 class TextChunker(dg.ConfigurableResource):
-    """Splits content into chunks of at most `chunk_size` tokens; Markdown on its headers first."""
+    """Splits content as mit-learn does: `chunk_size` characters, or tokens of `encoding_name` when it is set;
+    Markdown on its headers first."""
 
-    encoding_name: str = Field(description="tiktoken encoding that counts tokens (LITELLM_TOKEN_ENCODING_NAME).")
-    chunk_size: int = Field(description="Most tokens in a chunk (CONTENT_FILE_EMBEDDING_CHUNK_SIZE).")
+    encoding_name: str | None = Field(
+        default=None,
+        description="tiktoken encoding that measures chunks; empty: characters (LITELLM_TOKEN_ENCODING_NAME).",
+    )
+    chunk_size: int = Field(description="Most characters or tokens in a chunk (CONTENT_FILE_EMBEDDING_CHUNK_SIZE).")
     chunk_overlap: int = Field(
-        description="Tokens shared by neighbouring chunks (CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP)."
+        description="Characters or tokens shared by neighbouring chunks (CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP)."
     )
 
     def get_chunker(self) -> Chunker:

@@ -102,7 +102,13 @@ def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime
     if entry["resource_type"] == "course":
         numbers = entry.get("course_numbers") or [entry["readable_id"].split("-", 1)[-1]]
         course_numbers = [
-            {"value": n, "listing_type": "primary" if i == 0 else "cross-listed", "department": None}
+            {
+                "value": n,
+                "listing_type": "primary" if i == 0 else "cross-listed",
+                "department": None,
+                "sort_coursenum": n,
+                "primary": i == 0,
+            }
             for i, n in enumerate(numbers)
         ]
         rows.add(

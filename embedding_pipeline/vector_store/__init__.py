@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedding_pipeline import mit_learn
 from embedding_pipeline.errors import PermanentError
 
 # Qdrant's own default for reciprocal rank fusion (the server's and qdrant-client's): both
@@ -21,33 +22,14 @@ SEARCH_WAIT_SECONDS = 60  # a search waits this long for a run that holds the em
 
 COLLECTION_KINDS = ("resources", "content_files")
 
-# Payload indexes per collection kind: "keyword" for the fields searches filter on (with payload-aware
-# HNSW links, which keep filtered searches exact), "lookup" for those the pipeline finds points by
-# (a value per record or text: links would not help), "bool".
+# Payload indexes per collection kind: mit-learn's (its readers filter, facet and sort on them) and
+# those the pipeline finds its points by. "keyword" for the fields searches filter on (with payload-aware
+# HNSW links, which keep filtered searches exact), "lookup" for keywords with a value per record or
+# text (links would not help), "bool", "integer", "datetime".
 PAYLOAD_INDEXES = {
-    "resources": {
-        "resource_type": "keyword",
-        "platform.code": "keyword",
-        "offered_by.code": "keyword",
-        "topics[].name": "keyword",
-        "published": "bool",
-        "readable_id": "lookup",
-        "record_id": "lookup",
-        "role": "lookup",
-        "text_hash": "lookup",
-    },
-    "content_files": {
-        "resource_type": "keyword",
-        "platform.code": "keyword",
-        "offered_by.code": "keyword",
-        "published": "bool",
-        "resource_readable_id": "lookup",
-        "run_readable_id": "lookup",
-        "key": "lookup",
-        "record_id": "lookup",
-        "role": "lookup",
-        "text_hash": "lookup",
-    },
+    "resources": {**mit_learn.RESOURCE_INDEXES, **mit_learn.OWN_INDEXES},
+    "content_files": {**mit_learn.CONTENT_FILE_INDEXES, **mit_learn.OWN_INDEXES},
+    "topics": {**mit_learn.TOPIC_INDEXES, **mit_learn.OWN_INDEXES},
 }
 
 Filters = dict[str, Any]  # payload field → value that must match (a list: any of its values)
@@ -85,7 +67,7 @@ class CollectionSpec:
     dense_dim: int
     sparse_name: str
     sparse_idf: bool
-    payload_indexes: dict[str, str] = field(default_factory=dict)  # field → "keyword", "lookup" or "bool"
+    payload_indexes: dict[str, str] = field(default_factory=dict)  # field → kind of index (PAYLOAD_INDEXES)
 
 
 def collection_spec(kind: str, dense_name: str, dense_dim: int, sparse_name: str, sparse_idf: bool) -> CollectionSpec:
@@ -113,15 +95,6 @@ class Hit:
     id: str
     score: float
     payload: dict
-
-
-@dataclass(frozen=True)
-class PointState:
-    """What the pipeline needs to know of a stored point to decide whether to write it again."""
-
-    id: str
-    record_key: str | None
-    point_hash: str | None
 
 
 class VectorStore(ABC):
@@ -206,11 +179,6 @@ class VectorStore(ABC):
     @abstractmethod
     def delete_where(self, name: str, filters: Filters) -> None:
         """Delete every point that matches `filters` (in one operation)."""
-
-    def point_states(self, name: str, resource_type: str) -> Iterator[PointState]:
-        """(id, record_key, point_hash) of one resource type's points: what a run compares with."""
-        for point_id, payload in self.scroll(name, {"resource_type": resource_type}, ["record_key", "point_hash"]):
-            yield PointState(point_id, payload.get("record_key"), payload.get("point_hash"))
 
     def finish_writes(self, name: str) -> None:
         """After a run's writes: make them durable and build the indexes searches use."""

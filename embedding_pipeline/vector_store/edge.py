@@ -49,6 +49,8 @@ PAYLOAD_SCHEMAS = {
     "keyword": lambda: edge.KeywordIndexParams(memory=edge.Memory.Cold),
     "lookup": lambda: edge.KeywordIndexParams(memory=edge.Memory.Cold, enable_hnsw=False),
     "bool": lambda: edge.BoolIndexParams(memory=edge.Memory.Cold),
+    "integer": lambda: edge.IntegerIndexParams(lookup=True, range=True, memory=edge.Memory.Cold),
+    "datetime": lambda: edge.DatetimeIndexParams(memory=edge.Memory.Cold),
 }
 FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: reopening stays fast
 # A shard keeps in the process's memory about 3 KB of every point written since it was opened, even

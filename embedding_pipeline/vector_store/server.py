@@ -24,6 +24,8 @@ PAYLOAD_SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "lookup": models.PayloadSchemaType.KEYWORD,
     "bool": models.PayloadSchemaType.BOOL,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "datetime": models.PayloadSchemaType.DATETIME,
 }
 
 

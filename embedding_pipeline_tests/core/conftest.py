@@ -18,7 +18,7 @@ from embedding_pipeline.embedding import EmbedResult, RejectedInput, embed_disti
 from embedding_pipeline.partition.heads import HeadsFile
 from embedding_pipeline.partition.plan import RunOptions
 from embedding_pipeline.partition.run import Outcome, Partition, run_partition
-from embedding_pipeline.sample_data import complete, load_sample_data
+from embedding_pipeline.sample_data import TEAM_SAMPLE, complete, load_sample_data
 from embedding_pipeline.vector_store import SparseVector
 from embedding_pipeline.vector_store.aliases import CollectionNames
 from embedding_pipeline.vector_store.server import ServerStore
@@ -89,15 +89,15 @@ class WordCounts:
 class World:
     """A content database, a store and the models, and a way to run a partition over them."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, samples=(TEAM_SAMPLE,), sparse=None, chunker=None, base: str = "test"):
         self.folder = folder
         self.url = f"sqlite:///{folder / 'content.db'}"
-        load_sample_data(self.url)
+        load_sample_data(self.url, samples=samples)
         self.database = ContentDatabase(self.url)
         self.store = ServerStore(QdrantClient(location=":memory:"))
-        self.chunker = Chunker("cl100k_base", 512, 51)
-        self.dense, self.sparse = HashingEncoder(), WordCounts()
-        self.names = CollectionNames("test", "v1")
+        self.chunker = chunker or Chunker("cl100k_base", 512, 51)
+        self.dense, self.sparse = HashingEncoder(), sparse or WordCounts()
+        self.names = CollectionNames(base, "v1")
 
     @contextmanager
     def partition(self, resource_type: str):

@@ -1,56 +1,51 @@
-"""Token-based chunking: limits, overlap, Markdown headers."""
+"""Chunking as mit-learn chunks: by characters unless a token encoding is set, Markdown on its headers.
+(That our chunks are exactly mit-learn's on the samples is test_mit_learn_points.)"""
 
-from embedding_pipeline.chunking import Chunker
+from itertools import pairwise
+
+from embedding_pipeline.chunking import Chunker, is_markdown
 from embedding_pipeline.sample_data import HERE
-
-
-def make(chunk_size: int = 512, chunk_overlap: int = 51, encoding_name: str = "cl100k_base") -> Chunker:
-    return Chunker(encoding_name, chunk_size, chunk_overlap)
-
 
 LONG_DOC = (HERE / "files" / "distributed_systems.md").read_text()
 
 
-def test_chunks_stay_within_the_token_limit_and_overlap():
-    chunker = make(chunk_size=100, chunk_overlap=20)
-    chunks = [text for text, _ in chunker.split(LONG_DOC)]
-    assert len(chunks) > 30
-    assert max(chunker.count_tokens(c) for c in chunks) <= 100
-    # Neighbouring chunks share text, so no sentence is cut off from its context.
-    shared = sum(1 for a, b in zip(chunks, chunks[1:]) if a[-40:].split()[-1] in b[:200])
+def test_chunks_are_cut_by_characters_unless_a_token_encoding_is_set():
+    by_characters = Chunker(None, 300, 0).split(LONG_DOC)
+    assert len(by_characters) > 30 and max(len(c) for c in by_characters) <= 300
+    by_tokens = Chunker("cl100k_base", 300, 0)
+    chunks = by_tokens.split(LONG_DOC)
+    assert max(by_tokens.count_tokens(c) for c in chunks) <= 300 and max(len(c) for c in chunks) > 600
+
+
+def test_neighbouring_chunks_share_the_overlap():
+    chunks = Chunker("cl100k_base", 100, 20).split(LONG_DOC)
+    shared = sum(1 for a, b in pairwise(chunks) if a[-40:].split()[-1] in b[:200])
     assert shared > len(chunks) / 2
 
 
-def test_markdown_is_split_on_headers_first_with_the_header_path_in_each_chunk():
-    chunker = make(chunk_size=120, chunk_overlap=10)
-    chunks = chunker.split(LONG_DOC, markdown=True)
-    assert all(chunker.count_tokens(text) <= 120 for text, _ in chunks)
-    retries = [(text, headers) for text, headers in chunks if "exponential backoff" in text]
-    text, headers = retries[0]
-    assert headers == [
-        "Designing Reliable Distributed Systems: Lecture Notes",
-        "2. Idempotence and Retries",
-        "2.4 Retrying well",
-    ]
-    assert text.startswith(" > ".join(headers) + "\n\n")
+def test_markdown_keeps_its_headers_and_a_piece_that_lost_them_starts_with_their_path():
+    chunks = Chunker(None, 512, 0).split(LONG_DOC, markdown=True)
+    retries = next(c for c in chunks if "exponential backoff" in c)
+    assert retries.startswith(
+        "Designing Reliable Distributed Systems: Lecture Notes > 2. Idempotence and Retries > 2.4 Retrying well\n\n"
+        "Retries turn transient failures"
+    )
     # No chunk mixes two sections.
-    assert not any("2.4 Retrying well" in t and "3.1 Why replicate" in t for t, _ in chunks)
+    assert not any("2.4 Retrying well" in c and "3.1 Why replicate" in c for c in chunks)
 
 
-def test_plain_text_chunks_have_no_headers_and_short_text_is_one_chunk():
-    chunker = make()
-    assert chunker.split("A short transcript.") == [("A short transcript.", [])]
-    assert chunker.split("   ") == []
+def test_short_text_is_one_chunk_and_blank_text_none():
+    assert Chunker(None, 512, 0).split("A short transcript.") == ["A short transcript."]
+    assert Chunker(None, 512, 0).split("   ") == []
 
 
-def test_truncate_cuts_to_the_token_budget():
-    chunker = make(chunk_size=50)
-    assert chunker.count_tokens(chunker.truncate(LONG_DOC)) <= 50
-    assert chunker.truncate("short text") == "short text"
+def test_markdown_is_what_mit_learn_calls_markdown():
+    assert is_markdown("page", ".md") and is_markdown("marketing_page", ".html")
+    assert not is_markdown("page", ".markdown") and not is_markdown("page", ".MD")
 
 
 def test_the_encoding_comes_from_the_setting_offline():
-    assert make(encoding_name="o200k_base").count_tokens("hello world") == 2
+    assert Chunker("o200k_base", 512, 0).count_tokens("hello world") == 2
 
 
 def test_the_environment_is_left_as_it_was(monkeypatch):
@@ -59,5 +54,5 @@ def test_the_environment_is_left_as_it_was(monkeypatch):
 
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     before = dict(os.environ)
-    assert make(encoding_name="p50k_base").count_tokens("hello world") == 2
+    assert Chunker("p50k_base", 512, 0).count_tokens("hello world") == 2
     assert dict(os.environ) == before

@@ -2,6 +2,7 @@
 
 import pytest
 
+from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partition.heads import Head, HeadsFile, stored_heads
 from embedding_pipeline.partition.plan import Damage, MassDeletion, RunOptions, check_deletions, make_plan, verify
 from embedding_pipeline.partition.records import list_records
@@ -73,7 +74,7 @@ def test_verification_names_missing_extra_and_out_of_date_points(world):
     assert (failed.expected_points, failed.points_in_qdrant) == (7, 6)
     assert verify(world.store, names, "video", listing, {crispr.record_id}).passed  # it failed: not held against Qdrant
     world.store.upsert(names["resources"], [Point("00000000-0000-0000-0000-0000000000aa", _vectors(world), {
-        "resource_type": "video", "record_id": "nobody"})])  # fmt: skip
+        OWN: {"resource_type": "video", "record_id": "nobody"}})])  # fmt: skip
     assert verify(world.store, names, "video", listing, {crispr.record_id}).extra == [
         "00000000-0000-0000-0000-0000000000aa"
     ]

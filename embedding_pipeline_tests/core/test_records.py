@@ -1,4 +1,6 @@
-"""Records: who each row is (ids that never collide), what its fingerprint covers, and rows that are named."""
+"""Records: who each row is (mit-learn's ids; rows that would share one are named), what its fingerprint covers, and rows that are named."""
+
+import uuid
 
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.partition.records import (
@@ -32,14 +34,18 @@ class Reader:
         return iter(self.files)
 
 
-def test_ids_are_stable_and_key_parts_never_run_together():
+def test_ids_are_mit_learns_and_keys_that_join_alike_are_named_never_overwritten():
+    """vector_search.utils.vector_point_id(vector_point_key(doc)): uuid5(NAMESPACE_DNS, "platform.readable_id")."""
     a = resource_record(RESOURCE)
-    assert a.record_id == resource_record(dict(RESOURCE)).record_id and a.record_key == "ocw.18.06"
-    joined = resource_record({**RESOURCE, "platform_code": "ocw.18", "readable_id": "06"})
-    assert joined.record_key == a.record_key and joined.record_id != a.record_id
+    assert a.record_key == "ocw.18.06" and a.record_id == str(uuid.uuid5(uuid.NAMESPACE_DNS, "ocw.18.06"))
     assert point_ids(a, 1) == [a.record_id]
-    chunks = point_ids(content_file_record(FILE, a), 3)
-    assert len(set(chunks)) == 3 and chunks == point_ids(content_file_record(FILE, a), 3)
+    file = content_file_record(FILE, a)
+    assert point_ids(file, 2) == [
+        str(uuid.uuid5(uuid.NAMESPACE_DNS, f"ocw.18.06.fall-2024.syllabus.md.{n}")) for n in range(2)
+    ]
+    joined = {**RESOURCE, "id": 2, "platform_code": "ocw.18", "readable_id": "06"}  # the same key, another row
+    listing = list_records(Reader([RESOURCE, joined], []))
+    assert listing.duplicates == ["ocw.18.06: learning_resources id=1 ignored, id=2 used"]
 
 
 def test_a_resources_fingerprint_covers_every_listed_column_and_its_files_follow_it():

@@ -3,6 +3,7 @@
 import pytest
 
 from embedding_pipeline.content import ContentSourceError, schema
+from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.partition.plan import MassDeletion
 from embedding_pipeline.partition.records import Record, point_ids
 from embedding_pipeline.partition.run import SAVED_HEADS
@@ -25,8 +26,9 @@ def test_records_go_in_batches_that_never_mix_resources_and_content_files(world)
     assert outcome.report.records_done == {"resource": 5, "content_file": 5}
 
 
-def test_keys_that_join_to_the_same_text_never_share_a_point(world):
-    """`mitx.ocw` + `18` and `mitx` + `ocw.18`, each with a file of the same run and key: four records, four points."""
+def test_keys_that_join_to_the_same_text_are_named_and_the_newer_row_is_written_every_time(world):
+    """`mitx.ocw` + `18` and `mitx` + `ocw.18` make one mit-learn point key, so one point id: the newer row
+    is written, the other named (never a silent overwrite), and the next run changes nothing."""
     for number, (platform, readable_id) in enumerate([("mitx.ocw", "18"), ("mitx", "ocw.18")]):
         world.insert(
             schema.learning_resource, id=9000 + number, readable_id=readable_id, platform_id=platform,
@@ -35,8 +37,14 @@ def test_keys_that_join_to_the_same_text_never_share_a_point(world):
         world.insert(schema.run, id=9000 + number, learning_resource_id=9000 + number, run_id="y.r")
         world.insert(schema.content_file, id=9100 + number, run_id=9000 + number, key="x", content=f"Notes {number}.")
     outcome = world.run("program")
-    assert len({r.record_id for r in outcome.plan.new}) == len(outcome.plan.new) == 5 + 4
-    assert outcome.report.points_upserted == 5 + 2 + 2
+    assert outcome.plan.listing.duplicates == [
+        "mitx.ocw.18: learning_resources id=9000 ignored, id=9001 used",
+        "mitx.ocw.18.y.r.x: content_files id=9100 ignored, id=9101 used",
+    ]
+    assert outcome.report.points_upserted == 5 + 1 + 1
+    (program,) = world.points("resources", readable_id="ocw.18").values()
+    assert program["title"] == "Program 1"
+    assert world.run("program").report.points_upserted == 0
 
 
 def test_a_run_that_fails_resumes_after_its_last_finished_batch(world):
@@ -151,14 +159,14 @@ def test_a_text_the_model_refuses_fails_its_record_and_the_rest_is_written(world
 
 def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(world):
     world.run("document")
-    kept = world.points("content_files", resource_type="document")
+    kept = world.points("content_files", **{own("resource_type"): "document"})
     lost = sorted(kept)[:3]
     world.store.delete(world.names.physical("content_files"), lost)
     world.embedded()
     outcome = world.run("document")
     assert sorted(world.embedded()) == sorted(kept[pid]["chunk_content"] for pid in lost)  # their vectors were gone
     assert outcome.report.heads_from == "Qdrant"  # the counts moved: the saved heads are not trusted
-    assert world.points("content_files", resource_type="document").keys() == kept.keys()
+    assert world.points("content_files", **{own("resource_type"): "document"}).keys() == kept.keys()
 
 
 def test_a_source_that_lost_most_records_fails_before_deleting_anything_unless_allowed(world):
@@ -210,7 +218,7 @@ def test_a_run_limited_to_some_resources_embeds_only_them_and_deletes_nothing(wo
 
 def test_skipping_content_files_leaves_their_points_as_they_are(world):
     world.run("course")
-    before = world.points("content_files", resource_type="course")
+    before = world.points("content_files", **{own("resource_type"): "course"})
     world.execute(
         "UPDATE {T}contentfile SET content = 'Rewritten.', checksum = 'x' WHERE run_id IN (SELECT r.id FROM "
         "{T}learningresourcerun r JOIN {T}learningresource lr ON lr.id = r.learning_resource_id "
@@ -219,7 +227,7 @@ def test_skipping_content_files_leaves_their_points_as_they_are(world):
     outcome = world.run("course", content_files=False, force=True)
     assert (
         outcome.report.records_done == {"resource": 8}
-        and world.points("content_files", resource_type="course") == before
+        and world.points("content_files", **{own("resource_type"): "course"}) == before
     )
 
 
@@ -233,7 +241,7 @@ def test_a_record_whose_head_was_lost_is_written_again_and_keeps_every_chunk(wor
     writes the record again: its chunks are its own, not orphans to delete after the writes."""
     world.run("document")
     chunks = world.points("content_files", key="urban-beekeeping.md")
-    (head,) = [pid for pid, payload in chunks.items() if payload["role"] == "head"]
+    (head,) = [pid for pid, payload in chunks.items() if payload[OWN]["role"] == "head"]
     world.store.delete(world.names.physical("content_files"), [head])
     world.embedded()
     outcome = world.run("document")
@@ -245,10 +253,13 @@ def test_a_stray_chunk_beyond_a_records_count_is_removed_by_the_next_run(world):
     """A point a record's head does not count (a longer version's chunk, written before a kill) goes."""
     world.run("document")
     chunks = world.points("content_files", key="lab-safety.md")
-    record = next(p for p in chunks.values() if p["role"] == "head")
-    stray = point_ids(Record("content_file", 0, record["record_id"], record["record_key"], ""), len(chunks) + 1)[-1]
+    record = next(p for p in chunks.values() if p[OWN]["role"] == "head")
+    kept = record[OWN]
+    stray = point_ids(Record("content_file", 0, kept["record_id"], kept["record_key"], ""), len(chunks) + 1)[-1]
     ((_, _, vectors),) = world.store.retrieve(world.names.physical("content_files"), [next(iter(chunks))], True)
-    world.store.upsert(world.names.physical("content_files"), [Point(stray, vectors, {**record, "role": "chunk"})])
+    world.store.upsert(
+        world.names.physical("content_files"), [Point(stray, vectors, {**record, OWN: {**kept, "role": "chunk"}})]
+    )
     world.embedded()
     outcome = world.run("document")
     assert world.points("content_files", key="lab-safety.md").keys() == chunks.keys()
@@ -260,12 +271,12 @@ def test_a_stray_chunk_beyond_a_records_count_is_removed_by_the_next_run(world):
     [
         ("UPDATE {T}learningresourceplatform SET name = 'YouTube (MIT channel)' WHERE code = 'youtube'", 7, 0),
         ("UPDATE {T}learningresourceofferor SET name = 'CSAIL Alliances' WHERE code = 'csail'", 7, 0),
-        ("UPDATE {T}learningresourcetopic SET name = 'Genomics' WHERE name = 'Genetics'", 1, 1),
+        ("UPDATE {T}learningresourcetopic SET name = 'Genomics' WHERE name = 'Genetics'", 1, 0),
     ],
 )
 def test_a_renamed_platform_offeror_or_topic_rewrites_exactly_the_points_that_show_it(world, change, points, texts):
-    """The six videos and their one caption chunk show the platform and offeror by name (a topic shows in the
-    resource's text too, which is embedded again); no other video's point, and no other type's, is written."""
+    """The six videos and their one caption chunk show the platform and offeror by name, the video its topics
+    (mit-learn embeds neither: no text is embedded again); no other video's point, and no other type's, is written."""
     for partition in ("video", "course", "document"):
         world.run(partition)
     world.execute(change)
@@ -284,7 +295,7 @@ def test_a_run_less_file_carries_its_resources_readable_id_as_mit_learn_sets_it(
     (captions,) = world.points("content_files", key="captions.vtt.txt").values()
     assert captions["run_readable_id"] == captions["resource_readable_id"] == "yt-neural-networks"
     world.run("course")
-    (syllabus,) = world.points("content_files", key="syllabus.md", role="head").values()
+    (syllabus,) = world.points("content_files", key="syllabus.md", **{own("role"): "head"}).values()
     assert syllabus["run_readable_id"] == "spring-2024"
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 import pytest
 
+from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.vector_store import CollectionSpec, Point
 from embedding_pipeline_tests.helpers import ASSETS
@@ -46,12 +47,12 @@ def test_points_match_source_fails_when_a_point_is_deleted_or_added(pipeline, de
     pipeline.materialize("document")
     with pipeline.store() as store:
         name = pipeline.qdrant.alias("content_files")
-        first, second = sorted(pid for pid, payload in store.scroll(name) if payload["role"] == "chunk")[:2]
+        first, second = sorted(pid for pid, payload in store.scroll(name) if payload[OWN]["role"] == "chunk")[:2]
         if delete_one:
             store.delete(name, [first])
         if add_one:  # a point of this resource type that the source does not have
             ((_, _, vectors),) = store.retrieve(name, [second], with_vectors=True)
-            payload = {"resource_type": "document", "record_key": "library.gone.2024.x"}
+            payload = {OWN: {"resource_type": "document", "record_key": "library.gone.2024.x"}}
             store.upsert(name, [Point(EXTRA_POINT, vectors, payload)])
     check = _run_checks(pipeline, "document", "points_match_source")["points_match_source"]
     assert not check.passed and check.partition == "document"

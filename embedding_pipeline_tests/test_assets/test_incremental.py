@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.run_state import heads_file
 from embedding_pipeline.sample_data import HERE
 from embedding_pipeline.vector_store import Point
@@ -127,7 +128,7 @@ def test_a_payload_only_change_updates_qdrant_without_the_encoders(embedded):
 
 def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing_else(embedded):
     documents_before = _points(embedded, "resources", resource_type="document")
-    chunks_before = _points(embedded, "content_files", resource_type="document")
+    chunks_before = _points(embedded, "content_files", **{own("resource_type"): "document"})
     safety_chunks = _points(embedded, "content_files", key="lab-safety.md")
     bees_chunks = _points(embedded, "content_files", resource_readable_id="doc-urban-beekeeping")
     embedded.execute("DELETE FROM {T}contentfile WHERE key = 'lab-safety.md'")
@@ -141,21 +142,21 @@ def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing
     assert set(documents_before) - set(documents_after) == {
         pid for pid, p in documents_before.items() if p["readable_id"] == "doc-urban-beekeeping"
     }
-    chunks_after = _points(embedded, "content_files", resource_type="document")
+    chunks_after = _points(embedded, "content_files", **{own("resource_type"): "document"})
     assert chunks_after.keys() == chunks_before.keys() - safety_chunks.keys() - bees_chunks.keys()
     assert len(_points(embedded, "resources", resource_type="video")) == 6  # another partition: untouched
 
 
 def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(embedded):
     """Points missing (deleted by hand) and extra (a point no record owns): only the lost texts are embedded again."""
-    kept = _points(embedded, "content_files", resource_type="document")
+    kept = _points(embedded, "content_files", **{own("resource_type"): "document"})
     lost = sorted(kept)[:5]
     with embedded.store() as store:
         name = embedded.qdrant.alias("content_files")
         store.delete(name, lost)
         ((_, _, vectors),) = store.retrieve(name, [sorted(kept)[-1]], with_vectors=True)
         extra = "00000000-0000-0000-0000-000000000001"
-        payload = {"resource_type": "document", "record_key": "library.gone.x.y", "point_hash": "x"}
+        payload = {OWN: {"resource_type": "document", "record_key": "library.gone.x.y", "point_hash": "x"}}
         store.upsert(name, [Point(extra, vectors, payload)])
     result = embedded.materialize("document")
     dense, _ = embedded.encoded()
@@ -163,15 +164,15 @@ def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(embedded):
     points = embedded.metadata(result, "qdrant_points")
     assert points["heads_from"] == "Qdrant"  # the counts moved: the heads the last run saved are not trusted
     assert (points["points_upserted"], points["points_deleted"]) == (5, 1)
-    assert _points(embedded, "content_files", resource_type="document").keys() == kept.keys()
+    assert _points(embedded, "content_files", **{own("resource_type"): "document"}).keys() == kept.keys()
 
 
 def test_force_reembed_embeds_and_upserts_everything_again(embedded):
     result = embedded.materialize("video", run_config=FORCE)
     dense, sparse = embedded.encoded()
-    assert len(set(dense)) == embedded.metadata(result, "dense_vectors")["texts_embedded"] == 7
-    assert len(sparse) == 7
-    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 7
+    assert len(set(dense)) == embedded.metadata(result, "dense_vectors")["texts_embedded"] == 11
+    assert len(sparse) == 11
+    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 11  # 6 videos, 5 caption chunks
 
 
 def test_recreate_collections_starts_from_empty_collections(embedded):
@@ -197,7 +198,7 @@ def test_a_partition_without_content_runs_and_one_that_loses_all_its_content_is_
     assert not pipeline.materialize("video", raise_on_error=False).success  # refused: see test_faults.py
     allowed = {"resources": {"embed_options": {"config": {"allow_mass_deletion": True}}}}
     result = pipeline.materialize("video", run_config=allowed)
-    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 7  # 6 videos and 1 caption chunk
+    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 11  # 6 videos and 5 caption chunks
     assert _points(pipeline, "resources", resource_type="video") == {}
 
 
@@ -208,7 +209,7 @@ def test_a_renamed_platform_rewrites_its_resources_payloads_without_the_encoder(
     assert embedded.encoded() == ([], [])
     points = embedded.metadata(result, "qdrant_points")
     dense = embedded.metadata(result, "dense_vectors")
-    chunks = len(embedded.points("content_files", resource_type="document"))
+    chunks = len(embedded.points("content_files", **{own("resource_type"): "document"}))
     assert (points["records_changed"], points["points_upserted"], dense["texts_embedded"]) == (10, 5 + chunks, 0)
     assert {p["platform"]["name"] for p in embedded.points("resources", resource_type="document").values()} == {
         "MIT Libraries Press"

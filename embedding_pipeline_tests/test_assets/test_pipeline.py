@@ -57,12 +57,12 @@ def test_content_chunks_are_within_the_token_limit_and_long_documents_are_split(
     assert per_file["urban-beekeeping.md"] >= 7 and per_file["distributed-systems-notes.md"] >= 7
 
 
-def test_markdown_chunks_carry_their_header_path(embedded_pipeline):
+def test_markdown_chunks_that_lost_their_headers_start_with_the_header_path(embedded_pipeline):
+    """As mit-learn's _chunk_markdown_documents writes them: a piece cut from under its headers starts with them."""
     chunks = [p for p in _payloads(embedded_pipeline, "content_files") if p["key"] == "urban-beekeeping.md"]
     swarm = next(c for c in chunks if "shaken into a cardboard box" in c["chunk_content"])
-    assert swarm["headers"] == ["A Field Guide to Urban Beekeeping", "Swarms", "Catching a swarm"]
-    assert swarm["chunk_content"].startswith("A Field Guide to Urban Beekeeping > Swarms > Catching a swarm\n\n")
-    assert all(c["headers"] for c in chunks)
+    assert swarm["chunk_content"].startswith("A Field Guide to Urban Beekeeping > Swarms\n\n### Catching a swarm")
+    assert all(c["chunk_content"].startswith(("#", "A Field Guide to Urban Beekeeping")) for c in chunks)
 
 
 def test_unpublished_records_are_not_embedded(embedded_pipeline):
@@ -116,7 +116,7 @@ def test_a_failed_record_keeps_its_points_and_a_deleted_one_loses_them(pipeline)
     pipeline.execute("DELETE FROM {T}learningresource WHERE id = :i", i=bebop)
     pipeline.execute("UPDATE {T}learningresource SET title = '' WHERE readable_id = 'ep-black-holes'")
     result = pipeline.materialize("podcast_episode")
-    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 2  # bebop and its one chunk
+    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 6  # bebop and its five chunks
     assert _count(pipeline, "resources", readable_id="ep-bebop") == 0
     assert _count(pipeline, "content_files", resource_readable_id="ep-bebop") == 0
     assert _count(pipeline, "resources", readable_id="ep-black-holes") == 1

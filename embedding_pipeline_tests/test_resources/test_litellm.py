@@ -166,7 +166,7 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     pipeline.resources = build_resources(Settings.from_env())
     result = pipeline.materialize("course")
     dense = pipeline.metadata(result, "dense_vectors")
-    assert (dense["model"], dense["dimension"], dense["texts_embedded"]) == ("test-minilm", 384, 21)
+    assert (dense["model"], dense["dimension"], dense["texts_embedded"]) == ("test-minilm", 384, 24)
     # one request per batch: the resources, then the content files
     assert dense["requests"] == 2 and openai_server.requests[-1]["authorization"] == f"Bearer {secret}"
     with dg.build_resources({k: pipeline.resources[k] for k in ("qdrant", "dense_encoder", "sparse_encoder")}) as r:

@@ -8,14 +8,19 @@ from embedding_pipeline.settings import SettingError
 log = logging.getLogger(__name__)
 
 OURS = "embedding_pipeline.resources.encoders"
-# What users' .env files say from the system this replaces, by variable.
+# What users' .env files say from the system this replaces, by variable. mit-learn's QdrantCloudEncoder
+# has Qdrant compute the vectors from the text: its dense models are OpenAI's (LiteLLM calls the same
+# model), its sparse one `qdrant/bm25` (fastembed's BM25 gives Qdrant's own vectors).
 LEGACY_ENCODERS = {
     "QDRANT_ENCODER": {
         "vector_search.encoders.fastembed.FastEmbedEncoder": f"{OURS}.fastembed.FastEmbedEncoder",
         "vector_search.encoders.litellm.LiteLLMEncoder": f"{OURS}.litellm.LiteLLMEncoder",
+        "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder": f"{OURS}.litellm.LiteLLMEncoder",
     },
     "QDRANT_SPARSE_ENCODER_V2": {
         "vector_search.encoders.fastembed.FastEmbedEncoder": f"{OURS}.fastembed.SparseEncoder",
+        "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder": f"{OURS}.fastembed.SparseEncoder",
+        "vector_search.encoders.sparse_hash.SparseHashEncoder": f"{OURS}.sparse_hash.SparseHashEncoder",
     },
 }
 
@@ -48,6 +53,6 @@ def dense_encoder_class(dotted_path: str) -> type:
 
 
 def sparse_encoder_class(dotted_path: str) -> type:
-    from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
+    from embedding_pipeline.resources.encoders.base import SparseEncoderBase
 
-    return encoder_class("QDRANT_SPARSE_ENCODER_V2", dotted_path, SparseEncoder)
+    return encoder_class("QDRANT_SPARSE_ENCODER_V2", dotted_path, SparseEncoderBase)

@@ -1,4 +1,5 @@
-"""The dense encoder as a Dagster resource: what every implementation shares (`embedding.embed_distinct`)."""
+"""The encoders as Dagster resources: what every dense implementation shares (`embedding.embed_distinct`),
+and what a sparse one must offer. Vectors are named as mit-learn names them (`mit_learn.model_short_name`)."""
 
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -10,6 +11,8 @@ import numpy as np
 from pydantic import Field
 
 from embedding_pipeline.embedding import EmbedResult, embed_distinct
+from embedding_pipeline.mit_learn import model_short_name
+from embedding_pipeline.vector_store import SparseVector
 
 
 class DenseEncoder(dg.ConfigurableResource, ABC):
@@ -17,7 +20,7 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
     in batches of texts of about one length, and a text the model refuses is isolated and reported."""
 
     stat_names: ClassVar[tuple[str, ...]] = ()  # counters this encoder keeps (reported even when 0)
-    model_name: str = Field(description="Model name; its part after '/' names the Qdrant vector.")
+    model_name: str = Field(description="Model name; its part after the first '/' names the Qdrant vector.")
     batch_size: int = Field(description="Most texts per encoder call.")
 
     @classmethod
@@ -30,7 +33,7 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
 
     @property
     def vector_name(self) -> str:
-        return self.model_name.split("/")[-1]
+        return model_short_name(self.model_name)
 
     @property
     @abstractmethod
@@ -56,3 +59,29 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_batch([text], Counter())[0]
+
+
+class SparseEncoderBase(dg.ConfigurableResource, ABC):
+    """Turns texts into sparse vectors (`QDRANT_SPARSE_ENCODER_V2`)."""
+
+    model_name: str = Field(description="Sparse model name (QDRANT_SPARSE_MODEL_V2); names the Qdrant vector.")
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings) -> "SparseEncoderBase": ...
+
+    @property
+    def vector_name(self) -> str:
+        return model_short_name(self.model_name)
+
+    @property
+    def uses_idf(self) -> bool:
+        """Whether Qdrant must weigh the vectors' terms by their IDF (the collection's sparse modifier)."""
+        return False
+
+    @abstractmethod
+    def embed_documents(self, texts: list[str]) -> list[SparseVector]:
+        """Vectors for `texts`, in their order."""
+
+    def embed_query(self, text: str) -> SparseVector:
+        return self.embed_documents([text])[0]

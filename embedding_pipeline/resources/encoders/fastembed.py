@@ -9,15 +9,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 from pydantic import Field
 
 from embedding_pipeline.embedding import ModelMissing
-from embedding_pipeline.resources.encoders.base import DenseEncoder
+from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.vector_store import SparseVector
 
 BUNDLED_BM25_DIR = Path(__file__).parent / "bm25"
+DEFAULT_SPARSE_MODEL = "Qdrant/bm25"
 # fastembed's sparse models whose document vectors hold term frequencies only, so that Qdrant must apply the
 # IDF (their `requires_idf`): known here without importing fastembed, which a run with nothing to embed never
 # needs (a test keeps this equal to fastembed's own list).
@@ -101,10 +101,11 @@ class FastEmbedEncoder(DenseEncoder):
         return np.stack(list(self._load().embed(texts, batch_size=len(texts))))
 
 
-class SparseEncoder(dg.ConfigurableResource):
-    """A fastembed sparse model; `Qdrant/bm25` (the default) needs no download."""
+class SparseEncoder(SparseEncoderBase):
+    """A fastembed sparse model; `Qdrant/bm25` (the default) needs no download. It gives the indices and values
+    of Qdrant's own BM25 (a test keeps that true), so it also stands for mit-learn's `QdrantCloudEncoder`
+    with `qdrant/bm25`, whose vectors Qdrant computes from the text."""
 
-    model_name: str = Field(description="fastembed sparse model name (QDRANT_SPARSE_MODEL_V2).")
     model_path: str = Field(
         default=str(BUNDLED_BM25_DIR),
         description="Local model directory (for BM25: where english.txt, the stopwords, lives).",
@@ -114,19 +115,15 @@ class SparseEncoder(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings) -> "SparseEncoder":
         path = {"model_path": settings.qdrant_sparse_model_path} if settings.qdrant_sparse_model_path else {}
-        return cls(model_name=settings.qdrant_sparse_model, **path)
+        return cls(model_name=settings.qdrant_sparse_model or DEFAULT_SPARSE_MODEL, **path)
 
     def _load(self):
         return _sparse_model(self.model_name, self.model_path)
 
     @property
-    def vector_name(self) -> str:
-        return self.model_name.split("/")[-1]
-
-    @property
     def uses_idf(self) -> bool:
         """BM25's document vectors hold term frequencies only; Qdrant applies the IDF."""
-        return self.model_name in IDF_MODELS
+        return self.model_name.lower() in {name.lower() for name in IDF_MODELS}
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:
         """Vectors for `texts`, in their order; each distinct text goes to the model once."""

@@ -16,7 +16,7 @@ import numpy as np
 import tenacity
 from pydantic import Field, PrivateAttr
 
-from embedding_pipeline.chunking import encoding
+from embedding_pipeline.chunking import COUNTING_ENCODING, encoding
 from embedding_pipeline.embedding import RejectedInput
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 
@@ -83,7 +83,7 @@ class LiteLLMEncoder(DenseEncoder):
             batch_size=settings.litellm_batch_max_inputs,
             batch_max_tokens=settings.litellm_batch_max_tokens,
             max_input_tokens=settings.litellm_max_input_tokens,
-            token_encoding_name=settings.token_encoding_name,
+            token_encoding_name=settings.token_encoding_name or COUNTING_ENCODING,
             api_base=settings.litellm_api_base,
             custom_provider=settings.litellm_custom_provider,
             api_key=secret_env("OPENAI_API_KEY"),
