@@ -14,7 +14,7 @@ from dagster import DagsterExecutionInterruptedError, Failure
 
 from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.mit_learn import OWN
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.settings import (
     DEFAULT_DENSE_MODEL,
     DEFAULT_ENCODER,
@@ -95,11 +95,12 @@ def embed_run_config(
 
 
 def chosen_partitions(args: argparse.Namespace) -> list[str]:
-    """`--all` or no choice: every type; else the types of the flags and `--partition`, in partition order."""
+    """`--all` or no choice: every type and the topics; else the types of the flags and `--partition`, in
+    partition order."""
     chosen = set(args.partition or []) | {TYPE_FLAGS[flag] for flag in TYPE_FLAGS if getattr(args, flag)}
     if args.all or not chosen:
-        return list(RESOURCE_TYPES)
-    return [p for p in RESOURCE_TYPES if p in chosen]
+        return list(PARTITIONS)
+    return [p for p in PARTITIONS if p in chosen]
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -280,7 +281,7 @@ def _embed_parser(commands) -> None:
     p.add_argument("--all", action="store_true", help="Every resource type (the default).")
     for flag, partition in TYPE_FLAGS.items():
         p.add_argument(f"--{flag}", action="store_true", help=f"The {partition} partition.")
-    p.add_argument("--partition", action="append", choices=RESOURCE_TYPES, help="Repeat for several.")
+    p.add_argument("--partition", action="append", choices=PARTITIONS, help="Repeat for several.")
     p.add_argument(
         "--resource-ids", type=resource_ids, metavar="1,2,3",
         help="Embed only these learning resources and their content files; their types' partitions run.",

@@ -183,6 +183,22 @@ def embedding_context(document: Mapping) -> str:
     return dedent("\n\n".join(filter(None, parts)))
 
 
+# What a point of mit-learn's own holds of the text it embedded: `stored_text` reads it back.
+STORED_TEXT_FIELDS = ["title", "description", "full_description", "course_numbers", "course", "resource_type_group",
+                      "readable_id", "content_files", "chunk_content", "name"]  # fmt: skip
+
+
+def stored_text(kind: str, payload: Mapping) -> str | None:
+    """The text mit-learn embedded for a point it wrote, from the point's payload: a resource's context (None
+    when its content files' text was folded in, which this project does not fold in), a chunk's content, a
+    topic's name."""
+    if kind == "resources":
+        if any(f.get("content") for f in payload.get("content_files") or [] if isinstance(f, dict)):
+            return None
+        return embedding_context(payload) if payload.get("title") else None
+    return payload.get("chunk_content" if kind == "content_files" else "name")
+
+
 def iso_date(value) -> str | None:
     """A date as its serializers write it: ISO text (UTC where the database gave no zone)."""
     if value is None:

@@ -1,6 +1,10 @@
-"""The resource-type partitions: every asset and the sensor import them from here."""
+"""The partitions: the eight resource types, and the topics (mit-learn's `{base}.topics`). Every asset and
+the sensor import them from here; the topics are a partition of the same assets, so that a backfill
+re-embeds them with the rest and the three aliases move together."""
 
 import dagster as dg
+
+from embedding_pipeline.content.schema import TOPICS_PARTITION as TOPICS
 
 RESOURCE_TYPES = [
     "course",
@@ -13,4 +17,6 @@ RESOURCE_TYPES = [
     "document",
 ]
 
-resource_type_partitions = dg.StaticPartitionsDefinition(RESOURCE_TYPES)
+PARTITIONS = [*RESOURCE_TYPES, TOPICS]
+
+resource_type_partitions = dg.StaticPartitionsDefinition(PARTITIONS)

@@ -1,11 +1,11 @@
-"""new_content_sensor: one embed run per resource type whose content changed since the last tick."""
+"""new_content_sensor: one embed run per resource type (or the topics) whose content changed since the last tick."""
 
 import json
 
 import dagster as dg
 
 from embedding_pipeline.jobs import embed_job
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.run_state import fail_dead_runs
 
@@ -32,7 +32,7 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     tags = {NEVER_EMBEDDED_TAG: "; ".join(f"{len(rows)} {reason}" for reason, rows in never.items())} if never else {}
     fingerprints = database.fingerprints()
     previous = cursor.get("types", {})
-    changed = [t for t in RESOURCE_TYPES if fingerprints.get(t) != previous.get(t)]
+    changed = [t for t in PARTITIONS if fingerprints.get(t) != previous.get(t)]
     context.update_cursor(json.dumps({"marker": marker, "types": fingerprints}))
     if not changed:
         return dg.SkipReason("The database changed, but no resource type's content did")

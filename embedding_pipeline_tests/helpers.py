@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import embed_partition
 from embedding_pipeline.content.schema import PREFIX as T
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
 from embedding_pipeline.sample_data import complete, load_sample_data
@@ -168,7 +168,7 @@ class Pipeline:
         return rows
 
     def materialize_all(self) -> dict[str, dg.ExecuteInProcessResult]:
-        return {p: self.materialize(p) for p in RESOURCE_TYPES}
+        return {p: self.materialize(p) for p in PARTITIONS}
 
     @property
     def qdrant(self):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.helpers import REPO, hold_store, pipeline_env, resource
 
@@ -43,14 +43,14 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
     try:
         monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
         with dg.DagsterInstance.get() as instance:
-            # The backfill's eight runs, and the sensor's first-tick runs alongside them.
-            runs = _wait_for_runs(instance, at_least=len(RESOURCE_TYPES), timeout=600)
+            # The backfill's nine runs (the types and the topics), and the sensor's first-tick runs alongside them.
+            runs = _wait_for_runs(instance, at_least=len(PARTITIONS), timeout=600)
             failed = [
                 (r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS
             ]
             assert failed == [], (tmp_path / "daemon.log").read_text()[-3000:]
             backfilled = sorted(r.tags["dagster/partition"] for r in runs if "dagster/backfill" in r.tags)
-            assert backfilled == sorted(RESOURCE_TYPES)
+            assert backfilled == sorted(PARTITIONS)
         assert holder.wait() == 0
     finally:
         holder.kill()

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from embedding_pipeline.definitions import defs
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 
 
 def test_asset_graph_is_the_pipeline_partitioned_by_resource_type():
@@ -11,7 +11,7 @@ def test_asset_graph_is_the_pipeline_partitioned_by_resource_type():
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys == {"source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"}
     for key in graph.get_all_asset_keys():
-        assert graph.get(key).partitions_def.get_partition_keys() == RESOURCE_TYPES
+        assert graph.get(key).partitions_def.get_partition_keys() == PARTITIONS
     upstream = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
     }
@@ -33,7 +33,7 @@ def test_embed_job_makes_every_asset_and_check_in_one_step():
         "sparse_vectors",
         "qdrant_points",
     }
-    assert job.partitions_def.get_partition_keys() == RESOURCE_TYPES
+    assert job.partitions_def.get_partition_keys() == PARTITIONS
 
 
 def test_secrets_are_passed_by_environment_variable_name(monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from embedding_pipeline.cli import embed_run_config
 from embedding_pipeline.mit_learn import OWN
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.vector_store import Point
 
 
@@ -69,7 +69,7 @@ def test_recreate_collections_all_drops_the_collections_and_fills_them_again(pip
     assert pipeline.count("resources") == counts[0] + 1
 
     done = embed("--recreate-collections", "--all")
-    assert [line.split(":")[0] for line in done.stdout.splitlines()] == RESOURCE_TYPES
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == PARTITIONS
     assert "Dropped resource_embeddings.resources" in done.stderr
     assert pipeline.count("resources") == counts[0] and 0 < pipeline.count("content_files") < counts[1]
     assert pipeline.count("resources", resource_type="article") == 0

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.mit_learn import OWN
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 from embedding_pipeline.sensors import new_content_sensor
@@ -90,7 +90,7 @@ def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(m
         env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert embed.returncode == 0, embed.stdout[-2000:] + embed.stderr[-3000:]
-    assert [line.split(":")[0] for line in embed.stdout.splitlines()] == RESOURCE_TYPES
+    assert [line.split(":")[0] for line in embed.stdout.splitlines()] == PARTITIONS
 
     engine = sa.create_engine(mit_learn_database)
     with engine.connect() as conn:
@@ -103,7 +103,7 @@ def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(m
         ).scalars()
         materialized = sorted(json.loads(key)[0] for key in events)  # keys are stored as JSON lists
     engine.dispose()
-    assert sorted(partition for _, _, partition in runs) == sorted(RESOURCE_TYPES)
+    assert sorted(partition for _, _, partition in runs) == sorted(PARTITIONS)
     assert {status for _, status, _ in runs} == {"SUCCESS"}
     assert materialized == ["dense_vectors", "qdrant_points", "source_content", "sparse_vectors", "text_chunks"]
     assert not (home / "history").exists()  # nothing went to SQLite
@@ -158,7 +158,7 @@ def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_
         return new_content_sensor.evaluate_tick(context)
 
     first = tick(None)
-    assert len(first.run_requests) == 8
+    assert len(first.run_requests) == 8 + 1  # the types and the topics
     engine = sa.create_engine(mit_learn_database)
     with engine.begin() as conn:
         conn.execute(

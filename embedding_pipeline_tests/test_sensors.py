@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from embedding_pipeline.content import schema
 from embedding_pipeline.definitions import defs
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, new_content_sensor
 
 
@@ -39,8 +39,8 @@ def _requested(result) -> list[str]:
 
 def test_first_tick_requests_every_type_then_nothing_until_content_changes(tick):
     first = tick()
-    assert _requested(first) == RESOURCE_TYPES
-    assert set(json.loads(first.cursor)["types"]) == set(RESOURCE_TYPES)
+    assert _requested(first) == PARTITIONS  # every type, and the topics
+    assert set(json.loads(first.cursor)["types"]) == set(PARTITIONS)
     quiet = tick()
     assert quiet.run_requests == [] and "No content was added" in quiet.skip_message
 

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect, sync_playwright
 
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.helpers import REPO, pipeline_env, unavailable
 
@@ -171,8 +171,8 @@ def test_the_asset_graph_shows_every_pipeline_asset_with_its_partitions_and_chec
 def test_an_asset_page_shows_the_partitions_and_the_run_metadata(page, latest_metadata, asset, partition):
     page.goto(f"/assets/{asset}?view=partitions&partition={partition}")
     expect(visible(page, "Materialized (2)")).to_be_visible(timeout=60_000)
-    expect(visible(page, "Missing (6)")).to_be_visible()
-    for key in RESOURCE_TYPES:
+    expect(visible(page, "Missing (7)")).to_be_visible()  # 9 partitions: the types and the topics
+    for key in PARTITIONS:
         expect(visible(page, key)).to_be_visible()
     metadata = latest_metadata[(asset, partition)]
     for name in SHOWN_METADATA[(asset, partition)]:

@@ -20,7 +20,7 @@ from embedding_pipeline.assets.checks import CHECK_SPECS, chunk_checks, qdrant_c
 from embedding_pipeline.assets.metadata import materializations
 from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.partition.run import Partition, check_partition, run_partition
-from embedding_pipeline.partitions import RESOURCE_TYPES, resource_type_partitions
+from embedding_pipeline.partitions import PARTITIONS, resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
@@ -140,7 +140,7 @@ def _embed(context, content_source, chunker, dense_encoder, sparse_encoder, qdra
         outcome = run_partition(
             part, options, run_state.heads_file(instance, partition), verify_every_point=full,
             every_partition_done=lambda: run_state.every_partition_done(
-                instance, partition, qdrant.vectors_version, RESOURCE_TYPES
+                instance, partition, qdrant.vectors_version, PARTITIONS
             ),
             keep_old_collections=qdrant.keep_old_collections,
         )  # fmt: skip

@@ -47,6 +47,7 @@ def source_metadata(outcome: Outcome) -> dict:
     return {
         "resources": dg.MetadataValue.int(report.records_listed["resource"]),
         "content_files": dg.MetadataValue.int(report.records_listed["content_file"]),
+        "topics": dg.MetadataValue.int(report.records_listed["topic"]),
         "records_to_read": dg.MetadataValue.int(len(plan.todo)),
         "duplicate_records": dg.MetadataValue.int(len(plan.listing.duplicates)),
         "duplicates": dg.MetadataValue.md(listed(plan.listing.duplicates)),
@@ -58,6 +59,7 @@ def chunk_metadata(report: Report, chunker) -> dict:
     return {
         "resources": dg.MetadataValue.int(report.records_done["resource"]),
         "content_files": dg.MetadataValue.int(report.records_done["content_file"]),
+        "topics": dg.MetadataValue.int(report.records_done["topic"]),
         "chunks": dg.MetadataValue.int(report.chunks),
         "tokens": dg.MetadataValue.int(report.tokens),
         "max_chunk_tokens": dg.MetadataValue.int(report.max_chunk_tokens),
@@ -76,6 +78,7 @@ def _vector_metadata(report: Report, spent: float, model: str, vector_name: str)
         "texts": dg.MetadataValue.int(report.texts_needed),
         "texts_embedded": dg.MetadataValue.int(report.texts_embedded),
         "texts_reused": dg.MetadataValue.int(report.texts_reused),
+        "texts_taken_over": dg.MetadataValue.int(report.texts_taken_over),
         "encode_seconds": seconds(spent),
         "texts_per_second": dg.MetadataValue.float(round(report.texts_embedded / spent, 1) if spent else 0.0),
         "model": dg.MetadataValue.text(model),

@@ -11,8 +11,11 @@ from embedding_pipeline.content.schema import (
     ANY_RESOURCE_QUERY,
     CONTENT_FILE_COLUMNS,
     CONTENT_FILE_LISTING,
+    DEFAULT_TOPICS_QUERY,
     KEY_COLUMNS,
     RESOURCE_COLUMNS,
+    TOPIC_COLUMNS,
+    TOPICS_PARTITION,
     UNEMBEDDABLE_QUERIES,
     Queries,
     dialect_sql,
@@ -172,6 +175,7 @@ class ContentReader:
         self.queries = {
             "resources_query": dialect_sql(database.queries.resources, dialect),
             "content_files_query": dialect_sql(database.queries.content_files, dialect),
+            "topics_query": dialect_sql(DEFAULT_TOPICS_QUERY, dialect),
         }
         self._columns: dict[str, list[str]] = {}
 
@@ -203,7 +207,9 @@ class ContentReader:
             inner = self.queries[query_name].strip().rstrip(";")
             probe = sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0")
             columns = list(self._execute(query_name, probe, self.params).keys())
-            required = RESOURCE_COLUMNS if query_name == "resources_query" else CONTENT_FILE_COLUMNS
+            required = {"resources_query": RESOURCE_COLUMNS, "topics_query": TOPIC_COLUMNS}.get(
+                query_name, CONTENT_FILE_COLUMNS
+            )
             missing = [c for c in required if c not in columns]
             if missing:
                 raise ContentSourceError(
@@ -232,6 +238,12 @@ class ContentReader:
     def list_content_files(self) -> Iterator[dict]:
         return self._listed("content_files_query", CONTENT_FILE_LISTING)
 
+    def list_topics(self) -> Iterator[dict]:
+        """The topics, for the topics partition's reader (none for a resource type's); mit-learn's tables only."""
+        if not self.database.queries.default_schema or self.params["resource_type"] != TOPICS_PARTITION:
+            return iter(())
+        return self._listed("topics_query", None)
+
     def _listed(self, query_name: str, columns: list[str] | None) -> Iterator[dict]:
         """The listing, streamed. Should the driver fail to decode a row, the rest is read by id, so
         that only that row comes back unreadable (with its key columns where those can be read)."""
@@ -257,6 +269,9 @@ class ContentReader:
 
     def content_files(self, ids) -> dict[int, dict]:
         return self._by_id("content_files_query", None, list(ids))
+
+    def topics(self, ids) -> dict[int, dict]:
+        return self._by_id("topics_query", None, list(ids))
 
     def _by_id(self, query_name: str, columns: list[str] | None, ids: list) -> dict[int, dict]:
         """Rows by id (`columns`, or all). A row the database driver cannot decode (invalid UTF-8, ...)

@@ -331,6 +331,16 @@ WHERE lr.resource_type = :resource_type AND (lr.published OR lr.test_mode)
 ORDER BY cf.id
 """
 
+# The topics mit-learn embeds into `{base}.topics` (vector_search.utils.embed_topics): every topic, for the
+# topics partition alone (`:resource_type` is "topics"; a resource type's reader lists none).
+TOPICS_PARTITION = "topics"
+DEFAULT_TOPICS_QUERY = f"""
+SELECT t.id, t.topic_uuid, t.name, t.updated_on, 1 AS published
+FROM {_T}learningresourcetopic t
+WHERE :resource_type = '{TOPICS_PARTITION}'
+ORDER BY t.id
+"""
+
 # What the sensor polls. One cheap row per tick: counts, id sums and the sum of every row's
 # `updated_on` of each table a point is made from; only when it moves, one row per resource type and
 # table. Django moves a row's `updated_on` on every save (renaming a platform, a topic or an offeror
@@ -400,8 +410,13 @@ _FINGERPRINT_PARTS = {
     },
 }
 DEFAULT_FINGERPRINT_QUERY = "\nUNION ALL\n".join(
-    f"SELECT lr.resource_type, '{part}' AS part, {select} GROUP BY lr.resource_type"
-    for part, select in _FINGERPRINT_PARTS.items()
+    [
+        f"SELECT lr.resource_type, '{part}' AS part, {select} GROUP BY lr.resource_type"
+        for part, select in _FINGERPRINT_PARTS.items()
+    ]
+    + [
+        f"SELECT '{TOPICS_PARTITION}', 'topics', COUNT(*), SUM(id), SUM(EPOCH_MS(updated_on)), 0, 0 FROM {_T}learningresourcetopic"
+    ]
 )
 # Whether the database holds any learning resource at all (an empty one is a wrong database).
 ANY_RESOURCE_QUERY = f"SELECT COUNT(*) FROM (SELECT 1 FROM {_T}learningresource LIMIT 1) AS one"
@@ -433,6 +448,7 @@ RESOURCE_OPTIONAL = [
     "max_weekly_hours", "time_commitment", "license_cc", "continuing_ed_credits", "require_summaries", "completeness",
 ]  # fmt: skip
 CONTENT_FILE_COLUMNS = ["id", "resource_id", "key", "content", "published"]
+TOPIC_COLUMNS = ["id", "topic_uuid", "name", "published"]
 CONTENT_FILE_OPTIONAL = [
     "run_id", "run_readable_id", "run_title", "run_updated_on", "title", "description", "checksum", "file_type",
     "file_extension", "url", "edx_module_id", "content_type", "source_path", "created_on", "updated_on",
@@ -448,6 +464,7 @@ CONTENT_FILE_LISTING = [
 KEY_COLUMNS = {
     "resources_query": ["id", "platform_code", "readable_id", "published", "test_mode"],
     "content_files_query": ["id", "resource_id", "run_readable_id", "key", "published"],
+    "topics_query": ["id", "topic_uuid", "published"],
 }
 
 # The dialects' forms of the queries' macros.

@@ -194,6 +194,12 @@ def _price_or_none(value) -> str | None:
     return None if value is None else mit_learn.price(value)
 
 
+def topic_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
+    """A topic's point as vector_search.utils.embed_topics writes it: its name embedded, `{"name": ...}`."""
+    name = text_field(row, "name", record.record_key, required=True)
+    return [_point(record, 0, 1, name, chunker.count_tokens(name), {"name": name})]
+
+
 def _value(row: Mapping, name: str):
     value = row.get(name)
     return None if missing(value) else value

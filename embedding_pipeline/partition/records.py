@@ -8,6 +8,7 @@ is the id of its first point. Two records with one key are named as duplicates, 
 
 import json
 import math
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +18,7 @@ from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.digests import digest
 
 TEXT_COLUMNS = ("title", "description", "full_description")
+COLLECTIONS = {"resource": "resources", "content_file": "content_files", "topic": "topics"}  # kind → collection
 
 
 class RecordError(ValueError):
@@ -76,7 +78,7 @@ def normalized(row: Mapping, record: str) -> dict:
 class Record:
     """One record of the listing: who it is and what its listed columns look like now."""
 
-    kind: str  # "resource" or "content_file"
+    kind: str  # "resource", "content_file" or "topic"
     source_id: int
     record_id: str
     record_key: str  # mit-learn's point key: platform.readable_id[.run.key]
@@ -87,7 +89,7 @@ class Record:
 
     @property
     def collection(self) -> str:
-        return "resources" if self.kind == "resource" else "content_files"
+        return COLLECTIONS[self.kind]
 
 
 def resource_record(row: Mapping) -> Record:
@@ -130,9 +132,20 @@ def content_file_record(row: Mapping, resource: Record | None) -> Record:
     )
 
 
+def topic_record(row: Mapping) -> Record:
+    """A topic (vector_search.utils.embed_topics): its point's id is the topic's `topic_uuid`."""
+    where = f"topics id={row['id']}"
+    name = text_field(row, "name", where, required=True)
+    try:
+        topic_uuid = str(uuid.UUID(str(row["topic_uuid"])))
+    except ValueError:
+        raise RecordError(where, "topic_uuid", f"is not a UUID: {row['topic_uuid']!r}") from None
+    return Record("topic", int(row["id"]), topic_uuid, f"topic.{name}", digest(row), resource_type="topics")
+
+
 def point_id(record: Record, number: int) -> str:
-    """The id of a record's point `number`: the record id for a resource, one per chunk for a content file."""
-    return record.record_id if record.kind == "resource" else mit_learn.chunk_id(record.record_key, number)
+    """The id of a record's point `number`: the record id for a resource or a topic, one per chunk for a file."""
+    return mit_learn.chunk_id(record.record_key, number) if record.kind == "content_file" else record.record_id
 
 
 def point_ids(record: Record, count: int) -> list[str]:
@@ -169,6 +182,8 @@ def list_records(reader) -> Listing:
     for row in reader.list_content_files():
         of_resource = partial(content_file_record, resource=resources.get(row.get("resource_id")))
         _listed(listing, row, f"content_files id={row['id']}", of_resource)
+    for row in reader.list_topics():
+        _listed(listing, row, f"topics id={row['id']}", topic_record)
     return listing
 
 
@@ -185,7 +200,7 @@ def _listed(listing: Listing, row: dict, who: str, record_of: Callable[[dict], R
     other = listing.records.get(record.record_id)
     if other is not None:
         keep, drop = (record, other) if record.source_id > other.source_id else (other, record)
-        table = "learning_resources" if record.kind == "resource" else "content_files"
+        table = {"resource": "learning_resources", "content_file": "content_files"}.get(record.kind, "topics")
         listing.duplicates.append(f"{record.record_key}: {table} id={drop.source_id} ignored, id={keep.source_id} used")
         record = keep
     listing.records[record.record_id] = record

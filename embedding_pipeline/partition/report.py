@@ -23,6 +23,7 @@ class Report:
     texts_needed: int = 0
     texts_embedded: int = 0
     texts_reused: int = 0
+    texts_taken_over: int = 0  # of those, vectors mit-learn had written (a deployment taken over)
     rejected: dict[str, str] = field(default_factory=dict)  # record key → reason
     encoder_stats: Counter = field(default_factory=Counter)
     dimension: int = 0

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import ContentReader, ContentSourceError
+from embedding_pipeline.content.schema import TOPICS_PARTITION
 from embedding_pipeline.embedding import DenseModel, SparseModel
 from embedding_pipeline.partition.heads import (
     Head,
@@ -63,8 +64,16 @@ class Partition:
 
     @property
     def collections(self) -> dict[str, str]:
-        """kind → the physical collection this version writes."""
-        return self.names.by_kind
+        """kind → the physical collection this version writes: the topics partition writes `topics`, a
+        resource type's `resources` and `content_files`."""
+        kinds = ("topics",) if self.resource_type == TOPICS_PARTITION else ("resources", "content_files")
+        return {kind: self.names.physical(kind) for kind in kinds}
+
+    def legacy_collections(self) -> dict[str, str]:
+        """kind → `{base}.{kind}` where that name is a collection of its own, not our alias: a deployment of
+        mit-learn's own embedding tasks, taken over (its vectors are reused, then the aliases replace it)."""
+        physical = set(self.store.collections())
+        return {kind: self.names.alias(kind) for kind in self.collections if self.names.alias(kind) in physical}
 
     def dense_sizes(self) -> dict[str, int | None]:
         """Physical collection → the dimension of its dense vector named after the encoder."""
@@ -110,7 +119,7 @@ def run_partition(
         heads_file.forget()  # saved again below, once Qdrant is checked
     PartitionWriter(
         part.store, part.reader, part.chunker, part.dense, part.sparse, part.collections, part.names.version,
-        part.resource_type, options, report, part.log.info,
+        part.resource_type, options, report, part.log.info, legacy=part.legacy_collections(),
     ).write(plan, _spec(part))  # fmt: skip
     verification = _verify_and_keep_heads(part, plan, report, options, heads_file, saved, verify_every_point)
     switch = switch_aliases(

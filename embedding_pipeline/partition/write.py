@@ -17,13 +17,13 @@ from cachetools import LRUCache
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.embedding import DenseModel, SparseModel
-from embedding_pipeline.mit_learn import OWN, own
+from embedding_pipeline.mit_learn import OWN, STORED_TEXT_FIELDS, own, stored_text
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
-from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points
-from embedding_pipeline.partition.records import Record, RecordError, could_not_read, point_ids
+from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points, topic_points
+from embedding_pipeline.partition.records import COLLECTIONS, Record, RecordError, could_not_read, point_ids
 from embedding_pipeline.partition.report import SAMPLES, Report
-from embedding_pipeline.vector_store import COLLECTION_KINDS, CollectionSpec, Point, VectorStore
+from embedding_pipeline.vector_store import CollectionSpec, Point, VectorStore
 from embedding_pipeline.vector_store.aliases import ensure_collections
 
 # Texts repeat (boilerplate paragraphs, one file in several course runs): the vectors of the last
@@ -59,11 +59,11 @@ class PartitionWriter:
     def __init__(
         self, store: VectorStore, reader, chunker: Chunker, dense: DenseModel, sparse: SparseModel,
         names: dict[str, str], version: str, resource_type: str, options: RunOptions, report: Report,
-        progress: Callable[[str], None],
+        progress: Callable[[str], None], legacy: dict[str, str] | None = None,
     ):  # fmt: skip
         self.store, self.reader, self.chunker, self.dense, self.sparse = store, reader, chunker, dense, sparse
         self.names, self.version, self.resource_type, self.options = names, version, resource_type, options
-        self.report, self.progress = report, progress
+        self.report, self.progress, self.legacy = report, progress, legacy or {}
         self._recent: LRUCache = LRUCache(maxsize=RECENT_VECTORS)  # text hash → vectors
 
     def write(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> None:
@@ -134,6 +134,8 @@ class PartitionWriter:
             ids = [r.source_id for r in records]
             if records[0].kind == "resource":
                 return self.reader.resources(ids), {}
+            if records[0].kind == "topic":
+                return self.reader.topics(ids), {}
             return self.reader.content_files(ids), self.reader.resources({r.resource_id for r in records})
 
     def _points(self, records: list[Record]) -> list[dict]:
@@ -167,6 +169,8 @@ class PartitionWriter:
         try:
             if record.kind == "resource":
                 return resource_points(record, row, self.chunker)
+            if record.kind == "topic":
+                return topic_points(record, row, self.chunker)
             parent = parents.get(record.resource_id)
             if parent is None:
                 raise RecordError(record.record_key, "resource_id", "names no published resource of this type")
@@ -198,11 +202,32 @@ class PartitionWriter:
             found = {h: self._recent[h] for h in needed if h in self._recent}
             for kind in {p["collection"] for p in points}:
                 found.update(self._stored_vectors(self.names[kind], [h for h in needed if h not in found]))
+            taken = self._taken_over({h: p for h, p in needed.items() if h not in found})
+            self.report.texts_taken_over += len(taken)
+            found.update(taken)
         self.report.texts_reused += len(found)
         missing = {h: p for h, p in needed.items() if h not in found}
         if missing:
             found.update(self._embed(missing))
         self._recent.update(found)
+        return found
+
+    def _taken_over(self, points: dict[str, dict]) -> dict[str, dict]:
+        """Text hash → vectors of points mit-learn wrote into the collection this deployment takes over
+        (`legacy`: kind → `{base}.{kind}` while it is a collection of its own): same id, same text as ours,
+        both our vector names. Read until the aliases replace those collections."""
+        found = {}
+        wanted = (self.dense.vector_name, self.sparse.vector_name)
+        for kind, legacy in self.legacy.items():
+            mine = [p for p in points.values() if p["collection"] == kind]
+            for start in range(0, len(mine), LOOKUP_BATCH):
+                by_id = {p["point_id"]: p for p in mine[start : start + LOOKUP_BATCH]}
+                for pid, payload, vectors in self.store.retrieve(
+                    legacy, list(by_id), with_vectors=True, fields=STORED_TEXT_FIELDS
+                ):
+                    point = by_id[pid]
+                    if stored_text(kind, payload) == point["text"] and all(name in vectors for name in wanted):
+                        found[point["text_hash"]] = {name: vectors[name] for name in wanted}
         return found
 
     def _stored_vectors(self, name: str, hashes: list[str]) -> dict[str, dict]:
@@ -237,7 +262,7 @@ class PartitionWriter:
         """Chunks first, then stale points, then heads: a record's head appears only once it is complete."""
         with timed(self.report, "upsert"):
             for heads_now in (False, True):
-                for kind in COLLECTION_KINDS:
+                for kind in self.names:
                     batch = [p for p in points if p["head"] == heads_now and p["collection"] == kind]
                     for start in range(0, len(batch), self.options.upload_batch_size):
                         part = batch[start : start + self.options.upload_batch_size]
@@ -273,7 +298,7 @@ def _old_points(record: Record, plan: Plan) -> set[str]:
 
 
 def _kind(point: dict) -> str:
-    return "resource" if point["collection"] == "resources" else "content_file"
+    return next(kind for kind, collection in COLLECTIONS.items() if collection == point["collection"])
 
 
 def _counted(items: Iterator[list]) -> Iterator[tuple[int, list]]:

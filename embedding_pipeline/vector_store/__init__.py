@@ -20,7 +20,7 @@ RRF_K = 2
 SCROLL_PAGE = 10_000  # the engine re-filters from the offset each page: large pages scroll faster
 SEARCH_WAIT_SECONDS = 60  # a search waits this long for a run that holds the embedded store
 
-COLLECTION_KINDS = ("resources", "content_files")
+COLLECTION_KINDS = ("resources", "content_files", "topics")
 
 # Payload indexes per collection kind: mit-learn's (its readers filter, facet and sort on them) and
 # those the pipeline finds its points by. "keyword" for the fields searches filter on (with payload-aware

@@ -69,14 +69,21 @@ def switch_aliases(
 
     An alias that does not exist yet is created at once (no search uses it). Aliases that exist
     move together, and only when `every_partition_done()`: a re-embed is then complete, and
-    searches never see a collection half filled with the new model.
+    searches never see a collection half filled with the new model. A collection of its own under an
+    alias's name (mit-learn's embedding tasks made `{base}.resources` so) counts as an alias in use:
+    searches keep reading it until every partition is done; then it is dropped and the alias made in
+    its place at once, the only moment a search finds no collection by that name.
     """
-    current = store.aliases()
+    current, physical = store.aliases(), set(store.collections())
     wanted = {alias: name for alias, name in targets.items() if store.collection_exists(name)}
-    missing = {alias: name for alias, name in wanted.items() if alias not in current}
+    taken_over = {alias: name for alias, name in wanted.items() if alias in physical}
+    missing = {alias: name for alias, name in wanted.items() if alias not in current and alias not in taken_over}
     moving = {alias: name for alias, name in wanted.items() if alias in current and current[alias] != name}
-    if moving and not every_partition_done():
-        moving = {}
+    if (moving or taken_over) and not every_partition_done():
+        moving, taken_over = {}, {}
+    for alias in taken_over:
+        store.drop_collection(alias)
+    moving |= taken_over
     if missing or moving:
         store.set_aliases({**missing, **moving})
     removed = []

@@ -129,6 +129,13 @@ class World:
             conn.execute(sa.text(sql.replace("{T}", T)), params)
         engine.dispose()
 
+    def rows(self, sql: str, **params) -> list[tuple]:
+        engine = sa.create_engine(self.url)
+        with engine.connect() as conn:
+            found = [tuple(row) for row in conn.execute(sa.text(sql.replace("{T}", T)), params)]
+        engine.dispose()
+        return found
+
     def insert(self, table: sa.Table, **row) -> None:
         """Add a row, its other columns as Django fills them."""
         engine = sa.create_engine(self.url)

@@ -8,6 +8,7 @@ readers call; `test_mit_learn_readers_embedded.py` replays what the embedded eng
 """
 
 import json
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from qdrant_client import models
 
 from embedding_pipeline.chunking import Chunker
-from embedding_pipeline.mit_learn import RESOURCE_TYPES, vector_point_id
+from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES, vector_point_id
 from embedding_pipeline.resources.encoders.sparse_hash import SparseHashEncoder
 from embedding_pipeline.sample_data import EVERY_SAMPLE
 from embedding_pipeline_tests import mit_learn_readers as readers
@@ -224,3 +225,29 @@ def test_the_opensearch_indexer_reads_the_dense_vector_of_each_resource_by_reada
                                                         readers.QDRANT_RESOURCE_PARAM_MAP)  # fmt: skip
         points, _ = client.scroll(RESOURCES, scroll_filter=search_filter, with_vectors=True)
         assert len(points[0].vector.get(world.dense.vector_name)) == world.dense.dim
+
+
+def test_topics_are_mit_learns_collection_and_similar_topics_find_a_resources_own(world, client):
+    """vector_search/utils.py l.329 embed_topics: one point per topic, id `topic.topic_uuid`, payload
+    `{"name": ...}`; learning_resources_search/api.py l.1033-1052 get_similar_topics_qdrant: the resource's
+    dense vector (`retrieve(..., with_vectors=True)`, `vector.get(model_short_name())`) queries `{base}.topics`."""
+    outcome = world.run("topics")
+    assert outcome.verification.passed and outcome.report.points_upserted > 30
+    rows = world.rows("SELECT topic_uuid, name FROM {T}learningresourcetopic")
+    points = client.retrieve("resource_embeddings.topics", ids=[str(uuid.UUID(str(u))) for u, _ in rows])
+    assert sorted(p.payload["name"] for p in points) == sorted(name for _, name in rows)
+    assert all(set(p.payload) == {"name", OWN} for p in points)
+    (resource,) = client.retrieve(RESOURCES, ids=[vector_point_id("ocw.ocw-18.06")], with_vectors=True)
+    hits = readers.similar_results(client, "resource_embeddings.topics", resource.vector[world.dense.vector_name],
+                                   world.dense.vector_name, 3)  # fmt: skip
+    assert len(hits) == 3 and {hit["name"] for hit in hits} <= {name for _, name in rows}
+    world.execute(
+        "UPDATE {T}learningresourcetopic SET name = 'Linear Algebra and Matrices' WHERE name = 'Linear Algebra'"
+    )
+    world.execute("DELETE FROM {T}learningresource_topics WHERE learningresourcetopic_id IN "
+                  "(SELECT id FROM {T}learningresourcetopic WHERE name = 'Film')")  # fmt: skip
+    world.execute("DELETE FROM {T}learningresourcetopic WHERE name = 'Film'")
+    world.embedded()
+    again = world.run("topics")
+    assert world.embedded() == ["Linear Algebra and Matrices"] and again.report.points_deleted == 1
+    assert world.run("topics").report.points_upserted == 0

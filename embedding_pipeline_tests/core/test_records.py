@@ -33,6 +33,9 @@ class Reader:
     def list_content_files(self):
         return iter(self.files)
 
+    def list_topics(self):
+        return iter(())
+
 
 def test_ids_are_mit_learns_and_keys_that_join_alike_are_named_never_overwritten():
     """vector_search.utils.vector_point_id(vector_point_key(doc)): uuid5(NAMESPACE_DNS, "platform.readable_id")."""

@@ -1,15 +1,16 @@
-"""Re-embedding is a backfill: new collections fill while searches stay on the old, then switch at once."""
+"""Re-embedding is a backfill: new collections (resources, content files, topics) fill while searches stay on
+the old, then switch at once."""
 
 import importlib
 
-from embedding_pipeline.partitions import RESOURCE_TYPES
+from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.search import search
 
 
 def _targets(pipeline) -> dict[str, str]:
     with pipeline.store() as store:
         aliases = store.aliases()
-    return {kind: aliases.get(pipeline.qdrant.alias(kind)) for kind in ("resources", "content_files")}
+    return {kind: aliases.get(pipeline.qdrant.alias(kind)) for kind in ("resources", "content_files", "topics")}
 
 
 def _collections(pipeline) -> set[str]:
@@ -27,14 +28,14 @@ def _change_model(pipeline) -> None:
     pipeline.reconfigure(QDRANT_DENSE_MODEL="our-org/minilm-copy")
 
 
-def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_partition_is_done(pipeline):
+def test_a_model_change_fills_new_collections_and_moves_the_aliases_when_every_partition_is_done(pipeline):
     pipeline.materialize_all()
     old = _targets(pipeline)
     old_model = pipeline.resources["dense_encoder"]
     _change_model(pipeline)
     pipeline.encoded()
 
-    for partition in RESOURCE_TYPES[:-1]:
+    for partition in PARTITIONS[:-1]:
         result = pipeline.materialize(partition)
         assert _targets(pipeline) == old, partition  # searches stay on the old model meanwhile
     assert pipeline.metadata(result, "qdrant_points")["searches_use"] == ", ".join(old.values())
@@ -43,7 +44,7 @@ def test_a_model_change_fills_new_collections_and_moves_both_aliases_when_every_
     assert _top_hit(pipeline, "editing DNA with Cas9") == "yt-crispr"
     pipeline.resources["dense_encoder"] = new_model
 
-    result = pipeline.materialize(RESOURCE_TYPES[-1])
+    result = pipeline.materialize(PARTITIONS[-1])
     new = _targets(pipeline)
     assert all(
         new[kind] != old[kind] and new[kind].endswith(pipeline.metadata(result, "qdrant_points")["vectors_version"])
@@ -61,7 +62,7 @@ def test_old_collections_are_kept_when_asked(pipeline):
     pipeline.reconfigure(QDRANT_KEEP_OLD_COLLECTIONS="true")
     _change_model(pipeline)
     pipeline.materialize_all()
-    assert _collections(pipeline) == old | set(_targets(pipeline).values()) and len(old) == 2
+    assert _collections(pipeline) == old | set(_targets(pipeline).values()) and len(old) == 3
 
 
 def test_changing_models_or_chunking_changes_the_code_versions_the_ui_compares(monkeypatch):
