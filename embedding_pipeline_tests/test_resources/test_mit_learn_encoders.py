@@ -80,3 +80,38 @@ def test_where_our_defaults_differ_the_table_shows_both_and_settings_says_what_a
     assert any(n.startswith("QDRANT_SPARSE_ENCODER_V2 is not set") and "SparseHashEncoder" in n for n in notes)
     monkeypatch.setenv("QDRANT_SPARSE_ENCODER_V2", "vector_search.encoders.sparse_hash.SparseHashEncoder")
     assert not any(n.startswith("QDRANT_SPARSE_ENCODER_V2") for n in reader_defaults())
+
+
+def test_the_gensim_encoder_loads_through_gensims_downloader_and_averages_word_vectors(tmp_path, monkeypatch):
+    """vector_search.encoders.gensim.GensimEncoder: `api.load(self.model_short_name())`, then the mean of the
+    vectors of `text.lower().split()`. The model is a small vector file made here, laid out as gensim-data
+    lays out a downloaded model (`GENSIM_DATA_DIR/<name>/__init__.py` with `load_data()`, `information.json`);
+    gensim's download host is unreachable, so its loader falls back to that local copy, as it does offline."""
+    import gensim.downloader
+
+    folder = tmp_path / "tiny-glove"
+    folder.mkdir()
+    (folder / "tiny-glove.txt").write_text("3 4\nlinear 1 0 0 0\nalgebra 0 1 0 0\nbees 0 0 1 1\n")
+    (folder / "__init__.py").write_text(
+        "import os\nfrom gensim.models import KeyedVectors\n\n\ndef load_data():\n"
+        "    return KeyedVectors.load_word2vec_format(os.path.join(os.path.dirname(__file__), 'tiny-glove.txt'))\n"
+    )
+    (tmp_path / "information.json").write_text('{"corpora": {}, "models": {"tiny-glove": {"file_name": "x"}}}')
+    monkeypatch.setattr(gensim.downloader, "BASE_DIR", str(tmp_path))  # what GENSIM_DATA_DIR sets
+    monkeypatch.setenv("QDRANT_ENCODER", "vector_search.encoders.gensim.GensimEncoder")
+    monkeypatch.setenv("QDRANT_DENSE_MODEL", "glove/tiny-glove")
+    settings = Settings.from_env()
+    encoder = dense_encoder_class(settings.qdrant_encoder).from_settings(settings)
+    assert (encoder.vector_name, encoder.dim) == ("tiny-glove", 4)
+    result = encoder.embed_documents(["Linear Algebra", "BEES", "nothing known here"])
+    assert result.vectors[0].tolist() == [0.5, 0.5, 0.0, 0.0] and result.vectors[1].tolist() == [0, 0, 1, 1]
+    assert "nothing known here" in result.rejected  # mit-learn writes it without vectors; here it is named
+
+
+def test_mit_learns_default_gensim_model_is_the_encoders_own(monkeypatch):
+    from embedding_pipeline.resources.encoders.gensim import GensimEncoder
+
+    monkeypatch.delenv("QDRANT_DENSE_MODEL", raising=False)
+    monkeypatch.setenv("QDRANT_ENCODER", "vector_search.encoders.gensim.GensimEncoder")
+    encoder = GensimEncoder.from_settings(Settings.from_env())
+    assert (encoder.model_name, encoder.vector_name) == ("glove/glove-wiki-gigaword-50", "glove-wiki-gigaword-50")

@@ -16,6 +16,7 @@ LEGACY_ENCODERS = {
         "vector_search.encoders.fastembed.FastEmbedEncoder": f"{OURS}.fastembed.FastEmbedEncoder",
         "vector_search.encoders.litellm.LiteLLMEncoder": f"{OURS}.litellm.LiteLLMEncoder",
         "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder": f"{OURS}.litellm.LiteLLMEncoder",
+        "vector_search.encoders.gensim.GensimEncoder": f"{OURS}.gensim.GensimEncoder",
     },
     "QDRANT_SPARSE_ENCODER_V2": {
         "vector_search.encoders.fastembed.FastEmbedEncoder": f"{OURS}.fastembed.SparseEncoder",
