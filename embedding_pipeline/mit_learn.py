@@ -78,6 +78,10 @@ CONTENT_FILE_INDEXES = {
     "edx_module_id": "lookup", "url": "lookup",
 }  # fmt: skip
 TOPIC_INDEXES = {"name": "keyword"}
+# Keys of QDRANT_CONTENT_FILE_PARAM_MAP mit-learn filters on without an index (a server in strict mode refuses
+# such a filter or facet): indexed here too. Its long texts (description, summary, flashcards) are not.
+CONTENT_FILE_FACETS = {"course_number": "keyword", "content_feature_type": "keyword", "content_type": "keyword",
+                       "file_type": "keyword", "run_title": "lookup", "checksum": "lookup"}  # fmt: skip
 # What the pipeline finds its points by: the partition, a record's points, its head, a text's vectors.
 OWN_INDEXES = {own("resource_type"): "lookup", own("record_id"): "lookup", own("role"): "lookup",
                own("text_hash"): "lookup"}  # fmt: skip

@@ -28,7 +28,7 @@ COLLECTION_KINDS = ("resources", "content_files", "topics")
 # text (links would not help), "bool", "integer", "datetime".
 PAYLOAD_INDEXES = {
     "resources": {**mit_learn.RESOURCE_INDEXES, **mit_learn.OWN_INDEXES},
-    "content_files": {**mit_learn.CONTENT_FILE_INDEXES, **mit_learn.OWN_INDEXES},
+    "content_files": {**mit_learn.CONTENT_FILE_INDEXES, **mit_learn.CONTENT_FILE_FACETS, **mit_learn.OWN_INDEXES},
     "topics": {**mit_learn.TOPIC_INDEXES, **mit_learn.OWN_INDEXES},
 }
 

@@ -251,3 +251,23 @@ def test_topics_are_mit_learns_collection_and_similar_topics_find_a_resources_ow
     again = world.run("topics")
     assert world.embedded() == ["Linear Algebra and Matrices"] and again.report.points_deleted == 1
     assert world.run("topics").report.points_upserted == 0
+
+
+CONTENT_FACETED = [
+    p for p in readers.QDRANT_CONTENT_FILE_PARAM_MAP if p not in ("description", "summary", "flashcards")
+]
+
+
+@pytest.mark.parametrize("param", CONTENT_FACETED)
+def test_content_file_facets_count_the_chunks_mit_learn_wrote(client, param):
+    """utils.py l.1469 `client.facet(...)` on the content-file collection (COLLECTION_PARAM_MAP's map)."""
+    golden = [p["payload"] for f in GOLDEN["content_files"]["characters"] if f["embedded"] for p in f["points"]]
+    golden = [p for p in golden if p["resource_readable_id"] in {d["readable_id"] for d in DOCS}]
+    golden = list({(p["resource_readable_id"], p["key"], p["chunk_number"]): p for p in golden}.values())
+    field = readers.QDRANT_CONTENT_FILE_PARAM_MAP[param]
+    counts = Counter(str(v) for p in golden for v in {json.dumps(v) for v in readers.extract_values(p, field)}
+                     for v in [json.loads(v)])  # fmt: skip
+    facets = readers.facet(client, FILES, param, {}, readers.QDRANT_CONTENT_FILE_PARAM_MAP)
+    # The stand-in shows a 32-digit hex keyword (a checksum) as a UUID; a server shows it as stored.
+    shown = {hit["key"].replace("-", "") if param == "checksum" else hit["key"]: hit["doc_count"] for hit in facets}
+    assert shown == dict(counts.most_common(100))

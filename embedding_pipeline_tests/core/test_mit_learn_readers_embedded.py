@@ -20,7 +20,15 @@ from embedding_pipeline.sample_data import EVERY_SAMPLE
 from embedding_pipeline.vector_store.edge import EdgeStore
 from embedding_pipeline_tests import mit_learn_readers as readers
 from embedding_pipeline_tests.core.conftest import World
-from embedding_pipeline_tests.core.test_mit_learn_readers import DOCS, FACETED, FILTERED, common_value, expected
+from embedding_pipeline_tests.core.test_mit_learn_readers import (
+    CONTENT_FACETED,
+    DOCS,
+    FACETED,
+    FILTERED,
+    GOLDEN,
+    common_value,
+    expected,
+)
 
 RESOURCES = "resource_embeddings.resources"
 BOOLEAN = {p for p in FILTERED if isinstance(common_value(readers.QDRANT_RESOURCE_PARAM_MAP[p]), bool)}
@@ -120,3 +128,16 @@ def test_similar_resources_and_the_health_check_find_points_by_mit_learns_ids(wo
         filter=edge.Filter(must_not=[edge.HasIdCondition({str(records[0].id)})]),
     ))  # fmt: skip
     assert len(similar) == 6 and str(records[0].id) not in {str(hit.id) for hit in similar}
+
+
+@pytest.mark.parametrize("param", CONTENT_FACETED)
+def test_content_file_facets_count_the_chunks_mit_learn_wrote(world, param):
+    """utils.py l.1469 `client.facet(...)` on `{base}.content_files`."""
+    golden = [p["payload"] for f in GOLDEN["content_files"]["characters"] if f["embedded"] for p in f["points"]]
+    golden = [p for p in golden if p["resource_readable_id"] in {d["readable_id"] for d in DOCS}]
+    golden = list({(p["resource_readable_id"], p["key"], p["chunk_number"]): p for p in golden}.values())
+    field = readers.QDRANT_CONTENT_FILE_PARAM_MAP[param]
+    counts = Counter(str(v) for p in golden for v in {json.dumps(v) for v in readers.extract_values(p, field)}
+                     for v in [json.loads(v)])  # fmt: skip
+    hits = world.store._shard("resource_embeddings.content_files").facet(edge.FacetRequest(key=field, limit=100)).hits
+    assert {str(h.value): h.count for h in hits} == dict(counts)

@@ -24,7 +24,9 @@ def _vectors(short_name: str):
     try:
         import gensim.downloader
     except ImportError:
-        raise ModelMissing("QDRANT_ENCODER names the Gensim encoder: pip install 'embedding-pipeline[gensim]'") from None
+        raise ModelMissing(
+            "QDRANT_ENCODER names the Gensim encoder: pip install 'embedding-pipeline[gensim]'"
+        ) from None
     try:
         return gensim.downloader.load(short_name)
     except (OSError, ValueError) as error:
