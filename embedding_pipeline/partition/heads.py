@@ -8,7 +8,7 @@ from pathlib import Path
 from embedding_pipeline.digests import digest
 from embedding_pipeline.files import atomic_write
 from embedding_pipeline.mit_learn import OWN, own
-from embedding_pipeline.partition.records import COLLECTIONS, Record, point_ids
+from embedding_pipeline.partition.records import KINDS, Record, point_ids
 from embedding_pipeline.vector_store import VectorStore
 
 HEAD_FIELDS = [OWN]  # of a head's payload: our bookkeeping (record id, key, fingerprint, chunk count)
@@ -25,11 +25,11 @@ class Head:
     record_key: str
     fingerprint: str
     chunk_count: int
-    collection: str  # "resources" or "content_files"
+    collection: str  # "resources", "content_files" or "topics"
 
     @property
     def kind(self) -> str:
-        return next(kind for kind, collection in COLLECTIONS.items() if collection == self.collection)
+        return KINDS[self.collection]
 
     def record(self) -> Record:
         """Enough of the record to name its points (a record the source may no longer list)."""

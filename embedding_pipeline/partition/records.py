@@ -19,6 +19,7 @@ from embedding_pipeline.digests import digest
 
 TEXT_COLUMNS = ("title", "description", "full_description")
 COLLECTIONS = {"resource": "resources", "content_file": "content_files", "topic": "topics"}  # kind → collection
+KINDS = {collection: kind for kind, collection in COLLECTIONS.items()}
 
 
 class RecordError(ValueError):

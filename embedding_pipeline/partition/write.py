@@ -21,7 +21,7 @@ from embedding_pipeline.mit_learn import OWN, STORED_TEXT_FIELDS, own, stored_te
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
 from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points, topic_points
-from embedding_pipeline.partition.records import COLLECTIONS, Record, RecordError, could_not_read, point_ids
+from embedding_pipeline.partition.records import KINDS, Record, RecordError, could_not_read, point_ids
 from embedding_pipeline.partition.report import SAMPLES, Report
 from embedding_pipeline.vector_store import CollectionSpec, Point, VectorStore
 from embedding_pipeline.vector_store.aliases import ensure_collections
@@ -298,7 +298,7 @@ def _old_points(record: Record, plan: Plan) -> set[str]:
 
 
 def _kind(point: dict) -> str:
-    return next(kind for kind, collection in COLLECTIONS.items() if collection == point["collection"])
+    return KINDS[point["collection"]]
 
 
 def _counted(items: Iterator[list]) -> Iterator[tuple[int, list]]:
