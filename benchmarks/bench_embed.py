@@ -5,7 +5,7 @@ points) and the same corpus ten times under new ids (the texts repeat, so the en
 the same), and for each, on a fresh Dagster home and embedded Qdrant:
   baseline   the raw encoder alone on the distinct texts the pipeline embeds, at its best
              (sorted by length; the fastest of the batch sizes tried, each in its own process);
-  floor      Dagster's own cost of eight runs of an empty step with the same five assets and four
+  floor      Dagster's own cost of nine runs (a partition each) of an empty step with the same five assets and four
              checks, on the same kind of instance: what no pipeline code can go below;
   full       `embedding-pipeline embed` (all partitions, one process, as the CLI runs them);
   no change  the same again;
@@ -166,9 +166,9 @@ def baseline_step(batch_size: int) -> dict:
     """The raw encoder on exactly the distinct texts the pipeline embeds (made by the pipeline's own code)."""
     from collections import Counter
 
-    from embedding_pipeline.partition.points import content_file_points, resource_points
+    from embedding_pipeline.partition.points import content_file_points, resource_points, topic_points
     from embedding_pipeline.partition.records import RecordError, list_records
-    from embedding_pipeline.partitions import RESOURCE_TYPES
+    from embedding_pipeline.partitions import PARTITIONS
     from embedding_pipeline.resources import build_resources
     from embedding_pipeline.settings import Settings
 
@@ -176,20 +176,20 @@ def baseline_step(batch_size: int) -> dict:
     source, encoder = resources["content_source"].database(), resources["dense_encoder"]
     chunker = resources["chunker"].get_chunker()
     texts = set()
-    for partition in RESOURCE_TYPES:
+    for partition in PARTITIONS:
         with source.reader(partition) as reader:
             records = list(list_records(reader).records.values())
             rows = reader.resources([r.source_id for r in records if r.kind == "resource"])
-            parents = rows
             files = reader.content_files([r.source_id for r in records if r.kind == "content_file"])
+            topics = reader.topics([r.source_id for r in records if r.kind == "topic"])
             for record in records:
                 try:
                     if record.kind == "resource":
                         points = resource_points(record, rows[record.source_id], chunker)
+                    elif record.kind == "topic":
+                        points = topic_points(record, topics[record.source_id], chunker)
                     else:
-                        points = content_file_points(
-                            record, files[record.source_id], parents[record.resource_id], chunker
-                        )
+                        points = content_file_points(record, files[record.source_id], rows[record.resource_id], chunker)
                 except RecordError:
                     continue
                 texts.update(p["text"] for p in points)
@@ -245,7 +245,7 @@ def sensor_step(cursor_file: Path) -> dict:
 
 
 def floor_step() -> dict:
-    """Eight in-process runs of an empty step shaped like the pipeline's (five assets, four checks)."""
+    """One in-process run per partition of an empty step shaped like the pipeline's (five assets, four checks)."""
     import dagster as dg
 
     from embedding_pipeline.partitions import resource_type_partitions
@@ -281,7 +281,7 @@ def check_step() -> dict:
 
     from embedding_pipeline.assets.embed import embed_partition
     from embedding_pipeline.definitions import defs
-    from embedding_pipeline.partitions import RESOURCE_TYPES
+    from embedding_pipeline.partitions import PARTITIONS
 
     key = dg.AssetCheckKey(dg.AssetKey("qdrant_points"), "points_match_source")
     checks = dg.Definitions(
@@ -291,13 +291,13 @@ def check_step() -> dict:
     ).resolve_job_def("checks")
     passed = 0
     with dg.DagsterInstance.get() as instance:
-        for partition in RESOURCE_TYPES:
+        for partition in PARTITIONS:
             result = checks.execute_in_process(
                 instance=instance, tags={"dagster/partition": partition}, run_config=QUIET
             )
             (evaluation,) = result.get_asset_check_evaluations()
             passed += evaluation.passed
-    return {"points_match_source": f"{passed}/{len(RESOURCE_TYPES)} passed"}
+    return {"points_match_source": f"{passed}/{len(PARTITIONS)} passed"}
 
 
 class AnonymousPeak:

@@ -386,7 +386,7 @@ def test_a_reembed_killed_around_its_alias_switch_converges_on_the_next_run(pipe
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **new_chunks},
     )  # fmt: skip
     for line in run.stdout:  # the last partition's last batch is written
-        if "document: " in line and "(100%)" in line:
+        if "topics: " in line and "(100%)" in line:
             break
     run.kill()
     run.wait()
@@ -397,7 +397,7 @@ def test_a_reembed_killed_around_its_alias_switch_converges_on_the_next_run(pipe
     again = embed(env=new_chunks)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     listed = [line for line in again.stderr.splitlines() if "records listed" in line]
-    assert all(" 0 new, 0 changed" in line for line in listed if not line.split(" - ")[-1].startswith("document"))
+    assert all(" 0 new, 0 changed" in line for line in listed if not line.split(" - ")[-1].startswith("topics"))
     with pipeline.store() as store:
         after = store.aliases()
     assert after.keys() == old.keys() and all(after[a] != old[a] for a in old)  # both moved to the new version

@@ -178,7 +178,7 @@ def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_
             )
         )
     engine.dispose()
-    assert [r.partition_key for r in tick(second.cursor).run_requests] == ["course"]
+    assert [r.partition_key for r in tick(second.cursor).run_requests] == ["course", "topics"]
 
 
 def test_the_embedded_defaults_tables_are_mit_learns(mit_learn_database):

@@ -160,7 +160,7 @@ def test_the_asset_graph_shows_every_pipeline_asset_with_its_partitions_and_chec
     for asset in PIPELINE_ASSETS:
         expect(visible(page, asset)).to_be_visible(timeout=60_000)
     # Partitions and checks come in a later query than the nodes: as long a wait (one CI run took over 5 s).
-    partitions = page.get_by_text("8 partitions", exact=True).filter(visible=True)
+    partitions = page.get_by_text("9 partitions", exact=True).filter(visible=True)
     expect(partitions).to_have_count(len(PIPELINE_ASSETS), timeout=60_000)
     expect(page.get_by_text("2 / 2 Passed").filter(visible=True)).to_have_count(1, timeout=60_000)  # qdrant_points
     expect(page.get_by_text("1 / 2 Passed").filter(visible=True)).to_have_count(1, timeout=60_000)  # the broken record
