@@ -62,6 +62,28 @@ def common_value(field: str):
     return json.loads(values.most_common(1)[0][0]) if values else None
 
 
+def value_counts(rows: list[dict], field: str) -> Counter:
+    """How many rows hold each value at `field` (each value once per row), keyed as a facet shows it."""
+    return Counter(
+        str(v).lower() if isinstance(v, bool) else str(v)
+        for row in rows
+        for v in {json.dumps(v) for v in readers.extract_values(row, field)}
+        for v in [json.loads(v)]
+    )
+
+
+# The chunks mit-learn writes of the files it embeds, of the resources it embeds: their payloads.
+CHUNKS = [
+    p["payload"]
+    for f in GOLDEN["content_files"]["characters"]
+    if f["embedded"]
+    for p in f["points"]
+    if p["payload"]["resource_readable_id"] in {d["readable_id"] for d in DOCS}
+]
+# As many as points they make (two files with one key share theirs).
+CHUNK_POINTS = list({(p["resource_readable_id"], p["key"], p["chunk_number"]): p for p in CHUNKS}.values())
+
+
 def expected(field: str, value) -> set[str]:
     return {doc["readable_id"] for doc in DOCS if value in readers.extract_values(doc, field)}
 
@@ -92,13 +114,7 @@ def test_resource_search_with_each_filter_finds_exactly_the_resources_mit_learn_
 @pytest.mark.parametrize("param", FACETED)
 def test_facets_count_what_mit_learns_documents_hold(client, param):
     """utils.py l.1469 `client.facet(collection_name=..., key=qdrant_field, facet_filter=..., limit=100)`."""
-    field = readers.QDRANT_RESOURCE_PARAM_MAP[param]
-    counts = Counter(
-        str(v).lower() if isinstance(v, bool) else str(v)
-        for doc in DOCS
-        for v in set(map(json.dumps, readers.extract_values(doc, field)))
-        for v in [json.loads(v)]
-    )
+    counts = value_counts(DOCS, readers.QDRANT_RESOURCE_PARAM_MAP[param])
     facets = readers.facet(client, RESOURCES, param, {}, readers.QDRANT_RESOURCE_PARAM_MAP)
     assert {hit["key"]: hit["doc_count"] for hit in facets} == dict(counts.most_common(100))
 
@@ -156,8 +172,7 @@ def test_served_payloads_hold_the_api_fields_and_our_key_only(client):
 def test_content_file_search_with_each_filter_finds_the_chunks_mit_learn_wrote(world, client, param):
     """views.py l.738 content-file search: `qdrant_query_conditions(params, collection_name=CONTENT_FILES...)`;
     the chunks expected are the ones mit-learn's `_generate_content_file_points` made of the same files."""
-    golden = [p["payload"] for f in GOLDEN["content_files"]["characters"] if f["embedded"] for p in f["points"]]
-    golden = [p for p in golden if p["resource_readable_id"] in {d["readable_id"] for d in DOCS}]
+    golden = CHUNKS
     field = readers.QDRANT_CONTENT_FILE_PARAM_MAP[param]
     values = Counter(json.dumps(v) for p in golden for v in readers.extract_values(p, field))
     if not values:
@@ -261,12 +276,7 @@ CONTENT_FACETED = [
 @pytest.mark.parametrize("param", CONTENT_FACETED)
 def test_content_file_facets_count_the_chunks_mit_learn_wrote(client, param):
     """utils.py l.1469 `client.facet(...)` on the content-file collection (COLLECTION_PARAM_MAP's map)."""
-    golden = [p["payload"] for f in GOLDEN["content_files"]["characters"] if f["embedded"] for p in f["points"]]
-    golden = [p for p in golden if p["resource_readable_id"] in {d["readable_id"] for d in DOCS}]
-    golden = list({(p["resource_readable_id"], p["key"], p["chunk_number"]): p for p in golden}.values())
-    field = readers.QDRANT_CONTENT_FILE_PARAM_MAP[param]
-    counts = Counter(str(v) for p in golden for v in {json.dumps(v) for v in readers.extract_values(p, field)}
-                     for v in [json.loads(v)])  # fmt: skip
+    counts = value_counts(CHUNK_POINTS, readers.QDRANT_CONTENT_FILE_PARAM_MAP[param])
     facets = readers.facet(client, FILES, param, {}, readers.QDRANT_CONTENT_FILE_PARAM_MAP)
     # The stand-in shows a 32-digit hex keyword (a checksum) as a UUID; a server shows it as stored.
     shown = {hit["key"].replace("-", "") if param == "checksum" else hit["key"]: hit["doc_count"] for hit in facets}

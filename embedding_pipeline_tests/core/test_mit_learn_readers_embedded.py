@@ -6,9 +6,6 @@ What the engine's Python binding (qdrant-edge-py 0.9.0) cannot take is left out,
 (its MatchValue reads True as the integer 1), `query_points_groups` (it has no groups) and a query by point
 id (it takes vectors: the point's own vector stands in, the point excluded, as Qdrant does)."""
 
-import json
-from collections import Counter
-
 import pytest
 import qdrant_edge as edge
 from qdrant_client import models
@@ -21,13 +18,14 @@ from embedding_pipeline.vector_store.edge import EdgeStore
 from embedding_pipeline_tests import mit_learn_readers as readers
 from embedding_pipeline_tests.core.conftest import World
 from embedding_pipeline_tests.core.test_mit_learn_readers import (
+    CHUNK_POINTS,
     CONTENT_FACETED,
     DOCS,
     FACETED,
     FILTERED,
-    GOLDEN,
     common_value,
     expected,
+    value_counts,
 )
 
 RESOURCES = "resource_embeddings.resources"
@@ -86,12 +84,7 @@ def test_each_filter_finds_exactly_the_resources_mit_learn_documents_match(world
 def test_facets_count_what_mit_learns_documents_hold(shard, param):
     """utils.py l.1469 client.facet(key=qdrant_field, limit=100)."""
     field = readers.QDRANT_RESOURCE_PARAM_MAP[param]
-    counts = Counter(
-        str(v).lower() if isinstance(v, bool) else str(v)
-        for doc in DOCS
-        for v in {json.dumps(v) for v in readers.extract_values(doc, field)}
-        for v in [json.loads(v)]
-    )
+    counts = value_counts(DOCS, field)
     hits = shard.facet(edge.FacetRequest(key=field, limit=100)).hits
     assert {str(h.value).lower() if isinstance(h.value, bool) else str(h.value): h.count for h in hits} == dict(counts)
 
@@ -133,11 +126,7 @@ def test_similar_resources_and_the_health_check_find_points_by_mit_learns_ids(wo
 @pytest.mark.parametrize("param", CONTENT_FACETED)
 def test_content_file_facets_count_the_chunks_mit_learn_wrote(world, param):
     """utils.py l.1469 `client.facet(...)` on `{base}.content_files`."""
-    golden = [p["payload"] for f in GOLDEN["content_files"]["characters"] if f["embedded"] for p in f["points"]]
-    golden = [p for p in golden if p["resource_readable_id"] in {d["readable_id"] for d in DOCS}]
-    golden = list({(p["resource_readable_id"], p["key"], p["chunk_number"]): p for p in golden}.values())
     field = readers.QDRANT_CONTENT_FILE_PARAM_MAP[param]
-    counts = Counter(str(v) for p in golden for v in {json.dumps(v) for v in readers.extract_values(p, field)}
-                     for v in [json.loads(v)])  # fmt: skip
+    counts = value_counts(CHUNK_POINTS, field)
     hits = world.store._shard("resource_embeddings.content_files").facet(edge.FacetRequest(key=field, limit=100)).hits
     assert {str(h.value): h.count for h in hits} == dict(counts)
