@@ -33,6 +33,8 @@ setup(
         "psutil>=5.9",
         # The sample-chunks table in the metadata (Markdown); Dagster needs it too.
         "tabulate>=0.9",
+        # A video's or episode's duration in its course information, read as mit-learn reads it (ISO 8601).
+        "isodate>=0.6",
         # Settings: one declaration per setting, read from the environment and `.env` (python-dotenv).
         "pydantic-settings>=2.6,<3",
         "python-dotenv>=1",

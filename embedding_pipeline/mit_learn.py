@@ -132,7 +132,8 @@ def offered(values: Mapping) -> dict:
 
 def published_runs(runs: list[dict]) -> list[dict]:
     """LearningResource.published_runs: published, not variants, by start date, enrollment start and id
-    (missing dates last, as PostgreSQL sorts them); levels and deliveries as {code, name}."""
+    (missing dates last, as PostgreSQL sorts them); levels and deliveries as {code, name}, with their
+    instructors and prices."""
 
     def when(run, name):
         return (run.get(name) is None, str(run.get(name) or ""))
@@ -147,6 +148,8 @@ def published_runs(runs: list[dict]) -> list[dict]:
             "prices": [price(p) for p in run["prices"]] if run.get("prices") is not None else None,
             **offered(run),
             "level": [coded(code, LEVELS) for code in run.get("level") or []],
+            "instructors": run.get("instructors") or [],
+            "resource_prices": [{**p, "amount": price(p["amount"])} for p in run.get("resource_prices") or []],
         }
         for run in kept
     ]

@@ -73,7 +73,8 @@ def test_an_old_env_file_works_as_is(tmp_path, model_dir, monkeypatch):
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
-    assert [f"{n}/35 records" in output for n in (10, 20, 30, 35)] == [True] * 4  # batches of 10 records
+    # batches of 10 records: 30 resources, their course information, 5 files
+    assert [f"{n}/65 records" in output for n in (10, 20, 30, 65)] == [True] * 4
 
     qdrant = resource("qdrant", path=str(tmp_path / "data" / "qdrant"), base_collection_name="learn_prod_embeddings")
     with qdrant.get_store() as store:

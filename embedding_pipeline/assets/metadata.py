@@ -47,6 +47,7 @@ def source_metadata(outcome: Outcome) -> dict:
     return {
         "resources": dg.MetadataValue.int(report.records_listed["resource"]),
         "content_files": dg.MetadataValue.int(report.records_listed["content_file"]),
+        "course_information": dg.MetadataValue.int(report.records_listed["course_information"]),
         "topics": dg.MetadataValue.int(report.records_listed["topic"]),
         "records_to_read": dg.MetadataValue.int(len(plan.todo)),
         "duplicate_records": dg.MetadataValue.int(len(plan.listing.duplicates)),
@@ -59,6 +60,7 @@ def chunk_metadata(report: Report, chunker) -> dict:
     return {
         "resources": dg.MetadataValue.int(report.records_done["resource"]),
         "content_files": dg.MetadataValue.int(report.records_done["content_file"]),
+        "course_information": dg.MetadataValue.int(report.records_done["course_information"]),
         "topics": dg.MetadataValue.int(report.records_done["topic"]),
         "chunks": dg.MetadataValue.int(report.chunks),
         "tokens": dg.MetadataValue.int(report.tokens),

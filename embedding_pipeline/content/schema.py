@@ -233,6 +233,57 @@ course = _table(
     sa.Column("learning_resource_id", sa.Integer, sa.ForeignKey(PREFIX + "learningresource.id"), primary_key=True),
     sa.Column("course_numbers", JSONB),
 )
+program = _table(
+    "program",
+    *_stamps(),
+    sa.Column("learning_resource_id", sa.Integer, sa.ForeignKey(PREFIX + "learningresource.id"), primary_key=True),
+)
+video = _table(
+    "video",
+    _id(),
+    *_stamps(),
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+    _text("duration", 11),
+    _text("transcript"),
+    sa.Column("caption_urls", JSONB, nullable=False, default=list),
+    _text("cover_image_url", 2048),
+    _text("streaming_url", 2048),
+)
+podcast_episode = _table(
+    "podcastepisode",
+    _id(),
+    *_stamps(),
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+    sa.Column("duration", sa.String(10)),
+    _text("transcript"),
+    _text("audio_url", 2048),
+    sa.Column("episode_link", sa.String(2048)),
+    sa.Column("rss", sa.Text),
+)
+instructor = _table(
+    "learningresourceinstructor",
+    _id(),
+    *_stamps(),
+    *(sa.Column(name, sa.String(128)) for name in ("first_name", "last_name")),
+    sa.Column("full_name", sa.String(256), unique=True),
+)
+run_instructors = _table(  # RunInstructorRelationship: a run's instructors, in order
+    "runinstructorrelationship",
+    _id(),
+    *_stamps(),
+    sa.Column("position", sa.Integer, nullable=False, default=0),
+    _fk("instructor_id", "learningresourceinstructor.id", nullable=False),
+    _fk("run_id", "learningresourcerun.id", nullable=False),
+)
+relationship = _table(  # LearningResourceRelationship: a program's courses and programs, a path's items, ...
+    "learningresourcerelationship",
+    _id(),
+    *_stamps(),
+    sa.Column("position", sa.Integer, nullable=False, default=0),
+    sa.Column("relation_type", sa.String(256), nullable=False),
+    _fk("child_id", "learningresource.id", nullable=False),
+    _fk("parent_id", "learningresource.id", nullable=False),
+)
 
 
 def _link(name: str, left: str, right: str, right_kind=sa.Integer) -> sa.Table:
@@ -253,6 +304,7 @@ resource_departments = _link(
 )
 resource_tags = _link("learningresource_resource_tags", "learningresource.id", "learningresourcecontenttag.id")
 resource_prices = _link("learningresource_resource_prices", "learningresource.id", "learningresourceprice.id")
+run_prices = _link("learningresourcerun_resource_prices", "learningresourcerun.id", "learningresourceprice.id")
 content_file_tags = _link("contentfile_content_tags", "contentfile.id", "learningresourcecontenttag.id")
 
 
@@ -262,6 +314,20 @@ content_file_tags = _link("contentfile_content_tags", "contentfile.id", "learnin
 # connected database's SQL (`dialect_sql`). Lists are aggregated from ordered subqueries, so that a
 # row reads the same every time (its fingerprint must not move with the database's plan).
 _T = PREFIX
+# A program's courses and sub-programs as its course information lists them (two levels, in order).
+_PROGRAM_RELATIONS = "('PROGRAM_COURSES', 'PROGRAM_PROGRAMS')"
+_PROGRAM_COUNT = (
+    "(SELECT COUNT(*) FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id "
+    "WHERE x.parent_id = lr.id AND x.relation_type = '{relation}' AND c.published)"
+).replace("{_T}", PREFIX)
+_CHILD_FIELDS = (  # the arguments of a JSON_OBJECT
+    "'child', {child}.id, 'relation_type', {relation}.relation_type, 'title', {child}.title, "
+    "'readable_id', {child}.readable_id, 'description', {child}.description, 'resource_type', {child}.resource_type, "
+    "'visible', ({child}.published OR {child}.test_mode), "
+    "'topics', AS_JSON((SELECT JSON_LIST(n) FROM (SELECT t.name AS n FROM {_T}learningresource_topics tx "
+    "JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id WHERE tx.learningresource_id = {child}.id "
+    "ORDER BY t.name) AS st))"
+).replace("{_T}", PREFIX)
 DEFAULT_RESOURCES_QUERY = f"""
 SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
        lr.published, lr.test_mode, lr.resource_category, lr.certification, lr.certification_type,
@@ -302,9 +368,32 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
                    'format', AS_JSON(r.format), 'pace', AS_JSON(r.pace), 'availability', r.availability,
                    'location', r.location, 'duration', r.duration, 'min_weeks', r.min_weeks, 'max_weeks', r.max_weeks,
                    'min_weekly_hours', r.min_weekly_hours, 'max_weekly_hours', r.max_weekly_hours,
-                   'time_commitment', r.time_commitment) AS v
+                   'time_commitment', r.time_commitment,
+                   'instructors', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
+                      SELECT JSON_OBJECT('id', i.id, 'first_name', i.first_name, 'last_name', i.last_name,
+                                         'full_name', i.full_name) AS w
+                        FROM {_T}runinstructorrelationship ri JOIN {_T}learningresourceinstructor i ON i.id = ri.instructor_id
+                       WHERE ri.run_id = r.id ORDER BY ri.position, i.last_name, i.first_name) AS si)),
+                   'resource_prices', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
+                      SELECT JSON_OBJECT('amount', pr.amount, 'currency', pr.currency) AS w
+                        FROM {_T}learningresourcerun_resource_prices x JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id
+                       WHERE x.learningresourcerun_id = r.id ORDER BY pr.amount, pr.id) AS sp))) AS v
             FROM {_T}learningresourcerun r WHERE r.learning_resource_id = lr.id ORDER BY r.id) AS s) AS runs,
-       (SELECT c.course_numbers FROM {_T}course c WHERE c.learning_resource_id = lr.id) AS course_numbers
+       (SELECT c.course_numbers FROM {_T}course c WHERE c.learning_resource_id = lr.id) AS course_numbers,
+       COALESCE((SELECT v.duration FROM {_T}video v WHERE v.learning_resource_id = lr.id),
+                (SELECT e.duration FROM {_T}podcastepisode e WHERE e.learning_resource_id = lr.id)) AS media_duration,
+       {_PROGRAM_COUNT.format(relation="PROGRAM_COURSES")} AS course_count,
+       {_PROGRAM_COUNT.format(relation="PROGRAM_PROGRAMS")} AS program_count,
+       (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT({_CHILD_FIELDS.format(child="c", relation="x")},
+                 'children', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
+                    SELECT JSON_OBJECT({_CHILD_FIELDS.format(child="g", relation="y")}) AS w
+                      FROM {_T}learningresourcerelationship y JOIN {_T}learningresource g ON g.id = y.child_id
+                     WHERE y.parent_id = c.id AND y.relation_type IN {_PROGRAM_RELATIONS}
+                     ORDER BY y.position, y.id) AS sg))) AS v
+            FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id
+           WHERE lr.resource_type = 'program' AND x.parent_id = lr.id AND x.relation_type IN {_PROGRAM_RELATIONS}
+           ORDER BY x.position, x.id) AS s) AS program_children
 FROM {_T}learningresource lr
 LEFT JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id
 LEFT JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id
@@ -350,9 +439,10 @@ ORDER BY t.id
 # dated in the future hides nothing.
 _DATED = ["learningresource", "learningresourcerun", "contentfile", "learningresourceplatform",
           "learningresourceofferor", "learningresourcetopic", "learningresourcedepartment", "learningresourceschool",
-          "learningresourcecontenttag", "learningresourceprice", "course"]  # fmt: skip
+          "learningresourcecontenttag", "learningresourceprice", "course", "learningresourceinstructor",
+          "runinstructorrelationship", "learningresourcerelationship", "video", "podcastepisode"]  # fmt: skip
 _LINKS = ["learningresource_topics", "learningresource_departments", "learningresource_resource_tags",
-          "learningresource_resource_prices", "contentfile_content_tags"]  # fmt: skip
+          "learningresource_resource_prices", "contentfile_content_tags", "learningresourcerun_resource_prices"]  # fmt: skip
 DEFAULT_CHANGES_QUERY = "SELECT " + ",\n       ".join(
     [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(EPOCH_MS(updated_on)), 0) FROM {_T}{name}) AS {name}" for name in _DATED]
     + [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(id), 0) FROM {_T}{name}) AS {name}" for name in _LINKS]
@@ -370,6 +460,12 @@ _FILE_OF_TYPE = (
     f"FROM {_T}contentfile cf LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id "
     f"JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id)"
 )
+_DESCENDANTS = (  # a resource's children and grandchildren: (program_id, relation_id, updated_on, child_id)
+    f"(SELECT x.parent_id AS program_id, x.id AS relation_id, x.updated_on, x.child_id "
+    f"FROM {_T}learningresourcerelationship x UNION ALL "
+    f"SELECT x.parent_id, y.id, y.updated_on, y.child_id FROM {_T}learningresourcerelationship x "
+    f"JOIN {_T}learningresourcerelationship y ON y.parent_id = x.child_id)"
+)
 _FINGERPRINT_PARTS = {
     "resources": f"COUNT(*), SUM(lr.id), SUM(EPOCH_MS(lr.updated_on)), "
     f"SUM(CASE WHEN lr.published THEN 1 ELSE 0 END), SUM(CASE WHEN lr.test_mode THEN 1 ELSE 0 END) {_OF_TYPE}",
@@ -386,6 +482,24 @@ _FINGERPRINT_PARTS = {
     f"JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id",
     "course numbers": f"COUNT(*), 0, SUM(EPOCH_MS(c.updated_on)), 0, 0 {_OF_TYPE} "
     f"JOIN {_T}course c ON c.learning_resource_id = lr.id",
+    "run instructors": f"COUNT(*), SUM(ri.id), SUM(EPOCH_MS(ri.updated_on) + EPOCH_MS(i.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id "
+    f"JOIN {_T}runinstructorrelationship ri ON ri.run_id = r.id JOIN {_T}learningresourceinstructor i ON i.id = ri.instructor_id",
+    "run prices": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(pr.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id "
+    f"JOIN {_T}learningresourcerun_resource_prices x ON x.learningresourcerun_id = r.id "
+    f"JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id",
+    "durations": f"COUNT(*), 0, SUM(EPOCH_MS(m.updated_on)), 0, 0 {_OF_TYPE} JOIN (SELECT learning_resource_id, updated_on "
+    f"FROM {_T}video UNION ALL SELECT learning_resource_id, updated_on FROM {_T}podcastepisode) m "
+    "ON m.learning_resource_id = lr.id",
+    # a program's course information lists its children and theirs: their rows, topics and order
+    "program children": f"COUNT(*), SUM(d.relation_id + c.id), SUM(EPOCH_MS(d.updated_on) + EPOCH_MS(c.updated_on)), "
+    f"SUM(CASE WHEN c.published THEN 1 ELSE 0 END), SUM(CASE WHEN c.test_mode THEN 1 ELSE 0 END) {_OF_TYPE} "
+    f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id JOIN {_T}learningresource c ON c.id = d.child_id",
+    "program children topics": f"COUNT(*), SUM(tx.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id "
+    f"JOIN {_T}learningresource_topics tx ON tx.learningresource_id = d.child_id "
+    f"JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id",
     **{
         name: f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(y.updated_on)), 0, 0 {_OF_TYPE} "
         f"JOIN {_T}{link} x ON x.learningresource_id = lr.id JOIN {_T}{target} y ON y.{key} = x.{column}"
@@ -446,6 +560,7 @@ RESOURCE_OPTIONAL = [
     "last_modified", "topics", "departments", "course_feature", "resource_prices", "runs", "course_numbers",
     "format", "pace", "availability", "location", "duration", "min_weeks", "max_weeks", "min_weekly_hours",
     "max_weekly_hours", "time_commitment", "license_cc", "continuing_ed_credits", "require_summaries", "completeness",
+    "media_duration", "course_count", "program_count", "program_children",
 ]  # fmt: skip
 CONTENT_FILE_COLUMNS = ["id", "resource_id", "key", "content", "published"]
 TOPIC_COLUMNS = ["id", "topic_uuid", "name", "published"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from embedding_pipeline.digests import digest
 from embedding_pipeline.files import atomic_write
 from embedding_pipeline.mit_learn import OWN, own
-from embedding_pipeline.partition.records import KINDS, Record, point_ids
+from embedding_pipeline.partition.records import Record, kind_of, point_ids
 from embedding_pipeline.vector_store import VectorStore
 
 HEAD_FIELDS = [OWN]  # of a head's payload: our bookkeeping (record id, key, fingerprint, chunk count)
@@ -29,7 +29,7 @@ class Head:
 
     @property
     def kind(self) -> str:
-        return KINDS[self.collection]
+        return kind_of(self.collection, self.record_key)
 
     def record(self) -> Record:
         """Enough of the record to name its points (a record the source may no longer list)."""

@@ -104,8 +104,8 @@ class Plan:
     @property
     def todo(self) -> list[Record]:
         """Resources first, by length (an encoder batch of texts of one length pads little), then content
-        files in source order (their chunks are mostly full-sized); a batch holds one kind."""
-        return sorted(self.new + self.changed, key=lambda r: (r.kind != "resource", r.size, r.source_id))
+        files in source order (their chunks are mostly full-sized), then course information; a batch holds one kind."""
+        return sorted(self.new + self.changed, key=lambda r: (r.kind != "resource", r.kind, r.size, r.source_id))
 
     @property
     def touches_qdrant(self) -> bool:
@@ -131,7 +131,7 @@ def make_plan(listing: Listing, heads: dict[str, Head], damage: Damage, options:
         h for record_id, h in heads.items() if record_id not in listing.records and record_id not in listing.kept
     ]
     if options is not None and options.scoped:  # without resource ids: the resources only
-        deleted = [] if options.resource_ids else [h for h in deleted if h.kind == "resource"]
+        deleted = [] if options.resource_ids else [h for h in deleted if h.kind != "content_file"]
     return Plan(listing, heads, new, changed, unchanged, deleted, damage)
 
 

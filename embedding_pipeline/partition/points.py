@@ -7,7 +7,7 @@ tells a later run whether the record changed, and its number of points.
 
 from collections.abc import Mapping
 
-from embedding_pipeline import mit_learn
+from embedding_pipeline import course_information, mit_learn
 from embedding_pipeline.chunking import Chunker, is_markdown
 from embedding_pipeline.digests import digest, text_hash
 from embedding_pipeline.mit_learn import OWN
@@ -187,6 +187,40 @@ def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker
         _point(record, number, len(chunks), text, chunker.count_tokens(text),
                {**head, "chunk_number": number, "chunk_content": text, **document})
         for number, text in enumerate(chunks)
+    ]  # fmt: skip
+
+
+def course_information_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
+    """The resource's course information as mit-learn chunks and writes it (_embed_course_metadata_as_contentfile):
+    its facts rendered and split as JSON, each chunk with the resource's ids, offeror, platform and URL."""
+    document = resource_document(row, record.record_key)
+    values = normalized(row, record.record_key)
+    extra = course_information.Extra(
+        course_count=int(_value(row, "course_count") or 0),
+        program_count=int(_value(row, "program_count") or 0),
+        children=values.get("program_children") or [],
+        duration=_value(row, "media_duration"),
+    )
+    try:
+        rendered = course_information.render(document, extra)
+    except ValueError as error:  # a duration mit-learn's serializer fails on too
+        raise RecordError(record.record_key, "duration", str(error)) from None
+    texts = course_information.chunks(rendered, document["resource_type"], chunker.chunk_size)
+    resource = mit_learn.resource_key((document["platform"] or {}).get("code", ""), document["readable_id"])
+    payload = {
+        "resource_point_id": mit_learn.vector_point_id(resource),
+        "resource_readable_id": document["readable_id"],
+        "run_readable_id": document["readable_id"],
+        "file_extension": ".txt",
+        "file_type": course_information.FILE_KEY,
+        "key": course_information.key(document),
+        "checksum": course_information.checksum(rendered),
+        **{name: document[name] for name in ("offered_by", "platform", "url")},
+    }
+    return [
+        _point(record, number, len(texts), text, chunker.count_tokens(text),
+               {**payload, "chunk_number": number, "chunk_content": text})
+        for number, text in enumerate(texts)
     ]  # fmt: skip
 
 

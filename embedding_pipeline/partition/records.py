@@ -1,8 +1,9 @@
 """From the content database's rows to records: who each record is, and what its listed columns look like.
 
-A record is a learning resource (one point) or a content file (one point per chunk). Its key and its
-points' ids are mit-learn's (`embedding_pipeline.mit_learn`): a resource's point id is uuid5 of
-`{platform}.{readable_id}`, a chunk's of `{platform}.{resource}.{run}.{key}.{number}`. A record's id
+A record is a learning resource (one point), its course information or a content file (one point per
+chunk each), or a topic. Its key and its points' ids are mit-learn's (`embedding_pipeline.mit_learn`): a
+resource's point id is uuid5 of `{platform}.{readable_id}`, a chunk's of `{platform}.{resource}.{run}.{key}.{number}`
+or `{platform}.{readable_id}.course_information.{number}`. A record's id
 is the id of its first point. Two records with one key are named as duplicates, never overwritten.
 """
 
@@ -13,13 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from embedding_pipeline import mit_learn
+from embedding_pipeline import course_information, mit_learn
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.digests import digest
 
 TEXT_COLUMNS = ("title", "description", "full_description")
-COLLECTIONS = {"resource": "resources", "content_file": "content_files", "topic": "topics"}  # kind → collection
-KINDS = {collection: kind for kind, collection in COLLECTIONS.items()}
+# kind → collection: a resource's course information (mit-learn's "course metadata" chunks) lies among the files
+COLLECTIONS = {
+    "resource": "resources", "content_file": "content_files", "course_information": "content_files", "topic": "topics"
+}  # fmt: skip
+CHUNKED = ("content_file", "course_information")  # kinds with a point per chunk
 
 
 class RecordError(ValueError):
@@ -54,7 +58,8 @@ AGGREGATED = {
     "runs": lambda r: r.get("id") or 0,
     "content_feature_type": str,
 }
-ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers", "flashcards", "format", "pace"}
+ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers", "flashcards", "format", "pace",
+          "program_children"}  # fmt: skip
 
 
 def normalized(row: Mapping, record: str) -> dict:
@@ -144,9 +149,28 @@ def topic_record(row: Mapping) -> Record:
     return Record("topic", int(row["id"]), topic_uuid, f"topic.{name}", digest(row), resource_type="topics")
 
 
+def course_information_record(resource: Record) -> Record:
+    """A resource's course information (vector_search.utils._embed_course_metadata_as_contentfile): chunks of
+    the content-file collection with ids of `{platform}.{readable_id}.course_information.{n}`, made from the
+    resource's row."""
+    key = course_information.record_key(resource.record_key)
+    return Record(
+        "course_information", resource.source_id, mit_learn.chunk_id(key, 0), key,
+        digest("course_information", resource.fingerprint), resource_id=resource.source_id, size=resource.size,
+        resource_type=resource.resource_type,
+    )  # fmt: skip
+
+
+def kind_of(collection: str, record_key: str) -> str:
+    """The kind of the record stored in `collection` under `record_key`."""
+    if collection == "content_files" and record_key.endswith(f".{course_information.CHUNK_KEY}"):
+        return "course_information"
+    return {"resources": "resource", "content_files": "content_file", "topics": "topic"}[collection]
+
+
 def point_id(record: Record, number: int) -> str:
-    """The id of a record's point `number`: the record id for a resource or a topic, one per chunk for a file."""
-    return mit_learn.chunk_id(record.record_key, number) if record.kind == "content_file" else record.record_id
+    """The id of a record's point `number`: the record id for a resource or a topic, one per chunk otherwise."""
+    return mit_learn.chunk_id(record.record_key, number) if record.kind in CHUNKED else record.record_id
 
 
 def point_ids(record: Record, count: int) -> list[str]:
@@ -180,6 +204,9 @@ def list_records(reader) -> Listing:
         record = _listed(listing, row, f"learning_resources id={row['id']}", resource_record)
         if record is not None:  # a duplicate's content files belong to the row that is used
             resources[int(row["id"])] = listing.records[record.record_id]
+    for resource in {record.record_id: record for record in resources.values()}.values():
+        information = course_information_record(resource)
+        listing.records[information.record_id] = information
     for row in reader.list_content_files():
         of_resource = partial(content_file_record, resource=resources.get(row.get("resource_id")))
         _listed(listing, row, f"content_files id={row['id']}", of_resource)

@@ -20,8 +20,14 @@ from embedding_pipeline.embedding import DenseModel, SparseModel
 from embedding_pipeline.mit_learn import OWN, STORED_TEXT_FIELDS, own, stored_text
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
-from embedding_pipeline.partition.points import content_file_points, point_hash, resource_points, topic_points
-from embedding_pipeline.partition.records import KINDS, Record, RecordError, could_not_read, point_ids
+from embedding_pipeline.partition.points import (
+    content_file_points,
+    course_information_points,
+    point_hash,
+    resource_points,
+    topic_points,
+)
+from embedding_pipeline.partition.records import Record, RecordError, could_not_read, kind_of, point_ids
 from embedding_pipeline.partition.report import SAMPLES, Report
 from embedding_pipeline.vector_store import CollectionSpec, Point, VectorStore
 from embedding_pipeline.vector_store.aliases import ensure_collections
@@ -132,7 +138,7 @@ class PartitionWriter:
         """The full rows of these records, and of their resources (for content files), by id."""
         with timed(self.report, "fetch"):
             ids = [r.source_id for r in records]
-            if records[0].kind == "resource":
+            if records[0].kind in ("resource", "course_information"):  # course information is made of its resource
                 return self.reader.resources(ids), {}
             if records[0].kind == "topic":
                 return self.reader.topics(ids), {}
@@ -171,6 +177,8 @@ class PartitionWriter:
                 return resource_points(record, row, self.chunker)
             if record.kind == "topic":
                 return topic_points(record, row, self.chunker)
+            if record.kind == "course_information":
+                return course_information_points(record, row, self.chunker)
             parent = parents.get(record.resource_id)
             if parent is None:
                 raise RecordError(record.record_key, "resource_id", "names no published resource of this type")
@@ -298,7 +306,7 @@ def _old_points(record: Record, plan: Plan) -> set[str]:
 
 
 def _kind(point: dict) -> str:
-    return KINDS[point["collection"]]
+    return kind_of(point["collection"], point["record_key"])
 
 
 def _counted(items: Iterator[list]) -> Iterator[tuple[int, list]]:

@@ -28,6 +28,7 @@ EVERY_SAMPLE = (TEAM_SAMPLE, MIT_LEARN_LIKE)
 RESOURCE_FIELDS = [
     "readable_id", "resource_type", "title", "description", "full_description", "url", "published", "test_mode",
     "certification", "certification_type", "professional", "prices", "ocw_topics", "view_count", "next_start_date",
+    "delivery", "availability", "location",
 ]  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def _catalogue(rows: _Rows, when: datetime) -> dict[str, dict]:
                 topics[name] = rows.add(schema.topic, name=name, parent_id=None, **stamps)
         for child in children:
             next(r for r in rows[schema.topic.name] if r["id"] == topics[child])["parent_id"] = topics[parent]
-    return {"topics": topics, "tags": {}, "offered_by": catalogue["offered_by"]}
+    return {"topics": topics, "tags": {}, "instructors": {}, "offered_by": catalogue["offered_by"]}
 
 
 def _tag(rows: _Rows, names: dict[str, int], name: str, when: datetime) -> int:
@@ -121,22 +122,55 @@ def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime
     return resource_id
 
 
-def _runs(rows: _Rows, entry: dict, resource_id: int, when: datetime) -> dict[str, int]:
-    """The resource's runs: those listed, and one for each run its files name; run id → row id."""
+def _runs(rows: _Rows, entry: dict, resource_id: int, known: dict, when: datetime) -> dict[str, int]:
+    """The resource's runs: those listed, and one for each run its files name; run id → row id. A run's
+    prices are its resource prices too, as mit-learn's ETL makes them; its instructors are named in order."""
     listed = {run["run_id"]: run for run in entry.get("runs", [])}
     for file in entry["content_files"]:
         if file.get("run_readable_id"):
             listed.setdefault(file["run_readable_id"], {"run_id": file["run_readable_id"]})
-    return {
-        run_id: rows.add(
-            schema.run,
-            learning_resource_id=resource_id,
-            created_on=when,
-            updated_on=when,
-            **{"published": True, "title": entry["title"], **run},
-        )
-        for run_id, run in listed.items()
-    }
+    ids = {}
+    for run_id, run in listed.items():
+        fields = {k: v for k, v in run.items() if k != "instructors"}
+        ids[run_id] = rows.add(
+            schema.run, learning_resource_id=resource_id, created_on=when, updated_on=when,
+            **{"published": True, "title": entry["title"], **fields},
+        )  # fmt: skip
+        stamps = {"created_on": when, "updated_on": when}
+        for amount in run.get("prices") or []:
+            price = rows.add(schema.price, amount=amount, currency="USD", **stamps)
+            rows.add(schema.run_prices, learningresourcerun_id=ids[run_id], learningresourceprice_id=price)
+        for position, name in enumerate(run.get("instructors", [])):
+            if name not in known["instructors"]:
+                first, _, last = name.partition(" ")
+                known["instructors"][name] = rows.add(
+                    schema.instructor, first_name=first, last_name=last, full_name=name, **stamps
+                )
+            rows.add(schema.run_instructors, position=position, instructor_id=known["instructors"][name],
+                     run_id=ids[run_id], **stamps)  # fmt: skip
+    return ids
+
+
+def _details(rows: _Rows, entry: dict, resource_id: int, when: datetime) -> None:
+    """The per-type row mit-learn keeps beside a program, a video or a podcast episode (its duration)."""
+    stamps = {"learning_resource_id": resource_id, "created_on": when, "updated_on": when}
+    if entry["resource_type"] == "program":
+        rows.add(schema.program, **stamps)
+    elif entry["resource_type"] == "video":
+        rows.add(schema.video, duration=entry.get("duration", ""), **stamps)
+    elif entry["resource_type"] == "podcast_episode":
+        rows.add(schema.podcast_episode, duration=entry.get("duration"), **stamps)
+
+
+def _children(rows: _Rows, entries: list[dict], when: datetime) -> None:
+    """A program's courses and programs ({readable_id, relation_type}), in order, once every resource is in."""
+    ids = {(r["readable_id"]): r["id"] for r in rows[schema.learning_resource.name]}
+    for number, entry in enumerate(entries, start=1):
+        for position, child in enumerate(entry.get("children", [])):
+            rows.add(
+                schema.relationship, position=position, relation_type=child["relation_type"], parent_id=number,
+                child_id=ids[child["readable_id"]], created_on=when, updated_on=when,
+            )  # fmt: skip
 
 
 def _files(rows: _Rows, entry: dict, resource_id: int, runs: dict[str, int], known: dict, when: datetime) -> None:
@@ -162,8 +196,10 @@ def sample_rows(samples: tuple[str, ...] = (TEAM_SAMPLE,)) -> dict[str, list[dic
     for number, entry in enumerate(entries, start=1):
         when = SAMPLE_EPOCH + timedelta(days=number)
         resource_id = _resource(rows, entry, number, known, when)
-        runs = _runs(rows, entry, resource_id, when) if entry["resource_type"] in RUN_TYPES else {}
+        runs = _runs(rows, entry, resource_id, known, when) if entry["resource_type"] in RUN_TYPES else {}
+        _details(rows, entry, resource_id, when)
         _files(rows, entry, resource_id, runs, known, when)
+    _children(rows, entries, SAMPLE_EPOCH)
     return rows
 
 

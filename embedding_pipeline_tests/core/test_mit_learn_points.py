@@ -3,6 +3,7 @@ same rows (`fixtures/mit_learn_golden.json`, written by `fixtures/make_mit_learn
 checkout at 2f304af, from both samples loaded into its PostgreSQL)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import ContentDatabase
 from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES
-from embedding_pipeline.partition.points import content_file_points, resource_points
+from embedding_pipeline.partition.points import content_file_points, course_information_points, resource_points
 from embedding_pipeline.partition.records import list_records
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 
@@ -23,7 +24,7 @@ NOT_WRITTEN = {
     "image", "children", "position", "best_run_id", "program", "learning_path", "podcast", "podcast_episode", "video",
     "video_playlist", "playlists", "content_files",
 }  # fmt: skip
-NOT_WRITTEN_IN_RUNS = {"image", "instructors", "resource_prices"}
+NOT_WRITTEN_IN_RUNS = {"image"}
 # Two content files of one resource with the same key (the sample's duplicate): mit-learn writes both to
 # one point, this project the newer one and names the other.
 DUPLICATE_KEY = ".unplatformed-guide..guide.txt"
@@ -39,12 +40,32 @@ def sample(tmp_path_factory):
     return ContentDatabase(url)
 
 
+SET_SECTIONS = ("**Instructors**", "**Levels**", "**Languages**")
+
+
+def sets_sorted(text: str) -> str:
+    """A course information text with the lines of the sections mit-learn lists from a Python set sorted:
+    their order in mit-learn's text changes from process to process (string hashing is salted)."""
+    sections = re.split(r"(?=\n\*\*)", text)
+    return "".join(
+        section.split("\n\n", 1)[0] + "\n\n" + "\n".join(sorted(section.split("\n\n", 1)[1].split("\n")))
+        if section.strip().startswith(SET_SECTIONS)
+        else section
+        for section in sections
+    )
+
+
+FILE_KEYS: set[str] = set()  # of the content files our_points made
+
+
 def our_points(database: ContentDatabase, chunker: Chunker) -> dict[str, dict]:
     points = {}
+    FILE_KEYS.clear()
     for resource_type in RESOURCE_TYPES:
         with database.reader(resource_type) as reader:
             records = list(list_records(reader).records.values())
             files = [r for r in records if r.kind == "content_file"]
+            FILE_KEYS.update(r.record_key for r in files)
             resources = reader.resources([r.source_id for r in records if r.kind == "resource"])
             rows, parents = (
                 reader.content_files([r.source_id for r in files]),
@@ -53,6 +74,8 @@ def our_points(database: ContentDatabase, chunker: Chunker) -> dict[str, dict]:
             for record in records:
                 if record.kind == "resource":
                     made = resource_points(record, resources[record.source_id], chunker)
+                elif record.kind == "course_information":
+                    made = course_information_points(record, resources[record.source_id], chunker)
                 else:
                     made = content_file_points(record, rows[record.source_id], parents[record.resource_id], chunker)
                 points.update({point["point_id"]: point for point in made})
@@ -105,4 +128,36 @@ def test_chunks_have_mit_learns_ids_texts_and_payloads(sample, mode, encoding_na
         payload = {key: value for key, value in point["payload"].items() if key != OWN}
         assert payload == expected["payload"], expected["key"]
         assert point["text"] == expected["payload"]["chunk_content"]
-    assert {p["point_id"] for p in ours.values() if p["collection"] == "content_files"} == {p["id"] for p in golden}
+    files = {p["point_id"] for p in ours.values() if p["record_key"] in FILE_KEYS}
+    assert files == {p["id"] for p in golden}
+
+
+def test_course_information_has_mit_learns_ids_texts_and_payloads(sample):
+    """vector_search.utils._embed_course_metadata_as_contentfile: for every resource it embeds, the chunks of
+    `LearningResourceMetadataDisplaySerializer(doc).render_chunks()`, ids `vector_point_id(vector_point_key(doc,
+    document_type="course_information", chunk_number=...))`, payload with `key`, `checksum`, `file_type`
+    "course_metadata" and the resource's offeror, platform and URL."""
+    ours = our_points(sample, Chunker(None, 512, 0))
+    golden = [
+        point
+        for resource in GOLDEN["course_information"]
+        for point in resource["points"]
+        if point["payload"]["resource_readable_id"] in EMBEDDED_IDS
+    ]
+    assert len(golden) > len(EMBEDDED)  # a program's long information takes two chunks
+    sections = {"Runs/Sessions", "Instructors", "Duration", "As Taught In", "Child Courses And Programs"}
+    assert all(any(f"**{s}" in p["payload"]["chunk_content"] for p in golden) for s in sections)
+    same_order = 0
+    for expected in golden:
+        point = ours[expected["id"]]
+        payload = {k: v for k, v in point["payload"].items() if k != OWN}
+        assert point["text"] == payload["chunk_content"]
+        assert sets_sorted(payload.pop("chunk_content")) == sets_sorted(expected["payload"]["chunk_content"])
+        if point["text"] == expected["payload"]["chunk_content"]:  # the checksum covers the order too
+            same_order += 1
+            assert payload["checksum"] == expected["payload"]["checksum"], expected["key"]
+        payload.pop("checksum")
+        assert payload == {k: v for k, v in expected["payload"].items() if k not in ("chunk_content", "checksum")}
+    assert same_order >= len(golden) - 2
+    information = {p["point_id"] for p in ours.values() if p["payload"].get("file_type") == "course_metadata"}
+    assert information == {p["id"] for p in golden}

@@ -75,12 +75,17 @@ def value_counts(rows: list[dict], field: str) -> Counter:
 # The chunks mit-learn writes of the files it embeds, of the resources it embeds: their payloads.
 CHUNKS = [
     p["payload"]
-    for f in GOLDEN["content_files"]["characters"]
+    for f in sorted(GOLDEN["content_files"]["characters"], key=lambda f: f["content_file_id"])
     if f["embedded"]
     for p in f["points"]
     if p["payload"]["resource_readable_id"] in {d["readable_id"] for d in DOCS}
+] + [  # and the course information of the resources it embeds
+    p["payload"]
+    for r in GOLDEN["course_information"]
+    for p in r["points"]
+    if p["payload"]["resource_readable_id"] in {d["readable_id"] for d in DOCS}
 ]
-# As many as points they make (two files with one key share theirs).
+# As many as points they make (two files with one key share theirs: the later one's, written last).
 CHUNK_POINTS = list({(p["resource_readable_id"], p["key"], p["chunk_number"]): p for p in CHUNKS}.values())
 
 

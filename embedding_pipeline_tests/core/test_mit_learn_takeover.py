@@ -49,13 +49,24 @@ def mit_learns_collections(world) -> dict[str, int]:
         if golden["key"] != f"ocw.{STALE_RESOURCE}":
             points["resources"].append(models.PointStruct(id=golden["id"], payload=golden["payload"],
                                                           vector=_vectors(world, golden["text"])))  # fmt: skip
-    for file in GOLDEN["content_files"]["characters"]:
+    for file in sorted(GOLDEN["content_files"]["characters"], key=lambda f: f["content_file_id"]):  # in id order
         for point in file["points"]:
             payload = point["payload"]
             if payload["key"] == STALE_CHUNK_KEY and payload["chunk_number"] == 0:
                 payload = {**payload, "chunk_content": "An older caption."}
             points["content_files"].append(
                 models.PointStruct(id=point["id"], payload=payload, vector=_vectors(world, payload["chunk_content"]))
+            )
+    embedded = {
+        r["payload"]["id"] for r in GOLDEN["resources"] if r["payload"]["published"] or r["payload"]["test_mode"]
+    }
+    for resource in GOLDEN["course_information"]:  # l.790: with the resources it embeds
+        if resource["resource_id"] in embedded:
+            points["content_files"].extend(
+                models.PointStruct(
+                    id=p["id"], payload=p["payload"], vector=_vectors(world, p["payload"]["chunk_content"])
+                )
+                for p in resource["points"]
             )
     for topic_uuid, name in world.rows("SELECT topic_uuid, name FROM {T}learningresourcetopic"):
         points["topics"].append(models.PointStruct(id=str(uuid.UUID(str(topic_uuid))), payload={"name": name},

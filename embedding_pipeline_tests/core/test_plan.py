@@ -45,7 +45,9 @@ def test_scoped_runs_leave_the_rest_alone(world):
     resources_only = make_plan(
         listing, {"gone-id": gone, "gone-file": gone_file}, Damage(), RunOptions(content_files=False)
     )
-    assert {r.kind for r in resources_only.new} == {"resource"} and resources_only.deleted == [gone]
+    # mit-learn writes a resource's course information with the resource, files or not
+    assert {r.kind for r in resources_only.new} == {"resource", "course_information"}
+    assert resources_only.deleted == [gone]
 
 
 def test_deleting_more_than_the_share_or_everything_is_refused(world):
@@ -53,12 +55,12 @@ def test_deleting_more_than_the_share_or_everything_is_refused(world):
     heads = {r.record_id: _head(r) for r in listing.records.values()}
     gone = [Head(f"gone-{i}", f"youtube.gone-{i}", "f", 1, "resources") for i in range(3)]
     plan = make_plan(listing, heads | {h.record_id: h for h in gone}, Damage())
-    check_deletions(plan, "video", 0.5)  # 3 of 10 points
-    with pytest.raises(MassDeletion, match="would delete 3 of the partition's 10 points"):
-        check_deletions(plan, "video", 0.2)
+    check_deletions(plan, "video", 0.5)  # 3 of 16 points
+    with pytest.raises(MassDeletion, match="would delete 3 of the partition's 16 points"):
+        check_deletions(plan, "video", 0.15)
     check_deletions(plan, "video", None)  # allowed
     everything = make_plan(listing.__class__(), heads, Damage())
-    with pytest.raises(MassDeletion, match="would delete 7 of the partition's 7 points"):
+    with pytest.raises(MassDeletion, match="would delete 13 of the partition's 13 points"):
         check_deletions(everything, "video", 1.0)  # all of them, whatever the share
 
 
@@ -71,7 +73,7 @@ def test_verification_names_missing_extra_and_out_of_date_points(world):
     world.store.delete(names["resources"], [crispr.record_id])
     failed = verify(world.store, names, "video", listing, set())
     assert not failed.passed and failed.missing == ["youtube.yt-crispr (not written)"]  # its only point is its head
-    assert (failed.expected_points, failed.points_in_qdrant) == (7, 6)
+    assert (failed.expected_points, failed.points_in_qdrant) == (13, 12)
     assert verify(world.store, names, "video", listing, {crispr.record_id}).passed  # it failed: not held against Qdrant
     world.store.upsert(names["resources"], [Point("00000000-0000-0000-0000-0000000000aa", _vectors(world), {
         OWN: {"resource_type": "video", "record_id": "nobody"}})])  # fmt: skip
@@ -80,7 +82,7 @@ def test_verification_names_missing_extra_and_out_of_date_points(world):
     ]
     world.execute("UPDATE {T}learningresource SET title = 'Sourdough, again' WHERE readable_id = 'yt-sourdough'")
     stale = verify(world.store, names, "video", _listing(world, "video"), set())
-    assert stale.out_of_date == ["youtube.yt-sourdough"]
+    assert stale.out_of_date == ["youtube.yt-sourdough", "youtube.yt-sourdough.course_information"]
 
 
 def test_saved_heads_are_used_only_while_qdrant_is_in_the_state_they_describe(world, tmp_path):

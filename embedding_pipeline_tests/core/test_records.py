@@ -66,7 +66,7 @@ def test_duplicate_keys_use_the_row_with_the_highest_id_whatever_the_order():
         (record,) = [r for r in listing.records.values() if r.kind == "resource"]
         assert record.source_id == 2 and record.fingerprint == resource_record(copy).fingerprint
         assert listing.duplicates == ["ocw.18.06: learning_resources id=1 ignored, id=2 used"]
-        assert len(listing.records) == 2  # and the file of the row used
+        assert len(listing.records) == 3  # and the file and the course information of the row used
 
 
 def test_rows_that_cannot_be_records_are_named_with_the_field_and_unreadable_ones_keep_their_points():
@@ -82,5 +82,5 @@ def test_rows_that_cannot_be_records_are_named_with_the_field_and_unreadable_one
         "content_files id=11": "content_files id=11: field 'resource_id' names no published resource of this type",
     }
     assert listing.kept == {resource_record(rows[1]).record_id}  # its points stay until it can be read
-    assert [r.record_key for r in listing.records.values()] == ["ocw.18.06"]
+    assert [r.record_key for r in listing.records.values()] == ["ocw.18.06", "ocw.18.06.course_information"]
     assert isinstance(next(iter(listing.records.values())), Record)

@@ -12,18 +12,19 @@ from embedding_pipeline.vector_store import Point
 
 def test_a_first_run_embeds_everything_and_a_second_reads_and_embeds_nothing(world):
     first = world.run("document")
-    assert (len(first.plan.new), first.report.texts_embedded, first.report.points_upserted) == (10, 87, 87)
-    assert first.verification.passed and len(world.embedded()) == 87
+    # 5 resources, 5 files (82 chunks), and the resources' course information (one chunk each)
+    assert (len(first.plan.new), first.report.texts_embedded, first.report.points_upserted) == (15, 92, 92)
+    assert first.verification.passed and len(world.embedded()) == 92
     again = world.run("document")
-    assert (len(again.plan.unchanged), len(again.plan.todo), again.report.batches, again.report.chunks) == (10, 0, 0, 0)
-    assert world.embedded() == [] and again.report.points_unchanged == 87
+    assert (len(again.plan.unchanged), len(again.plan.todo), again.report.batches, again.report.chunks) == (15, 0, 0, 0)
+    assert world.embedded() == [] and again.report.points_unchanged == 92
     assert again.report.heads_from == SAVED_HEADS and again.verification.passed
 
 
 def test_records_go_in_batches_that_never_mix_resources_and_content_files(world):
     outcome = world.run("document", batch_size=3)
-    assert outcome.report.batches == 4  # 5 resources in 3 + 2, 5 content files in 3 + 2
-    assert outcome.report.records_done == {"resource": 5, "content_file": 5}
+    assert outcome.report.batches == 6  # 5 resources in 3 + 2, 5 content files in 3 + 2, 5 course information in 3 + 2
+    assert outcome.report.records_done == {"resource": 5, "content_file": 5, "course_information": 5}
 
 
 def test_keys_that_join_to_the_same_text_are_named_and_the_newer_row_is_written_every_time(world):
@@ -41,7 +42,7 @@ def test_keys_that_join_to_the_same_text_are_named_and_the_newer_row_is_written_
         "mitx.ocw.18: learning_resources id=9000 ignored, id=9001 used",
         "mitx.ocw.18.y.r.x: content_files id=9100 ignored, id=9101 used",
     ]
-    assert outcome.report.points_upserted == 5 + 1 + 1
+    assert outcome.report.points_upserted == 5 + 1 + 1 + 6  # and six programs' course information
     (program,) = world.points("resources", readable_id="ocw.18").values()
     assert program["title"] == "Program 1"
     assert world.run("program").report.points_upserted == 0
@@ -54,9 +55,9 @@ def test_a_run_that_fails_resumes_after_its_last_finished_batch(world):
     before = world.embedded()
     world.dense.fail_after = None
     outcome = world.run("document", batch_size=2)
-    assert len(outcome.plan.unchanged) == 4 and len(outcome.plan.new) == 6  # the first two batches are done
+    assert len(outcome.plan.unchanged) == 4 and len(outcome.plan.new) == 11  # the first two batches are done
     assert not set(world.embedded()) & set(before)  # nothing embedded twice
-    assert outcome.report.points_upserted == 87 - 4 and outcome.verification.passed
+    assert outcome.report.points_upserted == 92 - 4 and outcome.verification.passed
 
 
 def test_an_edit_costs_its_record_only(world):
@@ -67,9 +68,12 @@ def test_an_edit_costs_its_record_only(world):
         "WHERE readable_id = 'yt-crispr'"
     )
     outcome = world.run("video")
-    assert [r.record_key for r in outcome.plan.changed] == ["youtube.yt-crispr"] and len(outcome.plan.unchanged) == 6
-    (text,) = world.embedded()
-    assert "prime editing" in text and (outcome.report.points_upserted, outcome.report.texts_reused) == (1, 0)
+    changed = [r.record_key for r in outcome.plan.changed]
+    assert changed == ["youtube.yt-crispr", "youtube.yt-crispr.course_information"]  # its text and its information
+    assert len(outcome.plan.unchanged) == 11
+    texts = world.embedded()
+    assert len(texts) == 2 and all("prime editing" in text for text in texts)
+    assert (outcome.report.points_upserted, outcome.report.texts_reused) == (2, 0)
 
 
 def test_an_edit_without_a_new_date_is_seen(world):
@@ -77,8 +81,8 @@ def test_an_edit_without_a_new_date_is_seen(world):
     world.embedded()
     world.execute("UPDATE {T}learningresource SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
     world.run("video")
-    (text,) = world.embedded()
-    assert "CRISPR, explained again" in text
+    texts = world.embedded()
+    assert len(texts) == 2 and all("CRISPR, explained again" in text for text in texts)
 
 
 def test_a_touched_record_whose_text_did_not_change_is_rewritten_without_the_encoder(world):
@@ -95,11 +99,12 @@ def test_a_touched_record_whose_text_did_not_change_is_rewritten_without_the_enc
 def test_a_payload_only_change_updates_the_point_without_the_encoder(world):
     world.run("video")
     world.embedded()
-    world.execute("UPDATE {T}learningresource SET url = 'https://example.org/new' WHERE readable_id = 'yt-crispr'")
+    world.execute("UPDATE {T}learningresource SET view_count = 4321 WHERE readable_id = 'yt-crispr'")
     outcome = world.run("video")
-    assert world.embedded() == [] and outcome.report.points_upserted == 1
+    # its course information's text is the same: its head is rewritten with the new fingerprint, not embedded
+    assert world.embedded() == [] and outcome.report.points_upserted == 2
     (payload,) = world.points("resources", readable_id="yt-crispr").values()
-    assert payload["url"] == "https://example.org/new"
+    assert payload["views"] == 4321
 
 
 def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world):
@@ -110,7 +115,7 @@ def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world)
     assert "lab-safety.md" in message and "id=900 used" in message
     world.embedded()
     again = world.run("document")
-    assert again.report.points_upserted == 0 and world.embedded() == [] and len(again.plan.unchanged) == 10
+    assert again.report.points_upserted == 0 and world.embedded() == [] and len(again.plan.unchanged) == 15
 
 
 def test_deleted_and_unpublished_records_lose_all_their_points(world):
@@ -119,7 +124,9 @@ def test_deleted_and_unpublished_records_lose_all_their_points(world):
     world.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-open-data'")
     outcome = world.run("document")
     gone = {h.record_key: h.chunk_count for h in outcome.plan.deleted}
-    assert len(gone) == 3 and any(key.endswith("urban-beekeeping.md") for key in gone)  # and open data's file
+    assert len(gone) == 4 and any(
+        key.endswith("urban-beekeeping.md") for key in gone
+    )  # and open data's file and information
     assert outcome.report.points_deleted == sum(gone.values()) > 7 and world.embedded() != []
     kept = sum(first.report.partition_points.values()) - sum(gone.values())
     assert sum(outcome.report.partition_points.values()) == kept and outcome.verification.passed
@@ -132,7 +139,10 @@ def test_a_record_that_cannot_be_read_is_named_and_keeps_its_points(world):
         "UPDATE {T}learningresource SET title = '', updated_on = '2025-03-01' WHERE readable_id = 'yt-crispr'"
     )
     outcome = world.run("video")
-    assert outcome.report.failures == {"youtube.yt-crispr": "youtube.yt-crispr: field 'title' is empty"}
+    assert outcome.report.failures == {
+        "youtube.yt-crispr": "youtube.yt-crispr: field 'title' is empty",
+        "youtube.yt-crispr.course_information": "youtube.yt-crispr.course_information: field 'title' is empty",
+    }
     assert outcome.report.points_deleted == 0 and outcome.report.partition_points["resources"] == 6
     assert outcome.verification.passed  # a failed record keeps its points; they are not held against Qdrant
 
@@ -173,11 +183,11 @@ def test_a_source_that_lost_most_records_fails_before_deleting_anything_unless_a
     world.run("document")
     world.execute("UPDATE {T}learningresource SET published = 0 WHERE resource_type = 'document'")
     with pytest.raises(
-        MassDeletion, match=r"would delete 87 of the partition's 87 points .*QDRANT_MAX_DELETE_SHARE=0.5"
+        MassDeletion, match=r"would delete 92 of the partition's 92 points .*QDRANT_MAX_DELETE_SHARE=0.5"
     ):
         world.run("document")
     assert len(world.points("resources", resource_type="document")) == 5
-    assert world.run("document", max_delete_share=None).report.points_deleted == 87
+    assert world.run("document", max_delete_share=None).report.points_deleted == 92
     assert world.points("resources", resource_type="document") == {}
 
 
@@ -194,14 +204,14 @@ def test_force_embeds_and_writes_everything_again(world):
     world.run("video")
     world.embedded()
     outcome = world.run("video", force=True)
-    assert len(world.embedded()) == outcome.report.texts_embedded == outcome.report.points_upserted == 7
+    assert len(world.embedded()) == outcome.report.texts_embedded == outcome.report.points_upserted == 13
 
 
 def test_recreate_collections_starts_from_empty_collections(world):
     world.run("document")
     world.run("video")
     outcome = world.run("video", recreate_collections=True)
-    assert outcome.report.points_upserted == 7 and outcome.verification.passed
+    assert outcome.report.points_upserted == 13 and outcome.verification.passed
     assert world.points("resources", resource_type="document") == {}  # as the old command did
 
 
@@ -213,7 +223,7 @@ def test_a_run_limited_to_some_resources_embeds_only_them_and_deletes_nothing(wo
     world.embedded()
     outcome = world.run("course", resource_ids=frozenset(ids))
     assert sorted(r.source_id for r in outcome.plan.changed if r.kind == "resource") == sorted(ids)
-    assert outcome.plan.deleted == [] and len(world.embedded()) == 2  # their files' texts did not change
+    assert outcome.plan.deleted == [] and len(world.embedded()) == 4  # their texts and information; files unchanged
 
 
 def test_skipping_content_files_leaves_their_points_as_they_are(world):
@@ -226,7 +236,7 @@ def test_skipping_content_files_leaves_their_points_as_they_are(world):
     )
     outcome = world.run("course", content_files=False, force=True)
     assert (
-        outcome.report.records_done == {"resource": 8}
+        outcome.report.records_done == {"resource": 8, "course_information": 8}
         and world.points("content_files", **{own("resource_type"): "course"}) == before
     )
 
@@ -269,14 +279,15 @@ def test_a_stray_chunk_beyond_a_records_count_is_removed_by_the_next_run(world):
 @pytest.mark.parametrize(
     ("change", "points", "texts"),
     [
-        ("UPDATE {T}learningresourceplatform SET name = 'YouTube (MIT channel)' WHERE code = 'youtube'", 7, 0),
-        ("UPDATE {T}learningresourceofferor SET name = 'CSAIL Alliances' WHERE code = 'csail'", 7, 0),
-        ("UPDATE {T}learningresourcetopic SET name = 'Genomics' WHERE name = 'Genetics'", 1, 0),
+        ("UPDATE {T}learningresourceplatform SET name = 'YouTube (MIT channel)' WHERE code = 'youtube'", 13, 6),
+        ("UPDATE {T}learningresourceofferor SET name = 'CSAIL Alliances' WHERE code = 'csail'", 13, 6),
+        ("UPDATE {T}learningresourcetopic SET name = 'Genomics' WHERE name = 'Genetics'", 2, 1),
     ],
 )
 def test_a_renamed_platform_offeror_or_topic_rewrites_exactly_the_points_that_show_it(world, change, points, texts):
     """The six videos and their one caption chunk show the platform and offeror by name, the video its topics
-    (mit-learn embeds neither: no text is embedded again); no other video's point, and no other type's, is written."""
+    (mit-learn embeds neither with them: their texts stay); the videos' course information shows them in its
+    text, which is embedded again. No other video's point, and no other type's, is written."""
     for partition in ("video", "course", "document"):
         world.run(partition)
     world.execute(change)
@@ -308,3 +319,26 @@ def test_the_files_of_an_unpublished_run_are_not_embedded_and_go_when_it_is_unpu
     world.execute("UPDATE {T}learningresourcerun SET published = 0 WHERE run_id = 'fall-2019'")
     assert world.run("course").report.points_deleted == 1
     assert not world.points("content_files", key="old-syllabus.md")
+
+
+def test_a_renamed_course_re_embeds_the_course_information_of_the_program_that_lists_it(world):
+    """A program's course information lists its courses (mit-learn's `program_courses`): renaming one moves the
+    program's record too, so its information is embedded again; the program's own text is not."""
+    ((program,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'prog-data-science'")
+    ((course,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'ocw-18.06'")
+    world.insert(schema.relationship, id=1, parent_id=program, child_id=course, relation_type="PROGRAM_COURSES")
+    world.run("program")
+    (information,) = world.points("content_files", key="mitx.prog-data-science.course_metadata").values()
+    assert (
+        "| Linear Algebra |" in information["chunk_content"]
+        and "**Number Of Courses**\n\n  1\n" in information["chunk_content"]
+    )
+    world.embedded()
+    world.execute("UPDATE {T}learningresource SET title = 'Matrix Methods' WHERE id = :i", i=course)
+    outcome = world.run("program")
+    assert [r.record_key for r in outcome.plan.changed] == [
+        "mitx.prog-data-science",  # its row lists its children: rewritten with the new fingerprint, not embedded
+        "mitx.prog-data-science.course_information",
+    ]
+    (text,) = world.embedded()
+    assert "| Matrix Methods |" in text and outcome.report.points_upserted == 2

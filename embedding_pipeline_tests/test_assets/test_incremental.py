@@ -38,7 +38,7 @@ def test_nothing_changed_nothing_embedded(embedded):
     assert embedded.metadata(result, "text_chunks")["chunks"] == 0
     points = embedded.metadata(result, "qdrant_points")
     assert points["points_upserted"] == 0 and points["points_unchanged"] == points["points"] > 30
-    assert points["records_unchanged"] == 10 and points["batches"] == 0
+    assert points["records_unchanged"] == 15 and points["batches"] == 0  # 5 resources, their information, 5 files
     assert points["heads_from"].startswith("the last whole run")  # Qdrant's were not read again
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "points_match_source"]
     assert check.passed and not check.metadata["every_point_listed"].value  # a count per collection sufficed
@@ -70,7 +70,7 @@ def test_a_qdrant_restored_from_a_backup_older_than_an_edit_is_caught_though_its
     embedded.encoded()
     result = embedded.materialize("video")
     assert embedded.metadata(result, "qdrant_points")["heads_from"] == "Qdrant"
-    assert len(embedded.encoded()[0]) == 1
+    assert len(embedded.encoded()[0]) == 2  # its text and its course information
     (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
     assert payload["description"].startswith("Base editing")
 
@@ -81,11 +81,11 @@ def test_an_edited_description_sends_only_that_text_and_search_returns_it(embedd
         d="Base editing and prime editing: the next generation of CRISPR gene therapies.",
     )
     result = embedded.materialize("video")
-    dense, sparse = embedded.encoded()
-    assert len(dense) == 1 and dense == sparse and "prime editing" in dense[0]
+    dense, sparse = embedded.encoded()  # its text and its course information
+    assert len(dense) == 2 and dense == sparse and all("prime editing" in text for text in dense)
     points = embedded.metadata(result, "qdrant_points")
-    assert points["points_upserted"] == 1
-    assert (points["records_new"], points["records_changed"], points["records_unchanged"]) == (0, 1, 6)
+    assert points["points_upserted"] == 2
+    assert (points["records_new"], points["records_changed"], points["records_unchanged"]) == (0, 2, 11)
     (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
     assert payload["description"].startswith("Base editing and prime editing")
 
@@ -94,7 +94,7 @@ def test_a_run_sees_an_edit_that_did_not_bump_updated_on(embedded):
     embedded.execute("UPDATE {T}learningresource SET title = 'CRISPR, explained again' WHERE readable_id = 'yt-crispr'")
     embedded.materialize("video")
     dense, _ = embedded.encoded()
-    assert len(dense) == 1 and "CRISPR, explained again" in dense[0]
+    assert len(dense) == 2 and all("CRISPR, explained again" in text for text in dense)
 
 
 def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
@@ -116,28 +116,28 @@ def test_an_edited_paragraph_reembeds_only_the_chunks_it_is_in(embedded):
 
 def test_a_payload_only_change_updates_qdrant_without_the_encoders(embedded):
     embedded.execute(
-        "UPDATE {T}learningresource SET url = 'https://example.org/new-crispr', updated_on = CURRENT_TIMESTAMP "
-        "WHERE readable_id = 'yt-crispr'"
+        "UPDATE {T}learningresource SET view_count = 4321, updated_on = CURRENT_TIMESTAMP WHERE readable_id = 'yt-crispr'"
     )
     result = embedded.materialize("video")
     assert embedded.encoded() == ([], [])
-    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 1
+    # the resource's point, and its course information's head with the new fingerprint (same text)
+    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 2
     (payload,) = _points(embedded, "resources", readable_id="yt-crispr").values()
-    assert payload["url"] == "https://example.org/new-crispr"
+    assert payload["views"] == 4321
 
 
 def test_deleted_and_unpublished_records_disappear_with_their_chunks_and_nothing_else(embedded):
     documents_before = _points(embedded, "resources", resource_type="document")
     chunks_before = _points(embedded, "content_files", **{own("resource_type"): "document"})
     safety_chunks = _points(embedded, "content_files", key="lab-safety.md")
-    bees_chunks = _points(embedded, "content_files", resource_readable_id="doc-urban-beekeeping")
+    bees_chunks = _points(embedded, "content_files", resource_readable_id="doc-urban-beekeeping")  # and information
     embedded.execute("DELETE FROM {T}contentfile WHERE key = 'lab-safety.md'")
     embedded.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-urban-beekeeping'")
     result = embedded.materialize("document")
     assert embedded.encoded() == ([], [])
     points = embedded.metadata(result, "qdrant_points")
     assert points["points_deleted"] == len(safety_chunks) + len(bees_chunks) + 1
-    assert (points["records_deleted"], points["records_new"], points["records_changed"]) == (3, 0, 0)
+    assert (points["records_deleted"], points["records_new"], points["records_changed"]) == (4, 0, 0)
     documents_after = _points(embedded, "resources", resource_type="document")
     assert set(documents_before) - set(documents_after) == {
         pid for pid, p in documents_before.items() if p["readable_id"] == "doc-urban-beekeeping"
@@ -170,9 +170,10 @@ def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(embedded):
 def test_force_reembed_embeds_and_upserts_everything_again(embedded):
     result = embedded.materialize("video", run_config=FORCE)
     dense, sparse = embedded.encoded()
-    assert len(set(dense)) == embedded.metadata(result, "dense_vectors")["texts_embedded"] == 11
-    assert len(sparse) == 11
-    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 11  # 6 videos, 5 caption chunks
+    assert len(set(dense)) == embedded.metadata(result, "dense_vectors")["texts_embedded"] == 17
+    assert len(sparse) == 17
+    # 6 videos, 5 caption chunks, the videos' course information
+    assert embedded.metadata(result, "qdrant_points")["points_upserted"] == 17
 
 
 def test_recreate_collections_starts_from_empty_collections(embedded):
@@ -198,19 +199,22 @@ def test_a_partition_without_content_runs_and_one_that_loses_all_its_content_is_
     assert not pipeline.materialize("video", raise_on_error=False).success  # refused: see test_faults.py
     allowed = {"resources": {"embed_options": {"config": {"allow_mass_deletion": True}}}}
     result = pipeline.materialize("video", run_config=allowed)
-    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 11  # 6 videos and 5 caption chunks
+    # 6 videos, 5 caption chunks, the videos' course information
+    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 17
     assert _points(pipeline, "resources", resource_type="video") == {}
 
 
-def test_a_renamed_platform_rewrites_its_resources_payloads_without_the_encoder(embedded):
-    """mit-learn moves only the platform's own `updated_on`; the run still sees which points show the name."""
+def test_a_renamed_platform_rewrites_its_resources_payloads_and_embeds_only_their_course_information(embedded):
+    """mit-learn moves only the platform's own `updated_on`; the run still sees which points show the name.
+    Only the course information shows it in its text."""
     embedded.execute("UPDATE {T}learningresourceplatform SET name = 'MIT Libraries Press' WHERE code = 'library'")
     result = embedded.materialize("document")
-    assert embedded.encoded() == ([], [])
+    dense_texts, _ = embedded.encoded()
+    assert len(dense_texts) == 5 and all("MIT Libraries Press" in text for text in dense_texts)
     points = embedded.metadata(result, "qdrant_points")
     dense = embedded.metadata(result, "dense_vectors")
     chunks = len(embedded.points("content_files", **{own("resource_type"): "document"}))
-    assert (points["records_changed"], points["points_upserted"], dense["texts_embedded"]) == (10, 5 + chunks, 0)
+    assert (points["records_changed"], points["points_upserted"], dense["texts_embedded"]) == (15, 5 + chunks, 5)
     assert {p["platform"]["name"] for p in embedded.points("resources", resource_type="document").values()} == {
         "MIT Libraries Press"
     }

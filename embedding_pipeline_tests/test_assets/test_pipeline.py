@@ -77,10 +77,11 @@ def test_materialization_metadata_reports_counts_models_and_rates(embedded_pipel
     dense = embedded_pipeline.metadata(result, "dense_vectors")
     sparse = embedded_pipeline.metadata(result, "sparse_vectors")
     points = embedded_pipeline.metadata(result, "qdrant_points")
-    assert (source["resources"], source["content_files"]) == (5, 5) and source["fetch_seconds"] > 0
+    assert (source["resources"], source["content_files"], source["course_information"]) == (5, 5, 5)
+    assert source["fetch_seconds"] > 0
     header = [cell.strip() for cell in chunks["sample_chunks"].splitlines()[0].split("|")]
     assert header == ["", "record", "tokens", "text", ""] and chunks["chunk_seconds"] > 0
-    assert points["records_new"] == 10 and points["records_changed"] == points["records_deleted"] == 0
+    assert points["records_new"] == 15 and points["records_changed"] == points["records_deleted"] == 0
     assert chunks["chunks"] == points["content_files_points"] and chunks["tokens"] > 6000
     assert dense["model"] == "sentence-transformers/all-MiniLM-L6-v2" and dense["dimension"] == 384
     assert dense["texts_per_second"] > 0 and sparse["model"] == "Qdrant/bm25"
@@ -103,7 +104,7 @@ def test_a_broken_record_is_reported_and_the_rest_of_the_partition_is_embedded(p
     result = pipeline.materialize("video")
     assert result.success
     chunks = pipeline.metadata(result, "text_chunks")
-    assert chunks["failed_records"] == 2
+    assert chunks["failed_records"] == 4  # each with its course information, made of the same row
     assert "youtube.yt-crispr: field 'ocw_topics' is not JSON" in chunks["failures"]
     assert "youtube.yt-sourdough: field 'title' is empty" in chunks["failures"]
     assert _count(pipeline, "resources", resource_type="video") == 4
@@ -116,7 +117,8 @@ def test_a_failed_record_keeps_its_points_and_a_deleted_one_loses_them(pipeline)
     pipeline.execute("DELETE FROM {T}learningresource WHERE id = :i", i=bebop)
     pipeline.execute("UPDATE {T}learningresource SET title = '' WHERE readable_id = 'ep-black-holes'")
     result = pipeline.materialize("podcast_episode")
-    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 6  # bebop and its five chunks
+    # bebop, its five chunks and its course information
+    assert pipeline.metadata(result, "qdrant_points")["points_deleted"] == 7
     assert _count(pipeline, "resources", readable_id="ep-bebop") == 0
     assert _count(pipeline, "content_files", resource_readable_id="ep-bebop") == 0
     assert _count(pipeline, "resources", readable_id="ep-black-holes") == 1

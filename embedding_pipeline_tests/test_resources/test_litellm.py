@@ -166,9 +166,9 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     pipeline.resources = build_resources(Settings.from_env())
     result = pipeline.materialize("course")
     dense = pipeline.metadata(result, "dense_vectors")
-    assert (dense["model"], dense["dimension"], dense["texts_embedded"]) == ("test-minilm", 384, 24)
-    # one request per batch: the resources, then the content files
-    assert dense["requests"] == 2 and openai_server.requests[-1]["authorization"] == f"Bearer {secret}"
+    assert (dense["model"], dense["dimension"], dense["texts_embedded"]) == ("test-minilm", 384, 32)
+    # one request per batch: the resources, the content files, the resources' course information
+    assert dense["requests"] == 3 and openai_server.requests[-1]["authorization"] == f"Bearer {secret}"
     with dg.build_resources({k: pipeline.resources[k] for k in ("qdrant", "dense_encoder", "sparse_encoder")}) as r:
         hits = search(r.qdrant, r.dense_encoder, r.sparse_encoder, "eigenvalues and matrices", limit=1)
     assert hits[0]["readable_id"] == "ocw-18.06"
@@ -183,12 +183,13 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     )
     refused = pipeline.materialize("course")
     dense = pipeline.metadata(refused, "dense_vectors")
-    assert dense["texts_rejected"] == 1 and "ocw.ocw-8.04: refused by test-minilm" in dense["rejected"]
+    # its text and its course information
+    assert dense["texts_rejected"] == 2 and "ocw.ocw-8.04: refused by test-minilm" in dense["rejected"]
     points = pipeline.metadata(refused, "qdrant_points")
-    # ocw-18.06's point, and the head of its syllabus (its fingerprint includes its resource's)
-    assert (points["points_upserted"], points["points_deleted"], points["failed_records_kept"]) == (2, 0, 1)
+    # ocw-18.06's point, its course information, and the head of its syllabus (its fingerprint includes its resource's)
+    assert (points["points_upserted"], points["points_deleted"], points["failed_records_kept"]) == (3, 0, 2)
     warnings = [e.message for e in pipeline.instance.all_logs(refused.run_id) if "Not embedded" in (e.message or "")]
-    assert len(warnings) == 1 and "ocw.ocw-8.04: refused by test-minilm" in warnings[0]
+    assert len(warnings) == 2 and all("ocw.ocw-8.04" in w and "refused by test-minilm" in w for w in warnings)
     openai_server.reject = set()
 
     logged = [str(event) for event in pipeline.instance.all_logs(result.run_id)]
