@@ -50,7 +50,8 @@ GOALS = {
 
 def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: int = 1, seed: int = 7) -> None:
     """Resources and content files in mit-learn's tables, recombined from the sample's own paragraphs,
-    descriptions and topics, with the rows they join: platforms, offerors, topics, departments and runs.
+    descriptions and topics, with the rows they join: platforms, offerors, topics, departments, runs, and
+    three courses for each program (its course information lists them).
 
     With `copies` > 1 every record appears that many times under new ids, with the same texts.
     """
@@ -89,6 +90,13 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
                 {"id": i + 1, "learning_resource_id": i + 1, "run_id": "generated", "title": base["title"],
                  "created_on": when, "updated_on": when}
             )  # fmt: skip
+    resources = rows[schema.learning_resource.name]
+    courses = [r["id"] for r in resources if r["resource_type"] == "course"]
+    for program in (r for r in resources if r["resource_type"] == "program"):  # listed in its course information
+        for position, child in enumerate(rng.sample(courses, min(3, len(courses)))):
+            links = rows.setdefault(schema.relationship.name, [])
+            links.append({"id": len(links) + 1, "parent_id": program["id"], "child_id": child, "position": position,
+                          "relation_type": "PROGRAM_COURSES", "created_on": when, "updated_on": when})  # fmt: skip
     runs = {run["learning_resource_id"] for run in rows.get(schema.run.name, [])}
     for i in range(n_files):
         markdown = i % 2 == 0
@@ -122,6 +130,9 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
         schema.resource_topics.name: {"learningresource_id": n_resources},
         schema.run.name: {"id": n_resources, "learning_resource_id": n_resources},
         schema.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},
+        schema.relationship.name: {
+            "id": len(rows.get(schema.relationship.name, [])), "parent_id": n_resources, "child_id": n_resources
+        },
     }
     catalogue = [schema.platform, schema.offeror, schema.topic, schema.school, schema.department]
     engine = sa.create_engine(database_url)

@@ -205,7 +205,6 @@ def course_information_points(record: Record, row: Mapping, chunker: Chunker) ->
         rendered = course_information.render(document, extra)
     except ValueError as error:  # a duration mit-learn's serializer fails on too
         raise RecordError(record.record_key, "duration", str(error)) from None
-    texts = course_information.chunks(rendered, document["resource_type"], chunker.chunk_size)
     resource = mit_learn.resource_key((document["platform"] or {}).get("code", ""), document["readable_id"])
     payload = {
         "resource_point_id": mit_learn.vector_point_id(resource),
@@ -217,6 +216,7 @@ def course_information_points(record: Record, row: Mapping, chunker: Chunker) ->
         "checksum": course_information.checksum(rendered),
         **{name: document[name] for name in ("offered_by", "platform", "url")},
     }
+    texts = course_information.chunks(rendered, document["resource_type"], chunker.chunk_size)
     return [
         _point(record, number, len(texts), text, chunker.count_tokens(text),
                {**payload, "chunk_number": number, "chunk_content": text})

@@ -342,3 +342,23 @@ def test_a_renamed_course_re_embeds_the_course_information_of_the_program_that_l
     ]
     (text,) = world.embedded()
     assert "| Matrix Methods |" in text and outcome.report.points_upserted == 2
+
+
+def test_a_duration_mit_learn_cannot_read_fails_only_the_course_information_naming_it(world):
+    """mit-learn's serializer reads a video's duration as ISO 8601 (its ETL stores it so); another form is named."""
+    world.execute(
+        "UPDATE {T}video SET duration = '1:02:05' WHERE learning_resource_id = "
+        "(SELECT id FROM {T}learningresource WHERE readable_id = 'yt-crispr')"
+    )
+    world.execute(
+        "UPDATE {T}video SET duration = 'PT4M13S' WHERE learning_resource_id = "
+        "(SELECT id FROM {T}learningresource WHERE readable_id = 'yt-sourdough')"
+    )
+    outcome = world.run("video")
+    assert outcome.report.failures == {
+        "youtube.yt-crispr.course_information": "youtube.yt-crispr.course_information: field 'duration' is not an "
+        "ISO 8601 duration: '1:02:05'"
+    }
+    assert world.points("resources", readable_id="yt-crispr")  # the resource itself is written
+    (sourdough,) = world.points("content_files", key="youtube.yt-sourdough.course_metadata").values()
+    assert "**Duration**\n\n  0:04:13\n" in sourdough["chunk_content"]
