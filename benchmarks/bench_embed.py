@@ -131,7 +131,9 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
         schema.run.name: {"id": n_resources, "learning_resource_id": n_resources},
         schema.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},
         schema.relationship.name: {
-            "id": len(rows.get(schema.relationship.name, [])), "parent_id": n_resources, "child_id": n_resources
+            "id": len(rows.get(schema.relationship.name, [])),
+            "parent_id": n_resources,
+            "child_id": n_resources,
         },
     }
     catalogue = [schema.platform, schema.offeror, schema.topic, schema.school, schema.department]
