@@ -179,7 +179,7 @@ def baseline_step(batch_size: int) -> dict:
     """The raw encoder on exactly the distinct texts the pipeline embeds (made by the pipeline's own code)."""
     from collections import Counter
 
-    from embedding_pipeline.partition.points import content_file_points, resource_points, topic_points
+    from embedding_pipeline.partition.points import record_points
     from embedding_pipeline.partition.records import RecordError, list_records
     from embedding_pipeline.partitions import PARTITIONS
     from embedding_pipeline.resources import build_resources
@@ -192,17 +192,17 @@ def baseline_step(batch_size: int) -> dict:
     for partition in PARTITIONS:
         with source.reader(partition) as reader:
             records = list(list_records(reader).records.values())
-            rows = reader.resources([r.source_id for r in records if r.kind == "resource"])
-            files = reader.content_files([r.source_id for r in records if r.kind == "content_file"])
-            topics = reader.topics([r.source_id for r in records if r.kind == "topic"])
+            resources = reader.resources([r.source_id for r in records if r.kind == "resource"])
+            rows = {
+                "resource": resources,
+                "course_information": resources,
+                "content_file": reader.content_files([r.source_id for r in records if r.kind == "content_file"]),
+                "topic": reader.topics([r.source_id for r in records if r.kind == "topic"]),
+            }
             for record in records:
                 try:
-                    if record.kind == "resource":
-                        points = resource_points(record, rows[record.source_id], chunker)
-                    elif record.kind == "topic":
-                        points = topic_points(record, topics[record.source_id], chunker)
-                    else:
-                        points = content_file_points(record, files[record.source_id], rows[record.resource_id], chunker)
+                    row = rows[record.kind][record.source_id]
+                    points = record_points(record, row, resources.get(record.resource_id), chunker)
                 except RecordError:
                     continue
                 texts.update(p["text"] for p in points)

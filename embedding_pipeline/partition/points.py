@@ -224,6 +224,19 @@ def course_information_points(record: Record, row: Mapping, chunker: Chunker) ->
     ]  # fmt: skip
 
 
+def record_points(record: Record, row: Mapping, resource: Mapping | None, chunker: Chunker) -> list[dict]:
+    """A record's points from its full row (a content file's also from its resource's row, `resource`)."""
+    if record.kind == "resource":
+        return resource_points(record, row, chunker)
+    if record.kind == "course_information":
+        return course_information_points(record, row, chunker)
+    if record.kind == "topic":
+        return topic_points(record, row, chunker)
+    if resource is None:
+        raise RecordError(record.record_key, "resource_id", "names no published resource of this type")
+    return content_file_points(record, row, resource, chunker)
+
+
 def _price_or_none(value) -> str | None:
     return None if value is None else mit_learn.price(value)
 

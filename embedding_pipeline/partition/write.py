@@ -20,13 +20,7 @@ from embedding_pipeline.embedding import DenseModel, SparseModel
 from embedding_pipeline.mit_learn import OWN, STORED_TEXT_FIELDS, own, stored_text
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
-from embedding_pipeline.partition.points import (
-    content_file_points,
-    course_information_points,
-    point_hash,
-    resource_points,
-    topic_points,
-)
+from embedding_pipeline.partition.points import point_hash, record_points
 from embedding_pipeline.partition.records import Record, RecordError, could_not_read, kind_of, point_ids
 from embedding_pipeline.partition.report import SAMPLES, Report
 from embedding_pipeline.vector_store import CollectionSpec, Point, VectorStore
@@ -173,16 +167,7 @@ class PartitionWriter:
             self.report.fail(record, could_not_read(record.record_key, row))
             return None
         try:
-            if record.kind == "resource":
-                return resource_points(record, row, self.chunker)
-            if record.kind == "topic":
-                return topic_points(record, row, self.chunker)
-            if record.kind == "course_information":
-                return course_information_points(record, row, self.chunker)
-            parent = parents.get(record.resource_id)
-            if parent is None:
-                raise RecordError(record.record_key, "resource_id", "names no published resource of this type")
-            return content_file_points(record, row, parent, self.chunker)
+            return record_points(record, row, parents.get(record.resource_id), self.chunker)
         except RecordError as error:
             self.report.fail(record, str(error))
         except Exception as error:  # noqa: BLE001 (a record the chunker chokes on must not sink the partition)

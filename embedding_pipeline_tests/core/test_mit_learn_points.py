@@ -11,7 +11,7 @@ import pytest
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import ContentDatabase
 from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES
-from embedding_pipeline.partition.points import content_file_points, course_information_points, resource_points
+from embedding_pipeline.partition.points import record_points
 from embedding_pipeline.partition.records import list_records
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 
@@ -72,12 +72,8 @@ def our_points(database: ContentDatabase, chunker: Chunker) -> dict[str, dict]:
                 reader.resources({r.resource_id for r in files}),
             )
             for record in records:
-                if record.kind == "resource":
-                    made = resource_points(record, resources[record.source_id], chunker)
-                elif record.kind == "course_information":
-                    made = course_information_points(record, resources[record.source_id], chunker)
-                else:
-                    made = content_file_points(record, rows[record.source_id], parents[record.resource_id], chunker)
+                row = rows[record.source_id] if record.kind == "content_file" else resources[record.source_id]
+                made = record_points(record, row, parents.get(record.resource_id), chunker)
                 points.update({point["point_id"]: point for point in made})
     return points
 
