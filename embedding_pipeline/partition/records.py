@@ -244,6 +244,8 @@ def _unreadable(listing: Listing, row: dict, who: str, record_of: Callable[[dict
         return
     listing.failed[record.record_key] = could_not_read(record.record_key, row)
     listing.kept.add(record.record_id)
+    if record.kind == "resource":  # its course information is made of the same row
+        listing.kept.add(course_information_record(record).record_id)
 
 
 def could_not_read(who: str, row: dict) -> str:

@@ -6,6 +6,7 @@ from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.partition.records import (
     Record,
     content_file_record,
+    course_information_record,
     list_records,
     point_ids,
     resource_record,
@@ -81,6 +82,7 @@ def test_rows_that_cannot_be_records_are_named_with_the_field_and_unreadable_one
         "ocw.broken": "ocw.broken: the database could not read it: invalid UTF-8",
         "content_files id=11": "content_files id=11: field 'resource_id' names no published resource of this type",
     }
-    assert listing.kept == {resource_record(rows[1]).record_id}  # its points stay until it can be read
+    broken = resource_record(rows[1])  # its points, and its course information's, stay until it can be read
+    assert listing.kept == {broken.record_id, course_information_record(broken).record_id}
     assert [r.record_key for r in listing.records.values()] == ["ocw.18.06", "ocw.18.06.course_information"]
     assert isinstance(next(iter(listing.records.values())), Record)
