@@ -82,9 +82,8 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
             "created_on": when, "updated_on": when,
         })  # fmt: skip
         for topic in dict.fromkeys(topics_of.get(base["id"], []) + topics_of.get(other["id"], [])):
-            rows.setdefault(schema.resource_topics.name, []).append(
-                {"learningresource_id": i + 1, "learningresourcetopic_id": topic}
-            )
+            links = rows.setdefault(schema.resource_topics.name, [])  # ids given: PostgreSQL takes no NULL id
+            links.append({"id": len(links) + 1, "learningresource_id": i + 1, "learningresourcetopic_id": topic})
         if resource_type in RUN_TYPES:
             rows.setdefault(schema.run.name, []).append(
                 {"id": i + 1, "learning_resource_id": i + 1, "run_id": "generated", "title": base["title"],
@@ -127,7 +126,9 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
 
     shifts = {  # per table: column → how far the copy moves it
         schema.learning_resource.name: {"id": n_resources},
-        schema.resource_topics.name: {"learningresource_id": n_resources},
+        schema.resource_topics.name: {
+            "id": len(rows.get(schema.resource_topics.name, [])), "learningresource_id": n_resources
+        },
         schema.run.name: {"id": n_resources, "learning_resource_id": n_resources},
         schema.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},
         schema.relationship.name: {
