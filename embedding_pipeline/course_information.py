@@ -3,8 +3,9 @@ embeds (vector_search.utils._embed_course_metadata_as_contentfile): the resource
 learning_resources.serializers.LearningResourceMetadataDisplaySerializer renders them, split as JSON
 by LangChain's RecursiveJsonSplitter and written out as Markdown (learning_resources.utils.json_to_markdown).
 
-Each function below is the serializer method it names, on the resource's document (the payload
-`points.resource_document` makes) and the facts that document lacks (`Extra`). Where mit-learn lists a
+Each function below follows the serializer method of the same name (`_price` its `get_price`, `_runs`
+its `get_runs`, ...), on the resource's document (the payload `points.resource_document` makes) and
+the facts that document lacks (`Extra`). Where mit-learn lists a
 Python set (levels, languages, instructors), its order changes from process to process; here it is sorted.
 """
 
