@@ -127,7 +127,8 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
     shifts = {  # per table: column → how far the copy moves it
         schema.learning_resource.name: {"id": n_resources},
         schema.resource_topics.name: {
-            "id": len(rows.get(schema.resource_topics.name, [])), "learningresource_id": n_resources
+            "id": len(rows.get(schema.resource_topics.name, [])),
+            "learningresource_id": n_resources,
         },
         schema.run.name: {"id": n_resources, "learning_resource_id": n_resources},
         schema.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},

@@ -93,7 +93,6 @@ def render(document: Mapping, extra: Extra) -> dict:
     dates = _dates_for_runs(document, anytime)
     show_format = _should_show_format(document, identical)
     resource_type = document.get("resource_type")
-    delivery = {d["code"] for d in document.get("delivery") or []}
     sections = {
         "Title": _text(document.get("title")),
         "Description": _text(document.get("description")),
@@ -116,7 +115,7 @@ def render(document: Mapping, extra: Extra) -> dict:
         "Child courses and programs included in this learning resource": (
             _program_courses(extra.children) if resource_type == "program" else None
         ),
-        "Location": document.get("location") if show_format and delivery & {"in_person", "hybrid"} else None,
+        "Location": document.get("location") if show_format and _in_person(document) else None,
         "Starts": "Anytime" if anytime else (dates or None) if identical else None,
         "Format": [d["name"] for d in document.get("delivery") or []] if show_format else None,
         "As Taught In": dates if dates and anytime else None,
@@ -141,10 +140,15 @@ def _all_runs_are_identical(document: Mapping) -> bool:
         deliveries.update(d["code"] for d in run.get("delivery") or [])
         if run.get("location"):
             locations.add(run["location"])
-    in_person = bool({d["code"] for d in document.get("delivery") or []} & {"in_person", "hybrid"})
     if len(prices) > 1 or len(deliveries) != 1:
         return False
+    in_person = _in_person(document)
     return not ((in_person and len(locations) != 1) or (not in_person and locations))
+
+
+def _in_person(document: Mapping) -> bool:
+    """Delivered in person or hybrid (the resource's delivery, not its runs')."""
+    return bool({d["code"] for d in document.get("delivery") or []} & {"in_person", "hybrid"})
 
 
 def _show_start_anytime(document: Mapping) -> bool:

@@ -97,9 +97,7 @@ def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime
     for name in entry.get("course_feature", []):
         tag = _tag(rows, known["tags"], name, when)
         rows.add(schema.resource_tags, learningresource_id=resource_id, learningresourcecontenttag_id=tag)
-    for amount in entry.get("prices", []):
-        price = rows.add(schema.price, amount=amount, currency="USD", created_on=when, updated_on=when)
-        rows.add(schema.resource_prices, learningresource_id=resource_id, learningresourceprice_id=price)
+    _prices(rows, schema.resource_prices, {"learningresource_id": resource_id}, entry.get("prices", []), when)
     if entry["resource_type"] == "course":
         numbers = entry.get("course_numbers") or [entry["readable_id"].split("-", 1)[-1]]
         course_numbers = [
@@ -122,6 +120,13 @@ def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime
     return resource_id
 
 
+def _prices(rows: _Rows, link: sa.Table, owner: dict, amounts: list, when: datetime) -> None:
+    """A price row for each amount, linked to its resource or run (`owner`: the link's column and id)."""
+    for amount in amounts:
+        price = rows.add(schema.price, amount=amount, currency="USD", created_on=when, updated_on=when)
+        rows.add(link, learningresourceprice_id=price, **owner)
+
+
 def _runs(rows: _Rows, entry: dict, resource_id: int, known: dict, when: datetime) -> dict[str, int]:
     """The resource's runs: those listed, and one for each run its files name; run id → row id. A run's
     prices are its resource prices too, as mit-learn's ETL makes them; its instructors are named in order."""
@@ -136,10 +141,8 @@ def _runs(rows: _Rows, entry: dict, resource_id: int, known: dict, when: datetim
             schema.run, learning_resource_id=resource_id, created_on=when, updated_on=when,
             **{"published": True, "title": entry["title"], **fields},
         )  # fmt: skip
+        _prices(rows, schema.run_prices, {"learningresourcerun_id": ids[run_id]}, run.get("prices") or [], when)
         stamps = {"created_on": when, "updated_on": when}
-        for amount in run.get("prices") or []:
-            price = rows.add(schema.price, amount=amount, currency="USD", **stamps)
-            rows.add(schema.run_prices, learningresourcerun_id=ids[run_id], learningresourceprice_id=price)
         for position, name in enumerate(run.get("instructors", [])):
             if name not in known["instructors"]:
                 first, _, last = name.partition(" ")
