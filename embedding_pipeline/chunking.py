@@ -18,6 +18,7 @@ MARKDOWN_HEADERS = [("#", "Header 1"), ("##", "Header 2"), ("###", "Header 3"), 
 HEADER_PATH_SEPARATOR = " > "
 COUNTING_ENCODING = "cl100k_base"  # counts tokens for reports and batches when chunks are cut by characters
 RECENT_SPLITS = 256  # files of about 20 KB: a few MB; one file often appears in several runs of a course
+DEFAULT_TRUNCATE_CHARS = 20_000  # vector_search.encoders.utils: a text cut for a model of unknown limit
 
 
 @functools.cache
@@ -39,6 +40,37 @@ def encoding(name: str):
         del os.environ["TIKTOKEN_CACHE_DIR"]
 
 
+def load_litellm():
+    """LiteLLM, loaded offline: it fetches a model cost map at import unless told to use its bundled copy."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    # LiteLLM turns max_retries=0 into its default (2) for OpenAI clients; the retries here are ours
+    # (backoff with jitter, Retry-After, counted), so its own default must be none.
+    litellm.DEFAULT_MAX_RETRIES = 0
+    return litellm
+
+
+@functools.cache
+def _max_input_tokens(model: str) -> int | None:
+    """LiteLLM's input limit for `model`, or None when it does not know the model."""
+    try:
+        return load_litellm().get_model_info(model).get("max_input_tokens")
+    except Exception:  # noqa: BLE001 (as mit-learn: whatever LiteLLM raises for a model it does not know)
+        return None
+
+
+def limit_encoding(model: str, fallback: str | None) -> str | None:
+    """The token encoding mit-learn's LiteLLMEncoder counts `model`'s limit with: tiktoken's for the model,
+    else LITELLM_TOKEN_ENCODING_NAME."""
+    import tiktoken
+
+    try:
+        return tiktoken.encoding_name_for_model(model)
+    except KeyError:
+        return fallback
+
+
 def is_markdown(file_type: str | None, file_extension: str | None) -> bool:
     """vector_search.utils._is_markdown_content."""
     return file_type == "marketing_page" or file_extension == ".md"
@@ -46,11 +78,26 @@ def is_markdown(file_type: str | None, file_extension: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Chunker:
-    """Splits content into chunks of at most `chunk_size` characters, or tokens when `encoding_name` is set."""
+    """Splits content into chunks of at most `chunk_size` characters, or tokens when `encoding_name` is set;
+    cuts a resource's text to its dense model's input limit."""
 
     encoding_name: str | None  # LITELLM_TOKEN_ENCODING_NAME
     chunk_size: int  # CONTENT_FILE_EMBEDDING_CHUNK_SIZE
     chunk_overlap: int  # CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP
+    limit_model: str | None = None  # the LiteLLM model whose input limit cuts a resource's text (None: characters)
+    limit_encoding: str | None = None  # the tiktoken encoding that counts that limit
+
+    def fit_to_model(self, text: str) -> str:
+        """vector_search.encoders.utils.truncate_to_model_limit: the first tokens of `text` the dense model takes
+        when LiteLLM knows its limit and a token encoding is known, else its first 20,000 characters."""
+        limit = _max_input_tokens(self.limit_model) if self.limit_model and self.limit_encoding else None
+        if limit:
+            try:
+                tokens = encoding(self.limit_encoding).encode(text)  # special tokens refused, as mit-learn's call
+                return text if len(tokens) <= limit else encoding(self.limit_encoding).decode(tokens[:limit])
+            except ValueError:
+                pass
+        return text[:DEFAULT_TRUNCATE_CHARS]
 
     def count_tokens(self, text: str) -> int:
         return len(encoding(self.encoding_name or COUNTING_ENCODING).encode(text, disallowed_special=()))

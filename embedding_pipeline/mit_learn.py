@@ -7,7 +7,7 @@ under the one top-level payload key `OWN`, the only key mit-learn's responses ga
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from textwrap import dedent
@@ -171,9 +171,10 @@ def department(value: Mapping) -> dict:
     }
 
 
-def embedding_context(document: Mapping) -> str:
+def embedding_context(document: Mapping, contents: Sequence[str] = (), fit: Callable[[str], str] = str) -> str:
     """vector_search.utils._learning_resource_embedding_context: the text mit-learn embeds for a resource
-    (title, descriptions, course numbers)."""
+    (title, descriptions, course numbers), then its own files' `contents` under "## Content", the whole cut
+    by `fit` to what the dense model takes (`Chunker.fit_to_model`)."""
     description = " ".join(filter(None, [document.get("description"), document.get("full_description")]))
     parts = [f"# {document.get('title')}", description]
     course = document.get("course")
@@ -187,7 +188,9 @@ def embedding_context(document: Mapping) -> str:
             parts.append(f"Course numbers: {', '.join(numbers)}")
     elif document.get("resource_type_group") == "course" and document.get("readable_id"):
         parts.append(f"Course number: {document.get('readable_id')}")
-    return dedent("\n\n".join(filter(None, parts)))
+    context = dedent("\n\n".join(filter(None, parts)))
+    content = "\n\n".join(text for text in contents if text)
+    return fit(f"{context}\n\n## Content\n{content}") if content else context
 
 
 # What a point of mit-learn's own holds of the text it embedded: `stored_text` reads it back.
@@ -195,14 +198,14 @@ STORED_TEXT_FIELDS = ["title", "description", "full_description", "course_number
                       "readable_id", "content_files", "chunk_content", "name"]  # fmt: skip
 
 
-def stored_text(kind: str, payload: Mapping) -> str | None:
-    """The text mit-learn embedded for a point it wrote, from the point's payload: a resource's context (None
-    when its content files' text was folded in, which this project does not fold in), a chunk's content, a
-    topic's name."""
+def stored_text(kind: str, payload: Mapping, fit: Callable[[str], str]) -> str | None:
+    """The text mit-learn embedded for a point it wrote, from the point's payload: a resource's context (its
+    files' text, which its payload holds in full, folded in and cut by `fit`), a chunk's content, a topic's
+    name."""
     if kind == "resources":
-        if any(f.get("content") for f in payload.get("content_files") or [] if isinstance(f, dict)):
-            return None
-        return embedding_context(payload) if payload.get("title") else None
+        files = [f for f in payload.get("content_files") or [] if isinstance(f, dict)]
+        contents = [f["content"] for f in files if isinstance(f.get("content"), str)]
+        return embedding_context(payload, contents, fit) if payload.get("title") else None
     return payload.get("chunk_content" if kind == "content_files" else "name")
 
 

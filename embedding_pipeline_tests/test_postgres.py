@@ -55,7 +55,7 @@ def mit_learn_database(postgres_database):
     with engine.begin() as conn:
         conn.exec_driver_sql(MIT_LEARN_TABLES.read_text())
     engine.dispose()
-    assert load_sample_data(postgres_database, samples=EVERY_SAMPLE) == (52, 25)
+    assert load_sample_data(postgres_database, samples=EVERY_SAMPLE) == (52, 28)
     return postgres_database
 
 
@@ -75,6 +75,12 @@ def test_mit_learns_own_tables_are_read_with_their_joins_and_arrays(mit_learn_da
         "block-v1:MITxT+8.01x+3T2025+type@html+block@kinematics_notes",
         "block-v1:MITxT+8.01x+3T2025+type@problem+block@pset1",
     }
+    with ContentSource(batch_size=100, database_url=mit_learn_database).database().reader("video") as reader:
+        video = next(r for r in reader.list_resources() if r["readable_id"] == "PLnotYouTube123")
+        full = reader.resources([video["id"]])[video["id"]]
+    # its own file: listed by its stamp, read in full with the rows a run writes
+    assert [(f["key"], f["size"]) for f in video["direct_content_stamp"]] == [("notYouTube123-notes", 160)]
+    assert full["direct_content_files"][0]["content"].startswith("Lecture 1 notes.")
 
 
 def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(mit_learn_database, tmp_path, model_dir):

@@ -14,6 +14,7 @@ from embedding_pipeline.content.schema import (
     DEFAULT_TOPICS_QUERY,
     KEY_COLUMNS,
     RESOURCE_COLUMNS,
+    RESOURCE_NOT_LISTED,
     TOPIC_COLUMNS,
     TOPICS_PARTITION,
     UNEMBEDDABLE_QUERIES,
@@ -81,6 +82,8 @@ class ContentDatabase:
             raise ContentSourceError(self.url, f"cannot connect: {error.orig}") from None
         try:
             with conn:
+                if conn.dialect.name == "postgresql":
+                    _without_jit(conn)
                 yield conn
         finally:
             engine.dispose()
@@ -142,6 +145,17 @@ class ContentDatabase:
             yield ContentReader(conn, resource_type, self)
             if sqlite:
                 _keep_statistics(conn)
+
+
+def _without_jit(conn: sa.Connection) -> None:
+    """PostgreSQL compiles a query it estimates costly (its many per-row subqueries make the resources query
+    look so) with LLVM first: 1.55 s of a 1.76 s listing of 3,750 resources, for 0.2 s of work. The
+    session's queries here are read once each; compiling them never pays."""
+    try:
+        conn.exec_driver_sql("SET jit = off")
+        conn.commit()
+    except sa.exc.DBAPIError:  # a server older than PostgreSQL 11 has no JIT
+        conn.rollback()
 
 
 def _keep_statistics(conn: sa.Connection, opening: bool = False) -> None:
@@ -233,7 +247,8 @@ class ContentReader:
                 yield row
 
     def list_resources(self) -> Iterator[dict]:
-        return self._listed("resources_query", None)
+        columns = [c for c in self.columns("resources_query") if c not in RESOURCE_NOT_LISTED]
+        return self._listed("resources_query", columns)
 
     def list_content_files(self) -> Iterator[dict]:
         return self._listed("content_files_query", CONTENT_FILE_LISTING)

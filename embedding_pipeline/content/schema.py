@@ -328,6 +328,21 @@ _CHILD_FIELDS = (  # the arguments of a JSON_OBJECT
     "JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id WHERE tx.learningresource_id = {child}.id "
     "ORDER BY t.name) AS st))"
 ).replace("{_T}", PREFIX)
+# A video's or a document's own files (`direct_learning_resource`), published or not, as its serializer
+# lists them (VideoResourceSerializer.get_content_files): their text is folded into the resource's, and
+# their fields (but the large ones) are its document's `content_files`. A run lists their stamp: those
+# fields, the text's date and length.
+_DIRECT_FILES = f"FROM {_T}contentfile cf WHERE cf.direct_learning_resource_id = lr.id"
+_DIRECT_FIELDS = (  # the arguments of a JSON_OBJECT
+    "'id', cf.id, 'uid', cf.uid, 'key', cf.key, 'title', cf.title, 'description', cf.description, "
+    "'image_src', cf.image_src, 'url', cf.url, 'file_type', cf.file_type, 'file_extension', cf.file_extension, "
+    "'content_type', cf.content_type, 'content_title', cf.content_title, 'content_author', cf.content_author, "
+    "'content_language', cf.content_language, 'checksum', cf.checksum, 'source_path', cf.source_path, "
+    "'edx_module_id', cf.edx_module_id, 'youtube_id', cf.youtube_id, "
+    "'content_feature_type', AS_JSON((SELECT JSON_LIST(n) FROM (SELECT t.name AS n FROM {_T}contentfile_content_tags x "
+    "JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id WHERE x.contentfile_id = cf.id "
+    "ORDER BY t.name) AS st))"
+).replace("{_T}", PREFIX)
 DEFAULT_RESOURCES_QUERY = f"""
 SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
        lr.published, lr.test_mode, lr.resource_category, lr.certification, lr.certification_type,
@@ -393,7 +408,13 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
                      ORDER BY y.position, y.id) AS sg))) AS v
             FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id
            WHERE lr.resource_type = 'program' AND x.parent_id = lr.id AND x.relation_type IN {_PROGRAM_RELATIONS}
-           ORDER BY x.position, x.id) AS s) AS program_children
+           ORDER BY x.position, x.id) AS s) AS program_children,
+       CASE WHEN lr.resource_type IN ('video', 'document') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'content', cf.content) AS v
+            {_DIRECT_FILES} ORDER BY cf.id) AS s) END AS direct_content_files,
+       CASE WHEN lr.resource_type IN ('video', 'document') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'updated_on', EPOCH_MS(cf.updated_on), 'size', LENGTH(cf.content)) AS v
+            {_DIRECT_FILES} ORDER BY cf.id) AS s) END AS direct_content_stamp
 FROM {_T}learningresource lr
 LEFT JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id
 LEFT JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id
@@ -473,6 +494,12 @@ _FINGERPRINT_PARTS = {
     f"{_OF_TYPE} JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id",
     "files": f"COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)), SUM(CASE WHEN cf.published THEN 1 ELSE 0 END), 0 "
     f"{_FILE_OF_TYPE}",
+    "own files": f"COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)), SUM(CASE WHEN cf.published THEN 1 ELSE 0 END), 0 "
+    f"{_OF_TYPE} JOIN {_T}contentfile cf ON cf.direct_learning_resource_id = lr.id",
+    "own file tags": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}contentfile cf ON cf.direct_learning_resource_id = lr.id "
+    f"JOIN {_T}contentfile_content_tags x ON x.contentfile_id = cf.id "
+    f"JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id",
     "file tags": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_FILE_OF_TYPE} "
     f"JOIN {_T}contentfile_content_tags x ON x.contentfile_id = cf.id "
     f"JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id",
@@ -560,8 +587,12 @@ RESOURCE_OPTIONAL = [
     "last_modified", "topics", "departments", "course_feature", "resource_prices", "runs", "course_numbers",
     "format", "pace", "availability", "location", "duration", "min_weeks", "max_weeks", "min_weekly_hours",
     "max_weekly_hours", "time_commitment", "license_cc", "continuing_ed_credits", "require_summaries", "completeness",
-    "media_duration", "course_count", "program_count", "program_children",
+    "media_duration", "course_count", "program_count", "program_children", "direct_content_files",
+    "direct_content_stamp",
 ]  # fmt: skip
+# What a run lists of every resource: every column but its own files' text, for which their stamp stands;
+# the rows it writes are read in full.
+RESOURCE_NOT_LISTED = ["direct_content_files"]
 CONTENT_FILE_COLUMNS = ["id", "resource_id", "key", "content", "published"]
 TOPIC_COLUMNS = ["id", "topic_uuid", "name", "published"]
 CONTENT_FILE_OPTIONAL = [

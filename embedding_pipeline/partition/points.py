@@ -91,11 +91,12 @@ def resource_document(row: Mapping, record: str) -> dict:
     professional = _flag(row, "professional")
     amounts = [p.get("amount") for p in values.get("resource_prices") or [] if isinstance(p, dict)]
     course_numbers = values.get("course_numbers")
+    own_files = _own_files(values, resource_type, record)
     document = {
         "id": int(row["id"]),
         "readable_id": text_field(row, "readable_id", record),
         "title": text_field(row, "title", record, required=True),
-        "description": text_field(row, "description", record) or None,
+        "description": text_field(row, "description", record) or _first_description(own_files),
         "full_description": _value(row, "full_description"),
         "url": text_field(row, "url", record) or None,
         "resource_type": resource_type,
@@ -133,13 +134,59 @@ def resource_document(row: Mapping, record: str) -> dict:
     }
     if resource_type == "course":
         document["course"] = {"course_numbers": course_numbers or []}
+    if resource_type in OWN_FILE_TYPES:
+        document["content_files"] = [_own_file_document(file, document) for file in own_files]
     return document
 
 
+# The types whose serializer lists the resource's own files (VideoResourceSerializer, DocumentResourceSerializer).
+OWN_FILE_TYPES = ("video", "document")
+# ContentFileSerializer's fields of a file of its own (NestedContentFileSerializer: without the large ones,
+# as mit-learn's search serves a resource's payload, _trim_indexing_only_list_fields).
+OWN_FILE_FIELDS = ("key", "uid", "title", "description", "url", "content_type", "content_title", "content_author",
+                   "content_language", "checksum", "image_src", "source_path", "file_type", "file_extension",
+                   "edx_module_id", "youtube_id")  # fmt: skip
+
+
+def _own_files(values: Mapping, resource_type: str, record: str) -> list[dict]:
+    """A video's or a document's own files (`direct_content_files`), in order of id."""
+    files = values.get("direct_content_files") if resource_type in OWN_FILE_TYPES else None
+    for file in files or []:
+        if not isinstance(file, dict) or not isinstance(file.get("content"), (str, type(None))):
+            raise RecordError(record, "direct_content_files", "must be a list of objects with a text `content`")
+    return files or []
+
+
+def _first_description(files: list[dict]) -> str | None:
+    """VideoResourceSerializer.get_description: a resource without one takes its first own file's."""
+    description = files[0].get("description") if files else None
+    return description if isinstance(description, str) and description.strip() else None
+
+
+def _own_file_document(file: Mapping, document: Mapping) -> dict:
+    """One of the resource's own files as its document's `content_files` lists it."""
+    return {
+        "id": file.get("id"),
+        "direct_learning_resource_id": document["id"],
+        **{name: file.get(name) for name in OWN_FILE_FIELDS},
+        "content_feature_type": file.get("content_feature_type") or [],
+        "require_summaries": document["require_summaries"],
+        "resource_id": str(document["id"]),
+        "resource_readable_id": document["readable_id"],
+        "course_number": [],
+        "topics": document["topics"],
+        "departments": document["departments"],
+        "platform": document["platform"] or {"code": "", "name": ""},
+        "offered_by": document["offered_by"] or {"code": "", "name": "", "display_facet": False},
+    }
+
+
 def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
-    """The resource's single point: its document, and the text mit-learn embeds for it."""
+    """The resource's single point: its document, and the text mit-learn embeds for it (its own files' text
+    folded in, cut to the dense model's limit)."""
     document = resource_document(row, record.record_key)
-    text = mit_learn.embedding_context(document)
+    contents = [f["content"] for f in _own_files(normalized(row, record.record_key), document["resource_type"], "")]
+    text = mit_learn.embedding_context(document, contents, chunker.fit_to_model)
     return [_point(record, 0, 1, text, chunker.count_tokens(text), document)]
 
 

@@ -57,6 +57,7 @@ AGGREGATED = {
     "resource_prices": lambda p: (str(p.get("currency")), float(p.get("amount") or 0)),
     "runs": lambda r: r.get("id") or 0,
     "content_feature_type": str,
+    "direct_content_files": lambda f: (f.get("id") or 0) if isinstance(f, dict) else 0,
 }
 ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers", "flashcards", "format", "pace",
           "program_children"}  # fmt: skip
@@ -112,9 +113,20 @@ def resource_record(row: Mapping) -> Record:
         record_id=mit_learn.vector_point_id(key),
         record_key=key,
         fingerprint=digest(row),
-        size=sum(len(value) for value in (row.get(c) for c in TEXT_COLUMNS) if isinstance(value, str)),
+        size=sum(len(value) for value in (row.get(c) for c in TEXT_COLUMNS) if isinstance(value, str))
+        + _own_files_size(row.get("direct_content_stamp")),
         resource_type=text_field(row, "resource_type", where),
     )
+
+
+def _own_files_size(stamp) -> int:
+    """The length of the text of a resource's own files, from their listed stamp (0 when it cannot be read:
+    the row's full read names the problem)."""
+    try:
+        files = json.loads(stamp) if isinstance(stamp, str) else stamp
+        return sum(int(f.get("size") or 0) for f in files or [])
+    except (ValueError, TypeError, AttributeError):
+        return 0
 
 
 def content_file_record(row: Mapping, resource: Record | None) -> Record:

@@ -219,7 +219,9 @@ class PartitionWriter:
                     legacy, list(by_id), with_vectors=True, fields=STORED_TEXT_FIELDS
                 ):
                     point = by_id[pid]
-                    if stored_text(kind, payload) == point["text"] and all(name in vectors for name in wanted):
+                    if stored_text(kind, payload, self.chunker.fit_to_model) == point["text"] and all(
+                        name in vectors for name in wanted
+                    ):
                         found[point["text_hash"]] = {name: vectors[name] for name in wanted}
         return found
 

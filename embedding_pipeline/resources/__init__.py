@@ -18,6 +18,7 @@ def secret_env(name: str, fallback: str | None = None):
 
 
 def build_resources(settings: Settings) -> dict:
+    dense_class = dense_encoder_class(settings.qdrant_encoder)
     return {
         "content_source": ContentSource(
             database_url=secret_env("CONTENT_DATABASE_URL", settings.content_database_url),
@@ -31,8 +32,9 @@ def build_resources(settings: Settings) -> dict:
             encoding_name=settings.token_encoding_name,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
+            limit_model=settings.qdrant_dense_model if dense_class.token_limited else None,
         ),
-        "dense_encoder": dense_encoder_class(settings.qdrant_encoder).from_settings(settings),
+        "dense_encoder": dense_class.from_settings(settings),
         "sparse_encoder": sparse_encoder_class(settings.qdrant_sparse_encoder).from_settings(settings),
         "embed_options": EmbedOptions(),
         "qdrant": QdrantResource(

@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from embedding_pipeline.chunking import Chunker
+from embedding_pipeline.chunking import Chunker, limit_encoding
 
 
 class TextChunker(dg.ConfigurableResource):
@@ -19,5 +19,12 @@ class TextChunker(dg.ConfigurableResource):
         description="Characters or tokens shared by neighbouring chunks (CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP)."
     )
 
+    limit_model: str | None = Field(
+        default=None,
+        description="The LiteLLM model whose input limit cuts a resource's text, its own files' text folded in "
+        "(QDRANT_DENSE_MODEL with a LiteLLM encoder); empty: 20,000 characters, as mit-learn cuts for other encoders.",
+    )
+
     def get_chunker(self) -> Chunker:
-        return Chunker(self.encoding_name, self.chunk_size, self.chunk_overlap)
+        counted_by = limit_encoding(self.limit_model, self.encoding_name) if self.limit_model else None
+        return Chunker(self.encoding_name, self.chunk_size, self.chunk_overlap, self.limit_model, counted_by)

@@ -7,7 +7,8 @@ own (HTML descriptions, several runs and prices, an archived run, files without 
 ids, a resource without a platform, two files under one key); `catalogue.json` the rows they point
 at: platforms, offerors, the topic tree, schools and departments. Files of courses, programs and
 learning paths belong to a run (`run_readable_id`); the others' belong to their resource directly,
-as mit-learn's ETL attaches video transcripts and documents.
+as mit-learn's ETL attaches video transcripts and documents, or are its own (`direct`: a video's or a
+document's `direct_learning_resource`, whose text mit-learn folds into the resource's).
 """
 
 import hashlib
@@ -180,9 +181,12 @@ def _files(rows: _Rows, entry: dict, resource_id: int, runs: dict[str, int], kno
     for file in entry["content_files"]:
         content = file["content"] if "content" in file else (HERE / "files" / file["file"]).read_text()
         run_id = runs.get(file.get("run_readable_id") or "")
-        fields = {k: v for k, v in file.items() if k not in ("file", "run_readable_id", "content_feature_type")}
+        owner = "direct_learning_resource_id" if file.get("direct") else "learning_resource_id"
+        fields = {
+            k: v for k, v in file.items() if k not in ("file", "run_readable_id", "content_feature_type", "direct")
+        }
         file_id = rows.add(
-            schema.content_file, run_id=run_id, learning_resource_id=None if run_id else resource_id,
+            schema.content_file, run_id=run_id, **({} if run_id else {owner: resource_id}),
             url=f"{entry['url']}/{file['key']}", created_on=when, updated_on=when,
             **{"published": True, **fields, "content": content, "checksum": checksum(content)},
         )  # fmt: skip

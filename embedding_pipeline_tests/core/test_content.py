@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries, schema
 from embedding_pipeline.content.schema import DEFAULT_CONTENT_FILES_QUERY, dialect_sql
-from embedding_pipeline.sample_data import load_sample_data
+from embedding_pipeline.partition.records import list_records
+from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 
 T = schema.PREFIX
 
@@ -206,3 +207,29 @@ def test_a_password_in_the_url_is_never_shown():
     with pytest.raises(ContentSourceError) as error:
         ContentDatabase("postgresql://reader:s3cret@127.0.0.1:9/content").change_marker()
     assert "s3cret" not in str(error.value) and "reader:***@127.0.0.1:9" in str(error.value)
+
+
+def test_a_videos_own_files_are_listed_by_their_stamp_and_their_edit_moves_only_that_video(tmp_path):
+    """The text of a resource's own files (`direct_learning_resource`) is folded into its text: a run lists
+    their stamp, not their text, and reads the text only with the rows it writes."""
+    url = f"sqlite:///{tmp_path / 'content.db'}"
+    load_sample_data(url, samples=EVERY_SAMPLE)
+    database = ContentDatabase(url)
+    with database.reader("video") as reader:
+        before = {r.record_key: r.fingerprint for r in list_records(reader).records.values()}
+        listed = next(r for r in reader.list_resources() if r["readable_id"] == "PLnotYouTube123")
+        full = reader.resources([listed["id"]])[listed["id"]]
+    assert "direct_content_files" not in listed and "notYouTube123-notes" in listed["direct_content_stamp"]
+    assert "representations, constraints" in full["direct_content_files"]
+    fingerprints = database.fingerprints()
+    execute(
+        url,
+        f"UPDATE {T}contentfile SET content = 'New notes.', updated_on = '2030-01-01' WHERE key = 'notYouTube123-notes'",
+    )
+    assert [t for t, f in database.fingerprints().items() if f != fingerprints[t]] == ["video"]
+    with database.reader("video") as reader:
+        after = {r.record_key: r.fingerprint for r in list_records(reader).records.values()}
+    # the video, its course information and its transcript (a file's fingerprint includes its resource's)
+    assert [key for key in before if before[key] != after[key]] == [
+        "youtube.PLnotYouTube123", "youtube.PLnotYouTube123.course_information", "youtube.PLnotYouTube123..notYouTube123"
+    ]  # fmt: skip

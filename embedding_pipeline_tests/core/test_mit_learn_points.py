@@ -2,6 +2,7 @@
 same rows (`fixtures/mit_learn_golden.json`, written by `fixtures/make_mit_learn_golden.py` inside a mit-learn
 checkout at 2f304af, from both samples loaded into its PostgreSQL)."""
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,10 @@ from embedding_pipeline.content import ContentDatabase
 from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES
 from embedding_pipeline.partition.points import record_points
 from embedding_pipeline.partition.records import list_records
+from embedding_pipeline.resources import build_resources
+from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
+from embedding_pipeline.settings import Settings
 
 GOLDEN = json.loads((Path(__file__).parent.parent / "fixtures" / "mit_learn_golden.json").read_text())
 # Keys of mit-learn's resource document this project does not write, with why. The first six are
@@ -22,7 +26,7 @@ NOT_WRITTEN = {
     "_id", "resource_relations", "is_learning_material", "resource_age_date", "featured_rank", "is_incomplete_or_stale",
     # tables beyond the 16 this project reads (images, relationships, the per-type detail tables)
     "image", "children", "position", "best_run_id", "program", "learning_path", "podcast", "podcast_episode", "video",
-    "video_playlist", "playlists", "content_files",
+    "video_playlist", "playlists",
 }  # fmt: skip
 NOT_WRITTEN_IN_RUNS = {"image"}
 # Two content files of one resource with the same key (the sample's duplicate): mit-learn writes both to
@@ -157,3 +161,47 @@ def test_course_information_has_mit_learns_ids_texts_and_payloads(sample):
     assert same_order >= len(golden) - 2
     information = {p["point_id"] for p in ours.values() if p["payload"].get("file_type") == "course_metadata"}
     assert information == {p["id"] for p in golden}
+
+
+def test_a_video_or_document_folds_its_own_files_into_its_text_and_document(sample):
+    """vector_search.utils._learning_resource_embedding_context: `f"{context}\\n\\n## Content\\n{content}"` from the
+    `content_files` VideoResourceSerializer and DocumentResourceSerializer list (the resource's own files,
+    `direct_learning_resource`), whose first file's description stands in for a missing one (`get_description`)."""
+    ours = our_points(sample, Chunker(None, 512, 0))
+    folding = [r for r in EMBEDDED if "\n\n## Content\n" in r["text"]]
+    assert {r["payload"]["resource_type"] for r in folding} == {"video", "document"}
+    video = next(r for r in folding if r["payload"]["resource_type"] == "video")
+    assert video["payload"]["description"] == video["payload"]["content_files"][0]["description"]
+    for golden in folding:
+        point = ours[golden["id"]]
+        assert point["text"] == golden["text"]
+        files = point["payload"]["content_files"]
+        assert [f["key"] for f in files] == [f["key"] for f in golden["payload"]["content_files"]]
+        # as mit-learn's search serves them: without the large fields (_trim_indexing_only_list_fields)
+        assert not {"content", "summary", "flashcards"} & {key for f in files for key in f}
+    # their own files are no content-file points of theirs
+    assert not any(
+        p["payload"].get("key") == "notYouTube123-notes" for p in ours.values() if "chunk_number" in p["payload"]
+    )
+
+
+def long_text(words: int, special: bool) -> str:  # as make_mit_learn_golden.long_text
+    return " ".join(f"word{i}" for i in range(words)) + (" <|endoftext|>" if special else "")
+
+
+@pytest.mark.parametrize("case", GOLDEN["truncations"], ids=lambda c: f"{c['model']}-{c['words']}-{c['special']}")
+def test_a_resources_text_is_cut_to_the_dense_models_limit_as_mit_learn_cuts_it(case):
+    """vector_search.encoders.utils.truncate_to_model_limit as _learning_resource_embedding_context calls it: to
+    the model's max_input_tokens (LiteLLM's model info) in the LiteLLM encoder's token encoding when both are
+    known, else to 20,000 characters (another encoder; a model tiktoken does not know; a special token)."""
+    resource = TextChunker(chunk_size=512, chunk_overlap=0, limit_model=case["model"] if case["litellm"] else None)
+    cut = resource.get_chunker().fit_to_model(long_text(case["words"], case["special"]))
+    assert (len(cut), hashlib.md5(cut.encode()).hexdigest()) == (case["length"], case["md5"])
+
+
+def test_the_litellm_encoder_cuts_resource_texts_by_its_models_limit(monkeypatch):
+    monkeypatch.setenv("QDRANT_ENCODER", "vector_search.encoders.litellm.LiteLLMEncoder")
+    monkeypatch.setenv("QDRANT_DENSE_MODEL", "text-embedding-3-small")
+    assert build_resources(Settings.from_env())["chunker"].limit_model == "text-embedding-3-small"
+    monkeypatch.delenv("QDRANT_ENCODER")
+    assert build_resources(Settings.from_env())["chunker"].limit_model is None

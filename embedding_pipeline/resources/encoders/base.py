@@ -20,6 +20,8 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
     in batches of texts of about one length, and a text the model refuses is isolated and reported."""
 
     stat_names: ClassVar[tuple[str, ...]] = ()  # counters this encoder keeps (reported even when 0)
+    # mit-learn cuts a resource's text to the model's token limit for its LiteLLM encoder, else to characters
+    token_limited: ClassVar[bool] = False
     model_name: str = Field(description="Model name; its part after the first '/' names the Qdrant vector.")
     batch_size: int = Field(description="Most texts per encoder call.")
 

@@ -8,7 +8,6 @@ jitter honouring Retry-After (tenacity), and a request refused because of one in
 
 import functools
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ import numpy as np
 import tenacity
 from pydantic import Field, PrivateAttr
 
-from embedding_pipeline.chunking import COUNTING_ENCODING, encoding
+from embedding_pipeline.chunking import COUNTING_ENCODING, encoding, load_litellm
 from embedding_pipeline.embedding import RejectedInput
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 
@@ -24,19 +23,8 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _litellm():
-    """LiteLLM, loaded offline: it fetches a model cost map at import unless told to use its bundled copy."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    # LiteLLM turns max_retries=0 into its default (2) for OpenAI clients; the retries here are ours
-    # (backoff with jitter, Retry-After, counted), so its own default must be none.
-    litellm.DEFAULT_MAX_RETRIES = 0
-    return litellm
-
-
 def _transient() -> tuple[type[Exception], ...]:
-    litellm = _litellm()
+    litellm = load_litellm()
     return (
         litellm.RateLimitError,
         litellm.InternalServerError,
@@ -60,6 +48,7 @@ class LiteLLMEncoder(DenseEncoder):
     """A dense model behind LiteLLM. `model_name` is LiteLLM's (e.g. `text-embedding-3-small`)."""
 
     stat_names = ("requests", "retries", "texts_truncated")
+    token_limited = True
 
     batch_size: int = Field(description="Most inputs per request (LITELLM_BATCH_MAX_INPUTS; OpenAI allows 2048).")
     batch_max_tokens: int = Field(description="Most tokens per request (LITELLM_BATCH_MAX_TOKENS; OpenAI allows 300k).")
@@ -97,7 +86,7 @@ class LiteLLMEncoder(DenseEncoder):
         """From LiteLLM's model info when it knows the model, else from one embedding call."""
         if self._dim is None:
             try:
-                self._dim = int(_litellm().get_model_info(self.model_name)["output_vector_size"])
+                self._dim = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
             except Exception:
                 self._dim = len(self._request(["dimension probe"], Counter())[0])
         return self._dim
@@ -134,7 +123,7 @@ class LiteLLMEncoder(DenseEncoder):
         return asked if asked is not None else tenacity.wait_random(backoff / 2, backoff)(state)
 
     def _request(self, texts: list[str], stats: Counter) -> np.ndarray:
-        litellm = _litellm()
+        litellm = load_litellm()
 
         def retrying(state: tenacity.RetryCallState) -> None:
             stats["retries"] += 1
