@@ -185,7 +185,8 @@ def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict
     """The resource's single point: its document, and the text mit-learn embeds for it (its own files' text
     folded in, cut to the dense model's limit)."""
     document = resource_document(row, record.record_key)
-    contents = [f["content"] for f in _own_files(normalized(row, record.record_key), document["resource_type"], "")]
+    own_files = _own_files(normalized(row, record.record_key), document["resource_type"], record.record_key)
+    contents = [file["content"] for file in own_files]
     text = mit_learn.embedding_context(document, contents, chunker.fit_to_model)
     return [_point(record, 0, 1, text, chunker.count_tokens(text), document)]
 
