@@ -1,5 +1,5 @@
-"""How often the embedded store indexes and reopens a shard while writing (`REINDEX_EVERY_POINTS`): write time
-against memory, for one collection of content-file chunks with mit-learn's payloads and payload indexes.
+"""How often the embedded store indexes and reopens a shard while writing (`REINDEX_EVERY_BYTES`, here as
+the number of points it comes to): write time against memory, for one collection of content-file chunks with mit-learn's payloads and payload indexes.
 
 For each value, in a fresh process: N points written through the project's EdgeStore in batches of 1,000
 (384-d clustered unit vectors, BM25-like sparse vectors, every index of `{base}.content_files`), then
@@ -50,7 +50,6 @@ def write_and_query(path: str, n: int, every: int) -> dict:
     from embedding_pipeline.vector_store import Point, collection_spec
     from embedding_pipeline.vector_store import edge as edge_store
 
-    edge_store.REINDEX_EVERY_POINTS = every
     peak_anon = [0]
 
     def sample() -> None:
@@ -66,11 +65,14 @@ def write_and_query(path: str, n: int, every: int) -> dict:
     for start in range(0, n, 1000):
         size = min(1000, n - start)
         vectors = dense_vectors(rng, centers, size).tolist()
-        store.upsert("c", [
+        batch = [
             Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"p{start + j}")), {"dense": vectors[j], "bm25": sparse_vector(rng)},
                   payload(start + j))
             for j in range(size)
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if start == 0:  # a reindex every `every` points like these
+            edge_store.REINDEX_EVERY_BYTES = every * sum(map(edge_store.held_bytes, batch)) // len(batch)
+        store.upsert("c", batch)
     store.finish_writes("c")
     result = {"every": every, "points": n, "write_seconds": time.perf_counter() - started,
               "peak_rss_mb": own_status_kb("VmHWM") / 1024, "peak_anon_mb": peak_anon[0] / 1024}  # fmt: skip

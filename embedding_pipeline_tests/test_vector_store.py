@@ -285,20 +285,20 @@ def test_a_killed_writer_leaves_no_lock_and_loses_no_acknowledged_point(tmp_path
 
 
 def test_a_long_write_is_indexed_and_reopened_on_the_way_and_loses_nothing(tmp_path, monkeypatch, caplog):
-    """A full run writes a partition's points into the same shards: every REINDEX_EVERY_POINTS the store
-    indexes and reopens a shard (which frees what it held of them). Points, queries and later writes
-    go on as before; points written after a reopen are there too."""
+    """A full run writes a partition's points into the same shards: once a shard holds REINDEX_EVERY_BYTES
+    of them, the store indexes and reopens it (which frees what it held). Points, queries and later
+    writes go on as before; points written after a reopen are there too."""
     import embedding_pipeline.vector_store.edge as edge_store
 
-    monkeypatch.setattr(edge_store, "REINDEX_EVERY_POINTS", 100)
-    caplog.set_level("INFO", logger=edge_store.__name__)
     points = make_points(450)
+    monkeypatch.setattr(edge_store, "REINDEX_EVERY_BYTES", sum(edge_store.held_bytes(p) for p in points[:100]))
+    caplog.set_level("INFO", logger=edge_store.__name__)
     store = EdgeStore(tmp_path, index_on_release=True)
     store.create_collection("c", SPEC)
     for start in range(0, 450, 30):
         store.upsert("c", points[start : start + 30])
     store.delete("c", [points[0].id])
-    assert len([r for r in caplog.records if "indexed and reopened" in r.message]) == 3  # at 120, 240, 360 points
+    assert len([r for r in caplog.records if "indexed and reopened" in r.message]) == 3  # about every 120 points
     assert store.count("c") == 449 and store.count("c", {"resource_type": "video"}) == 150
     hits = store.query_nearest("c", points[7].vectors["dense"], "dense", 1)
     assert hits[0].id == points[7].id
@@ -308,29 +308,62 @@ def test_a_long_write_is_indexed_and_reopened_on_the_way_and_loses_nothing(tmp_p
     reopened.close()
 
 
-def test_each_reindex_indexes_the_points_written_since_the_last(tmp_path):
-    """At the pipeline's vector size, a reindex builds the index of the REINDEX_EVERY_POINTS points written
-    since the one before, not of twice as many every second time (Qdrant's default threshold): a build's
-    moment of extra memory is that of one reindex's points. Points written after it wait for the next."""
+def test_each_reindex_indexes_the_points_written_since_the_last(tmp_path, monkeypatch):
+    """At the pipeline's vector size, a reindex builds the index of the points written since the one
+    before, not of twice as many every second time (Qdrant's default threshold): a build's moment of
+    extra memory is that of one reindex's points. Points written after it wait for the next."""
     import qdrant_edge as edge
 
-    from embedding_pipeline.vector_store.edge import REINDEX_EVERY_POINTS
+    import embedding_pipeline.vector_store.edge as edge_store
 
     rng = np.random.default_rng(0)
     store = EdgeStore(tmp_path)
     store.create_collection("c", CollectionSpec("dense", 384, "bm25", True, PAYLOAD_INDEXES["content_files"]))
-    count = REINDEX_EVERY_POINTS + 300
+    every = 5_000  # points a reindex takes here: past the indexing threshold (about 2,600 such points)
     points = [
         Point(str(uuid.uuid5(uuid.NAMESPACE_URL, str(n))), {"dense": rng.standard_normal(384).tolist()}, {"n": n})
-        for n in range(count)
+        for n in range(every + 300)
     ]
+    monkeypatch.setattr(edge_store, "REINDEX_EVERY_BYTES", every * edge_store.held_bytes(points[0]))
+    count = len(points)
     for start in range(0, count, 100):
         store.upsert("c", points[start : start + 100])
     store.close()
     shard = edge.EdgeShard.load(str(tmp_path / "collections" / "c"))
     info = shard.info()
     shard.close()
-    assert (info.points_count, info.indexed_vectors_count, info.segments_count) == (count, REINDEX_EVERY_POINTS, 2)
+    assert (info.points_count, info.indexed_vectors_count, info.segments_count) == (count, every, 2)
+
+
+def test_points_of_long_texts_are_reindexed_sooner_so_what_a_shard_holds_stays_bounded(tmp_path, monkeypatch, caplog):
+    """A resource's text with its own files folded in takes up to 20,000 characters: some 1,500 sparse terms,
+    held at about 45 bytes each until the shard is reindexed. The store counts what it holds, not points."""
+    import embedding_pipeline.vector_store.edge as edge_store
+
+    monkeypatch.setattr(edge_store, "REINDEX_EVERY_BYTES", 2_000_000)
+    caplog.set_level("INFO", logger=edge_store.__name__)
+    rng = np.random.default_rng(0)
+
+    def points(terms: int, prefix: str) -> list[Point]:
+        return [
+            Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{prefix}{n}")), {
+                "dense": rng.standard_normal(DIM).tolist(),
+                "bm25": SparseVector(sorted(rng.choice(100_000, terms, replace=False).tolist()), [1.0] * terms),
+            }, {"n": n})
+            for n in range(100)
+        ]  # fmt: skip
+
+    store = EdgeStore(tmp_path)
+    store.create_collection("c", SPEC)
+    for batch in range(0, 100, 10):
+        store.upsert("c", points(12, "short")[batch : batch + 10])
+    assert not [r for r in caplog.records if "indexed and reopened" in r.message]  # 100 short texts: 0.3 MB
+    long = points(1_500, "long")
+    for batch in range(0, 100, 10):
+        store.upsert("c", long[batch : batch + 10])
+    assert len([r for r in caplog.records if "indexed and reopened" in r.message]) == 3  # 7 MB: every ~30 points
+    assert store.count("c") == 200
+    store.close()
 
 
 def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):

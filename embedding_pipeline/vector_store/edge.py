@@ -53,16 +53,24 @@ PAYLOAD_SCHEMAS = {
     "datetime": lambda: edge.DatetimeIndexParams(memory=edge.Memory.Cold),
 }
 FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: reopening stays fast
-# A shard keeps in the process's memory about 3 KB of every point written since it was opened, even
-# once indexed; indexing, closing and reopening it gives that back. Every this many points written
-# to a shard, so what an open shard holds stays flat however large the partition. Each reindex makes
-# a segment, and past SEGMENTS segments the optimizer merges them, rebuilding the merged segments'
-# HNSW and payload indexes: with a reindex every 5,000 points that rebuild grew with the collection
-# (100,000 content-file points with the collection's 19 payload indexes: 93.5 s, each reindex 2.2 s at
-# first and 7.4 s at the end). Every 20,000 points: 51.9 s, peaking at 500 MB RSS and 195 MB of
-# anonymous memory against 380 / 116 (10,000: 61.8 s, 454 / 148); hybrid queries as fast, filtered
-# recall@10 0.995 against 1.000 (`benchmarks/bench_reindex.py`).
-REINDEX_EVERY_POINTS = 20_000
+# A shard keeps in the process's memory what it was written since it was opened, even once indexed;
+# indexing, closing and reopening it gives that back. It does so once it holds about this much, so
+# what an open shard holds stays flat however large the partition. Each reindex makes a segment, and
+# past SEGMENTS segments the optimizer merges them, rebuilding the merged segments' HNSW and payload
+# indexes: the more often a shard is reindexed, the more often large segments are rebuilt (100,000
+# content-file points with the collection's 19 payload indexes: 93.5 s reindexing every 5,000 points,
+# each reindex 2.2 s at first and 7.4 s at the end; 51.9 s every 20,000, peaking at 195 MB of
+# anonymous memory against 116; `benchmarks/bench_reindex.py`). 100 MB is about 20,000 such points.
+REINDEX_EVERY_BYTES = 100_000_000
+
+
+def held_bytes(point: Point) -> int:
+    """About what an open shard holds of `point` until it is reindexed: 2,500 bytes and 45 per sparse term
+    (10,000 points of 1,500 terms, a resource's text of 20,000 characters, peaked at 787 MB of anonymous
+    memory reindexed every 20,000 points and 462 MB every 5,000)."""
+    return 2_500 + 45 * sum(len(v.indices) for v in point.vectors.values() if isinstance(v, SparseVector))
+
+
 SEGMENTS = 8  # the optimizer's target number of segments per shard (the engine's: one per 2 CPUs, 2 to 8)
 # Past SEGMENTS segments the optimizer merges them, and building a merged segment's index takes about
 # 6 KB per point for a moment: with the engine's default cap (256 MB of vectors per indexing thread)
@@ -249,7 +257,7 @@ class EdgeStore(VectorStore):
         self._last_flush = time.monotonic()
         self._index_on_release = index_on_release
         self._unindexed: set[str] = set()  # collections written since their index was last built
-        self._written: dict[str, int] = {}  # points written to each open shard since it was opened
+        self._written: dict[str, list[int]] = {}  # points and held bytes written to each open shard since it opened
         self._hold()
 
     def _hold(self) -> None:
@@ -366,8 +374,10 @@ class EdgeStore(VectorStore):
         shard = self._shard(name)
         shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in points]))
         name = self.resolve(name)
-        self._written[name] = self._written.get(name, 0) + len(points)
-        if self._written[name] >= REINDEX_EVERY_POINTS:
+        written = self._written.setdefault(name, [0, 0])
+        written[0] += len(points)
+        written[1] += sum(held_bytes(point) for point in points)
+        if written[1] >= REINDEX_EVERY_BYTES:
             self._reopen_indexed(name)
         elif time.monotonic() - self._last_flush > FLUSH_EVERY_SECONDS:
             shard.flush()
@@ -381,10 +391,11 @@ class EdgeStore(VectorStore):
         shard.flush()
         shard.close()
         del self._shards[name]
-        written = self._written.pop(name, 0)
+        points, held = self._written.pop(name, [0, 0])
         self._shard(name)
         log.info(
-            f"{name}: indexed and reopened after {written:,} points written, in {time.perf_counter() - started:.1f}s"
+            f"{name}: indexed and reopened after {points:,} points written (about {held / 1e6:.0f} MB held), "
+            f"in {time.perf_counter() - started:.1f}s"
         )
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
