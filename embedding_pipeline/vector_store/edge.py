@@ -53,7 +53,7 @@ PAYLOAD_SCHEMAS = {
     "datetime": lambda: edge.DatetimeIndexParams(memory=edge.Memory.Cold),
 }
 FLUSH_EVERY_SECONDS = 5.0  # segments to disk at most this far behind the WAL: reopening stays fast
-# A shard keeps in the process's memory what it was written since it was opened, even once indexed;
+# A shard keeps in the process's memory what was written to it since it was opened, even once indexed;
 # indexing, closing and reopening it gives that back. It does so once it holds about this much, so
 # what an open shard holds stays flat however large the partition. Each reindex makes a segment, and
 # past SEGMENTS segments the optimizer merges them, rebuilding the merged segments' HNSW and payload
