@@ -310,8 +310,8 @@ def test_a_long_write_is_indexed_and_reopened_on_the_way_and_loses_nothing(tmp_p
 
 def test_each_reindex_indexes_the_points_written_since_the_last(tmp_path, monkeypatch):
     """At the pipeline's vector size, a reindex builds the index of the points written since the one
-    before, not of twice as many every second time (Qdrant's default threshold): a build's moment of
-    extra memory is that of one reindex's points. Points written after it wait for the next."""
+    before, not of twice as many every second time: a build's moment of extra memory is that of one
+    reindex's points. Points written after it wait for the next (and are searched exactly meanwhile)."""
     import qdrant_edge as edge
 
     import embedding_pipeline.vector_store.edge as edge_store
@@ -319,7 +319,7 @@ def test_each_reindex_indexes_the_points_written_since_the_last(tmp_path, monkey
     rng = np.random.default_rng(0)
     store = EdgeStore(tmp_path)
     store.create_collection("c", CollectionSpec("dense", 384, "bm25", True, PAYLOAD_INDEXES["content_files"]))
-    every = 5_000  # points a reindex takes here: past the indexing threshold (about 2,600 such points)
+    every = 14_000  # points a reindex takes here: past the indexing threshold (about 13,000 such points)
     points = [
         Point(str(uuid.uuid5(uuid.NAMESPACE_URL, str(n))), {"dense": rng.standard_normal(384).tolist()}, {"n": n})
         for n in range(every + 300)

@@ -79,14 +79,13 @@ SEGMENTS = 8  # the optimizer's target number of segments per shard (the engine'
 # 200,000 points on, in half the time; 35 segments, a hybrid query 8.7 ms against 5.5
 # (`bench_qdrant.py --segment-caps`).
 MAX_SEGMENT_KB = 50_000
-# A segment is indexed once its dense vectors pass this size; Qdrant's default, 10,000 KB, is about
-# 6,600 points of 384 floats, so every second reindex built a segment of 10,000 points. Building one
-# maps the segment being built (32 MB files of payloads and of sparse vectors among them) beside its
-# source: 94-142 MB over the process's RSS for a moment at 10,000 points, 65-88 MB at 5,000. Below the
-# 5,000 points of a reindex, each reindex indexes what was written since the last: the 10x benchmark's
-# full run peaked at 959 MB instead of 1,032. The price is more merging: a million points written in
-# 873 s against 632, peaking at 463 MB against 481, queries within 10% (`bench_qdrant.py --segment-caps`).
-INDEXING_THRESHOLD_KB = 4_000
+# A segment is searched exactly (no HNSW) until its dense vectors pass this size, about 13,000 points of
+# 384 floats: building the index of such a segment, with mit-learn's payload indexes, took 3.6 s for
+# the 1x benchmark's 13,153 content-file points, at every full run, to bring a query from 1.6 ms to
+# 1.0 ms. Qdrant's default is 10,000 KB. A reindex of the usual points (about 20,000 of them, see
+# REINDEX_EVERY_BYTES) still indexes just what it wrote: building an index maps the segment being
+# built beside its source, so a build's moment of extra memory stays that of one reindex's points.
+INDEXING_THRESHOLD_KB = 20_000
 # qdrant-edge's WAL is a chain of 32 MB files, and a shard maps its open one, the next and the last
 # closed one, and reads them all at every open: up to ~100 MB of the process's memory per collection
 # once that much was written (117 MB for the two collections of a 55,000-point catalogue). 4 MB files
