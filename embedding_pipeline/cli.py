@@ -21,6 +21,7 @@ from embedding_pipeline.settings import (
     SettingError,
     Settings,
     load_env_file,
+    masked,
     reader_defaults,
     settings_table,
 )
@@ -107,26 +108,15 @@ def embed(args: argparse.Namespace) -> None:
     import dagster as dg
 
     from embedding_pipeline.assets.embed import INTERRUPTED
-    from embedding_pipeline.definitions import defs, settings
+    from embedding_pipeline.definitions import defs
     from embedding_pipeline.resources.encoders.fastembed import release_models
     from embedding_pipeline.resources.qdrant import keep_store_open
 
     ensure_dagster_home()
-    partitions = chosen_partitions(args)
-    if args.resource_ids:
-        from embedding_pipeline.resources import build_resources
-
-        database = build_resources(settings)["content_source"].database()
-        types = database.resource_types(args.resource_ids, partitions)
-        missing = [i for i in args.resource_ids if i not in types]
-        if missing:
-            print(f"Not found among the published resources of {', '.join(partitions)}: {', '.join(map(str, missing))}")
-        partitions = [p for p in partitions if p in types.values()]
-        if not partitions:
-            sys.exit("None of the resource ids was found: nothing to embed")
     job = defs.resolve_job_def("embed")
     failed = []
     with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
+        partitions, tags = _prepare(args)
         for number, partition in enumerate(partitions):
             run_config = embed_run_config(
                 overwrite=args.overwrite,
@@ -136,17 +126,63 @@ def embed(args: argparse.Namespace) -> None:
                 allow_mass_deletion=args.allow_mass_deletion,
             )
             result = job.execute_in_process(
-                partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
+                partition_key=partition,
+                instance=instance,
+                raise_on_error=False,
+                run_config=run_config,
+                tags=tags,
             )
-            reason = None if result.success else _reason(result)
-            print(f"{partition}: {'ok' if result.success else 'FAILED: ' + reason} (run {result.run_id})")
-            if not result.success:
+            whole = not (args.resource_ids or args.skip_contentfiles)  # a part of a partition leaves the rest as it is
+            reason = _reason(result) if not result.success else _failed_check(result) if whole else None
+            print(f"{partition}: {'FAILED: ' + reason if reason else 'ok'} (run {result.run_id})")
+            if reason:
                 failed.append(partition)
             if interrupted or reason == INTERRUPTED:
                 sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
+            if _cause(result) in SHARED_CAUSES:
+                sys.exit(f"{partition}: {reason}. Stopped: the other partitions would fail the same way")
         release_models()  # the store builds its indexes as it closes: with the models' memory given back
     if failed:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
+
+
+def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The partitions to run (those of `--resource-ids`, if given) and the runs' tags. What would fail every
+    partition the same way (the model, the content database, the store: unreachable, or held longer than
+    QDRANT_LOCK_WAIT_SECONDS) stops the command here, said once; records no partition embeds are named."""
+    from embedding_pipeline.content import ContentSourceError
+    from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
+    from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG
+
+    partitions = chosen_partitions(args)
+    with _built_resources(("content_source", "dense_encoder", "qdrant")) as built:
+        built.dense_encoder.check()
+        database = built.content_source.database()
+        never = database.unembeddable(RESOURCE_TYPES)
+        with database.reader(partitions[0]) as reader:
+            if reader.holds_no_resources():
+                raise ContentSourceError(
+                    database.url, "the database holds no learning resources at all; nothing was written"
+                )
+        with built.qdrant.get_store(purpose="embed"):
+            pass  # opened once, and kept for the runs (keep_store_open)
+        if never:
+            print(never_embedded_line(never))
+        if args.resource_ids:
+            partitions = _partitions_of(database, args.resource_ids, partitions)
+    return partitions, {NEVER_EMBEDDED_TAG: never_embedded_summary(never)} if never else {}
+
+
+def _partitions_of(database, ids: list[int], partitions: list[str]) -> list[str]:
+    """The partitions of these resources; ids not found are named."""
+    types = database.resource_types(ids, partitions)
+    missing = [i for i in ids if i not in types]
+    if missing:
+        print(f"Not found among the published resources of {', '.join(partitions)}: {', '.join(map(str, missing))}")
+    found = [p for p in partitions if p in types.values()]
+    if not found:
+        sys.exit("None of the resource ids was found: nothing to embed")
+    return found
 
 
 @contextmanager
@@ -178,6 +214,49 @@ def _reason(result) -> str:
     return "see the log above"
 
 
+# Failures every partition would meet alike: the command stops at the first.
+SHARED_CAUSES = {
+    "StoreUnavailable",
+    "StoreBusy",
+    "StoreDamaged",
+    "LocalModeStore",
+    "ModelMissing",
+    "ContentSourceError",
+    "SettingError",
+}
+
+
+def _cause(result) -> str | None:
+    """The class of the error a failed run named as its cause (`embed_partition` puts it in the failure)."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.user_failure_data is not None:
+            cause = event.step_failure_data.user_failure_data.metadata.get("cause")
+            return cause.value if cause is not None else None
+    return None
+
+
+def _failed_check(result) -> str | None:
+    """A run that wrote but left Qdrant out of step with the source, or of another dimension, in a line."""
+    from embedding_pipeline.assets.checks import DENSE_DIMENSION, POINTS_MATCH_SOURCE
+
+    for check in result.get_asset_check_evaluations():
+        if check.passed or check.check_name not in (POINTS_MATCH_SOURCE, DENSE_DIMENSION):
+            continue
+        found = {name: value.value for name, value in check.metadata.items()}
+        if check.check_name == DENSE_DIMENSION:
+            return f"{DENSE_DIMENSION} failed: the encoder makes {found['encoder_dimension']}, Qdrant holds {found['collections']}"
+        wrong = found.get("points_answered_wrongly", "none")
+        if wrong != "none":
+            first = wrong.splitlines()[0].removeprefix("- ")
+            return f"{POINTS_MATCH_SOURCE} failed: Qdrant answers wrongly for stored points ({first}); see `repair`"
+        return (
+            f"{POINTS_MATCH_SOURCE} failed: Qdrant holds {found['points_in_qdrant']} of this type's points where the source "
+            f"asks for {found['expected_points']} ({found['missing_points']} missing, {found['extra_points']} extra, "
+            f"{found['records_out_of_date']} records out of date); the next run lists every point and writes what is missing"
+        )
+    return None
+
+
 def resource_ids(text: str) -> list[int]:
     """`1,2,3` as the old command takes it."""
     try:
@@ -186,7 +265,7 @@ def resource_ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected ids separated by commas, e.g. 1,2,3; got {text!r}") from None
 
 
-def _search_resources(names: tuple[str, ...]) -> dict:
+def _built_resources(names: tuple[str, ...]) -> dict:
     import dagster as dg
 
     from embedding_pipeline.resources import build_resources
@@ -203,7 +282,7 @@ def _filters(args: argparse.Namespace) -> dict | None:
 def search(args: argparse.Namespace) -> None:
     from embedding_pipeline.search import search as run_search
 
-    with _search_resources(("qdrant", "dense_encoder", "sparse_encoder")) as built:
+    with _built_resources(("qdrant", "dense_encoder", "sparse_encoder")) as built:
         hits = run_search(
             built.qdrant, built.dense_encoder, built.sparse_encoder, args.query, collection=args.collection,
             hybrid=args.hybrid, limit=args.limit, filters=_filters(args), wait_seconds=args.wait,
@@ -214,7 +293,7 @@ def search(args: argparse.Namespace) -> None:
 def similar(args: argparse.Namespace) -> None:
     from embedding_pipeline.search import similar as run_similar
 
-    with _search_resources(("qdrant", "dense_encoder")) as built:
+    with _built_resources(("qdrant", "dense_encoder")) as built:
         hits = run_similar(
             built.qdrant, built.dense_encoder, args.resource, limit=args.limit, filters=_filters(args),
             wait_seconds=args.wait,
@@ -246,7 +325,7 @@ def show_settings(args: argparse.Namespace) -> None:
         print(settings_table())
         return
     for name, value in Settings.from_env().model_dump().items():
-        print(f"{name} = {value}")
+        print(f"{name} = {masked(str(value))}")
     for note in reader_defaults():
         print(f"note: {note}")
 
@@ -261,6 +340,28 @@ def migrate_store(args: argparse.Namespace) -> None:
     print(
         f"Migrated {sum(copied.values())} points in {len(copied)} collections to the Qdrant engine in {settings.qdrant_path}"
     )
+
+
+def repair(args: argparse.Namespace) -> None:
+    """Rebuild the embedded store's damaged collections from what can be read, then embed what could not."""
+    from embedding_pipeline.vector_store import COLLECTION_KINDS, collection_spec
+    from embedding_pipeline.vector_store.repair import repair_collection
+
+    if Settings.from_env().qdrant_host:
+        sys.exit(
+            "QDRANT_HOST is set: `repair` rebuilds the embedded store; a Qdrant server recovers from its snapshots"
+        )
+    lost = 0
+    with _built_resources(("qdrant", "dense_encoder", "sparse_encoder")) as built:
+        dense, sparse, names = built.dense_encoder, built.sparse_encoder, built.qdrant.collection_names()
+        with built.qdrant.get_store(purpose="repair") as store:
+            for kind in COLLECTION_KINDS:
+                if store.collection_exists(names.physical(kind)):
+                    spec = collection_spec(kind, dense.vector_name, dense.dim, sparse.vector_name, sparse.uses_idf)
+                    lost += repair_collection(store, names.physical(kind), spec, print)
+    if lost:
+        print("Writing again what could not be read:")
+        embed(parser().parse_args(["embed"]))
 
 
 def _query_options(p: argparse.ArgumentParser) -> None:
@@ -333,6 +434,10 @@ def parser() -> argparse.ArgumentParser:
         "migrate-store", help="Copy an embedded store written by qdrant-client's local mode into the Qdrant engine."
     )
     p.set_defaults(func=migrate_store)
+    p = commands.add_parser(
+        "repair", help="Rebuild damaged collections of the embedded store from what can be read; embed the rest."
+    )
+    p.set_defaults(func=repair)
     return top
 
 

@@ -18,6 +18,7 @@ from embedding_pipeline.partition.report import Report
 
 MANIFEST_COLUMNS = ["record_key", "record_id", "kind", "source_id", "status"]
 WORKER_TAG = "embedding_pipeline/worker"  # a run's worker process, as a tag on the run
+NEVER_EMBEDDED_TAG = "embedding_pipeline/never_embedded"  # what no partition embeds, as the run's requester saw it
 RECENT_RUNS = 20  # materializations looked through for a partition's last whole run
 
 

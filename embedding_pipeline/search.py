@@ -1,5 +1,6 @@
 """Queries the collections the way the search endpoint and the "similar resources" carousel do."""
 
+from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.mit_learn import vector_point_id
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.qdrant import QdrantResource
@@ -21,6 +22,9 @@ def search(
 
     `filters` (payload field → value) are served by the payload indexes, e.g. `{"resource_type": "video"}`.
     """
+    if not query.strip():
+        raise BadQuery("Nothing to search for: the query is empty")
+    _check_limit(limit)
     dense_query = dense_encoder.embed_query(query).tolist()
     sparse_query = sparse_encoder.embed_query(query) if hybrid else None
     with qdrant.get_store(purpose="search", wait_seconds=wait_seconds) as store:
@@ -44,6 +48,7 @@ def similar(
 ) -> list[dict]:
     """The resources nearest to `resource` (PLATFORM.READABLE_ID, mit-learn's point key) by its own stored
     vector, itself excluded: what mit-learn's "similar resources" carousel asks."""
+    _check_limit(limit)
     with qdrant.get_store(purpose="similar resources", wait_seconds=wait_seconds) as store:
         name = qdrant.alias("resources")
         found = store.retrieve(name, [vector_point_id(resource)], fields=[])
@@ -54,6 +59,15 @@ def similar(
             )
         hits = store.query_similar(name, found[0][0], dense_encoder.vector_name, limit, filters)
     return _rows(hits)
+
+
+class BadQuery(PermanentError, ValueError):
+    """A query that cannot be asked: said in one line, before a model or the store is touched."""
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise BadQuery(f"A limit of {limit} results: ask for 1 or more")
 
 
 def _rows(hits: list[Hit]) -> list[dict]:

@@ -4,12 +4,11 @@ import json
 
 import dagster as dg
 
+from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.run_state import fail_dead_runs
-
-NEVER_EMBEDDED_TAG = "embedding_pipeline/never_embedded"  # on the runs it requests: what no partition embeds
+from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG, fail_dead_runs
 
 
 @dg.sensor(job=embed_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -26,10 +25,9 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     if marker == cursor.get("marker"):
         return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
     never = database.unembeddable(RESOURCE_TYPES)
-    for reason, rows in never.items():
-        shown = ", ".join(f"id {row[0]} ({row[1]})" for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
-        context.log.warning(f"Never embedded: {len(rows)} {reason}: {shown}")
-    tags = {NEVER_EMBEDDED_TAG: "; ".join(f"{len(rows)} {reason}" for reason, rows in never.items())} if never else {}
+    if never:
+        context.log.warning(never_embedded_line(never))
+    tags = {NEVER_EMBEDDED_TAG: never_embedded_summary(never)} if never else {}
     fingerprints = database.fingerprints()
     previous = cursor.get("types", {})
     changed = [t for t in PARTITIONS if fingerprints.get(t) != previous.get(t)]

@@ -10,7 +10,9 @@ settings table is `settings_table()` (a test keeps them equal).
 """
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dotenv
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
@@ -38,6 +40,16 @@ QUERY_SETTINGS = ("qdrant_encoder", "qdrant_dense_model", "qdrant_sparse_encoder
 
 class SettingError(PermanentError, ValueError):
     """A setting whose value cannot work, named with its value; raised at start."""
+
+
+# A URL's password (`scheme://user:password@host`) and a query parameter that holds a key or a token.
+_URL_PASSWORD = re.compile(r"(\b[a-z][\w+.-]*://[^\s:/@]*:)[^\s@]+(@)", re.IGNORECASE)
+_URL_KEY = re.compile(r"([?&][^\s=&]*(?:key|token|secret|password)[^\s=&]*=)[^\s&]+", re.IGNORECASE)
+
+
+def masked(text: str) -> str:
+    """`text` with any password of a URL in it, and any key or token in a URL's query, shown as `***`."""
+    return _URL_KEY.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
 
 
 def load_env_file(path: str | Path = ".env") -> None:
@@ -95,6 +107,10 @@ class Settings(BaseSettings):
     qdrant_host: str = setting(
         "", "QDRANT_HOST", shown="empty: embedded Qdrant", meaning="Qdrant server URL, e.g. `http://qdrant:6333`"
     )
+    qdrant_port: int | None = setting(
+        None, "QDRANT_PORT", shown="the port in `QDRANT_HOST`, else 6333", gt=0,
+        meaning="port of the Qdrant server, for a `QDRANT_HOST` that gives none",
+    )  # fmt: skip
     qdrant_api_key: SecretStr | None = setting(None, "QDRANT_API_KEY", meaning="API key of the Qdrant server")
     qdrant_path: Path | None = setting(
         None, "QDRANT_PATH", shown="`<data dir>/qdrant`",
@@ -226,6 +242,7 @@ class Settings(BaseSettings):
             self.qdrant_dense_model_path = (
                 str(self.data_dir / "models" / DEFAULT_DENSE_MODEL.split("/")[-1]) if default_model else ""
             )
+        self.qdrant_host = _with_port(self.qdrant_host, self.qdrant_port)
         if self.litellm_custom_provider is None:
             self.litellm_custom_provider = "ollama" if self.litellm_api_base else ""
         if self.qdrant_encoder == CLOUD_ENCODER and "qdrant_dense_model" not in self.model_fields_set:
@@ -261,6 +278,21 @@ class Settings(BaseSettings):
         return digest(*values, POINTS_LAYOUT, length=8)
 
 
+def _with_port(host: str, port: int | None) -> str:
+    """QDRANT_HOST with QDRANT_PORT put in, where the URL has no port of its own."""
+    if port is None:
+        return host
+    parts = urlsplit(host)
+    if not host or not parts.scheme or not parts.hostname:
+        raise ValueError(
+            f"QDRANT_PORT={port} needs QDRANT_HOST, a server's URL with its scheme (e.g. http://qdrant), "
+            "which it gives a port; the embedded store has no port"
+        )
+    if parts.port is not None and parts.port != port:
+        raise ValueError(f"QDRANT_PORT={port} and the port of QDRANT_HOST={masked(host)} differ: set one of them")
+    return parts._replace(netloc=f"{parts.netloc.rsplit(':', 1)[0] if parts.port else parts.netloc}:{port}").geturl()
+
+
 def _names(field: str) -> list[str]:
     return Settings.model_fields[field].json_schema_extra["names"]
 
@@ -292,7 +324,7 @@ def _explain(error: ValidationError) -> str:
             continue
         name = next((n for n in _names(field) if _set(n) is not None), _names(field)[0])
         secret = Settings.model_fields[field].annotation == SecretStr | None
-        shown = "<hidden>" if secret else repr(_set(name))
+        shown = "<hidden>" if secret else masked(repr(_set(name)))
         lines.append(f"{name}={shown}: {reason}")
     return "Invalid settings:\n  " + "\n  ".join(lines)
 

@@ -64,6 +64,21 @@ def test_similar_names_a_resource_it_does_not_know(embedded_pipeline):
         main(["similar", "ocw.no-such-course"])
 
 
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["search", "  "], "Nothing to search for: the query is empty"),
+        (["search", "bees", "--limit", "-1"], "A limit of -1 results: ask for 1 or more"),
+        (["search", "bees", "--limit", "0"], "A limit of 0 results: ask for 1 or more"),
+        (["similar", "youtube.yt-crispr", "--limit", "0"], "A limit of 0 results: ask for 1 or more"),
+    ],
+)
+def test_a_query_that_cannot_be_asked_ends_with_one_line(embedded_pipeline, command, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(command)
+    assert stopped.value.code == message
+
+
 def test_a_search_waits_for_a_run_holding_the_embedded_store_and_says_so(embedded_pipeline, capsys, caplog):
     holder = hold_store(embedded_pipeline.settings.qdrant_path)  # a run writing, for instance, until we wait
     main(["search", "editing DNA with Cas9", "--limit", "1"])

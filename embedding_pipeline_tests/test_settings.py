@@ -119,6 +119,11 @@ def test_the_old_names_and_the_seeds_names_are_both_read(monkeypatch):
             {"QDRANT_ENCODER": "vector_search.encoders.qdrant_cloud.QdrantCloudEncoder"},
             "QDRANT_ENCODER=vector_search.encoders.qdrant_cloud.QdrantCloudEncoder needs QDRANT_DENSE_MODEL",
         ),
+        ({"QDRANT_PORT": "6334"}, "QDRANT_PORT=6334 needs QDRANT_HOST"),
+        (
+            {"QDRANT_HOST": "http://qdrant:6333", "QDRANT_PORT": "6334"},
+            "QDRANT_PORT=6334 and the port of QDRANT_HOST=http://qdrant:6333 differ",
+        ),
         (
             {"QDRANT_SPARSE_ENCODER_V2": "vector_search.encoders.litellm.LiteLLMEncoder"},
             "QDRANT_SPARSE_ENCODER_V2='vector_search.encoders.litellm.LiteLLMEncoder' is a class",
@@ -146,6 +151,31 @@ def test_a_secret_is_never_shown_in_an_error_or_the_settings_list(monkeypatch, c
     main(["settings"])
     out = capsys.readouterr().out
     assert "openai_api_key = **********" in out and "sk-shown-nowhere" not in out
+
+
+def test_a_password_in_any_url_is_masked_in_the_settings_list_and_in_errors(monkeypatch, capsys):
+    monkeypatch.setenv("CONTENT_DATABASE_URL", "postgresql://reader:pg-pass-shown-nowhere@db:5432/mitlearn")
+    monkeypatch.setenv("QDRANT_HOST", "https://qdrant.example.org:6333/?api_key=key-shown-nowhere")
+    monkeypatch.setenv("LITELLM_API_BASE", "http://me:llm-pass-shown-nowhere@ollama:11434")
+    main(["settings"])
+    out = capsys.readouterr().out
+    assert "content_database_url = postgresql://reader:***@db:5432/mitlearn" in out
+    assert "qdrant_host = https://qdrant.example.org:6333/?api_key=***" in out
+    assert "litellm_api_base = http://me:***@ollama:11434" in out
+    monkeypatch.setenv("QDRANT_PORT", "1")
+    with pytest.raises(SystemExit) as stopped:
+        main(["settings"])
+    assert "QDRANT_HOST=https://qdrant.example.org:6333/?api_key=***" in str(stopped.value.code)
+    assert "shown-nowhere" not in out + str(stopped.value.code)
+
+
+def test_a_port_given_apart_from_the_host_is_the_servers_port(monkeypatch):
+    """mit-learn reads no QDRANT_PORT; qdrant-client's meaning: the port of a URL that gives none."""
+    monkeypatch.setenv("QDRANT_HOST", "http://qdrant")
+    monkeypatch.setenv("QDRANT_PORT", "6334")
+    assert Settings.from_env().qdrant_host == "http://qdrant:6334"
+    monkeypatch.setenv("QDRANT_HOST", "https://user:pw@qdrant:6334/prefix")  # the same port twice: fine
+    assert Settings.from_env().qdrant_host == "https://user:pw@qdrant:6334/prefix"
 
 
 def test_one_list_of_the_settings_that_shape_the_vectors_feeds_code_versions_and_collection_version(monkeypatch):

@@ -74,6 +74,7 @@ def qdrant_checks(verification: Verification, sizes: dict, dimension: int) -> li
                 "missing_points": len(verification.missing),
                 "extra_points": len(verification.extra),
                 "records_out_of_date": len(verification.out_of_date),
+                "points_answered_wrongly": dg.MetadataValue.md(listed(verification.unreadable)),
                 "every_point_listed": verification.every_point_listed,
                 **sample,
             },

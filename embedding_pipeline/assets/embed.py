@@ -99,7 +99,7 @@ def embed_partition(
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):  # Dagster would retry it, as an error
         raise dg.Failure(INTERRUPTED, allow_retries=False) from None
     except PermanentError as error:  # a setting, a missing model, a wrong database: retrying won't help
-        raise dg.Failure(str(error), allow_retries=False) from None
+        raise dg.Failure(str(error), allow_retries=False, metadata={"cause": type(error).__name__}) from None
 
 
 @contextmanager
@@ -149,7 +149,14 @@ def _embed(context, content_source, chunker, dense_encoder, sparse_encoder, qdra
         if not outcome.verification.passed or full:
             run_state.request_full_verification(instance, partition, requested=not outcome.verification.passed)
     results = [
-        *materializations(outcome, part.chunker, dense_encoder, sparse_encoder, options.scope()),
+        *materializations(
+            outcome,
+            part.chunker,
+            dense_encoder,
+            sparse_encoder,
+            options.scope(),
+            never_embedded=context.run.tags.get(run_state.NEVER_EMBEDDED_TAG, ""),
+        ),
         *chunk_checks(outcome.report),
         *qdrant_checks(outcome.verification, outcome.dense_sizes, dense_encoder.dim),
     ]

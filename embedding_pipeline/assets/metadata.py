@@ -29,12 +29,18 @@ def sample_table(samples: list[dict]) -> str:
     return tabulate(rows, headers=["record", "tokens", "text"], tablefmt="pipe") if rows else "none"
 
 
-def materializations(outcome: Outcome, chunker, dense, sparse, scope: str) -> list[dg.MaterializeResult]:
-    """The five assets' results; `scope` names what a run limited to part of the partition covered."""
+def materializations(
+    outcome: Outcome, chunker, dense, sparse, scope: str, never_embedded: str = ""
+) -> list[dg.MaterializeResult]:
+    """The five assets' results; `scope` names what a run limited to part of the partition covered;
+    `never_embedded`, what no partition embeds, as the run's requester found it."""
     report = outcome.report
     points = {**points_metadata(outcome, dense, sparse), **({"scope": dg.MetadataValue.text(scope)} if scope else {})}
     return [
-        dg.MaterializeResult(asset_key="source_content", metadata=source_metadata(outcome)),
+        dg.MaterializeResult(
+            asset_key="source_content",
+            metadata={**source_metadata(outcome), "never_embedded": dg.MetadataValue.text(never_embedded or "none")},
+        ),
         dg.MaterializeResult(asset_key="text_chunks", metadata=chunk_metadata(report, chunker)),
         dg.MaterializeResult(asset_key="dense_vectors", metadata=dense_metadata(report, dense)),
         dg.MaterializeResult(asset_key="sparse_vectors", metadata=sparse_metadata(report, sparse)),
@@ -50,8 +56,8 @@ def source_metadata(outcome: Outcome) -> dict:
         "course_information": dg.MetadataValue.int(report.records_listed["course_information"]),
         "topics": dg.MetadataValue.int(report.records_listed["topic"]),
         "records_to_read": dg.MetadataValue.int(len(plan.todo)),
-        "duplicate_records": dg.MetadataValue.int(len(plan.listing.duplicates)),
-        "duplicates": dg.MetadataValue.md(listed(plan.listing.duplicates)),
+        "duplicate_records": dg.MetadataValue.int(len(plan.listing.duplicates) + len(report.shared_keys)),
+        "duplicates": dg.MetadataValue.md(listed(plan.listing.duplicates + report.shared_keys)),
         "fetch_seconds": seconds(report.seconds["fetch"]),
     }
 
@@ -124,6 +130,7 @@ def points_metadata(outcome: Outcome, dense, sparse) -> dict:
         "batches": dg.MetadataValue.int(report.batches),
         "searches_use": dg.MetadataValue.text(", ".join(switch.searches_use.values())),
         "collections_removed": dg.MetadataValue.text(", ".join(switch.removed) or "none"),
+        "old_collections_kept": dg.MetadataValue.text(", ".join(switch.kept) or "none"),
         "dense_model": dg.MetadataValue.text(dense.model_name),
         "dense_dimension": dg.MetadataValue.int(report.dimension),
         "sparse_model": dg.MetadataValue.text(sparse.model_name),

@@ -47,6 +47,20 @@ def masked_url(url: str) -> str:
         return "<not a database URL>"
 
 
+def never_embedded_line(never: dict[str, list[tuple]]) -> str:
+    """`ContentDatabase.unembeddable`'s findings in one line, with the first ten records of each reason."""
+    parts = []
+    for reason, rows in never.items():
+        shown = ", ".join(f"id {row[0]} ({row[1]})" for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        parts.append(f"{len(rows)} {reason}: {shown}")
+    return "Never embedded: " + "; ".join(parts)
+
+
+def never_embedded_summary(never: dict[str, list[tuple]]) -> str:
+    """The same in one short line: how many of each (a run's tag, its source_content metadata)."""
+    return "; ".join(f"{len(rows)} {reason}" for reason, rows in never.items())
+
+
 class ContentDatabase:
     """Any SQLAlchemy database (SQLite, PostgreSQL, ...) read through `queries`.
 
@@ -122,7 +136,12 @@ class ContentDatabase:
                 statement, params = sa.text(sql), {}
                 if ":types" in sql:
                     statement, params = statement.bindparams(sa.bindparam("types", expanding=True)), {"types": types}
-                rows = [tuple(row) for row in conn.execute(statement, params)]
+                try:
+                    rows = [tuple(row) for row in conn.execute(statement, params)]
+                except sa.exc.DBAPIError as error:
+                    raise ContentSourceError(
+                        self.url, f"the content source's tables cannot be read: {error.orig}"
+                    ) from None
                 if rows:
                     found[reason] = rows
         return found

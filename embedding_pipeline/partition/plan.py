@@ -2,6 +2,7 @@
 which points do not match their heads (damage); whether it may delete that much; and afterwards,
 whether Qdrant holds exactly what the source lists (verification)."""
 
+import random
 from dataclasses import dataclass, field
 
 from embedding_pipeline.errors import PermanentError
@@ -154,6 +155,30 @@ def check_deletions(plan: Plan, resource_type: str, max_share: float | None) -> 
     )
 
 
+PROBED = 10  # heads a verification reads back with their vectors, and searches for by their own vector
+
+
+def probe(store: VectorStore, names: dict[str, str], heads: list[Head], sample: int = PROBED) -> list[str]:
+    """Heads picked at random that Qdrant cannot give back as written: retrieved by id, each must be the
+    record's own point, with its vectors, and a search by its dense vector must find a point that close.
+    Counts and ids alone pass a store whose id mappings or vectors are damaged; a file that cannot be read
+    at all raises `StoreDamaged` here, naming it."""
+    problems = []
+    for head in random.sample(heads, min(sample, len(heads))):
+        name = names[head.collection]
+        found = store.retrieve(name, [head.record_id], with_vectors=True, fields=[OWN])
+        stored = found[0] if found else None
+        if stored is None or stored[1].get(OWN, {}).get("record_id") != head.record_id:
+            problems.append(f"{head.record_key}: Qdrant gives another point for its id {head.record_id}")
+            continue
+        dense = next(((using, v) for using, v in stored[2].items() if isinstance(v, list)), None)
+        if dense is None:
+            problems.append(f"{head.record_key}: its point has no dense vector")
+        elif any(dense[1]) and not any(hit.score > 0.999 for hit in store.query_nearest(name, dense[1], dense[0], 10)):
+            problems.append(f"{head.record_key}: a search by its own vector does not find it")
+    return problems
+
+
 @dataclass
 class Verification:
     """Does Qdrant hold exactly the partition's records, as the source has them now?"""
@@ -164,12 +189,13 @@ class Verification:
     extra: list[str]  # point ids, or deleted records with their point counts
     out_of_date: list[str]  # keys of records whose stored fingerprint is not the source's
     every_point_listed: bool
+    unreadable: list[str] = field(default_factory=list)  # sampled points Qdrant answers wrongly for
 
     @property
     def passed(self) -> bool:
         """Also the counts: two records that claimed one point would match every id and still be one point short."""
         counts_match = self.expected_points == self.points_in_qdrant
-        return counts_match and not self.missing and not self.extra and not self.out_of_date
+        return counts_match and not self.missing and not self.extra and not self.out_of_date and not self.unreadable
 
 
 def verify(
@@ -199,6 +225,7 @@ def verify(
     )
     deleted = {h.record_id for h in plan.deleted}
     return Verification(
+        unreadable=probe(store, names, [h for h in heads.values() if h.record_id not in deleted]),
         expected_points=sum(h.chunk_count for h in heads.values() if h.record_id not in deleted) + len(unwritten),
         points_in_qdrant=in_qdrant,
         missing=damage.missing + [f"{r.record_key} (not written)" for r in unwritten],

@@ -36,6 +36,7 @@ class Report:
     partition_points: dict[str, int] = field(default_factory=dict)  # kind → points of this resource type
     batches: int = 0
     heads_from: str = "Qdrant"  # or the last whole run's saved heads
+    shared_keys: list[str] = field(default_factory=list)  # records whose key another type's record also has
 
     def fail(self, record: Record | str, reason: str) -> None:
         key = record.record_key if isinstance(record, Record) else record

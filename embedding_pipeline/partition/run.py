@@ -213,7 +213,9 @@ def _log_outcome(part: Partition, plan: Plan, report: Report, switch: AliasSwitc
         part.log.info(f"Searches now use {sorted(switch.searches_use.values())}")
     if switch.removed:
         part.log.info(f"Removed old collections {switch.removed}")
+    if switch.kept:
+        part.log.info(f"Old collections kept (QDRANT_KEEP_OLD_COLLECTIONS): {switch.kept}")
     for reason in list(report.failures.values())[:LISTED_FAILURES]:
         part.log.warning(f"Not embedded: {reason}")
-    for message in plan.listing.duplicates[:LISTED_FAILURES]:
+    for message in (plan.listing.duplicates + report.shared_keys)[:LISTED_FAILURES]:
         part.log.warning(f"Duplicate record key: {message}")

@@ -17,7 +17,7 @@ from cachetools import LRUCache
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.embedding import DenseModel, SparseModel
-from embedding_pipeline.mit_learn import OWN, STORED_TEXT_FIELDS, own, stored_text
+from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES, STORED_TEXT_FIELDS, own, stored_text
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
 from embedding_pipeline.partition.points import point_hash, record_points
@@ -65,10 +65,13 @@ class PartitionWriter:
         self.names, self.version, self.resource_type, self.options = names, version, resource_type, options
         self.report, self.progress, self.legacy = report, progress, legacy or {}
         self._recent: LRUCache = LRUCache(maxsize=RECENT_VECTORS)  # text hash → vectors
+        self._orphans: set[str] = set()  # points no listed record owned when the run planned
+        self._owned: set[str] = set()  # of those, points a record this run wrote turned out to own: they stay
 
     def write(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> None:
         """Write the plan, delete what it deletes, and build the indexes; `spec(kind)` makes missing collections."""
         todo = plan.todo
+        self._orphans = {pid for ids in plan.damage.orphans.values() for pid in ids}
         self.report.points_unchanged = sum(plan.heads[r.record_id].chunk_count for r in plan.unchanged)
         if todo:
             ensure_collections(self.store, self.names, spec)
@@ -106,7 +109,13 @@ class PartitionWriter:
 
     def _batch(self, records: list[Record], plan: Plan) -> None:
         points = self._points(records)
-        todo = points if self.options.force else self._changed_points(points)
+        stored = self._stored(points)
+        points = self._keys_of_this_type(points, stored)
+        todo = [
+            p
+            for p in points
+            if self.options.force or stored.get(p["point_id"], {}).get("point_hash") != p["point_hash"]
+        ]
         vectors = self._vectors(todo)
         refused = {p["record_id"] for p in todo if p["text_hash"] not in vectors}
         for point in todo:
@@ -118,6 +127,7 @@ class PartitionWriter:
         writes = [p for p in todo if p["record_id"] not in refused]
         self.report.points_unchanged += len(kept) - len(writes)
         counts = Counter(p["record_id"] for p in kept)
+        self._owned.update(p["point_id"] for p in kept if p["point_id"] in self._orphans)
         stale = [  # the chunks a shortened file no longer has, and stray points of the records written
             pid
             for record in records
@@ -174,14 +184,32 @@ class PartitionWriter:
             self.report.fail(record, f"{record.record_key}: {type(error).__name__}: {error}")
         return None
 
-    def _changed_points(self, points: list[dict]) -> list[dict]:
-        """The points whose stored hash differs (or that Qdrant does not have)."""
+    def _stored(self, points: list[dict]) -> dict[str, dict]:
+        """Point id → our bookkeeping of the point Qdrant holds under that id (its hash, its resource type)."""
         stored = {}
         for kind in {p["collection"] for p in points}:
             ids = [p["point_id"] for p in points if p["collection"] == kind]
             for pid, payload, _ in self.store.retrieve(self.names[kind], ids, fields=[OWN]):
-                stored[pid] = payload.get(OWN, {}).get("point_hash")
-        return [p for p in points if stored.get(p["point_id"]) != p["point_hash"]]
+                stored[pid] = payload.get(OWN, {})
+        return stored
+
+    def _keys_of_this_type(self, points: list[dict], stored: dict[str, dict]) -> list[dict]:
+        """The points, but those of records whose key is also a record's of another resource type: mit-learn's
+        point key is platform and readable id, whatever the type, so the two records would share one point.
+        The type listed first (course, program, ...) keeps it, every run the same way; the other is named."""
+        mine = RESOURCE_TYPES.index(self.resource_type) if self.resource_type in RESOURCE_TYPES else len(RESOURCE_TYPES)
+        lost, won = {}, {}
+        for point in points:
+            other = stored.get(point["point_id"], {}).get("resource_type", self.resource_type)
+            if other != self.resource_type and other in RESOURCE_TYPES:
+                (lost if RESOURCE_TYPES.index(other) < mine else won).setdefault(point["record_key"], other)
+        for key, other in won.items():
+            self.report.shared_keys.append(
+                f"{key}: also the key of a {other} record; this {self.resource_type} is used"
+            )
+        for key, other in lost.items():
+            self.report.shared_keys.append(f"{key}: also the key of a {other} record, which is used")
+        return [point for point in points if point["record_key"] not in lost]
 
     def _vectors(self, points: list[dict]) -> dict[str, dict]:
         """Text hash → vectors for these points: from Qdrant where it holds the text already, else embedded.
@@ -279,10 +307,22 @@ class PartitionWriter:
                     part = gone[start : start + LOOKUP_BATCH]
                     self.store.delete_where(name, {own("record_id"): [h.record_id for h in part]})
                     self.report.points_deleted += sum(h.chunk_count for h in part)
-                orphans = plan.damage.orphans.get(name, [])
+                orphans = self._still_orphans(name, plan)
                 if orphans:
                     self.store.delete(name, orphans)
                     self.report.points_deleted += len(orphans)
+
+    def _still_orphans(self, name: str, plan: Plan) -> list[str]:
+        """The points the plan found no listed record owned, read again before they go: one that a record this
+        run wrote turned out to own, or that names a listed record, stays (a head may refer to it)."""
+        found = [pid for pid in plan.damage.orphans.get(name, []) if pid not in self._owned]
+        listed = plan.listing.records
+        doomed = []
+        for start in range(0, len(found), LOOKUP_BATCH):
+            for pid, payload, _ in self.store.retrieve(name, found[start : start + LOOKUP_BATCH], fields=[OWN]):
+                if payload.get(OWN, {}).get("record_id") not in listed:
+                    doomed.append(pid)
+        return doomed
 
 
 def _old_points(record: Record, plan: Plan) -> set[str]:

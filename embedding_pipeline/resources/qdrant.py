@@ -6,6 +6,7 @@ With `QDRANT_HOST` empty the store is the Qdrant engine embedded in-process (qdr
 """
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from embedding_pipeline.settings import masked
 from embedding_pipeline.vector_store import StoreUnavailable, VectorStore
 from embedding_pipeline.vector_store.aliases import CollectionNames
 
@@ -96,18 +98,21 @@ class QdrantResource(dg.ConfigurableResource):
     ) -> VectorStore:
         if self.host:
             from qdrant_client import QdrantClient
-            from qdrant_client.http.exceptions import ResponseHandlingException
+            from qdrant_client.http.exceptions import ApiException
 
             from embedding_pipeline.vector_store.server import ServerStore
 
-            store = ServerStore(
-                QdrantClient(url=self.host, api_key=(self.api_key or "").strip() or None, timeout=self.timeout)
-            )
+            with warnings.catch_warnings():  # a server that does not answer is named below, in one line
+                warnings.filterwarnings("ignore", message="Failed to obtain server version")
+                client = QdrantClient(url=self.host, api_key=(self.api_key or "").strip() or None, timeout=self.timeout)
+            store = ServerStore(client)
             try:
                 store.collections()  # a server that does not answer is named now, before a run spends anything
-            except ResponseHandlingException as error:
+            except ApiException as error:  # no answer, or not a Qdrant server's
                 store.close()
-                raise StoreUnavailable(f"QDRANT_HOST={self.host}: the Qdrant server does not answer: {error}") from None
+                raise StoreUnavailable(
+                    f"QDRANT_HOST={masked(self.host)}: the Qdrant server does not answer: {str(error).splitlines()[0]}"
+                ) from None
             return store
         if not self.path:
             raise ValueError("Qdrant needs either a server URL (QDRANT_HOST) or an embedded store path (QDRANT_PATH)")

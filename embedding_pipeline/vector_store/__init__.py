@@ -35,8 +35,9 @@ PAYLOAD_INDEXES = {
 Filters = dict[str, Any]  # payload field → value that must match (a list: any of its values)
 
 
-class StoreBusy(TimeoutError):
-    """Another process kept the embedded store longer than we were willing to wait."""
+class StoreBusy(PermanentError, TimeoutError):
+    """Another process kept the embedded store longer than we were willing to wait (QDRANT_LOCK_WAIT_SECONDS):
+    a run does not try again, which would wait as long again."""
 
 
 class LocalModeStore(RuntimeError):
@@ -53,6 +54,10 @@ class UnknownResource(LookupError):
 
 class CollectionMismatch(PermanentError):
     """An existing collection's vectors do not fit the encoder: a setting is wrong, retrying won't help."""
+
+
+class StoreDamaged(PermanentError):
+    """A collection whose files the engine cannot read: named with its folder, and how to rebuild it."""
 
 
 class StoreUnavailable(PermanentError):

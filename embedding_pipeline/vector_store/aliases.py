@@ -57,6 +57,7 @@ class AliasSwitch:
     searches_use: dict[str, str]  # alias → physical collection, after the call
     moved: bool = False
     removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # old collections left in place (QDRANT_KEEP_OLD_COLLECTIONS)
 
 
 def switch_aliases(
@@ -86,12 +87,23 @@ def switch_aliases(
     moving |= taken_over
     if missing or moving:
         store.set_aliases({**missing, **moving})
-    removed = []
-    if moving and not keep_old:
-        prefixes = tuple(f"{alias}." for alias in targets)
-        in_use = set(store.aliases().values())
-        removed = [n for n in store.collections() if n.startswith(prefixes) and n not in in_use]
-        for name in removed:
-            store.drop_collection(name)
     after = store.aliases()
-    return AliasSwitch({alias: after.get(alias, "") for alias in targets}, moved=bool(moving), removed=removed)
+    old = _old_collections(store, targets, after)
+    if not keep_old:
+        for name in old:
+            store.drop_collection(name)
+    return AliasSwitch(
+        {alias: after.get(alias, "") for alias in targets}, moved=bool(moving),
+        removed=[] if keep_old else old, kept=old if keep_old else [],
+    )  # fmt: skip
+
+
+def _old_collections(store: VectorStore, targets: dict[str, str], aliases: dict[str, str]) -> list[str]:
+    """Physical collections of this deployment (`{alias}.{version}`) that no alias points to, once every alias
+    points to this version's collection: no re-embed is in progress then, so they are what earlier versions
+    left (also when a run was killed between moving the aliases and dropping them)."""
+    if any(aliases.get(alias, name) != name for alias, name in targets.items()):
+        return []  # a re-embed in progress: the collections searches use stay
+    prefixes = tuple(f"{alias}." for alias in targets)
+    in_use = set(aliases.values()) | set(targets.values())
+    return [name for name in store.collections() if name.startswith(prefixes) and name not in in_use]

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import qdrant_edge as edge
 
+from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.files import atomic_folder, atomic_write
 from embedding_pipeline.vector_store import (
     RRF_K,
@@ -37,6 +39,7 @@ from embedding_pipeline.vector_store import (
     Point,
     SparseVector,
     StoreBusy,
+    StoreDamaged,
     VectorStore,
 )
 
@@ -93,6 +96,11 @@ INDEXING_THRESHOLD_KB = 20_000
 # the shard's persisted config (the engine's `EdgeConfig.wal_options`), so they are written there.
 WAL_OPTIONS = {"segment_capacity": 4 * 1024 * 1024, "segment_queue_len": 0, "retain_closed": 1}
 REPORT_EVERY_SECONDS = 5.0
+# What the engine says (as a plain Exception) when a collection's files cannot be read: truncated vectors,
+# payloads or id mappings. Other errors (a wrong vector name, a full disk) are not damage.
+DAMAGE = re.compile(
+    r"not readable|IO error|out of bounds|corrupt|unexpected end|failed to fill whole buffer", re.IGNORECASE
+)
 
 
 class FolderLock:
@@ -299,8 +307,24 @@ class EdgeStore(VectorStore):
             if not self._folder(name).is_dir():
                 raise MissingCollection(f"Qdrant has no collection {name}: run the embed job first")
             _set_engine_options(self._folder(name))
-            self._shards[name] = edge.EdgeShard.load(str(self._folder(name)))
+            with self.reading(name):
+                self._shards[name] = edge.EdgeShard.load(str(self._folder(name)))
         return self._shards[name]
+
+    @contextlib.contextmanager
+    def reading(self, name: str) -> Iterator[None]:
+        """The engine's errors while it opens or reads `name`: damaged files are said in one line, with the folder."""
+        try:
+            yield
+        except Exception as error:  # the engine raises plain Exceptions; only damage is renamed
+            said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if isinstance(error, (PermanentError, StoreBusy)) or not DAMAGE.search(said):
+                raise
+            physical = self.resolve(name)
+            raise StoreDamaged(
+                f"The Qdrant collection {physical} in {self._folder(physical)} cannot be read ({said}). "
+                "`embedding-pipeline repair` rebuilds it from every point it can read; the next run embeds the rest"
+            ) from None
 
     def collections(self) -> list[str]:
         self._hold()
@@ -341,6 +365,21 @@ class EdgeStore(VectorStore):
         doomed = self._folder(f".drop-{name}")
         self._folder(name).rename(doomed)
         self._write_aliases({alias: target for alias, target in self.aliases().items() if target != name})
+        shutil.rmtree(doomed)
+
+    def replace_collection(self, name: str, replacement: str) -> None:
+        """`replacement`'s folder takes the place of collection `name` (aliases unchanged). A crash between the
+        two renames leaves `name` missing, and the next run fills it again."""
+        self._hold()
+        for folder in (name, replacement):
+            if folder in self._shards:
+                with contextlib.suppress(Exception):  # a damaged shard may not even close cleanly
+                    self._shards.pop(folder).close()
+            self._written.pop(folder, None)
+            self._unindexed.discard(folder)
+        doomed = self._folder(f".drop-{name}")
+        self._folder(name).rename(doomed)
+        self._folder(replacement).rename(self._folder(name))
         shutil.rmtree(doomed)
 
     def dense_sizes(self, name: str) -> dict[str, int]:
@@ -407,34 +446,37 @@ class EdgeStore(VectorStore):
         shard, offset = self._shard(name), None
         with_payload = list(fields) if fields is not None else True
         while True:
-            records, offset = shard.scroll(
-                edge.ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=_filter(filters), with_payload=with_payload)
-            )
+            with self.reading(name):
+                records, offset = shard.scroll(
+                    edge.ScrollRequest(
+                        offset=offset, limit=SCROLL_PAGE, filter=_filter(filters), with_payload=with_payload
+                    )
+                )
             for record in records:
                 yield str(record.id), record.payload or {}
             if offset is None:
                 return
 
     def count(self, name: str, filters: Filters | None = None) -> int:
-        return self._shard(name).count(edge.CountRequest(exact=True, filter=_filter(filters)))
+        shard = self._shard(name)
+        with self.reading(name):
+            return shard.count(edge.CountRequest(exact=True, filter=_filter(filters)))
 
     def retrieve(self, name, ids, with_vectors=False, fields=None) -> list[tuple[str, dict, dict]]:
         with_payload = list(fields) if fields is not None else True
-        records = self._shard(name).retrieve(list(ids), with_payload=with_payload, with_vector=with_vectors)
+        shard = self._shard(name)
+        with self.reading(name):
+            records = shard.retrieve(list(ids), with_payload=with_payload, with_vector=with_vectors)
         return [_record(r) for r in records]
 
     def scroll_vectors(self, name, filters, fields) -> Iterator[tuple[str, dict, dict]]:
         shard, offset = self._shard(name), None
         while True:
-            records, offset = shard.scroll(
-                edge.ScrollRequest(
-                    offset=offset,
-                    limit=SCROLL_PAGE,
-                    filter=_filter(filters),
-                    with_payload=list(fields),
-                    with_vector=True,
-                )
+            request = edge.ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, filter=_filter(filters), with_payload=list(fields), with_vector=True
             )
+            with self.reading(name):
+                records, offset = shard.scroll(request)
             yield from (_record(r) for r in records)
             if offset is None:
                 return
@@ -474,7 +516,7 @@ class EdgeStore(VectorStore):
             filter=_filter(filters, exclude_ids),
             with_payload=True,
         )
-        return _hits(self._shard(name).query(request))
+        return self._query(name, request)
 
     def query_hybrid(self, name, dense, dense_name, sparse, sparse_name, limit, filters=None) -> list[Hit]:
         where = _filter(filters)
@@ -491,7 +533,12 @@ class EdgeStore(VectorStore):
             filter=where,
             with_payload=True,
         )
-        return _hits(self._shard(name).query(request))
+        return self._query(name, request)
+
+    def _query(self, name: str, request: edge.QueryRequest) -> list[Hit]:
+        shard = self._shard(name)
+        with self.reading(name):
+            return _hits(shard.query(request))
 
     def close(self) -> None:
         self._release()

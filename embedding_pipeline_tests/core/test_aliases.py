@@ -58,6 +58,23 @@ def test_old_collections_are_kept_when_asked(store):
     switch_aliases(store, _collections(store, "v1"), every_partition_done=lambda: False)
     moved = switch_aliases(store, _collections(store, "v2"), every_partition_done=lambda: True, keep_old=True)
     assert moved.moved and moved.removed == [] and "base.resources.v1" in store.collections()
+    assert sorted(moved.kept) == ["base.content_files.v1", "base.resources.v1", "base.topics.v1"]  # named
+
+
+def test_old_collections_a_killed_switch_left_go_with_the_next_run_but_not_while_a_reembed_fills_new_ones(store):
+    """Killed after the aliases moved and before the old collections were dropped: the next run drops them.
+    A version the aliases do not point to yet is a re-embed in progress: nothing is dropped then."""
+    switch_aliases(store, _collections(store, "v1"), every_partition_done=lambda: False)
+    v2 = _collections(store, "v2")
+    store.set_aliases(v2)  # the switch, cut short before it dropped v1
+    v3 = _collections(store, "v3")
+    filling = switch_aliases(store, v3, every_partition_done=lambda: False)  # a re-embed to v3 under way
+    assert filling.removed == [] and len(store.collections()) == 9
+    again = switch_aliases(store, v2, every_partition_done=lambda: False)  # a run of the live version
+    assert sorted(again.removed) == sorted(
+        [*v3.values(), "base.content_files.v1", "base.resources.v1", "base.topics.v1"]
+    )
+    assert sorted(store.collections()) == sorted(v2.values()) and not again.moved
 
 
 def test_recreating_drops_only_this_versions_collections(store):

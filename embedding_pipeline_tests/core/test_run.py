@@ -118,6 +118,38 @@ def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world)
     assert again.report.points_upserted == 0 and world.embedded() == [] and len(again.plan.unchanged) == 15
 
 
+def test_a_key_shared_by_two_types_is_named_kept_by_the_first_type_and_never_flips(world):
+    """mit-learn's point key is platform and readable id, whatever the type: a course and a program with the
+    same key share one point. The course (listed first) keeps it whichever runs first; the program is named
+    and its check fails while it lasts; no run re-embeds either."""
+    for number, resource_type in enumerate(["program", "course"]):
+        world.insert(
+            schema.learning_resource, id=9200 + number, readable_id="twin", platform_id="ocw",
+            resource_type=resource_type, title=f"Twin {resource_type}",
+        )  # fmt: skip
+    world.run("program")  # the program writes the point first
+    course = world.run("course")
+    assert "ocw.twin: also the key of a program record; this course is used" in course.report.shared_keys
+    program = world.run("program")
+    assert program.report.shared_keys == [  # and the course information mit-learn writes of each
+        "ocw.twin: also the key of a course record, which is used",
+        "ocw.twin.course_information: also the key of a course record, which is used",
+    ]
+    assert not program.verification.passed and len(program.verification.missing) == 2  # its two points
+    world.embedded()
+    for _ in range(2):  # no flip-flop: nothing is written or embedded again
+        assert world.run("course").report.points_upserted == 0 and world.run("program").report.points_upserted == 0
+    assert world.embedded() == []
+    (twin,) = world.points("resources", readable_id="twin").values()
+    assert (twin["title"], twin[OWN]["resource_type"]) == ("Twin course", "course")
+    assert world.run("course").verification.passed
+    world.execute("UPDATE {T}learningresource SET published = 0 WHERE id = 9201")  # the course goes
+    world.run("course")
+    assert world.run("program").verification.passed
+    (twin,) = world.points("resources", readable_id="twin").values()
+    assert twin["title"] == "Twin program"
+
+
 def test_deleted_and_unpublished_records_lose_all_their_points(world):
     first = world.run("document")
     world.execute("DELETE FROM {T}contentfile WHERE key = 'urban-beekeeping.md'")
