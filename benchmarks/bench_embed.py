@@ -122,6 +122,7 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
     """The sample's catalogue rows once, then `copies` copies of the generated rows under new ids."""
     import sqlalchemy as sa
 
+    from embedding_pipeline.content.database import analyze_sqlite
     from embedding_pipeline.sample_data import complete
 
     shifts = {  # per table: column → how far the copy moves it
@@ -155,6 +156,7 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
                 if table is schema.learning_resource and copy:
                     moved = [{**row, "readable_id": f"{row['readable_id']}-copy{copy}"} for row in moved]
                 conn.execute(table.insert(), [complete(table, row) for row in moved])
+    analyze_sqlite(engine)
     engine.dispose()
 
 

@@ -113,7 +113,10 @@ def embed(args: argparse.Namespace) -> None:
     from embedding_pipeline.resources.qdrant import keep_store_open
 
     ensure_dagster_home()
-    job = defs.resolve_job_def("embed")
+    from dagster._loggers import colored_console_logger
+
+    console = dg.LoggerDefinition(_console_logger, config_schema=colored_console_logger.config_schema)
+    job = defs.resolve_job_def("embed").with_logger_defs({"console": console})
     failed = []
     with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
         partitions, tags = _prepare(args)
@@ -140,7 +143,7 @@ def embed(args: argparse.Namespace) -> None:
             if interrupted or reason == INTERRUPTED:
                 sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
             if _cause(result) in SHARED_CAUSES:
-                sys.exit(f"{partition}: {reason}. Stopped: the other partitions would fail the same way")
+                sys.exit(f"Stopped at {partition}: the other partitions would fail the same way")
         release_models()  # the store builds its indexes as it closes: with the models' memory given back
     if failed:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
@@ -199,6 +202,22 @@ def _stop_on_ctrl_c() -> Iterator[list]:
         yield interrupted  # an interrupt between two runs, or in Dagster's own code, ends in main()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _console_logger(init_context) -> logging.Logger:
+    """Dagster's console logger, less the failures this command says in a line of its own: a named problem
+    (a `Failure`, not a bug) shows as `partition: FAILED: reason`, its stack trace kept in the UI's event log."""
+    from dagster._loggers import colored_console_logger
+
+    logger = colored_console_logger.logger_fn(init_context)
+    logger.addFilter(_not_a_named_failure)
+    return logger
+
+
+def _not_a_named_failure(record: logging.LogRecord) -> bool:
+    event = getattr(record, "dagster_meta", {}).get("dagster_event")
+    error = getattr(event and event.event_specific_data, "error", None)
+    return error is None or error.cls_name != "Failure"
 
 
 def _reason(result) -> str:

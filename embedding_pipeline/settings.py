@@ -242,7 +242,7 @@ class Settings(BaseSettings):
             self.qdrant_dense_model_path = (
                 str(self.data_dir / "models" / DEFAULT_DENSE_MODEL.split("/")[-1]) if default_model else ""
             )
-        self.qdrant_host = _with_port(self.qdrant_host, self.qdrant_port)
+        self.qdrant_host = with_port(self.qdrant_host, self.qdrant_port)
         if self.litellm_custom_provider is None:
             self.litellm_custom_provider = "ollama" if self.litellm_api_base else ""
         if self.qdrant_encoder == CLOUD_ENCODER and "qdrant_dense_model" not in self.model_fields_set:
@@ -278,7 +278,7 @@ class Settings(BaseSettings):
         return digest(*values, POINTS_LAYOUT, length=8)
 
 
-def _with_port(host: str, port: int | None) -> str:
+def with_port(host: str, port: int | None) -> str:
     """QDRANT_HOST with QDRANT_PORT put in, where the URL has no port of its own."""
     if port is None:
         return host

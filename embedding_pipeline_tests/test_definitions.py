@@ -45,6 +45,17 @@ def test_secrets_are_passed_by_environment_variable_name(monkeypatch):
     resources = build_resources(Settings.from_env())
     assert isinstance(resources["qdrant"].api_key, dg.EnvVar)
     assert "s3cret-key" not in repr(resources["qdrant"])
+    assert resources["qdrant"].host == "http://127.0.0.1:6333"  # shown, having no password
+    for host in (
+        "https://me:pass-shown-nowhere@qdrant.example.org",
+        "https://qdrant.example.org/?key=pass-shown-nowhere",
+    ):
+        monkeypatch.setenv("QDRANT_HOST", host)
+        monkeypatch.setenv("QDRANT_PORT", "6334")
+        qdrant = build_resources(Settings.from_env())["qdrant"]
+        assert isinstance(qdrant.host, dg.EnvVar) and "shown-nowhere" not in repr(qdrant)
+        with dg.build_resources({"qdrant": qdrant}) as built:
+            assert built.qdrant.url == host.replace(".org", ".org:6334")
 
 
 IMPORT_DEFINITIONS = """

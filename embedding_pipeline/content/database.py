@@ -87,6 +87,8 @@ class ContentDatabase:
                     self.url, f"no database file {path} (`embedding-pipeline setup` creates the sample one)"
                 )
             engine = sa.create_engine(url)
+            if url.get_backend_name() == "sqlite":
+                sa.event.listen(engine, "connect", _read_only)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
             raise ContentSourceError(self.url, f"not a usable database URL: {error}") from None
         try:
@@ -158,12 +160,7 @@ class ContentDatabase:
     def reader(self, resource_type: str) -> Iterator["ContentReader"]:
         """One connection for a run's reads of one resource type."""
         with self.connect() as conn:
-            sqlite = conn.dialect.name == "sqlite"
-            if sqlite:
-                _keep_statistics(conn, opening=True)
             yield ContentReader(conn, resource_type, self)
-            if sqlite:
-                _keep_statistics(conn)
 
 
 def _without_jit(conn: sa.Connection) -> None:
@@ -177,22 +174,18 @@ def _without_jit(conn: sa.Connection) -> None:
         conn.rollback()
 
 
-def _keep_statistics(conn: sa.Connection, opening: bool = False) -> None:
-    """SQLite plans queries from statistics that only ANALYZE gathers. With none (a file never analyzed),
-    it reads a batch of content files by id by scanning every resource of the type: 222 ms a batch at
-    90,000 resources, 1 ms with statistics, so a full run's reads grew with the square of the partition.
-    A reader therefore analyzes a file that never was, and ends with `PRAGMA optimize`, which analyzes
-    again the tables it used that grew much since (SQLite's advice for every connection). A file this
-    process may not write, or one busy with a writer, is read as it is."""
-    try:
-        if not opening:
-            conn.exec_driver_sql("PRAGMA optimize")
-        elif conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+def _read_only(dbapi_conn, _record) -> None:
+    """A reader writes nothing into the file it reads (no statistics, no journal, no table)."""
+    dbapi_conn.execute("PRAGMA query_only = ON")
+
+
+def analyze_sqlite(engine: sa.Engine) -> None:
+    """Gather SQLite's statistics once a file is loaded. Without them SQLite may read a batch of content files
+    by id by scanning every resource of the type: 222 ms a batch at 90,000 resources, 1 ms with them, so a
+    full run's reads grew with the square of the partition. Readers never write them (they write nothing)."""
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-        conn.commit()
-    except sa.exc.OperationalError as error:
-        conn.rollback()
-        log.debug(f"SQLite statistics not updated: {error.orig}")
 
 
 class ContentReader:

@@ -9,7 +9,7 @@ from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.resources.encoders import dense_encoder_class, sparse_encoder_class
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.settings import Settings
+from embedding_pipeline.settings import Settings, masked
 
 
 def secret_env(name: str, fallback: str | None = None):
@@ -38,7 +38,10 @@ def build_resources(settings: Settings) -> dict:
         "sparse_encoder": sparse_encoder_class(settings.qdrant_sparse_encoder).from_settings(settings),
         "embed_options": EmbedOptions(),
         "qdrant": QdrantResource(
-            host=settings.qdrant_host,
+            host=settings.qdrant_host
+            if masked(settings.qdrant_host) == settings.qdrant_host
+            else dg.EnvVar("QDRANT_HOST"),
+            port=settings.qdrant_port,
             api_key=secret_env("QDRANT_API_KEY"),
             path=str(settings.qdrant_path),
             base_collection_name=settings.qdrant_base_collection_name,

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from embedding_pipeline.settings import masked
+from embedding_pipeline.settings import masked, with_port
 from embedding_pipeline.vector_store import StoreUnavailable, VectorStore
 from embedding_pipeline.vector_store.aliases import CollectionNames
 
@@ -47,7 +47,10 @@ class QdrantResource(dg.ConfigurableResource):
     """The vector store, opened per use (or kept open between the runs of one process, `keep_store_open`):
     the embedded engine admits one process at a time."""
 
-    host: str = Field(default="", description="Qdrant server URL; empty for the embedded engine.")
+    host: str = Field(
+        default="", description="Qdrant server URL; empty for the embedded engine (by name when it holds a password)."
+    )
+    port: int | None = Field(default=None, description="The server's port, where its URL gives none (QDRANT_PORT).")
     api_key: str | None = Field(default=None, description="API key of the Qdrant server.")
     path: str = Field(default="", description="Folder of the embedded engine (when host is empty).")
     base_collection_name: str = Field(description="Collections are {base}.resources and {base}.content_files.")
@@ -104,14 +107,14 @@ class QdrantResource(dg.ConfigurableResource):
 
             with warnings.catch_warnings():  # a server that does not answer is named below, in one line
                 warnings.filterwarnings("ignore", message="Failed to obtain server version")
-                client = QdrantClient(url=self.host, api_key=(self.api_key or "").strip() or None, timeout=self.timeout)
+                client = QdrantClient(url=self.url, api_key=(self.api_key or "").strip() or None, timeout=self.timeout)
             store = ServerStore(client)
             try:
                 store.collections()  # a server that does not answer is named now, before a run spends anything
             except ApiException as error:  # no answer, or not a Qdrant server's
                 store.close()
                 raise StoreUnavailable(
-                    f"QDRANT_HOST={masked(self.host)}: the Qdrant server does not answer: {str(error).splitlines()[0]}"
+                    f"QDRANT_HOST={masked(self.url)}: the Qdrant server does not answer: {str(error).splitlines()[0]}"
                 ) from None
             return store
         if not self.path:
@@ -132,9 +135,13 @@ class QdrantResource(dg.ConfigurableResource):
             ) from None
 
     @property
+    def url(self) -> str:
+        return with_port(self.host.strip(), self.port)
+
+    @property
     def location(self) -> str:
         """Which Qdrant: the server's URL, or the embedded store's folder."""
-        return self.host or str(Path(self.path).resolve())
+        return self.url or str(Path(self.path).resolve())
 
     def collection_names(self) -> CollectionNames:
         """The aliases searches use and the physical collections this version of the vectors fills."""

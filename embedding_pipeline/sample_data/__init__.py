@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from embedding_pipeline.content import schema
+from embedding_pipeline.content.database import analyze_sqlite
 
 HERE = Path(__file__).parent
 SAMPLE_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -229,7 +230,10 @@ def load_sample_data(
                     if rows.get(table.name):
                         conn.execute(table.insert(), [complete(table, row) for row in rows[table.name]])
                 _restart_identities(conn, rows)
-            return _count(conn, schema.learning_resource), _count(conn, schema.content_file)
+            loaded = _count(conn, schema.learning_resource), _count(conn, schema.content_file)
+        if not has_rows or replace:
+            analyze_sqlite(engine)
+        return loaded
     finally:
         engine.dispose()
 

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries, schema
+from embedding_pipeline.content.database import analyze_sqlite
 from embedding_pipeline.content.schema import DEFAULT_CONTENT_FILES_QUERY, dialect_sql
 from embedding_pipeline.partition.records import list_records
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
@@ -85,9 +86,12 @@ def _copies(table: sa.Table, offsets: dict[str, str], n: int = 100) -> str:
     )
 
 
-def test_a_sqlite_file_never_analyzed_gets_statistics_so_files_are_read_by_id(database_url, tmp_path):
+def test_a_loaded_file_is_analyzed_so_that_content_files_are_read_by_id(database_url, tmp_path):
     """Without statistics SQLite may read a batch of content files by scanning the type's resources (a full
-    run's reads then grow with the square of the partition); a run's reader gathers them."""
+    run's reads then grow with the square of the partition): what loads a file (the sample, the benchmark's
+    corpus) gathers them, since readers write nothing."""
+    with sqlite3.connect(tmp_path / "content.db") as db:
+        assert db.execute("SELECT count(*) FROM sqlite_stat1").fetchone()[0] > 0
     shift = "{0} + n * 1000"
     execute(
         database_url,
@@ -102,14 +106,32 @@ def test_a_sqlite_file_never_analyzed_gets_statistics_so_files_are_read_by_id(da
             },
         ),
     )
+    analyze_sqlite(sa.create_engine(database_url))
     with ContentDatabase(database_url).reader("course") as reader:
         files = list(reader.list_content_files())
         assert len(files) == 3 * 101 and len(reader.content_files([f["id"] for f in files[:100]])) == 100
     assert "SEARCH cf USING INTEGER PRIMARY KEY" in _plan_of_reading_files_by_id(tmp_path / "content.db")
 
 
-def test_a_sqlite_file_opened_read_only_is_read_as_it_is(database_url, tmp_path):
-    """Statistics are not gathered where the file may not be written; nothing else changes."""
+def test_reading_a_content_database_writes_nothing_into_it(database_url, tmp_path):
+    """Every read a run or the sensor makes leaves the file byte for byte as it was; a file with no tables
+    is named as such and stays empty."""
+    path = tmp_path / "content.db"
+    before = path.read_bytes()
+    database = ContentDatabase(database_url)
+    database.change_marker(), database.fingerprints(), database.unembeddable(["course"])
+    with database.reader("course") as reader:
+        files = list(reader.list_content_files())
+        assert reader.content_files([f["id"] for f in files]) and list(reader.list_resources())
+    assert path.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(ContentSourceError, match="no such table"):
+        ContentDatabase(f"sqlite:///{empty}").unembeddable(["course"])
+    assert empty.stat().st_size == 0
+
+
+def test_a_sqlite_file_opened_read_only_is_read(database_url, tmp_path):
     read_only = f"sqlite:///file:{tmp_path / 'content.db'}?mode=ro&uri=true"
     with ContentDatabase(read_only).reader("course") as reader:
         assert len(list(reader.list_resources())) == 8
