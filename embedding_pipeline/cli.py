@@ -107,7 +107,7 @@ def chosen_partitions(args: argparse.Namespace) -> list[str]:
 def embed(args: argparse.Namespace) -> None:
     import dagster as dg
 
-    from embedding_pipeline.assets.embed import INTERRUPTED
+    from embedding_pipeline.assets.embed import INTERRUPTED, SHARED_CAUSES
     from embedding_pipeline.definitions import defs
     from embedding_pipeline.resources.encoders.fastembed import release_models
     from embedding_pipeline.resources.qdrant import keep_store_open
@@ -231,18 +231,6 @@ def _reason(result) -> str:
             where, _, said = line.partition(": ")  # "package.module.Class: what it says"
             return said if said and " " not in where else line
     return "see the log above"
-
-
-# Failures every partition would meet alike: the command stops at the first.
-SHARED_CAUSES = {
-    "StoreUnavailable",
-    "StoreBusy",
-    "StoreDamaged",
-    "LocalModeStore",
-    "ModelMissing",
-    "ContentSourceError",
-    "SettingError",
-}
 
 
 def _cause(result) -> str | None:

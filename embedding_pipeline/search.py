@@ -27,7 +27,7 @@ def search(
     _check_limit(limit)
     dense_query = dense_encoder.embed_query(query).tolist()
     sparse_query = sparse_encoder.embed_query(query) if hybrid else None
-    with qdrant.get_store(purpose="search", wait_seconds=wait_seconds) as store:
+    with qdrant.get_store_for_queries(purpose="search", wait_seconds=wait_seconds) as store:
         name = qdrant.alias(collection)
         if hybrid:
             hits = store.query_hybrid(
@@ -49,7 +49,7 @@ def similar(
     """The resources nearest to `resource` (PLATFORM.READABLE_ID, mit-learn's point key) by its own stored
     vector, itself excluded: what mit-learn's "similar resources" carousel asks."""
     _check_limit(limit)
-    with qdrant.get_store(purpose="similar resources", wait_seconds=wait_seconds) as store:
+    with qdrant.get_store_for_queries(purpose="similar resources", wait_seconds=wait_seconds) as store:
         name = qdrant.alias("resources")
         found = store.retrieve(name, [vector_point_id(resource)], fields=[])
         if not found:

@@ -1,14 +1,24 @@
-"""new_content_sensor: one embed run per resource type (or the topics) whose content changed since the last tick."""
+"""new_content_sensor: an embed run for the resource types (and the topics) whose content changed since the last
+tick: one run for them all when the change is small, one per type when it is large."""
 
 import json
+import time
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from embedding_pipeline.assets.embed import PARTITIONS_TAG
 from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG, fail_dead_runs
+
+# Up to this many resources and content files saved since the last tick, the changed partitions go in one run:
+# a run process starts, imports and loads the model in 3-5 s, more than the embedding of a few hundred records
+# takes, and on the embedded store runs cannot overlap anyway. Past it, each partition gets its own run, so that
+# a Qdrant server takes them in parallel (up to max_concurrent_runs) and a failure redoes one partition only.
+ONE_RUN_MAX_RECORDS = 2_000
 
 
 @dg.sensor(job=embed_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -31,8 +41,24 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
     fingerprints = database.fingerprints()
     previous = cursor.get("types", {})
     changed = [t for t in PARTITIONS if fingerprints.get(t) != previous.get(t)]
-    context.update_cursor(json.dumps({"marker": marker, "types": fingerprints}))
+    latest, since = database.latest_save(), cursor.get("latest_save")
+    if latest is not None:  # a row dated in the future would hide every later save
+        latest = min(latest, int(time.time() * 1000))
+    saved = database.saved_since(since) if since is not None and latest is not None else None
+    context.update_cursor(json.dumps({"marker": marker, "types": fingerprints, "latest_save": latest}))
     if not changed:
         return dg.SkipReason("The database changed, but no resource type's content did")
-    context.log.info(f"Content changed for {', '.join(changed)}")
-    return [dg.RunRequest(partition_key=t, run_key=f"{t}:{fingerprints.get(t, 'empty')}", tags=tags) for t in changed]
+    size = "" if saved is None else f" ({sum(saved.get(t, 0) for t in changed)} records saved since the last tick)"
+    context.log.info(f"Content changed for {', '.join(changed)}{size}")
+    run_keys = {t: f"{t}:{fingerprints.get(t, 'empty')}" for t in changed}
+    if len(changed) > 1 and saved is not None and sum(saved.get(t, 0) for t in changed) <= ONE_RUN_MAX_RECORDS:
+        return dg.RunRequest(
+            run_key="|".join(run_keys.values()),
+            tags={
+                **tags,
+                ASSET_PARTITION_RANGE_START_TAG: changed[0],
+                ASSET_PARTITION_RANGE_END_TAG: changed[-1],
+                PARTITIONS_TAG: ",".join(changed),
+            },
+        )
+    return [dg.RunRequest(partition_key=t, run_key=run_keys[t], tags=tags) for t in changed]

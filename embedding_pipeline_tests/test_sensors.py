@@ -1,4 +1,5 @@
-"""new_content_sensor: one run per changed resource type, once per change, cheap when quiet."""
+"""new_content_sensor: a run per change (one over every changed type when it is small, one per type when large),
+once per change, cheap when quiet."""
 
 import json
 import logging
@@ -8,10 +9,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from embedding_pipeline.assets.embed import PARTITIONS_TAG
 from embedding_pipeline.content import schema
 from embedding_pipeline.definitions import defs
 from embedding_pipeline.partitions import PARTITIONS
-from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, new_content_sensor
+from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, ONE_RUN_MAX_RECORDS, new_content_sensor
 
 
 @pytest.fixture
@@ -165,3 +167,60 @@ def test_an_edit_dated_before_the_newest_edit_is_seen(tick, pipeline):
     pipeline.execute(edit, t="Linear Algebra, again", u="2020-01-01", r="ocw-18.06")  # older than every other row
     assert _requested(tick()) == ["course"]
     assert _requested(tick()) == []
+
+
+def _edit_two_types(pipeline, when: datetime) -> None:
+    edit = "UPDATE {T}learningresource SET description = description || ' Revised.', updated_on = :u WHERE readable_id = :r"
+    for readable_id in ("yt-crispr", "ocw-18.06", "doc-open-data"):  # a video, a course, a document
+        pipeline.execute(edit, u=when, r=readable_id)
+
+
+def test_a_small_change_across_types_is_one_run_that_materializes_each_changed_partition(pipeline, tick):
+    """One run over the range from the first changed partition to the last; the partitions between that did not
+    change are not run, and each changed one gets its own materializations and check results."""
+    job = dg.Definitions(
+        assets=defs.assets, jobs=defs.jobs, resources=pipeline.resources, executor=dg.in_process_executor
+    ).resolve_job_def("embed")
+    for partition in PARTITIONS:  # embedded once, as the first tick's runs would
+        assert job.execute_in_process(partition_key=partition, instance=pipeline.instance).success
+    tick()
+    _edit_two_types(pipeline, datetime.now(UTC).replace(tzinfo=None))
+    (request,) = tick().run_requests
+    assert request.partition_key is None and request.tags[PARTITIONS_TAG] == "course,video,document"
+    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (
+        "course",
+        "document",
+    )
+    result = job.execute_in_process(instance=pipeline.instance, tags=request.tags)
+    assert result.success
+    materialized = {
+        (m.asset_key.path[-1], m.partition) for m in result.asset_materializations_for_node("embed_partition")
+    }
+    assert {p for _, p in materialized} == {"course", "video", "document"}
+    assert len(materialized) == 3 * 5  # the five assets of each
+    checks = {(c.check_name, c.partition, c.passed) for c in result.get_asset_check_evaluations()}
+    assert {p for _, p, _ in checks} == {"course", "video", "document"} and all(passed for *_, passed in checks)
+    listed = {  # each partition's own figures, as its single runs show them
+        m.partition: m.metadata["resources"].value
+        for m in result.asset_materializations_for_node("embed_partition")
+        if m.asset_key.path[-1] == "source_content"
+    }
+    assert listed == {"course": 8, "video": 6, "document": 5}
+    assert tick().run_requests == []
+
+
+def test_a_large_change_is_one_run_per_changed_type(pipeline, tick):
+    tick()
+    when = datetime.now(UTC).replace(tzinfo=None)
+    many = ONE_RUN_MAX_RECORDS // 2 + 1
+    pipeline.insert(
+        schema.learning_resource,
+        *[
+            {"readable_id": f"bulk-{kind}-{i}", "platform_id": "youtube", "resource_type": kind, "title": f"Bulk {i}",
+             "updated_on": when}
+            for kind in ("video", "document")
+            for i in range(many)
+        ],
+    )  # fmt: skip
+    requests = tick().run_requests
+    assert [(r.partition_key, PARTITIONS_TAG in r.tags) for r in requests] == [("video", False), ("document", False)]

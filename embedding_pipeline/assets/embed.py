@@ -35,6 +35,7 @@ def _spec(key: str, description: str, deps: list[str], kinds: set[str], code_ver
     return dg.AssetSpec(
         key, description=description, deps=deps, kinds=kinds, group_name="embeddings",
         partitions_def=resource_type_partitions, code_version=code_version,
+        skippable=True,  # a range run reports each partition's materializations itself (`_reported`)
     )  # fmt: skip
 
 
@@ -87,15 +88,58 @@ def embed_partition(
 
     Unchanged records cost nothing but their line in the listing; a run that dies resumes after the
     last batch it finished; a record that cannot be read or embedded keeps its points and is named.
+    A run over a range of partitions (the sensor's for a small change) does each in turn, in one process
+    with one model, and reports each partition's materializations and checks as its own.
     """
     run_state.claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
     run_state.fail_dead_runs(context.instance, context.log.warning)
+    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options)
+    if context.has_partition_key:
+        yield from _selected(context, _results(context, context.partition_key, *resources))
+        return
+    failed = []
+    for partition in partitions_of_run(context):
+        try:
+            results = _results(context, partition, *resources)
+        except dg.Failure as failure:
+            cause = failure.metadata.get("cause")
+            if failure.description == INTERRUPTED or (cause is not None and cause.value in SHARED_CAUSES):
+                raise  # every other partition would meet it too
+            context.log.error(f"{partition}: {failure.description}")
+            failed.append(partition)
+            continue
+        yield from _reported(context, partition, results)
+    if failed:
+        raise dg.Failure(f"Partitions that failed: {', '.join(failed)} (each named above)", allow_retries=False)
+
+
+# Failures every partition would meet alike: a run over several, and `embedding-pipeline embed`, stop at the first.
+SHARED_CAUSES = {
+    "StoreUnavailable",
+    "StoreBusy",
+    "StoreDamaged",
+    "LocalModeStore",
+    "ModelMissing",
+    "ContentSourceError",
+    "SettingError",
+}
+PARTITIONS_TAG = "embedding_pipeline/partitions"  # of a range run: the partitions in it to embed (the sensor's)
+
+
+def partitions_of_run(context: dg.AssetExecutionContext) -> list[str]:
+    """The partitions a range run embeds: those its PARTITIONS_TAG names, or every one in the range."""
+    named = context.run.tags.get(PARTITIONS_TAG)
+    keys = context.partition_keys
+    return [key for key in keys if key in named.split(",")] if named else keys
+
+
+def _results(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options):
+    """The partition's materializations and check results, once its run (or its checks alone) is done."""
     resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
     try:
         if not context.selected_asset_keys:  # the checks alone, on what Qdrant holds now
-            yield from _checks_alone(context, *resources)
-        else:
-            yield from _embed(context, *resources, embed_options)
+            return _checks_alone(context, partition, *resources)
+        return _embed(context, partition, *resources, embed_options)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):  # Dagster would retry it, as an error
         raise dg.Failure(INTERRUPTED, allow_retries=False) from None
     except PermanentError as error:  # a setting, a missing model, a wrong database: retrying won't help
@@ -103,40 +147,41 @@ def embed_partition(
 
 
 @contextmanager
-def _partition(context, content_source, chunker, dense_encoder, sparse_encoder, qdrant, step: str):
+def _partition(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, step: str):
     """The partition's reader, store and models for one `with` block."""
     database = content_source.database()
-    with database.reader(context.partition_key) as reader, qdrant.get_store_for_step(context, step) as store:
+    with database.reader(partition) as reader, qdrant.get_store_for_step(context, partition, step) as store:
         yield Partition(
-            context.partition_key, reader, store, chunker.get_chunker(), dense_encoder, sparse_encoder,
+            partition, reader, store, chunker.get_chunker(), dense_encoder, sparse_encoder,
             qdrant.collection_names(), qdrant.location, context.log,
         )  # fmt: skip
 
 
-def _checks_alone(context, content_source, chunker, dense_encoder, sparse_encoder, qdrant) -> Iterator:
-    partition = context.partition_key
-    with _partition(context, content_source, chunker, dense_encoder, sparse_encoder, qdrant, "checks") as part:
+def _checks_alone(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant) -> list:
+    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
+    with _partition(context, partition, *resources, "checks") as part:
         failed = run_state.failed_records(context.instance, partition)  # they keep their old points, or have none
         verification, sizes = check_partition(part, failed)
     if not verification.passed:  # the next run compares every point and heals
         run_state.request_full_verification(context.instance, partition)
-    yield from _selected(context, qdrant_checks(verification, sizes, dense_encoder.dim))
+    return qdrant_checks(verification, sizes, dense_encoder.dim)
 
 
-def _embed(context, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options) -> Iterator:
-    partition, instance = context.partition_key, context.instance
+def _embed(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options) -> list:
+    instance = context.instance
     options = embed_options.run_options(content_source.batch_size, qdrant.upload_batch_size, qdrant.max_delete_share)
-    if options.recreate_collections and "dagster/backfill" in context.run.tags:
+    if options.recreate_collections and ("dagster/backfill" in context.run.tags or not context.has_partition_key):
         raise dg.Failure(
-            "recreate_collections drops every partition's points, so a backfill would undo its own runs; "
-            "use force_reembed in a backfill, or recreate_collections in a single run",
+            "recreate_collections drops every partition's points, so a backfill or a run over several partitions "
+            "would undo its own work; use force_reembed there, or recreate_collections in a single run",
             allow_retries=False,
         )
     dense_encoder.check()
     if options.scoped:
         context.log.info(f"{partition}: this run embeds {options.scope()}; every other record is left as it is")
     full = run_state.full_verification_requested(instance, partition)
-    with _partition(context, content_source, chunker, dense_encoder, sparse_encoder, qdrant, "embed") as part:
+    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
+    with _partition(context, partition, *resources, "embed") as part:
         outcome = run_partition(
             part, options, run_state.heads_file(instance, partition), verify_every_point=full,
             every_partition_done=lambda: run_state.every_partition_done(
@@ -148,7 +193,7 @@ def _embed(context, content_source, chunker, dense_encoder, sparse_encoder, qdra
         run_state.write_manifest(instance, partition, run_state.manifest_rows(outcome.plan, outcome.report))
         if not outcome.verification.passed or full:
             run_state.request_full_verification(instance, partition, requested=not outcome.verification.passed)
-    results = [
+    return [
         *materializations(
             outcome,
             part.chunker,
@@ -160,7 +205,28 @@ def _embed(context, content_source, chunker, dense_encoder, sparse_encoder, qdra
         *chunk_checks(outcome.report),
         *qdrant_checks(outcome.verification, outcome.dense_sizes, dense_encoder.dim),
     ]
-    yield from _selected(context, results)
+
+
+def _reported(context: dg.AssetExecutionContext, partition: str, results: list) -> Iterator:
+    """A partition's results in a range run, as events of that partition (a range run's own results would
+    give every partition of the range the same metadata). Materializations are stored as they are yielded,
+    so that the run's later partitions see this one done."""
+    for result in _selected(context, results):
+        key = dg.AssetKey.from_coercible(result.asset_key)
+        if isinstance(result, dg.AssetCheckResult):
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                    partition=partition,
+                )
+            )
+        else:
+            yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=result.metadata)
 
 
 def _selected(context: dg.AssetExecutionContext, results: list) -> Iterator:

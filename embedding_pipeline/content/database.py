@@ -13,8 +13,10 @@ from embedding_pipeline.content.schema import (
     CONTENT_FILE_LISTING,
     DEFAULT_TOPICS_QUERY,
     KEY_COLUMNS,
+    LATEST_SAVE_QUERY,
     RESOURCE_COLUMNS,
     RESOURCE_NOT_LISTED,
+    SAVED_SINCE_QUERY,
     TOPIC_COLUMNS,
     TOPICS_PARTITION,
     UNEMBEDDABLE_QUERIES,
@@ -124,6 +126,27 @@ class ContentDatabase:
             for row in self._rows(self.queries.fingerprint, conn):
                 by_type.setdefault(str(row[0]), []).append(row[1:])
         return {resource_type: digest(sorted(rows, key=str)) for resource_type, rows in by_type.items()}
+
+    def latest_save(self) -> int | None:
+        """When a resource or a content file was last saved (ms since the epoch); None with queries of your own."""
+        if not self.queries.default_schema:
+            return None
+        with self.connect() as conn:
+            (row,) = self._rows(LATEST_SAVE_QUERY, conn)
+        return max((int(value) for value in row if value is not None), default=0)
+
+    def saved_since(self, since: int) -> dict[str, int]:
+        """Resources and content files saved after `since` (`latest_save`), per type: how many records a change
+        touched, deletions and renamed topics, platforms and the like aside. Only for the default queries' schema."""
+        counts: dict[str, int] = {}
+        with self.connect() as conn:
+            statement = sa.text(dialect_sql(SAVED_SINCE_QUERY, conn.dialect.name))
+            try:
+                for resource_type, count in conn.execute(statement, {"since": since}):
+                    counts[resource_type] = counts.get(resource_type, 0) + int(count)
+            except sa.exc.DBAPIError as error:
+                raise ContentSourceError(self.url, f"a query failed: {error.orig}") from None
+        return counts
 
     def unembeddable(self, types: list[str]) -> dict[str, list[tuple]]:
         """Published records no partition embeds, by reason: (id, type or resource id) rows.

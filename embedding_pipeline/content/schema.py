@@ -559,6 +559,17 @@ DEFAULT_FINGERPRINT_QUERY = "\nUNION ALL\n".join(
         f"SELECT '{TOPICS_PARTITION}', 'topics', COUNT(*), SUM(id), SUM(EPOCH_MS(updated_on)), 0, 0 FROM {_T}learningresourcetopic"
     ]
 )
+# How large a change is, for the sensor: the resources and content files of each type saved after `:since`
+# (milliseconds since the epoch), and the latest save of either table (the next tick's `:since`).
+SAVED_SINCE_QUERY = (
+    f"SELECT lr.resource_type, COUNT(*) {_OF_TYPE} WHERE EPOCH_MS(lr.updated_on) > :since GROUP BY lr.resource_type "
+    f"UNION ALL SELECT lr.resource_type, COUNT(*) {_FILE_OF_TYPE} WHERE EPOCH_MS(cf.updated_on) > :since "
+    "GROUP BY lr.resource_type"
+)
+LATEST_SAVE_QUERY = (
+    f"SELECT (SELECT MAX(EPOCH_MS(updated_on)) FROM {_T}learningresource), "
+    f"(SELECT MAX(EPOCH_MS(updated_on)) FROM {_T}contentfile)"
+)
 # Whether the database holds any learning resource at all (an empty one is a wrong database).
 ANY_RESOURCE_QUERY = f"SELECT COUNT(*) FROM (SELECT 1 FROM {_T}learningresource LIMIT 1) AS one"
 # What no partition embeds, in the default schema: published resources of another type, and published
