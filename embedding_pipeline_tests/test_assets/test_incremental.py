@@ -186,7 +186,7 @@ def test_recreate_collections_starts_from_empty_collections(embedded):
 
 def test_recreate_collections_is_refused_in_a_backfill(embedded):
     recreate = {"resources": {"embed_options": {"config": {"recreate_collections": True}}}}
-    with pytest.raises(dg.Failure, match="use force_reembed in a backfill"):
+    with pytest.raises(dg.Failure, match="a backfill or a run over several partitions would undo its own work"):
         embedded.materialize("video", run_config=recreate, tags={"dagster/backfill": "abc"})
     assert len(_points(embedded, "resources", resource_type="document")) == 5
 
