@@ -25,7 +25,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 test-fast: install
 	$(BIN)/pytest -q embedding_pipeline_tests/core
