@@ -134,7 +134,8 @@ def test_a_run_killed_during_a_batchs_upserts_is_healed_by_the_very_next_run(pip
     assert embed("--courses", env=clean).returncode == 0
     mine = {**small, "QDRANT_PATH": str(pipeline.settings.qdrant_path)}
     cut_short = 0
-    for flags in ([], ["--recreate-collections"], ["--recreate-collections"]):  # until a kill lands in the writes
+    # until a kill lands in the writes: later tries wait longer, for a machine slower than expected
+    for attempt, flags in enumerate([[], *[["--recreate-collections"]] * 5]):
         run = subprocess.Popen(
             [str(BIN / "embedding-pipeline"), "embed", "--courses", *flags],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **mine},
@@ -144,7 +145,7 @@ def test_a_run_killed_during_a_batchs_upserts_is_healed_by_the_very_next_run(pip
             batches += " records (" in line
             if batches == 5:  # the resources (38, ten at a time), then the first ten files
                 break
-        time.sleep(0.15)
+        time.sleep(0.15 * (1 + attempt))
         run.kill()
         run.wait()
         healed = embed("--courses", env=mine)
