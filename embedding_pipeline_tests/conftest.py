@@ -2,11 +2,17 @@
 helpers when first used, so that the fast tier (`embedding_pipeline_tests/core/`) never loads them."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Commands the tests start get Ctrl-C as at a terminal. Started as a script's background job (`pytest &`),
+# this process ignores SIGINT and its children would inherit that, so a test's Ctrl-C would not reach them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(wrapper=True)
