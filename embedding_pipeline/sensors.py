@@ -21,8 +21,17 @@ from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG, fail_dead_runs
 ONE_RUN_MAX_RECORDS = 2_000
 
 
-@dg.sensor(job=embed_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def new_content_sensor(context: dg.SensorEvaluationContext, content_source: ContentSource):
+def content_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
+    """`new_content_sensor`, ticking every `interval_seconds` (EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS)."""
+    return dg.sensor(
+        name="new_content_sensor",
+        job=embed_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )(request_runs_for_changes)
+
+
+def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source: ContentSource):
     """Polls the content database (never Qdrant) and requests runs for the types that changed.
 
     The cursor keeps a marker of the whole database and a fingerprint per type: a quiet tick costs
@@ -62,3 +71,6 @@ def new_content_sensor(context: dg.SensorEvaluationContext, content_source: Cont
             },
         )
     return [dg.RunRequest(partition_key=t, run_key=run_keys[t], tags=tags) for t in changed]
+
+
+new_content_sensor = content_sensor()

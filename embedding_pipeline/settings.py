@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         meaning="your SQL returning rows whose first column is a resource type and that change when the type's "
         "content does",
     )  # fmt: skip
+    sensor_interval_seconds: int = setting(
+        30, "EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS", ge=5,
+        meaning="how often the sensor runs its cheap check of the content database (the daemon looks every 5 s)",
+    )  # fmt: skip
     qdrant_host: str = setting(
         "", "QDRANT_HOST", shown="empty: embedded Qdrant", meaning="Qdrant server URL, e.g. `http://qdrant:6333`"
     )

@@ -32,6 +32,10 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# The daemon's tests let the sensor tick every 5 s (the daemon's own loop) instead of 30.
+QUICK_SENSOR = {"EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS": "5"}
+
+
 def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`.
 

@@ -81,3 +81,25 @@ def test_importing_the_definitions_changes_no_environment_variable_and_loads_no_
         [sys.executable, "-c", IMPORT_DEFINITIONS], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(done.stdout.splitlines()[-1]) == {"environment_unchanged": True, "heavy": []}
+
+
+def test_the_sensor_ticks_as_often_as_set(tmp_path):
+    """A deployment sets how often the sensor polls the content database; the daemon reads it from the definitions."""
+    import os
+    import subprocess
+    import sys
+
+    show = "from embedding_pipeline.definitions import defs; print(defs.resolve_sensor_def('new_content_sensor')"
+    show += ".minimum_interval_seconds)"
+    for value, expected in ((None, "30"), ("120", "120")):
+        env = {k: v for k, v in os.environ.items() if k != "EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS"}
+        env.update({"EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS": value} if value else {})
+        done = subprocess.run(
+            [sys.executable, "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.stdout.split() == [expected], done.stderr[-2000:]
+    env["EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS"] = "1"  # the daemon looks every 5 s: named, not accepted
+    done = subprocess.run(
+        [sys.executable, "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0 and "EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS" in done.stderr
