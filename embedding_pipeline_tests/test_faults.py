@@ -47,14 +47,14 @@ def add_documents(pipeline, count: int, resource_type: str = "document") -> None
 
 
 def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(pipeline):
-    add_documents(pipeline, 400)
+    add_documents(pipeline, 200)
     env = {"QDRANT_CHUNK_SIZE": "40"}
     first = subprocess.Popen(
         [str(BIN / "embedding-pipeline"), "embed", "--documents"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env},
     )  # fmt: skip
     for line in first.stdout:  # until two batches are written
-        if "80/815 records" in line:  # 405 resources, their course information, 5 files
+        if "80/415 records" in line:  # 205 resources, their course information, 5 files
             break
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -70,8 +70,8 @@ def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(p
     assert statuses == ["FAILURE", "SUCCESS"]
     listed = next(line for line in second.stderr.splitlines() if "records listed" in line)
     new = int(listed.split(" new,")[0].rsplit(" ", 1)[1])
-    assert 0 < new <= 815 - 80  # what the killed run finished is not embedded again
-    assert pipeline.count("resources", resource_type="document") == 405
+    assert 0 < new <= 415 - 80  # what the killed run finished is not embedded again
+    assert pipeline.count("resources", resource_type="document") == 205
 
 
 def test_embed_names_the_records_no_partition_embeds_in_one_line_and_in_the_metadata(pipeline):
@@ -480,7 +480,7 @@ def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipel
 
 
 def test_ctrl_c_ends_the_command_at_once_and_the_next_run_resumes(pipeline):
-    add_documents(pipeline, 200, resource_type="course")
+    add_documents(pipeline, 100, resource_type="course")
     first = subprocess.Popen(
         [str(BIN / "embedding-pipeline"), "embed", "--courses", "--videos"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "20"},
@@ -502,7 +502,7 @@ def test_ctrl_c_ends_the_command_at_once_and_the_next_run_resumes(pipeline):
     listed = next(line for line in second.stderr.splitlines() if "records listed" in line)
     unchanged = int(listed.split(" unchanged,")[0].rsplit(" ", 1)[1])
     assert unchanged >= 40  # the batches written before Ctrl-C are not embedded again
-    assert pipeline.count("resources", resource_type="course") == 208
+    assert pipeline.count("resources", resource_type="course") == 108
 
 
 def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redoing_finished_work(pipeline):
