@@ -472,7 +472,7 @@ def measure(scale: int, args, model_dir: str) -> dict:
     home.mkdir(parents=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("QDRANT_", "CONTENT_", "DAGSTER_POSTGRES"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("QDRANT_", "CONTENT_", "DAGSTER_POSTGRES", "EMBEDDING_PIPELINE_SENSOR"))},
         "EMBEDDING_PIPELINE_DATA_DIR": str(workdir), "DAGSTER_HOME": str(home), "QDRANT_DENSE_MODEL_PATH": model_dir,
     }  # fmt: skip
     database = f"sqlite:///{workdir / 'content.db'}"
