@@ -154,14 +154,17 @@ def test_ctrl_c_ends_a_search_waiting_for_the_store_in_one_line(embedded_pipelin
     try:
         waiting = subprocess.Popen(
             [str(Path(sys.executable).parent / "embedding-pipeline"), "search", "bees"],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        )  # fmt: skip
         for line in waiting.stderr:
             if "Waiting for the embedded Qdrant" in line:
                 break
         waiting.send_signal(signal.SIGINT)
-        rest = waiting.communicate(timeout=30)[1]
+        try:
+            rest = waiting.communicate(timeout=30)[1]
+        except subprocess.TimeoutExpired:  # seen once in CI: say where it waits (faulthandler dumps on SIGABRT)
+            waiting.send_signal(signal.SIGABRT)
+            pytest.fail("the search went on waiting after Ctrl-C:\n" + waiting.communicate(timeout=30)[1][-6000:])
     finally:
         holder.kill()
     assert waiting.returncode == 1 and rest.strip().splitlines()[-1] == "Interrupted" and "Traceback" not in rest
