@@ -1,13 +1,13 @@
 """What a process's RSS holds once it opens an embedded store: the peak RSS the pipeline benchmark reports
 (VmHWM) counts the pages of the engine's memory-mapped files the process touched, which belong to the page
 cache, beside its own (anonymous) memory. This splits them, on a store a benchmark left (`bench_embed.py
---workdir DIR` keeps DIR/1x/qdrant and DIR/10x/qdrant), at three moments of a run that changes nothing:
+--workdir DIR` keeps DIR/1x/qdrant and DIR/10x/qdrant), at four moments of runs that changes nothing:
 
   opened    every collection opened (the shards load);
-  counted   each resource type's points counted in each collection (a run's state check);
-  heads listed  the ids of every record's head point (a run without the heads file its last run saved);
-  probed    ten heads per collection read back with their vectors and searched for by their own vector
-            (what every verification does: `embedding_pipeline.partition.plan.probe`).
+  counted       each partition's points counted in its collections (a run's state check);
+  heads listed  every partition's heads read from Qdrant (a run without the heads file its last run saved);
+  probed        each partition's verification probe (`embedding_pipeline.partition.plan.probe`: ten heads read
+                back with their vectors and searched for by their own vector).
 
     .venv/bin/python benchmarks/bench_rss.py DIR/1x/qdrant DIR/10x/qdrant
 
@@ -54,31 +54,31 @@ def resident_mb() -> dict[str, float]:
 
 
 def measure(path: str) -> dict:
-    from embedding_pipeline.mit_learn import OWN
-    from embedding_pipeline.partitions import RESOURCE_TYPES
+    from embedding_pipeline.partition.heads import of_type, stored_heads
+    from embedding_pipeline.partition.plan import probe
+    from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
     from embedding_pipeline.vector_store.edge import EdgeStore
 
     store = EdgeStore(path, purpose="bench_rss")
-    names = store.collections()
+    by_kind = {name.split(".")[-2]: name for name in store.collections()}  # {base}.{kind}.{version}
+    collections = {  # partition → kind → collection, as a run of that partition has them
+        p: {k: by_kind[k] for k in (("resources", "content_files") if p in RESOURCE_TYPES else ("topics",))}
+        for p in PARTITIONS
+    }
     moments = {}
-    points = {}
-    for name in names:
+    for name in by_kind.values():
         store._shard(name)
     moments["opened"] = resident_mb()
-    for name in names:
-        points[name] = sum(store.count(name, {f"{OWN}.resource_type": t}) for t in RESOURCE_TYPES)
+    points = sum(store.count(name, of_type(p)) for p, names in collections.items() for name in names.values())
     moments["counted"] = resident_mb()
-    rng = random.Random(7)
-    heads = {name: [pid for pid, _ in store.scroll(name, {f"{OWN}.role": "head"}, [])] for name in names}
+    heads = {p: stored_heads(store, names, p) for p, names in collections.items()}
     moments["heads listed"] = resident_mb()
-    for name, ids in heads.items():
-        for pid in rng.sample(ids, min(10, len(ids))):
-            ((_, _, vectors),) = store.retrieve(name, [pid], with_vectors=True, fields=[])
-            using, dense = next((using, v) for using, v in vectors.items() if isinstance(v, list))
-            store.query_nearest(name, dense, using, 10)
+    random.seed(7)
+    for p, names in collections.items():
+        probe(store, names, list(heads[p].values()))
     moments["probed"] = resident_mb()
     store.close()
-    return {"points": sum(points.values()), "moments": moments}
+    return {"points": points, "moments": moments}
 
 
 def main() -> None:
