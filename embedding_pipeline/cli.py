@@ -22,7 +22,6 @@ from embedding_pipeline.settings import (
     Settings,
     load_env_file,
     masked,
-    reader_defaults,
     settings_table,
 )
 from embedding_pipeline.vector_store import (
@@ -331,9 +330,13 @@ def show_settings(args: argparse.Namespace) -> None:
     if args.table:
         print(settings_table())
         return
-    for name, value in Settings.from_env().model_dump().items():
-        print(f"{name} = {masked(str(value))}")
-    for note in reader_defaults():
+    from embedding_pipeline.resources import in_use, reader_defaults
+
+    settings = Settings.from_env()
+    used = in_use(settings)  # an encoder's own model where QDRANT_DENSE_MODEL or QDRANT_SPARSE_MODEL_V2 is not set
+    for name, value in settings.model_dump().items():
+        print(f"{name} = {masked(str(used.get(name, value)))}")
+    for note in reader_defaults(settings):
         print(f"note: {note}")
 
 
@@ -435,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     _embed_parser(commands)
     _query_parsers(commands)
     p = commands.add_parser("settings", help="Check the settings and print them (secrets hidden).")
-    p.add_argument("--table", action="store_true", help="Print the table of every setting (as in README.md).")
+    p.add_argument("--table", action="store_true", help="Print the table of every setting (as in docs/settings.md).")
     p.set_defaults(func=show_settings)
     p = commands.add_parser(
         "migrate-store", help="Copy an embedded store written by qdrant-client's local mode into the Qdrant engine."

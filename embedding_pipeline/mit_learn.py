@@ -6,6 +6,7 @@ is the specification, and each rule below names the function it follows. Our own
 under the one top-level payload key `OWN`, the only key mit-learn's responses gain.
 """
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -130,16 +131,20 @@ def offered(values: Mapping) -> dict:
     }
 
 
-def published_runs(runs: list[dict]) -> list[dict]:
-    """LearningResource.published_runs: published, not variants, by start date, enrollment start and id
-    (missing dates last, as PostgreSQL sorts them); levels and deliveries as {code, name}, with their
-    instructors and prices."""
+def public_runs(runs: list[dict]) -> list[dict]:
+    """LearningResourceRun.objects.public(), in LearningResource.published_runs' order: published, not variants,
+    by start date, enrollment start and id (missing dates last, as PostgreSQL sorts them)."""
 
     def when(run, name):
         return (run.get(name) is None, str(run.get(name) or ""))
 
     kept = [r for r in runs if r.get("published") and not r.get("is_variant")]
-    kept.sort(key=lambda r: (when(r, "start_date"), when(r, "enrollment_start"), r.get("id") or 0))
+    return sorted(kept, key=lambda r: (when(r, "start_date"), when(r, "enrollment_start"), r.get("id") or 0))
+
+
+def published_runs(runs: list[dict]) -> list[dict]:
+    """LearningResource.published_runs as its serializer shows them: levels and deliveries as {code, name}, with
+    their instructors, prices and images."""
     return [
         {
             **{k: v for k, v in run.items() if k not in ("is_variant", "updated_on")},
@@ -149,10 +154,85 @@ def published_runs(runs: list[dict]) -> list[dict]:
             **offered(run),
             "level": [coded(code, LEVELS) for code in run.get("level") or []],
             "instructors": run.get("instructors") or [],
+            "image": image(run.get("image")),
             "resource_prices": [{**p, "amount": price(p["amount"])} for p in run.get("resource_prices") or []],
         }
-        for run in kept
+        for run in public_runs(runs)
     ]
+
+
+def image(value) -> dict | None:
+    """LearningResourceImageSerializer: {id, url, description, alt}."""
+    return {name: value.get(name) for name in ("id", "url", "description", "alt")} if isinstance(value, dict) else None
+
+
+def _moment(value) -> datetime | None:
+    """A date of a run as a datetime (UTC where it has no zone)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def best_run_id(runs: list[dict], now: datetime) -> int | None:
+    """LearningResource.best_run: of the published runs (`public_runs`, in their order), the enrollable one
+    that starts first, else the next to start, else the one that started last, else the first. It depends on
+    the time: a run is written with the best run of the moment it is written."""
+    dated = [(run, {name: _moment(run.get(name)) for name in RUN_DATES}) for run in runs]
+
+    def enrollable(when: dict) -> bool:
+        start, end = when["enrollment_start"] or when["start_date"], when["enrollment_end"] or when["end_date"]
+        return bool(start and start <= now and end and end > now)
+
+    open_now = [(run, when) for run, when in dated if enrollable(when)]
+    if open_now:
+        return min(open_now, key=lambda item: (item[1]["start_date"] or now, item[1]["end_date"] or now))[0]["id"]
+    upcoming = [(run, when) for run, when in dated if when["start_date"] and when["start_date"] >= now]
+    if upcoming:
+        return min(upcoming, key=lambda item: item[1]["start_date"])[0]["id"]
+    started = [(run, when) for run, when in dated if when["start_date"]]
+    if started:
+        return max(started, key=lambda item: item[1]["start_date"])[0]["id"]
+    return runs[0]["id"] if runs else None
+
+
+# learning_resources_search.serializers: OCW_SEMESTER_TO_MONTH_MAPPING and serialize_learning_resource_for_update's
+# cut-offs of a stale or incomplete resource.
+OCW_SEMESTER_MONTHS = {"Fall": 9, "Spring": 3, "January IAP": 1, "Summer": 6, None: 1}
+STALENESS_CUTOFF, COMPLETENESS_CUTOFF = 2010, 0.5
+
+
+def resource_age_date(resource_type: str, group: str, document: Mapping, runs: list[dict]) -> datetime | None:
+    """get_resource_age_date: how stale a resource is. A learning material's last modification; a course with no
+    next start, the start of its last published run (an OCW run's year and semester); otherwise None. A run's
+    semester OCW does not name fails, as mit-learn's serializer does (ValueError)."""
+    if group == "learning_material":
+        return _moment(document.get("last_modified"))
+    if resource_type != "course" or document.get("next_start_date") or not runs:
+        return None
+    # runs.public().order_by("start_date").last(): PostgreSQL sorts a run without a start last, so it comes first
+    last = max(
+        runs,
+        key=lambda r: (r.get("start_date") is None, _moment(r.get("start_date")) or datetime.min.replace(tzinfo=UTC)),
+    )
+    if last.get("year") is not None and (document.get("offered_by") or {}).get("code") == "ocw":
+        if last.get("semester") not in OCW_SEMESTER_MONTHS:
+            raise ValueError(f"names a semester OCW does not have: {last.get('semester')!r}")
+        return datetime(int(last["year"]), OCW_SEMESTER_MONTHS[last.get("semester")], 1, tzinfo=UTC)
+    return _moment(last.get("start_date"))
+
+
+def is_incomplete_or_stale(age: datetime | None, completeness: float) -> bool:
+    return bool(age and age.year <= STALENESS_CUTOFF) or completeness < COMPLETENESS_CUTOFF
+
+
+def featured_rank(position: int | None, key: str) -> float | None:
+    """serialize_learning_resource_for_update's `featured_rank`: the resource's position in a channel's featured
+    list plus `random()`, which only shuffles equal positions. Here the fraction is drawn from the resource's key, so
+    that a point is the same every time it is written (mit-learn's search drops the key from its responses)."""
+    if position is None:
+        return None
+    return int(position) + int(hashlib.md5(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
 def price(amount) -> str:
@@ -166,7 +246,7 @@ def department(value: Mapping) -> dict:
     return {
         "department_id": value.get("department_id"),
         "name": value.get("name"),
-        "channel_url": None,
+        "channel_url": value.get("channel_url"),
         "school": school if school["id"] is not None else value.get("school"),
     }
 

@@ -8,7 +8,9 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
+from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, BlocklistUnreadable
 from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
+from embedding_pipeline.digests import digest
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
@@ -40,7 +42,8 @@ def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source
     fail_dead_runs(context.instance, context.log.warning)  # killed runs show as failed, not running for ever
     database = content_source.database()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    marker = database.change_marker()
+    blocklist = _blocklist_digest(database, cursor.get("blocklist"), context.log.warning)
+    marker = digest(database.change_marker(), blocklist)
     if marker == cursor.get("marker"):
         return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
     never = database.unembeddable(RESOURCE_TYPES)
@@ -48,13 +51,17 @@ def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source
         context.log.warning(never_embedded_line(never))
     tags = {NEVER_EMBEDDED_TAG: never_embedded_summary(never)} if never else {}
     fingerprints = database.fingerprints()
+    if blocklist is not None:
+        fingerprints[BLOCKLISTED_TYPE] = digest(fingerprints.get(BLOCKLISTED_TYPE), blocklist)
     previous = cursor.get("types", {})
     changed = [t for t in PARTITIONS if fingerprints.get(t) != previous.get(t)]
     latest, since = database.latest_save(), cursor.get("latest_save")
     if latest is not None:  # a row dated in the future would hide every later save
         latest = min(latest, int(time.time() * 1000))
     saved = database.saved_since(since) if since is not None and latest is not None else None
-    context.update_cursor(json.dumps({"marker": marker, "types": fingerprints, "latest_save": latest}))
+    context.update_cursor(
+        json.dumps({"marker": marker, "types": fingerprints, "latest_save": latest, "blocklist": blocklist})
+    )
     if not changed:
         return dg.SkipReason("The database changed, but no resource type's content did")
     size = "" if saved is None else f" ({sum(saved.get(t, 0) for t in changed)} records saved since the last tick)"
@@ -71,6 +78,18 @@ def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source
             },
         )
     return [dg.RunRequest(partition_key=t, run_key=run_keys[t], tags=tags) for t in changed]
+
+
+def _blocklist_digest(database, previous: str | None, warn) -> str | None:
+    """A digest of the course blocklist as it reads now (None when none is set); one that cannot be read counts as
+    unchanged, and is said: the course run it would ask for would stop on it anyway."""
+    if not database.blocklist_url:
+        return None
+    try:
+        return digest(sorted(database.blocklist()))
+    except BlocklistUnreadable as error:
+        warn(str(error))
+        return previous
 
 
 new_content_sensor = content_sensor()

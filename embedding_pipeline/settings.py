@@ -5,12 +5,13 @@ is; further names are aliases (this project's earlier names). `Settings.from_env
 environment and stops with an error naming the variable and its value before any run when a value
 cannot work; it changes nothing. A `.env` file is loaded into the environment by the entry points
 (`load_env_file`, as Dagster's own commands do), never on import. Assets never read the environment:
-`embedding_pipeline.resources.build_resources` turns the settings into resources. The README's
-settings table is `settings_table()` (a test keeps them equal).
+`embedding_pipeline.resources.build_resources` turns the settings into resources. docs/settings.md's
+table is `settings_table()` (a test keeps them equal).
 """
 
 import os
 import re
+from dataclasses import fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedding_pipeline.digests import digest
 from embedding_pipeline.errors import PermanentError
+from embedding_pipeline.vector_store import ServerCollections
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ENCODER = "embedding_pipeline.resources.encoders.fastembed.FastEmbedEncoder"
@@ -33,6 +35,8 @@ VECTOR_SETTINGS = {
     "text_chunks": ("token_encoding_name", "chunk_size", "chunk_overlap"),
 }
 
+
+_SERVER = ServerCollections()  # mit-learn's collections: the defaults of the settings that make them on a server
 
 # The settings mit-learn's readers also read to make their query vectors: they must agree with ours.
 QUERY_SETTINGS = ("qdrant_encoder", "qdrant_dense_model", "qdrant_sparse_encoder", "qdrant_sparse_model")
@@ -62,7 +66,7 @@ def load_env_file(path: str | Path = ".env") -> None:
 def setting(default, *names: str, meaning: str, shown: str | None = None, mit_learn: str | None = None, **constraints):
     """A setting read from the variable `names[0]`, or from one of its aliases `names[1:]`.
 
-    `shown` is the default as the README's table says it, where the value itself would mislead;
+    `shown` is the default as the settings table says it, where the value itself would mislead;
     `mit_learn` is mit-learn's default where it differs from ours (its readers read the same variable).
     """
     return Field(
@@ -88,7 +92,7 @@ class Settings(BaseSettings):
     resources_query: str = setting(
         "", "CONTENT_RESOURCES_QUERY", shown="built-in query on mit-learn's tables",
         meaning="your SQL returning the resources of `:resource_type` with the columns "
-        "[Pointing it at your own tables](#pointing-it-at-your-own-tables) lists",
+        "[Pointing it at your own tables](../README.md#pointing-it-at-your-own-tables) lists",
     )  # fmt: skip
     content_files_query: str = setting(
         "", "CONTENT_FILES_QUERY", shown="built-in query on mit-learn's tables",
@@ -103,6 +107,17 @@ class Settings(BaseSettings):
         "", "CONTENT_FINGERPRINT_QUERY", shown="the same per resource type and table",
         meaning="your SQL returning rows whose first column is a resource type and that change when the type's "
         "content does",
+    )  # fmt: skip
+    blocklisted_courses_url: str = setting(
+        "", "BLOCKLISTED_COURSES_URL", shown="empty: no blocklist",
+        mit_learn="https://raw.githubusercontent.com/mitodl/open-resource-blocklists/master/courses.txt",
+        meaning="mit-learn's course blocklist (a URL, `file://` or a path; a readable id a line): those courses and "
+        "their content files are not embedded, and their points are removed; read at each course run and by the sensor",
+    )  # fmt: skip
+    app_base_url: str = setting(
+        "", "MITOL_APP_BASE_URL", shown="empty: channel URLs start at `/c/`",
+        meaning="mit-learn's front end, e.g. `https://learn.mit.edu`: the documents' channel URLs "
+        "(`channel_url` of topics, offerors, departments) start with it, as mit-learn's do",
     )  # fmt: skip
     sensor_interval_seconds: int = setting(
         30, "EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS", ge=5,
@@ -140,6 +155,45 @@ class Settings(BaseSettings):
         False, "QDRANT_KEEP_OLD_COLLECTIONS",
         meaning="keep the old physical collections after a re-embed moves the aliases",
     )  # fmt: skip
+    # How collections are made on a Qdrant server (`QDRANT_HOST`), as mit-learn's create_qdrant_collection and
+    # tune_qdrant_collections make them; the embedded engine, one machine's, keeps its own (docs/embedded-qdrant.md).
+    qdrant_shard_number: int = setting(
+        _SERVER.shard_number, "QDRANT_SHARD_NUMBER", gt=0, meaning="shards of each collection made on a server"
+    )
+    qdrant_replication_factor: int = setting(
+        _SERVER.replication_factor, "QDRANT_REPLICATION_FACTOR", gt=0,
+        meaning="copies of each shard on a server cluster",
+    )  # fmt: skip
+    qdrant_strict_mode: bool = setting(
+        _SERVER.strict_mode, "QDRANT_STRICT_MODE",
+        meaning="a server refuses filters on fields without a payload index (strict mode)",
+    )  # fmt: skip
+    qdrant_default_segment_number: int = setting(
+        _SERVER.default_segment_number, "QDRANT_DEFAULT_SEGMENT_NUMBER", gt=0,
+        meaning="segments per shard the server's optimizer aims at",
+    )  # fmt: skip
+    qdrant_prevent_unoptimized: bool = setting(
+        _SERVER.prevent_unoptimized, "QDRANT_PREVENT_UNOPTIMIZED",
+        meaning="the server keeps writes from piling up in unindexed segments (`prevent_unoptimized`)",
+    )  # fmt: skip
+    qdrant_binary_quantization: bool = setting(
+        _SERVER.binary_quantization, "QDRANT_BINARY_QUANTIZATION",
+        meaning="dense vectors binary-quantized in RAM on a server (rescored from the originals)",
+    )  # fmt: skip
+    qdrant_hnsw_on_disk: bool = setting(
+        _SERVER.hnsw_on_disk, "QDRANT_HNSW_ON_DISK", meaning="a server's HNSW graph on disk"
+    )
+    qdrant_on_disk_payload: bool = setting(
+        _SERVER.on_disk_payload, "QDRANT_ON_DISK_PAYLOAD", meaning="a server keeps payloads on disk"
+    )
+    qdrant_sparse_index_on_disk: bool = setting(
+        _SERVER.sparse_index_on_disk, "QDRANT_SPARSE_INDEX_ON_DISK", meaning="a server keeps the sparse index on disk"
+    )
+    qdrant_tune_optimizer: bool = setting(
+        _SERVER.tune_optimizer, "QDRANT_TUNE_OPTIMIZER",
+        meaning="after a run writes, set a server collection's indexing threshold and flush interval by its points "
+        "per shard (mit-learn's daily `tune_qdrant_collections`)",
+    )  # fmt: skip
     qdrant_encoder: str = setting(
         DEFAULT_ENCODER, "QDRANT_ENCODER", mit_learn="vector_search.encoders.gensim.GensimEncoder",
         meaning="dotted class path of the dense encoder; `embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder` "
@@ -173,7 +227,7 @@ class Settings(BaseSettings):
     qdrant_chunk_size: int = setting(
         100, "QDRANT_CHUNK_SIZE", gt=0, mit_learn="10",
         meaning="records per batch (the old system's meaning: records per embedding task): the unit of progress "
-        "a failed run resumes after ([why 100](docs/design.md#qdrant-is-the-state))",
+        "a failed run resumes after ([why 100](design.md#qdrant-is-the-state))",
     )  # fmt: skip
     qdrant_point_upload_batch_size: int = setting(
         1000, "QDRANT_POINT_UPLOAD_BATCH_SIZE", gt=0, meaning="points per upsert request"
@@ -270,6 +324,10 @@ class Settings(BaseSettings):
         except ValidationError as error:
             raise SettingError(_explain(error)) from None
 
+    def server_collections(self) -> dict:
+        """How collections are made on a Qdrant server: `ServerCollections`' fields, each set by `QDRANT_<FIELD>`."""
+        return {item.name: getattr(self, f"qdrant_{item.name}") for item in fields(ServerCollections)}
+
     def values_of(self, asset: str) -> tuple:
         """The settings that shape `asset`'s data: part of its code version in the UI."""
         return tuple(getattr(self, name) for name in VECTOR_SETTINGS.get(asset, ()))
@@ -334,7 +392,7 @@ def _explain(error: ValidationError) -> str:
 
 
 def settings_table() -> str:
-    """The README's settings table, from the declarations above."""
+    """docs/settings.md's table, from the declarations above."""
     rows = ["| variable | default | mit-learn's default, where it differs | meaning |", "|---|---|---|---|"]
     for field in Settings.model_fields.values():
         names = field.json_schema_extra["names"]
@@ -346,18 +404,21 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-def reader_defaults() -> list[str]:
-    """Settings left at a default that differs from mit-learn's: what its readers, left at theirs, would use
-    instead (their query vectors must be made as ours are)."""
-    notes = []
-    for name in QUERY_SETTINGS:
-        theirs = Settings.model_fields[name].json_schema_extra["mit_learn"]
-        if theirs and not any(_set(variable) for variable in _names(name)):
-            notes.append(
-                f"{_names(name)[0]} is not set: this project uses its default, a mit-learn left at its own default "
-                f"uses {theirs}; set {_names(name)[0]} in both environments"
-            )
-    return notes
+# The encoders of a mit-learn left at its defaults (its GensimEncoder then uses its own model, GloVe).
+MIT_LEARN_ENCODERS = {
+    "qdrant_encoder": "vector_search.encoders.gensim.GensimEncoder",
+    "qdrant_sparse_encoder": "vector_search.encoders.sparse_hash.SparseHashEncoder",
+}
+
+
+def left_unset(field: str) -> bool:
+    """No variable of the setting `field` is set (its default is in use)."""
+    return not any(_set(name) for name in _names(field))
+
+
+def variable(field: str) -> str:
+    """The variable that sets `field`: the old system's name."""
+    return _names(field)[0]
 
 
 def _shown_default(value) -> str:

@@ -205,3 +205,17 @@ def test_the_embedded_defaults_tables_are_mit_learns(mit_learn_database):
         ours = {c.name: c.nullable for c in table.columns}
         assert ours == theirs, table.name
     engine.dispose()
+
+
+def test_every_document_on_postgresql_is_mit_learns(mit_learn_database):
+    """The same documents from mit-learn's tables on PostgreSQL (arrays, JSONB, json_agg) as from the SQLite
+    sample: each equal, key for key, to what mit-learn's own serializer made of the same rows."""
+    from embedding_pipeline.chunking import Chunker
+    from embedding_pipeline.content import ContentDatabase
+    from embedding_pipeline_tests.core.test_mit_learn_points import EMBEDDED, GOLDEN, our_points, same_document
+
+    ours = our_points(ContentDatabase(mit_learn_database, app_base_url=GOLDEN["app_base_url"]), Chunker(None, 512, 0))
+    for golden in EMBEDDED:
+        point = ours[golden["id"]]
+        assert point["text"] == golden["text"], golden["key"]
+        same_document(point["payload"], dict(golden["payload"]), golden["key"])

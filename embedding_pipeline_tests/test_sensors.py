@@ -87,10 +87,10 @@ def test_a_change_requests_one_run_for_its_type_once(pipeline, tick, change, res
 
 def test_a_later_change_gets_a_new_run_key_and_a_restart_keeps_the_cursor(pipeline, tick):
     tick()
-    edit = "UPDATE {T}learningresource SET title = :t, updated_on = :u WHERE readable_id = 'yt-crispr'"
-    pipeline.execute(edit, t="CRISPR 1", u="2025-03-01")
+    edit = "UPDATE {T}learningresource SET title = :t, updated_on = :u WHERE readable_id = 'yt-sourdough'"
+    pipeline.execute(edit, t="Sourdough 1", u="2025-03-01")
     first = tick().run_requests[0].run_key
-    pipeline.execute(edit, t="CRISPR 2", u="2025-03-02")
+    pipeline.execute(edit, t="Sourdough 2", u="2025-03-02")
     second = tick()
     assert first != second.run_requests[0].run_key and first.startswith("video:")
     # A restarted daemon evaluates with the stored cursor: nothing new since.
@@ -164,7 +164,7 @@ def test_an_edit_dated_before_the_newest_edit_is_seen(tick, pipeline):
     edit = "UPDATE {T}learningresource SET title = :t, updated_on = :u WHERE readable_id = :r"
     pipeline.execute(edit, t="Sourdough", u=newest, r="yt-sourdough")  # the same date as the newest row
     assert _requested(tick()) == ["video"]
-    pipeline.execute(edit, t="Linear Algebra, again", u="2020-01-01", r="ocw-18.06")  # older than every other row
+    pipeline.execute(edit, t="Oceanography, again", u="2020-01-01", r="ocw-12.340")  # older than every other row
     assert _requested(tick()) == ["course"]
     assert _requested(tick()) == []
 
@@ -224,3 +224,63 @@ def test_a_large_change_is_one_run_per_changed_type(pipeline, tick):
     )  # fmt: skip
     requests = tick().run_requests
     assert [(r.partition_key, PARTITIONS_TAG in r.tags) for r in requests] == [("video", False), ("document", False)]
+
+
+def test_an_image_a_child_and_a_playlist_changed_are_one_run_that_rewrites_only_those_payloads(pipeline, tick):
+    """What a document shows of other rows moves the types that show it: the run the sensor asks for rewrites
+    exactly the payloads that show the change, and embeds no text."""
+    job = dg.Definitions(
+        assets=defs.assets, jobs=defs.jobs, resources=pipeline.resources, executor=dg.in_process_executor
+    ).resolve_job_def("embed")
+    for partition in PARTITIONS:
+        assert job.execute_in_process(partition_key=partition, instance=pipeline.instance).success
+    tick()
+    pipeline.execute(
+        "UPDATE {T}learningresourceimage SET alt = 'A new diagram', updated_on = '2030-01-01' "
+        "WHERE url LIKE '%neural-networks.jpg'"
+    )
+    pipeline.insert(
+        schema.relationship,
+        {
+            "parent_id": _id(pipeline, "lp-web-development"),
+            "position": 0,
+            "child_id": _id(pipeline, "doc-lab-safety"),
+            "relation_type": "LEARNING_PATH_ITEMS",
+        },
+    )
+    pipeline.insert(schema.relationship, {"parent_id": _id(pipeline, "pl-spanish"), "position": 0,
+                                          "child_id": _id(pipeline, "yt-sourdough"), "relation_type": "PLAYLIST_VIDEOS"})  # fmt: skip
+    (request,) = tick().run_requests
+    assert request.tags[PARTITIONS_TAG] == "learning_path,video,video_playlist"
+    result = job.execute_in_process(instance=pipeline.instance, tags=request.tags)
+    assert result.success
+    figures = {
+        (m.partition, m.asset_key.path[-1]): m.metadata
+        for m in result.asset_materializations_for_node("embed_partition")
+    }
+    assert {p: figures[p, "dense_vectors"]["texts_embedded"].value for p in request.tags[PARTITIONS_TAG].split(",")} == {
+        "learning_path": 0, "video": 0, "video_playlist": 0
+    }  # fmt: skip
+    assert {p: figures[p, "qdrant_points"]["points_upserted"].value for p in ("learning_path", "video", "video_playlist")} == {
+        "learning_path": 1, "video": 2, "video_playlist": 1  # the path, the two videos, the playlist
+    }  # fmt: skip
+    assert (
+        pipeline.points("resources", readable_id="yt-neural-networks").popitem()[1]["image"]["alt"] == "A new diagram"
+    )
+
+
+def test_a_changed_course_blocklist_asks_for_a_course_run_and_one_that_cannot_be_read_for_nothing(
+    pipeline, tick, tmp_path, caplog, capsys
+):
+    blocklist = tmp_path / "courses.txt"
+    blocklist.write_text("ocw-8.04\n")
+    pipeline.reconfigure(BLOCKLISTED_COURSES_URL=str(blocklist))
+    tick()
+    assert tick().run_requests == []
+    blocklist.write_text("ocw-8.04\nocw-18.06\n")
+    assert _requested(tick()) == ["course"]
+    blocklist.unlink()
+    with caplog.at_level(logging.WARNING):
+        assert tick().run_requests == []  # unchanged as far as the sensor can tell; said, not requested
+    logged = caplog.text + capsys.readouterr().err
+    assert "BLOCKLISTED_COURSES_URL=" in logged and "cannot be read" in logged

@@ -196,6 +196,7 @@ def test_one_list_of_the_settings_that_shape_the_vectors_feeds_code_versions_and
     assert Settings.from_env().vectors_version() == base.vectors_version()
 
 
-def test_the_readme_settings_table_is_the_declaration():
-    readme = (REPO / "README.md").read_text()
-    assert settings_table() in readme, "README.md's settings table: paste `embedding-pipeline settings --table`"
+def test_the_settings_table_in_the_docs_is_the_declaration():
+    table = (REPO / "docs" / "settings.md").read_text()
+    assert settings_table() in table, "docs/settings.md's table: paste `embedding-pipeline settings --table`"
+    assert "docs/settings.md" in (REPO / "README.md").read_text()

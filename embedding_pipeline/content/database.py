@@ -1,14 +1,18 @@
 """Reading the content database: one connection per use, the configured queries, errors named by setting."""
 
 import logging
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urljoin
 
 import sqlalchemy as sa
 
+from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, read_blocklist
 from embedding_pipeline.content.schema import (
     ANY_RESOURCE_QUERY,
+    CHANNEL_BASE,
     CONTENT_FILE_COLUMNS,
     CONTENT_FILE_LISTING,
     DEFAULT_TOPICS_QUERY,
@@ -69,8 +73,14 @@ class ContentDatabase:
     Each query takes the `:resource_type` parameter and returns the columns of the default one.
     """
 
-    def __init__(self, url: str, queries: Queries | None = None):
+    def __init__(self, url: str, queries: Queries | None = None, app_base_url: str = "", blocklist_url: str = ""):
         self.url, self.queries = url.strip(), queries or Queries()
+        self.channel_base = urljoin(app_base_url, "/c/")  # mit-learn's channel URLs: `{base}/c/{type}/{name}`
+        self.blocklist_url = blocklist_url.strip()
+
+    def blocklist(self) -> frozenset[str]:
+        """The readable ids of the courses mit-learn's blocklist (BLOCKLISTED_COURSES_URL) excludes, read now."""
+        return read_blocklist(self.blocklist_url)
 
     @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
@@ -198,8 +208,16 @@ def _without_jit(conn: sa.Connection) -> None:
 
 
 def _read_only(dbapi_conn, _record) -> None:
-    """A reader writes nothing into the file it reads (no statistics, no journal, no table)."""
+    """A reader writes nothing into the file it reads (no statistics, no journal, no table); PostgreSQL's
+    `hashtext`, which the sensor's queries use, is there too."""
     dbapi_conn.execute("PRAGMA query_only = ON")
+    dbapi_conn.create_function("hashtext", 1, _hashtext, deterministic=True)
+
+
+def _hashtext(text: str | None) -> int | None:
+    """A 32-bit hash of a text, as PostgreSQL's `hashtext` gives one (not the same value: each database compares
+    its own)."""
+    return None if text is None else zlib.crc32(text.encode()) - 2**31
 
 
 def analyze_sqlite(engine: sa.Engine) -> None:
@@ -219,7 +237,11 @@ class ContentReader:
     """
 
     def __init__(self, conn: sa.Connection, resource_type: str, database: ContentDatabase):
-        self.conn, self.params, self.database = conn, {"resource_type": resource_type}, database
+        self.conn, self.database = conn, database
+        self.params = {"resource_type": resource_type, CHANNEL_BASE: database.channel_base}
+        # Blocklisted courses and their content files are not listed (read once, before anything is listed)
+        self.blocked = database.blocklist() if resource_type == BLOCKLISTED_TYPE else frozenset()
+        self._blocked_ids: set | None = None  # their ids, asked with the first content files
         dialect = conn.dialect.name
         self.queries = {
             "resources_query": dialect_sql(database.queries.resources, dialect),
@@ -272,14 +294,27 @@ class ContentReader:
         if columns is not None:
             columns = [c for c in columns if c in available]
         params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
+        if self.blocked and self._blocked_ids is None and query_name == "content_files_query":
+            found = self._execute(
+                "resources_query", self._select("resources_query", ["id", "readable_id"]), self.params
+            )
+            self._blocked_ids = {row_id for row_id, readable_id in found if readable_id in self.blocked}
         result = self._execute(query_name, self._select(query_name, columns, ids), params)
         names = list(result.keys())
         for values in result:
             row = dict(zip(names, values))  # a third faster than SQLAlchemy's row mappings, per listed row
             # A user's query may not filter on publication; what is neither published nor in test mode
             # is never embedded.
-            if row["published"] or row.get("test_mode"):
+            if (row["published"] or row.get("test_mode")) and not self._blocklisted(query_name, row):
                 yield row
+
+    def _blocklisted(self, query_name: str, row: dict) -> bool:
+        """A blocklisted course, or a content file of one."""
+        if not self.blocked:
+            return False
+        if query_name == "resources_query":
+            return row.get("readable_id") in self.blocked
+        return query_name == "content_files_query" and row.get("resource_id") in self._blocked_ids
 
     def list_resources(self) -> Iterator[dict]:
         columns = [c for c in self.columns("resources_query") if c not in RESOURCE_NOT_LISTED]

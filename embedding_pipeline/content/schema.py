@@ -137,6 +137,14 @@ department = _table(
 content_tag = _table(
     "learningresourcecontenttag", _id(), *_stamps(), sa.Column("name", sa.String(128), nullable=False, unique=True)
 )
+image = _table(
+    "learningresourceimage",
+    _id(),
+    *_stamps(),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.String(1024)),
+    sa.Column("alt", sa.String(1024)),
+)
 price = _table(
     "learningresourceprice",
     _id(),
@@ -152,7 +160,7 @@ learning_resource = _table(
     sa.Column("title", sa.String(256), nullable=False),
     *_described(),
     sa.Column("resource_type", sa.String(24), nullable=False, index=True),
-    sa.Column("image_id", sa.Integer),
+    _fk("image_id", "learningresourceimage.id"),
     _fk("platform_id", "learningresourceplatform.code", kind=sa.String(12)),
     _text("etl_source", 12),
     _flag("professional"),
@@ -188,7 +196,7 @@ run = _table(
         for name in ("start_date", "end_date", "enrollment_start", "enrollment_end")
     ),
     sa.Column("prices", array(sa.Numeric(12, 2))),
-    sa.Column("image_id", sa.Integer),
+    _fk("image_id", "learningresourceimage.id"),
     _fk("learning_resource_id", "learningresource.id", nullable=False),
     sa.Column("checksum", sa.String(32)),
     *_offering(),
@@ -260,6 +268,44 @@ podcast_episode = _table(
     sa.Column("episode_link", sa.String(2048)),
     sa.Column("rss", sa.Text),
 )
+podcast = _table(
+    "podcast",
+    _id(),
+    *_stamps(),
+    *(sa.Column(name, sa.String(2048)) for name in ("apple_podcasts_url", "google_podcasts_url", "rss_url")),
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+)
+learning_path = _table(
+    "learningpath",
+    _id(),
+    *_stamps(),
+    sa.Column("author_id", sa.BigInteger, nullable=False, default=1),  # a user of mit-learn's: not read here
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+)
+video_channel = _table(
+    "videochannel",
+    *_stamps(),
+    sa.Column("channel_id", sa.String(80), primary_key=True),
+    sa.Column("title", sa.String(256), nullable=False),
+    _flag("published", default=True),
+    _text("etl_source", 12),
+)
+video_playlist = _table(
+    "videoplaylist",
+    _id(),
+    *_stamps(),
+    _fk("channel_id", "videochannel.channel_id", nullable=False, kind=sa.String(80)),
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+    _fk("parent_learning_resource_id", "learningresource.id"),
+)
+view_event = _table(  # LearningResourceViewEvent: a resource's views, counted where `view_count` is not set
+    "learningresourceviewevent",
+    _id(),
+    *_stamps(),
+    sa.Column("event_date", sa.DateTime(timezone=True), nullable=False, default=_now),
+    _fk("learning_resource_id", "learningresource.id", nullable=False),
+    sa.Column("event_uuid", sa.Uuid),
+)
 instructor = _table(
     "learningresourceinstructor",
     _id(),
@@ -307,6 +353,46 @@ resource_prices = _link("learningresource_resource_prices", "learningresource.id
 run_prices = _link("learningresourcerun_resource_prices", "learningresourcerun.id", "learningresourceprice.id")
 content_file_tags = _link("contentfile_content_tags", "contentfile.id", "learningresourcecontenttag.id")
 
+# mit-learn's channels (its `channels` app): a topic's, a unit's (offeror's) or a department's channel gives
+# those their `channel_url` in a document, and a channel's featured list ranks its items (`featured_rank`).
+CHANNELS = "channels_"
+channel = sa.Table(
+    CHANNELS + "channel",
+    metadata,
+    _id(),
+    *_stamps(),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("title", sa.String(100), nullable=False, default=""),
+    *(sa.Column(name, sa.String(2083)) for name in ("avatar", "banner")),
+    sa.Column("about", JSONB),
+    _text("ga_tracking_id", 24),
+    _text("public_description"),
+    _fk("featured_list_id", "learningresource.id"),
+    sa.Column("widget_list_id", sa.Integer),
+    sa.Column("channel_type", sa.String(100), nullable=False),
+    sa.Column("configuration", JSONB, default=dict),
+    _text("search_filter", 2048),
+    _flag("published", default=True, index=True),
+)
+
+
+def _channel_detail(kind: str, column: str, target: str, target_kind=sa.Integer) -> sa.Table:
+    """ChannelTopicDetail, ChannelUnitDetail, ChannelDepartmentDetail: a channel and what it is the channel of."""
+    return sa.Table(
+        f"{CHANNELS}channel{kind}detail",
+        metadata,
+        *_stamps(),
+        sa.Column("channel_id", sa.Integer, sa.ForeignKey(CHANNELS + "channel.id"), primary_key=True),
+        _fk(column, target, kind=target_kind),
+    )
+
+
+channel_topic = _channel_detail("topic", "topic_id", "learningresourcetopic.id")
+channel_unit = _channel_detail("unit", "unit_id", "learningresourceofferor.code", sa.String(12))
+channel_department = _channel_detail(
+    "department", "department_id", "learningresourcedepartment.department_id", sa.String(6)
+)
+
 
 # The default queries. `JSON_LIST(x)` aggregates into a JSON list, `JSON_OBJECT(k, v, ...)` builds an
 # object, `AS_JSON(x)` passes an array or a JSON value on as JSON (SQLite forgets that a subquery's
@@ -343,6 +429,59 @@ _DIRECT_FIELDS = (  # the arguments of a JSON_OBJECT
     "JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id WHERE x.contentfile_id = cf.id "
     "ORDER BY t.name) AS st))"
 ).replace("{_T}", PREFIX)
+# The URL of the first channel of a topic, a unit (offeror) or a department, where it is published
+# (mit-learn's `annotate_channel_url`): `:channel_base` is MITOL_APP_BASE_URL's "/c/".
+CHANNEL_BASE = "channel_base"
+_CHANNEL = (
+    f"(SELECT CASE WHEN ch.published THEN CAST(:{CHANNEL_BASE} AS VARCHAR) || ch.channel_type || '/' || ch.name END "
+    f"FROM {CHANNELS}channel{{kind}}detail cd JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id "
+    "WHERE cd.{column} = {value} ORDER BY ch.id LIMIT 1)"
+)
+_IMAGE = "JSON_OBJECT('id', {i}.id, 'url', {i}.url, 'description', {i}.description, 'alt', {i}.alt)"
+# LearningResourceRelationship.objects.for_serialization(): a learning path's unpublished items are left out.
+_SHOWN_CHILD = "NOT (x.relation_type = 'LEARNING_PATH_ITEMS' AND NOT c.published)"
+# How many of a resource's children of one relation type are published (the per-type serializers' counts).
+_PUBLISHED_CHILDREN = (
+    f"(SELECT COUNT(*) FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id "
+    "WHERE x.parent_id = lr.id AND x.relation_type = '{relation}' AND c.published)"
+)
+# The per-type object of a resource's document (ProgramSerializer's counts come as columns of their own): the
+# row beside it and the counts its serializer annotates. Transcripts, which can be long, are read for the rows
+# a run writes (`transcript`) and listed by a stamp (`transcript_stamp`).
+_DETAILS = {
+    "podcast": "JSON_OBJECT('id', d.id, 'apple_podcasts_url', d.apple_podcasts_url, "
+    "'google_podcasts_url', d.google_podcasts_url, 'rss_url', d.rss_url, 'episode_count', "
+    f"{_PUBLISHED_CHILDREN.format(relation='PODCAST_EPISODES')}) FROM {_T}podcast d",
+    "podcast_episode": "JSON_OBJECT('id', d.id, 'audio_url', d.audio_url, 'episode_link', d.episode_link, "
+    f"'duration', d.duration, 'rss', d.rss) FROM {_T}podcastepisode d",
+    "video": "JSON_OBJECT('id', d.id, 'duration', d.duration, 'caption_urls', AS_JSON(d.caption_urls), "
+    f"'cover_image_url', d.cover_image_url, 'streaming_url', d.streaming_url) FROM {_T}video d",
+    "video_playlist": "JSON_OBJECT('id', d.id, 'channel', JSON_OBJECT('channel_id', ch.channel_id, 'title', ch.title), "
+    f"'video_count', {_PUBLISHED_CHILDREN.format(relation='PLAYLIST_VIDEOS')}, "
+    "'parent_learning_resource_id', d.parent_learning_resource_id, 'parent_title', p.title, 'parent_url', p.url, "
+    "'parent_is_course', pc.learning_resource_id IS NOT NULL, 'parent_course_numbers', AS_JSON(pc.course_numbers)) "
+    f"FROM {_T}videoplaylist d JOIN {_T}videochannel ch ON ch.channel_id = d.channel_id "
+    f"LEFT JOIN {_T}learningresource p ON p.id = d.parent_learning_resource_id "
+    f"LEFT JOIN {_T}course pc ON pc.learning_resource_id = p.id",
+    "learning_path": f"JSON_OBJECT('id', d.id, 'item_count', {_PUBLISHED_CHILDREN.format(relation='LEARNING_PATH_ITEMS')}) "
+    f"FROM {_T}learningpath d",
+}
+_TRANSCRIPTS = {"video": f"{_T}video", "podcast_episode": f"{_T}podcastepisode"}
+_TRANSCRIPT = {kind: f"d.transcript FROM {table} d" for kind, table in _TRANSCRIPTS.items()}
+_TRANSCRIPT_STAMP = {
+    kind: f"LENGTH(d.transcript) || ':' || EPOCH_MS(d.updated_on) FROM {table} d"
+    for kind, table in _TRANSCRIPTS.items()
+}
+
+
+def _by_type(select: dict[str, str], alias: str) -> str:
+    """A column whose value comes from the per-type table of the resource's type (NULL for other types)."""
+    cases = " ".join(
+        f"WHEN '{kind}' THEN (SELECT {sql} WHERE d.learning_resource_id = lr.id)" for kind, sql in select.items()
+    )
+    return f"CASE lr.resource_type {cases} END AS {alias}"
+
+
 DEFAULT_RESOURCES_QUERY = f"""
 SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
        lr.published, lr.test_mode, lr.resource_category, lr.certification, lr.certification_type,
@@ -352,13 +491,16 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
        lr.time_commitment, lr.license_cc, lr.continuing_ed_credits, lr.require_summaries, lr.completeness,
        lr.platform_id AS platform_code, p.name AS platform_name,
        lr.offered_by_id AS offered_by_code, o.name AS offered_by_name, o.display_facet AS offered_by_display_facet,
+       {_CHANNEL.format(kind="unit", column="unit_id", value="o.code")} AS offered_by_channel_url,
        (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('id', t.id, 'name', t.name, 'icon', t.icon, 'parent', t.parent_id) AS v
+          SELECT JSON_OBJECT('id', t.id, 'name', t.name, 'icon', t.icon, 'parent', t.parent_id,
+                             'channel_url', {_CHANNEL.format(kind="topic", column="topic_id", value="t.id")}) AS v
             FROM {_T}learningresource_topics x JOIN {_T}learningresourcetopic t ON t.id = x.learningresourcetopic_id
            WHERE x.learningresource_id = lr.id ORDER BY t.name) AS s) AS topics,
        (SELECT JSON_LIST(AS_JSON(v)) FROM (
           SELECT JSON_OBJECT('department_id', d.department_id, 'name', d.name,
-                             'school_id', sc.id, 'school_name', sc.name, 'school_url', sc.url) AS v
+                             'school_id', sc.id, 'school_name', sc.name, 'school_url', sc.url,
+                             'channel_url', {_CHANNEL.format(kind="department", column="department_id", value="d.department_id")}) AS v
             FROM {_T}learningresource_departments x
             JOIN {_T}learningresourcedepartment d ON d.department_id = x.learningresourcedepartment_id
             LEFT JOIN {_T}learningresourceschool sc ON sc.id = d.school_id
@@ -384,6 +526,7 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
                    'location', r.location, 'duration', r.duration, 'min_weeks', r.min_weeks, 'max_weeks', r.max_weeks,
                    'min_weekly_hours', r.min_weekly_hours, 'max_weekly_hours', r.max_weekly_hours,
                    'time_commitment', r.time_commitment,
+                   'image', AS_JSON((SELECT {_IMAGE.format(i="i")} FROM {_T}learningresourceimage i WHERE i.id = r.image_id)),
                    'instructors', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
                       SELECT JSON_OBJECT('id', i.id, 'first_name', i.first_name, 'last_name', i.last_name,
                                          'full_name', i.full_name) AS w
@@ -409,8 +552,32 @@ SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.ful
             FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id
            WHERE lr.resource_type = 'program' AND x.parent_id = lr.id AND x.relation_type IN {_PROGRAM_RELATIONS}
            ORDER BY x.position, x.id) AS s) AS program_children,
+       (SELECT {_IMAGE.format(i="i")} FROM {_T}learningresourceimage i WHERE i.id = lr.image_id) AS image,
+       (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT('child', x.child_id, 'position', x.position, 'relation_type', x.relation_type,
+                             'title', c.title, 'readable_id', c.readable_id) AS v
+            FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id
+           WHERE x.parent_id = lr.id AND {_SHOWN_CHILD} ORDER BY x.position, x.id) AS s) AS children,
+       CASE WHEN lr.resource_type IN ('video', 'podcast_episode') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
+          SELECT JSON_OBJECT('id', x.parent_id, 'relation_type', x.relation_type, 'title', p.title,
+                             'readable_id', p.readable_id) AS v
+            FROM {_T}learningresourcerelationship x JOIN {_T}learningresource p ON p.id = x.parent_id
+           WHERE x.child_id = lr.id AND x.relation_type IN ('PLAYLIST_VIDEOS', 'PODCAST_EPISODES')
+           ORDER BY x.position, x.id) AS s) END AS parents,
+       CASE WHEN EXISTS (
+          SELECT 1 FROM {_T}learningresourcerelationship x JOIN {CHANNELS}channel ch ON ch.featured_list_id = x.parent_id
+           WHERE x.child_id = lr.id AND x.relation_type = 'LEARNING_PATH_ITEMS')
+        THEN (SELECT MIN(x.position) FROM {_T}learningresourcerelationship x
+               WHERE x.child_id = lr.id AND x.parent_id IN (SELECT featured_list_id FROM {CHANNELS}channel)) END
+         AS featured_position,
+       CASE WHEN lr.view_count IS NULL THEN
+         (SELECT COUNT(*) FROM {_T}learningresourceviewevent e WHERE e.learning_resource_id = lr.id) END AS view_events,
+       {_by_type(_DETAILS, "detail")},
+       {_by_type(_TRANSCRIPT_STAMP, "transcript_stamp")},
+       {_by_type(_TRANSCRIPT, "transcript")},
        CASE WHEN lr.resource_type IN ('video', 'document') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'content', cf.content) AS v
+          SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'content', cf.content, 'summary', cf.summary,
+                             'flashcards', AS_JSON(cf.flashcards)) AS v
             {_DIRECT_FILES} ORDER BY cf.id) AS s) END AS direct_content_files,
        CASE WHEN lr.resource_type IN ('video', 'document') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
           SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'updated_on', EPOCH_MS(cf.updated_on), 'size', LENGTH(cf.content)) AS v
@@ -461,15 +628,23 @@ ORDER BY t.id
 _DATED = ["learningresource", "learningresourcerun", "contentfile", "learningresourceplatform",
           "learningresourceofferor", "learningresourcetopic", "learningresourcedepartment", "learningresourceschool",
           "learningresourcecontenttag", "learningresourceprice", "course", "learningresourceinstructor",
-          "runinstructorrelationship", "learningresourcerelationship", "video", "podcastepisode"]  # fmt: skip
+          "runinstructorrelationship", "learningresourcerelationship", "video", "podcastepisode",
+          "learningresourceimage", "podcast", "learningpath", "videochannel", "videoplaylist"]  # fmt: skip
+_DATED = [_T + name for name in _DATED] + [f"{CHANNELS}channel{kind}" for kind in ("", "topicdetail", "unitdetail",
+                                                                               "departmentdetail")]  # fmt: skip
 _LINKS = ["learningresource_topics", "learningresource_departments", "learningresource_resource_tags",
           "learningresource_resource_prices", "contentfile_content_tags", "learningresourcerun_resource_prices"]  # fmt: skip
 DEFAULT_CHANGES_QUERY = "SELECT " + ",\n       ".join(
-    [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(EPOCH_MS(updated_on)), 0) FROM {_T}{name}) AS {name}" for name in _DATED]
+    [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(EPOCH_MS(updated_on)), 0) FROM {name}) AS {name}" for name in _DATED]
     + [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(id), 0) FROM {_T}{name}) AS {name}" for name in _LINKS]
     + [
+        # view counts are saved without moving `updated_on` (bulk_update); view events count where no count is set
         f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) || ':' || SUM(CASE WHEN test_mode THEN 1 ELSE 0 END) "
-        f"FROM {_T}learningresource) AS published_resources",
+        f"|| ':' || COALESCE(SUM(view_count), 0) FROM {_T}learningresource) AS published_resources",
+        f"(SELECT COUNT(*) || ':' || COALESCE(SUM(e.id), 0) FROM {_T}learningresourceviewevent e JOIN {_T}learningresource "
+        "lr ON lr.id = e.learning_resource_id WHERE lr.view_count IS NULL) AS uncounted_views",
+        # a list reordered by a bulk update (QuerySet.update) moves no `updated_on`
+        f"(SELECT COALESCE(SUM(position), 0) FROM {_T}learningresourcerelationship) AS positions",
         f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM {_T}learningresourcerun) AS published_runs",
         f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM {_T}contentfile) AS published_files",
     ]
@@ -516,17 +691,61 @@ _FINGERPRINT_PARTS = {
     f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id "
     f"JOIN {_T}learningresourcerun_resource_prices x ON x.learningresourcerun_id = r.id "
     f"JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id",
-    "durations": f"COUNT(*), 0, SUM(EPOCH_MS(m.updated_on)), 0, 0 {_OF_TYPE} JOIN (SELECT learning_resource_id, updated_on "
-    f"FROM {_T}video UNION ALL SELECT learning_resource_id, updated_on FROM {_T}podcastepisode) m "
-    "ON m.learning_resource_id = lr.id",
+    # the per-type rows (a duration, a transcript, a podcast's links, a playlist's channel and parent resource)
+    "details": f"COUNT(*), SUM(m.id), SUM(EPOCH_MS(m.updated_on)), 0, 0 {_OF_TYPE} JOIN ("
+    + " UNION ALL ".join(
+        f"SELECT id, learning_resource_id, updated_on FROM {_T}{table}"
+        for table in ("video", "podcastepisode", "podcast", "learningpath", "videoplaylist")
+    )
+    + ") m ON m.learning_resource_id = lr.id",
+    "playlist channels": f"COUNT(*), 0, SUM(EPOCH_MS(ch.updated_on) + COALESCE(EPOCH_MS(pc.updated_on), 0)), "
+    f"SUM(COALESCE(hashtext(p.title || '|' || COALESCE(p.url, '')), 0)), 0 {_OF_TYPE} "
+    f"JOIN {_T}videoplaylist d ON d.learning_resource_id = lr.id "
+    f"JOIN {_T}videochannel ch ON ch.channel_id = d.channel_id "
+    f"LEFT JOIN {_T}learningresource p ON p.id = d.parent_learning_resource_id "
+    f"LEFT JOIN {_T}course pc ON pc.learning_resource_id = p.id",
+    "images": f"COUNT(*), SUM(i.id), SUM(EPOCH_MS(i.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourceimage i ON i.id = lr.image_id",
+    "run images": f"COUNT(*), SUM(i.id), SUM(EPOCH_MS(i.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id JOIN {_T}learningresourceimage i ON i.id = r.image_id",
+    # a document lists its children, a video's names its playlists and an episode's its podcasts: their titles and
+    # readable ids (hashed: a child saved for another reason moves nothing), their order, a child's publication
+    "children": f"COUNT(*), SUM(x.id + x.position), SUM(EPOCH_MS(x.updated_on)), "
+    f"SUM(hashtext(c.title || '|' || c.readable_id)), SUM(CASE WHEN c.published THEN 1 ELSE 0 END) {_OF_TYPE} "
+    f"JOIN {_T}learningresourcerelationship x ON x.parent_id = lr.id JOIN {_T}learningresource c ON c.id = x.child_id",
+    "parents": f"COUNT(*), SUM(x.id + x.position), SUM(EPOCH_MS(x.updated_on)), "
+    f"SUM(hashtext(p.title || '|' || p.readable_id)), 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourcerelationship x ON x.child_id = lr.id JOIN {_T}learningresource p ON p.id = x.parent_id "
+    "WHERE lr.resource_type IN ('video', 'podcast_episode')",
+    "featured in": f"COUNT(*), SUM(ch.id + x.id + x.position), SUM(EPOCH_MS(ch.updated_on)), 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourcerelationship x ON x.child_id = lr.id JOIN {CHANNELS}channel ch ON ch.featured_list_id = x.parent_id",
+    # the channels whose URLs its topics, offeror and departments show
+    "topic channels": f"COUNT(*), SUM(ch.id), SUM(EPOCH_MS(ch.updated_on) + EPOCH_MS(cd.updated_on)), "
+    f"SUM(CASE WHEN ch.published THEN 1 ELSE 0 END), 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresource_topics tx ON tx.learningresource_id = lr.id "
+    f"JOIN {CHANNELS}channeltopicdetail cd ON cd.topic_id = tx.learningresourcetopic_id "
+    f"JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id",
+    "unit channels": f"COUNT(*), SUM(ch.id), SUM(EPOCH_MS(ch.updated_on) + EPOCH_MS(cd.updated_on)), "
+    f"SUM(CASE WHEN ch.published THEN 1 ELSE 0 END), 0 {_OF_TYPE} "
+    f"JOIN {CHANNELS}channelunitdetail cd ON cd.unit_id = lr.offered_by_id JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id",
+    "department channels": f"COUNT(*), SUM(ch.id), SUM(EPOCH_MS(ch.updated_on) + EPOCH_MS(cd.updated_on)), "
+    f"SUM(CASE WHEN ch.published THEN 1 ELSE 0 END), 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresource_departments x ON x.learningresource_id = lr.id "
+    f"JOIN {CHANNELS}channeldepartmentdetail cd ON cd.department_id = x.learningresourcedepartment_id "
+    f"JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id",
+    # views: the count mit-learn saves without moving `updated_on`, or the view events where it saved none
+    "views": f"COUNT(*), SUM(COALESCE(lr.view_count, 0)), 0, 0, 0 {_OF_TYPE}",
+    "view events": f"COUNT(*), SUM(e.id), 0, 0, 0 {_OF_TYPE} "
+    f"JOIN {_T}learningresourceviewevent e ON e.learning_resource_id = lr.id WHERE lr.view_count IS NULL",
     # a program's course information lists its children and theirs: their rows, topics and order
     "program children": f"COUNT(*), SUM(d.relation_id + c.id), SUM(EPOCH_MS(d.updated_on) + EPOCH_MS(c.updated_on)), "
     f"SUM(CASE WHEN c.published THEN 1 ELSE 0 END), SUM(CASE WHEN c.test_mode THEN 1 ELSE 0 END) {_OF_TYPE} "
-    f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id JOIN {_T}learningresource c ON c.id = d.child_id",
+    f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id JOIN {_T}learningresource c ON c.id = d.child_id "
+    "WHERE lr.resource_type = 'program'",
     "program children topics": f"COUNT(*), SUM(tx.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_OF_TYPE} "
     f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id "
     f"JOIN {_T}learningresource_topics tx ON tx.learningresource_id = d.child_id "
-    f"JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id",
+    f"JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id WHERE lr.resource_type = 'program'",
     **{
         name: f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(y.updated_on)), 0, 0 {_OF_TYPE} "
         f"JOIN {_T}{link} x ON x.learningresource_id = lr.id JOIN {_T}{target} y ON y.{key} = x.{column}"
@@ -599,11 +818,12 @@ RESOURCE_OPTIONAL = [
     "format", "pace", "availability", "location", "duration", "min_weeks", "max_weeks", "min_weekly_hours",
     "max_weekly_hours", "time_commitment", "license_cc", "continuing_ed_credits", "require_summaries", "completeness",
     "media_duration", "course_count", "program_count", "program_children", "direct_content_files",
-    "direct_content_stamp",
+    "direct_content_stamp", "offered_by_channel_url", "image", "children", "parents", "featured_position",
+    "view_events", "detail", "transcript_stamp", "transcript",
 ]  # fmt: skip
-# What a run lists of every resource: every column but its own files' text, for which their stamp stands;
-# the rows it writes are read in full.
-RESOURCE_NOT_LISTED = ["direct_content_files"]
+# What a run lists of every resource: every column but its own files' text and its transcript, for which their
+# stamps stand; the rows it writes are read in full.
+RESOURCE_NOT_LISTED = ["direct_content_files", "transcript"]
 CONTENT_FILE_COLUMNS = ["id", "resource_id", "key", "content", "published"]
 TOPIC_COLUMNS = ["id", "topic_uuid", "name", "published"]
 CONTENT_FILE_OPTIONAL = [

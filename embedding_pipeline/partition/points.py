@@ -6,6 +6,7 @@ tells a later run whether the record changed, and its number of points.
 """
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from embedding_pipeline import course_information, mit_learn
 from embedding_pipeline.chunking import Chunker, is_markdown
@@ -60,14 +61,14 @@ def _offeror(row: Mapping, record: str) -> dict | None:
     facet = _value(row, "offered_by_display_facet")
     return named and {
         **named,
-        "channel_url": None,
+        "channel_url": _value(row, "offered_by_channel_url"),
         "display_facet": True if facet is None else _flag(row, "offered_by_display_facet"),
     }
 
 
 def _topics(values: Mapping, record: str) -> list[dict]:
-    """The topics as LearningResourceTopicSerializer shows them ({id, name, parent}); a query of your own may
-    give names alone."""
+    """The topics as LearningResourceTopicSerializer shows them ({id, name, icon, parent, channel_url}); a query of
+    your own may give names alone."""
     found = values.get("topics") or []
     if not all(isinstance(t, (str, dict)) and (isinstance(t, str) or t.get("name")) for t in found):
         raise RecordError(record, "topics", "must be a list of names or of objects with a name")
@@ -75,14 +76,14 @@ def _topics(values: Mapping, record: str) -> list[dict]:
         {"id": None, "name": t, "icon": "", "parent": None, "channel_url": None}
         if isinstance(t, str)
         else {"id": t.get("id"), "name": t["name"], "icon": t.get("icon") or "", "parent": t.get("parent"),
-              "channel_url": None}
+              "channel_url": t.get("channel_url")}
         for t in found
     ]  # fmt: skip
 
 
-def resource_document(row: Mapping, record: str) -> dict:
-    """The resource's payload: the fields of mit-learn's document (serialize_learning_resource_for_update)
-    that its readers filter, facet, sort on and return, from the columns the resources query lists.
+def resource_document(row: Mapping, record: str, now: datetime | None = None) -> dict:
+    """The resource's payload: mit-learn's document (serialize_learning_resource_for_bulk), key for key, from the
+    columns the resources query lists; its best run is the one of `now`.
 
     Long because it is that document's field list, in one place."""
     values = normalized(row, record)
@@ -90,8 +91,8 @@ def resource_document(row: Mapping, record: str) -> dict:
     category = text_field(row, "resource_category", record) or None
     professional = _flag(row, "professional")
     amounts = [p.get("amount") for p in values.get("resource_prices") or [] if isinstance(p, dict)]
-    course_numbers = values.get("course_numbers")
     own_files = _own_files(values, resource_type, record)
+    runs = mit_learn.published_runs(values.get("runs") or [])
     document = {
         "id": int(row["id"]),
         "readable_id": text_field(row, "readable_id", record),
@@ -99,6 +100,7 @@ def resource_document(row: Mapping, record: str) -> dict:
         "description": text_field(row, "description", record) or _first_description(own_files),
         "full_description": _value(row, "full_description"),
         "url": text_field(row, "url", record) or None,
+        "image": mit_learn.image(values.get("image")),
         "resource_type": resource_type,
         "resource_category": category,
         "resource_type_group": mit_learn.resource_type_group(resource_type, category),
@@ -121,31 +123,115 @@ def resource_document(row: Mapping, record: str) -> dict:
         "course_feature": values.get("course_feature") or [],
         "ocw_topics": values.get("ocw_topics") or [],
         "languages": values.get("languages"),
-        "runs": mit_learn.published_runs(values.get("runs") or []),
+        "runs": runs,
+        "best_run_id": mit_learn.best_run_id(mit_learn.public_runs(values.get("runs") or []), now or datetime.now(UTC)),
+        "children": [_child(child) for child in values.get("children") or []],
+        "position": None,  # a resource's place in a list: only list views set it
         "next_start_date": mit_learn.iso_date(_value(row, "next_start_date")),
         "created_on": mit_learn.iso_date(_value(row, "created_on")),
         "last_modified": mit_learn.iso_date(_value(row, "last_modified")),
-        "views": int(_value(row, "view_count") or 0),
+        "views": int(_first_of(_value(row, "view_count"), _value(row, "view_events"), 0)),
         **mit_learn.offered(values),
         "license_cc": _flag(row, "license_cc"),
         "continuing_ed_credits": _price_or_none(_value(row, "continuing_ed_credits")),
         "require_summaries": _flag(row, "require_summaries"),
         "completeness": float(_value(row, "completeness") or 0),
+        **_type_fields(resource_type, row, values, record),
     }
-    if resource_type == "course":
-        document["course"] = {"course_numbers": course_numbers or []}
     if resource_type in OWN_FILE_TYPES:
         document["content_files"] = [_own_file_document(file, document) for file in own_files]
-    return document
+    return {**_indexing_fields(document, runs, row, record), **document}
+
+
+def _first_of(*values):
+    return next(value for value in values if value is not None)
+
+
+def _child(value: Mapping) -> dict:
+    """LearningResourceRelationshipChildField: {child, position, relation_type, title, readable_id}."""
+    return {name: value.get(name) for name in ("child", "position", "relation_type", "title", "readable_id")}
+
+
+# VideoPlaylistSerializer's fields but `parent_course_numbers` (the parent course's numbers, if it is a course)
+PLAYLIST_FIELDS = ("id", "channel", "video_count", "parent_learning_resource_id", "parent_title", "parent_url")
+
+
+def _type_fields(resource_type: str, row: Mapping, values: Mapping, record: str) -> dict:
+    """The document's fields of the resource's own type: its per-type object (CourseSerializer, ProgramSerializer,
+    ...) and a video's playlists; None where the per-type row is missing, as its serializer gives it."""
+    detail = values.get("detail")
+    if resource_type == "course":
+        return {"course": {"course_numbers": values.get("course_numbers") or []}}
+    if resource_type == "program":
+        counts = ("course_count", "program_count")
+        return {"program": {name: int(_first_of(_value(row, name), 0)) for name in counts}}
+    if resource_type in ("video", "podcast_episode"):
+        parents = [p for p in values.get("parents") or [] if isinstance(p, dict)]
+        return _media_fields(resource_type, detail, parents, text_field(row, "transcript", record))
+    if resource_type == "video_playlist":
+        course = detail.get("parent_is_course") if detail else False
+        course_numbers = [n.get("value") for n in detail.get("parent_course_numbers") or []] if course else []
+        fields = {name: detail.get(name) for name in PLAYLIST_FIELDS} if detail else {}
+        return {"video_playlist": detail and {**fields, "parent_course_numbers": course_numbers}}
+    if resource_type in ("podcast", "learning_path"):
+        return {resource_type: detail}
+    return {}
+
+
+def _media_fields(resource_type: str, detail: dict | None, parents: list[dict], transcript: str) -> dict:
+    """A video's object (VideoSerializer, with the transcript the search document adds) and its playlists' ids; an
+    episode's object (PodcastEpisodeSerializer) with its podcasts."""
+    if resource_type == "video":
+        return {
+            "video": detail
+            and {
+                **{name: detail.get(name) for name in ("id", "duration")},
+                "transcript": transcript,
+                "caption_urls": [
+                    {name: c.get(name) for name in ("language", "language_name", "url")}
+                    for c in detail.get("caption_urls") or []
+                ],
+                "cover_image_url": detail.get("cover_image_url") or None,
+                "streaming_url": detail.get("streaming_url") or None,
+            },
+            "playlists": [p["id"] for p in parents if p.get("relation_type") == "PLAYLIST_VIDEOS"],
+        }
+    podcasts = [p for p in parents if p.get("relation_type") == "PODCAST_EPISODES"]
+    return {
+        "podcast_episode": detail
+        and {
+            **{name: detail.get(name) for name in ("id", "audio_url", "episode_link", "duration", "rss")},
+            "transcript": transcript,
+            "podcasts": [p["id"] for p in podcasts],
+            "parent_podcasts": [{name: p.get(name) for name in ("id", "title", "readable_id")} for p in podcasts],
+        }
+    }
+
+
+def _indexing_fields(document: Mapping, runs: list[dict], row: Mapping, record: str) -> dict:
+    """What serialize_learning_resource_for_bulk adds to the document for indexing (mit-learn's search drops them
+    from its responses, RESOURCES_PAYLOAD_EXCLUDE): its id again, how stale and how featured it is."""
+    try:
+        age = mit_learn.resource_age_date(document["resource_type"], document["resource_type_group"], document, runs)
+    except ValueError as error:  # mit-learn's serializer fails on such a run too
+        raise RecordError(record, "runs", str(error)) from None
+    return {
+        "_id": document["id"],
+        "resource_relations": {"name": "resource"},
+        "is_learning_material": document["resource_type_group"] == "learning_material",
+        "resource_age_date": mit_learn.iso_date(age),
+        "featured_rank": mit_learn.featured_rank(_value(row, "featured_position"), record),
+        "is_incomplete_or_stale": mit_learn.is_incomplete_or_stale(age, document["completeness"]),
+    }
 
 
 # The types whose serializer lists the resource's own files (VideoResourceSerializer, DocumentResourceSerializer).
 OWN_FILE_TYPES = ("video", "document")
-# ContentFileSerializer's fields of a file of its own (NestedContentFileSerializer: without the large ones,
-# as mit-learn's search serves a resource's payload, _trim_indexing_only_list_fields).
+# ContentFileSerializer's fields of a file of its own, the large ones too (serialize_learning_resource_for_update
+# writes them; mit-learn's search drops `content`, `summary` and `flashcards` when it serves a payload).
 OWN_FILE_FIELDS = ("key", "uid", "title", "description", "url", "content_type", "content_title", "content_author",
                    "content_language", "checksum", "image_src", "source_path", "file_type", "file_extension",
-                   "edx_module_id", "youtube_id")  # fmt: skip
+                   "edx_module_id", "youtube_id", "content", "summary")  # fmt: skip
 
 
 def _own_files(values: Mapping, resource_type: str, record: str) -> list[dict]:
@@ -170,6 +256,7 @@ def _own_file_document(file: Mapping, document: Mapping) -> dict:
         "direct_learning_resource_id": document["id"],
         **{name: file.get(name) for name in OWN_FILE_FIELDS},
         "content_feature_type": file.get("content_feature_type") or [],
+        "flashcards": file.get("flashcards") or [],
         "require_summaries": document["require_summaries"],
         "resource_id": str(document["id"]),
         "resource_readable_id": document["readable_id"],

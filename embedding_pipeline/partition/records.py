@@ -12,6 +12,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 
 from embedding_pipeline import course_information, mit_learn
@@ -60,25 +61,50 @@ AGGREGATED = {
     "direct_content_files": lambda f: (f.get("id") or 0) if isinstance(f, dict) else 0,
 }
 ARRAYS = {"ocw_topics", "delivery", "prices", "languages", "course_numbers", "flashcards", "format", "pace",
-          "program_children"}  # fmt: skip
+          "program_children", "children", "parents"}  # fmt: skip
+OBJECTS = {"image", "detail"}  # columns that hold a JSON object
+# A resource's columns that its content files' chunks show (their payload's platform, offeror and ids): a file's
+# fingerprint covers these, not the rest of its resource's row (its views, its image, ... are not in a chunk).
+SHOWN_IN_FILES = ("readable_id", "platform_code", "platform_name", "offered_by_code", "offered_by_name",
+                  "offered_by_display_facet", "offered_by_channel_url", "course_numbers")  # fmt: skip
+# A resource's columns that only its own document shows: its course information is made of the rest of the row.
+NOT_IN_COURSE_INFORMATION = ("image", "children", "parents", "featured_position", "view_count", "view_events",
+                             "detail", "transcript_stamp")  # fmt: skip
 
 
 def normalized(row: Mapping, record: str) -> dict:
     """The row with its list and JSON columns as Python values (lists sorted where a query aggregated them)."""
     values = dict(row)
-    for name in AGGREGATED.keys() | ARRAYS:
-        value = values.get(name)
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else None
-            except json.JSONDecodeError as error:
-                raise RecordError(record, name, f"is not JSON ({error})") from None
-        if value is not None and not isinstance(value, list):
-            raise RecordError(record, name, f"must be a list, got {type(value).__name__}")
+    for name in AGGREGATED.keys() | ARRAYS | OBJECTS:
+        value = _json(values.get(name), record, name)
+        kind = dict if name in OBJECTS else list
+        if value is not None and not isinstance(value, kind):
+            raise RecordError(
+                record, name, f"must be {'an object' if kind is dict else 'a list'}, got {type(value).__name__}"
+            )
         if value is not None and name in AGGREGATED:
             value = sorted((v for v in value if v is not None), key=AGGREGATED[name])
         values[name] = value
     return values
+
+
+def _json(value, record: str, name: str):
+    """A column's JSON text read (an array or a JSON value the driver already read is left as it is)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value) if value.strip() else None
+    except json.JSONDecodeError as error:
+        raise RecordError(record, name, f"is not JSON ({error})") from None
+
+
+def best_run(row: Mapping, record: str, now: datetime) -> int | None:
+    """The id of the resource's best run at `now` (mit_learn.best_run_id), from its listed row."""
+    runs = mit_learn.public_runs(normalized({"runs": row.get("runs")}, record)["runs"] or [])
+    try:
+        return mit_learn.best_run_id(runs, now)
+    except (ValueError, TypeError, KeyError) as error:
+        raise RecordError(record, "runs", f"holds a run whose dates cannot be read ({error})") from None
 
 
 @dataclass(frozen=True)
@@ -93,16 +119,18 @@ class Record:
     resource_id: int | None = None  # a content file's resource
     size: int = 0  # characters in the columns a resource's text is made of: it is about that long
     resource_type: str = ""  # the partition
+    shown_in_files: str = ""  # a resource's: the digest of the columns its content files show (SHOWN_IN_FILES)
+    shown_in_information: str = ""  # a resource's: the digest of the columns its course information is made of
 
     @property
     def collection(self) -> str:
         return COLLECTIONS[self.kind]
 
 
-def resource_record(row: Mapping) -> Record:
+def resource_record(row: Mapping, now: datetime | None = None) -> Record:
     """A listed resource as a record; its fingerprint covers every listed column, its platform's, offeror's,
-    topics', departments', tags', prices' and runs' included (the default queries list them in order):
-    all of them shape its point."""
+    topics', departments', tags', prices', runs', images' and relations' included (the default queries list them
+    in order), and its best run at `now`: all of them shape its point."""
     where = f"learning_resources id={row['id']}"
     platform = text_field(row, "platform_code", where)
     readable_id = text_field(row, "readable_id", where, required=True)
@@ -112,7 +140,9 @@ def resource_record(row: Mapping) -> Record:
         source_id=int(row["id"]),
         record_id=mit_learn.vector_point_id(key),
         record_key=key,
-        fingerprint=digest(row),
+        fingerprint=digest(row, best_run(row, where, now or datetime.now(UTC))),
+        shown_in_files=digest([row.get(name) for name in SHOWN_IN_FILES]),
+        shown_in_information=digest({k: v for k, v in row.items() if k not in NOT_IN_COURSE_INFORMATION}),
         size=sum(len(value) for value in (row.get(c) for c in TEXT_COLUMNS) if isinstance(value, str))
         + _own_files_size(row.get("direct_content_stamp")),
         resource_type=text_field(row, "resource_type", where),
@@ -132,7 +162,7 @@ def _own_files_size(stamp) -> int:
 def content_file_record(row: Mapping, resource: Record | None) -> Record:
     """A listed content file (`content.schema.CONTENT_FILE_LISTING`) of a listed resource.
 
-    Its fingerprint includes its resource's: the file's payload repeats the resource's title and ids.
+    Its fingerprint includes the columns of its resource that the file's payload repeats (ids, platform, offeror).
     """
     where = f"content_files id={row['id']}"
     if resource is None:
@@ -144,7 +174,7 @@ def content_file_record(row: Mapping, resource: Record | None) -> Record:
         source_id=int(row["id"]),
         record_id=mit_learn.chunk_id(key, 0),
         record_key=key,
-        fingerprint=digest(row, resource.fingerprint),
+        fingerprint=digest(row, resource.shown_in_files),
         resource_id=resource.source_id,
         resource_type=resource.resource_type,
     )
@@ -168,7 +198,7 @@ def course_information_record(resource: Record) -> Record:
     key = course_information.record_key(resource.record_key)
     return Record(
         "course_information", resource.source_id, mit_learn.chunk_id(key, 0), key,
-        digest("course_information", resource.fingerprint), resource_id=resource.source_id, size=resource.size,
+        digest("course_information", resource.shown_in_information), resource_id=resource.source_id, size=resource.size,
         resource_type=resource.resource_type,
     )  # fmt: skip
 
@@ -204,16 +234,18 @@ class Listing:
     kept: set[str] = field(default_factory=set)  # ids of records that failed to be listed: their points stay
 
 
-def list_records(reader) -> Listing:
-    """Every published record of the partition, from the source's cheap columns (a `ContentReader`).
+def list_records(reader, now: datetime | None = None) -> Listing:
+    """Every published record of the partition, from the source's cheap columns (a `ContentReader`), as they
+    stand at `now` (a resource's best run depends on the time).
 
     Two rows with one record key (possible where the source's unique constraint has NULLs): the
     row with the highest id is the record, the others are named.
     """
     listing = Listing()
     resources: dict[int, Record] = {}
+    of_now = partial(resource_record, now=now or datetime.now(UTC))  # one moment for the whole listing
     for row in reader.list_resources():
-        record = _listed(listing, row, f"learning_resources id={row['id']}", resource_record)
+        record = _listed(listing, row, f"learning_resources id={row['id']}", of_now)
         if record is not None:  # a duplicate's content files belong to the row that is used
             resources[int(row["id"])] = listing.records[record.record_id]
     for resource in {record.record_id: record for record in resources.values()}.values():

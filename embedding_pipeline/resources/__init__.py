@@ -9,7 +9,7 @@ from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.resources.encoders import dense_encoder_class, sparse_encoder_class
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.settings import Settings, masked
+from embedding_pipeline.settings import MIT_LEARN_ENCODERS, QUERY_SETTINGS, Settings, left_unset, masked, variable
 
 
 def secret_env(name: str, fallback: str | None = None):
@@ -27,6 +27,8 @@ def build_resources(settings: Settings) -> dict:
             content_files_query=settings.content_files_query,
             changes_query=settings.changes_query,
             fingerprint_query=settings.fingerprint_query,
+            app_base_url=settings.app_base_url,
+            blocklisted_courses_url=secret_env("BLOCKLISTED_COURSES_URL", settings.blocklisted_courses_url),
         ),
         "chunker": TextChunker(
             encoding_name=settings.token_encoding_name,
@@ -51,5 +53,33 @@ def build_resources(settings: Settings) -> dict:
             timeout=settings.qdrant_client_timeout,
             max_delete_share=settings.qdrant_max_delete_share,
             upload_batch_size=settings.qdrant_point_upload_batch_size,
+            server_collections=settings.server_collections(),
         ),
     }
+
+
+def in_use(settings: Settings) -> dict[str, str]:
+    """The encoders the settings choose (as this project's classes: mit-learn's names map to them) and the models
+    they use: an encoder's own model where the setting is left unset (GensimEncoder's GloVe)."""
+    dense, sparse = dense_encoder_class(settings.qdrant_encoder), sparse_encoder_class(settings.qdrant_sparse_encoder)
+    return {
+        "qdrant_encoder": f"{dense.__module__}.{dense.__qualname__}",
+        "qdrant_dense_model": dense.from_settings(settings).model_name,
+        "qdrant_sparse_encoder": f"{sparse.__module__}.{sparse.__qualname__}",
+        "qdrant_sparse_model": sparse.from_settings(settings).model_name,
+    }
+
+
+def reader_defaults(settings: Settings) -> list[str]:
+    """Settings left unset whose value in use differs from what a mit-learn left at its defaults uses: its readers
+    make their query vectors with their own settings, which must be ours."""
+    ours = in_use(settings)
+    unset = [name for name in QUERY_SETTINGS if left_unset(name)]
+    defaults = {name: MIT_LEARN_ENCODERS[name] for name in MIT_LEARN_ENCODERS if name in unset}
+    theirs = in_use(settings.model_copy(update=defaults))
+    return [
+        f"{variable(name)} is not set: this project uses {ours[name]}, a mit-learn left at its own default uses "
+        f"{theirs[name]}; set {variable(name)} in both environments"
+        for name in unset
+        if ours[name] != theirs[name]
+    ]

@@ -37,6 +37,16 @@ class ContentSource(dg.ConfigurableResource):
         "content does; empty: built in.",
     )
 
+    app_base_url: str = Field(
+        default="",
+        description="mit-learn's front end (MITOL_APP_BASE_URL): the channel URLs of documents start with it.",
+    )
+    blocklisted_courses_url: str = Field(
+        default="",
+        description="mit-learn's course blocklist (BLOCKLISTED_COURSES_URL): courses whose readable id it lists, and "
+        "their content files, are not embedded; empty: none.",
+    )
+
     def database(self) -> ContentDatabase:
         queries = Queries(self.resources_query, self.content_files_query, self.changes_query, self.fingerprint_query)
-        return ContentDatabase(self.database_url, queries)
+        return ContentDatabase(self.database_url, queries, self.app_base_url, self.blocklisted_courses_url)

@@ -13,12 +13,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from embedding_pipeline.settings import masked, with_port
-from embedding_pipeline.vector_store import StoreUnavailable, VectorStore
+from embedding_pipeline.vector_store import ServerCollections, StoreUnavailable, VectorStore
 from embedding_pipeline.vector_store.aliases import CollectionNames
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,11 @@ class QdrantResource(dg.ConfigurableResource):
         description="Largest share of a partition's points one run may delete (QDRANT_MAX_DELETE_SHARE)."
     )
     upload_batch_size: int = Field(description="Points per upsert request.")
+    server_collections: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How collections are made on a Qdrant server (QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, ...): "
+        "mit-learn's shards, replicas, strict mode and quantization where not set.",
+    )
 
     @contextmanager
     def get_store(
@@ -175,7 +181,7 @@ class QdrantResource(dg.ConfigurableResource):
             with warnings.catch_warnings():  # a server that does not answer is named below, in one line
                 warnings.filterwarnings("ignore", message="Failed to obtain server version")
                 client = QdrantClient(url=self.url, api_key=(self.api_key or "").strip() or None, timeout=self.timeout)
-            store = ServerStore(client)
+            store = ServerStore(client, ServerCollections(**self.server_collections))
             try:
                 store.collections()  # a server that does not answer is named now, before a run spends anything
             except ApiException as error:  # no answer, or not a Qdrant server's

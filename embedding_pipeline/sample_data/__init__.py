@@ -78,14 +78,22 @@ def _tag(rows: _Rows, names: dict[str, int], name: str, when: datetime) -> int:
     return names[name]
 
 
+def _image(rows: _Rows, image: dict | None, when: datetime) -> int | None:
+    """A LearningResourceImage row ({url, alt, description}) for a resource or a run."""
+    return rows.add(schema.image, **image, created_on=when, updated_on=when) if image else None
+
+
 def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime) -> int:
     fields = {k: entry[k] for k in RESOURCE_FIELDS if k in entry}
     platform = entry.get("platform")
     resource_id = rows.add(
         schema.learning_resource, id=number, created_on=when, updated_on=when, platform_id=platform,
         offered_by_id=entry.get("offered_by", known["offered_by"].get(platform)),
-        resource_category=entry["resource_type"], **{"published": True, **fields},
+        resource_category=entry["resource_type"], image_id=_image(rows, entry.get("image"), when),
+        **{"published": True, **fields},
     )  # fmt: skip
+    for _ in range(entry.get("view_events", 0)):
+        rows.add(schema.view_event, learning_resource_id=resource_id, event_date=when, created_on=when, updated_on=when)
     for name in entry.get("topics", []):
         if name not in known["topics"]:
             known["topics"][name] = rows.add(schema.topic, name=name, parent_id=None, created_on=when, updated_on=when)
@@ -138,10 +146,10 @@ def _runs(rows: _Rows, entry: dict, resource_id: int, known: dict, when: datetim
             listed.setdefault(file["run_readable_id"], {"run_id": file["run_readable_id"]})
     ids = {}
     for run_id, run in listed.items():
-        fields = {k: v for k, v in run.items() if k != "instructors"}
+        fields = {k: v for k, v in run.items() if k not in ("instructors", "image")}
         ids[run_id] = rows.add(
             schema.run, learning_resource_id=resource_id, created_on=when, updated_on=when,
-            **{"published": True, "title": entry["title"], **fields},
+            image_id=_image(rows, run.get("image"), when), **{"published": True, "title": entry["title"], **fields},
         )  # fmt: skip
         _prices(rows, schema.run_prices, {"learningresourcerun_id": ids[run_id]}, run.get("prices") or [], when)
         stamps = {"created_on": when, "updated_on": when}
@@ -157,25 +165,61 @@ def _runs(rows: _Rows, entry: dict, resource_id: int, known: dict, when: datetim
 
 
 def _details(rows: _Rows, entry: dict, resource_id: int, when: datetime) -> None:
-    """The per-type row mit-learn keeps beside a program, a video or a podcast episode (its duration)."""
+    """The per-type row mit-learn keeps beside a program, a learning path, a video, a podcast or an episode (its
+    fields under the entry's type name: a video's `duration`, `transcript`, `caption_urls`, ...)."""
     stamps = {"learning_resource_id": resource_id, "created_on": when, "updated_on": when}
-    if entry["resource_type"] == "program":
+    kind, fields = entry["resource_type"], entry.get(entry["resource_type"], {})
+    if kind == "program":
         rows.add(schema.program, **stamps)
-    elif entry["resource_type"] == "video":
-        rows.add(schema.video, duration=entry.get("duration", ""), **stamps)
-    elif entry["resource_type"] == "podcast_episode":
-        rows.add(schema.podcast_episode, duration=entry.get("duration"), **stamps)
+    elif kind == "learning_path":
+        rows.add(schema.learning_path, **stamps)
+    elif kind == "podcast":
+        rows.add(schema.podcast, **fields, **stamps)
+    elif kind == "video":
+        rows.add(schema.video, duration=entry.get("duration", ""), **fields, **stamps)
+    elif kind == "podcast_episode":
+        rows.add(schema.podcast_episode, duration=entry.get("duration"), **fields, **stamps)
 
 
 def _children(rows: _Rows, entries: list[dict], when: datetime) -> None:
-    """A program's courses and programs ({readable_id, relation_type}), in order, once every resource is in."""
+    """What relates resources to each other once every resource is in: a program's courses and programs, a learning
+    path's items, a podcast's episodes, a playlist's videos ({readable_id, relation_type}, in order), and a playlist's
+    channel and the resource it belongs to."""
     ids = {(r["readable_id"]): r["id"] for r in rows[schema.learning_resource.name]}
+    stamps = {"created_on": when, "updated_on": when}
     for number, entry in enumerate(entries, start=1):
         for position, child in enumerate(entry.get("children", [])):
             rows.add(
                 schema.relationship, position=position, relation_type=child["relation_type"], parent_id=number,
-                child_id=ids[child["readable_id"]], created_on=when, updated_on=when,
+                child_id=ids[child["readable_id"]], **stamps,
             )  # fmt: skip
+        playlist = entry.get("video_playlist")
+        if playlist:
+            channel = playlist["channel"]
+            if channel["channel_id"] not in {c["channel_id"] for c in rows.get(schema.video_channel.name, [])}:
+                rows.add(schema.video_channel, **channel, **stamps)
+            rows.add(
+                schema.video_playlist, channel_id=channel["channel_id"], learning_resource_id=number,
+                parent_learning_resource_id=ids.get(playlist.get("parent")), **stamps,
+            )  # fmt: skip
+
+
+def _channels(rows: _Rows, channels: list[dict], topics: dict[str, int], when: datetime) -> None:
+    """mit-learn's channels: a topic's, a unit's or a department's (whose URL their documents show), and those
+    whose featured list is a learning path (whose items get a `featured_rank`)."""
+    ids = {(r["readable_id"]): r["id"] for r in rows[schema.learning_resource.name]}
+    stamps = {"created_on": when, "updated_on": when}
+    for channel in channels:
+        channel_id = rows.add(
+            schema.channel, name=channel["name"], title=channel["title"], channel_type=channel["channel_type"],
+            published=channel.get("published", True), featured_list_id=ids.get(channel.get("featured_list")), **stamps,
+        )  # fmt: skip
+        if "topic" in channel:
+            rows.add(schema.channel_topic, channel_id=channel_id, topic_id=topics[channel["topic"]], **stamps)
+        if "unit" in channel:
+            rows.add(schema.channel_unit, channel_id=channel_id, unit_id=channel["unit"], **stamps)
+        if "department" in channel:
+            rows.add(schema.channel_department, channel_id=channel_id, department_id=channel["department"], **stamps)
 
 
 def _files(rows: _Rows, entry: dict, resource_id: int, runs: dict[str, int], known: dict, when: datetime) -> None:
@@ -208,6 +252,9 @@ def sample_rows(samples: tuple[str, ...] = (TEAM_SAMPLE,)) -> dict[str, list[dic
         _details(rows, entry, resource_id, when)
         _files(rows, entry, resource_id, runs, known, when)
     _children(rows, entries, SAMPLE_EPOCH)
+    _channels(
+        rows, json.loads((HERE / "catalogue.json").read_text()).get("channels", []), known["topics"], SAMPLE_EPOCH
+    )
     return rows
 
 

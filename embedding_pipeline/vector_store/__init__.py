@@ -75,6 +75,23 @@ class CollectionSpec:
     payload_indexes: dict[str, str] = field(default_factory=dict)  # field → kind of index (PAYLOAD_INDEXES)
 
 
+@dataclass(frozen=True)
+class ServerCollections:
+    """How collections are made on a server: mit-learn's `create_qdrant_collection` by default (vector_search/utils.py),
+    so that the collections a run or a re-embed makes keep a cluster's shards, replicas and quantization."""
+
+    shard_number: int = 6
+    replication_factor: int = 2
+    strict_mode: bool = True  # filters only on indexed fields (unindexed_filtering_retrieve/update=False)
+    default_segment_number: int = 2
+    prevent_unoptimized: bool = True
+    binary_quantization: bool = True  # kept in RAM (always_ram=True)
+    hnsw_on_disk: bool = False
+    on_disk_payload: bool = True
+    sparse_index_on_disk: bool = True
+    tune_optimizer: bool = True  # tune_qdrant_collections: indexing threshold and flush interval by points per shard
+
+
 def collection_spec(kind: str, dense_name: str, dense_dim: int, sparse_name: str, sparse_idf: bool) -> CollectionSpec:
     """The spec of one of the pipeline's collection kinds, with the payload indexes its searches use."""
     return CollectionSpec(dense_name, dense_dim, sparse_name, sparse_idf, PAYLOAD_INDEXES[kind])

@@ -1,7 +1,8 @@
 """A Qdrant server (or cluster) through qdrant-client: `QDRANT_HOST`, `QDRANT_API_KEY`.
 
-The server keeps aliases, indexes and durability itself; this class only translates the vector
-store's calls into qdrant-client's.
+The server keeps aliases, indexes and durability itself; this class translates the vector store's calls into
+qdrant-client's, and makes collections as mit-learn's `create_qdrant_collection` makes them (shards, replicas,
+strict mode, quantization), tuning their optimizer as its `tune_qdrant_collections` does.
 """
 
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from embedding_pipeline.vector_store import (
     Hit,
     MissingCollection,
     Point,
+    ServerCollections,
     SparseVector,
     VectorStore,
 )
@@ -27,6 +29,19 @@ PAYLOAD_SCHEMAS = {
     "integer": models.PayloadSchemaType.INTEGER,
     "datetime": models.PayloadSchemaType.DATETIME,
 }
+
+
+# vector_search.constants: the optimizer's segment size and flush interval by points per shard (up to each
+# threshold), and the share of a segment at which indexing starts.
+OPTIMIZER_STEPS = [(50_000, 20_000, 15), (500_000, 60_000, 20), (2_000_000, 120_000, 25), (None, 250_000, 30)]
+INDEXING_THRESHOLD_RATIO = 0.8
+
+
+def optimizer_settings(point_count: int, shard_number: int) -> dict[str, int]:
+    """vector_search.utils.compute_optimizer_settings."""
+    per_shard = max(point_count // shard_number, 1)
+    _, segment, flush = next(step for step in OPTIMIZER_STEPS if step[0] is None or per_shard < step[0])
+    return {"indexing_threshold": int(segment * INDEXING_THRESHOLD_RATIO), "flush_interval_sec": flush}
 
 
 def _filter(filters: Filters | None, exclude_ids: Sequence[str] = ()) -> models.Filter | None:
@@ -64,8 +79,8 @@ def _hits(response) -> list[Hit]:
 
 
 class ServerStore(VectorStore):
-    def __init__(self, client: QdrantClient):
-        self.client = client
+    def __init__(self, client: QdrantClient, made: ServerCollections | None = None):
+        self.client, self.made = client, made or ServerCollections()
 
     def _missing(self, name: str, error: Exception) -> Exception:
         """qdrant-client's "not found" (a 404 from a server, a ValueError in its local mode), named."""
@@ -89,15 +104,44 @@ class ServerStore(VectorStore):
         return self.client.collection_exists(name)
 
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
+        made = self.made
         self.client.create_collection(
             name,
             vectors_config={spec.dense_name: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)},
             sparse_vectors_config={
-                spec.sparse_name: models.SparseVectorParams(modifier=models.Modifier.IDF if spec.sparse_idf else None)
+                spec.sparse_name: models.SparseVectorParams(
+                    index=models.SparseIndexParams(on_disk=made.sparse_index_on_disk),
+                    modifier=models.Modifier.IDF if spec.sparse_idf else None,
+                )
             },
+            shard_number=made.shard_number,
+            replication_factor=made.replication_factor,
+            on_disk_payload=made.on_disk_payload,
+            hnsw_config=models.HnswConfigDiff(on_disk=made.hnsw_on_disk),
+            optimizers_config=models.OptimizersConfigDiff(
+                default_segment_number=made.default_segment_number, prevent_unoptimized=made.prevent_unoptimized
+            ),
+            quantization_config=models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+            if made.binary_quantization
+            else None,
+            strict_mode_config=models.StrictModeConfig(
+                enabled=True, unindexed_filtering_retrieve=False, unindexed_filtering_update=False
+            )
+            if made.strict_mode
+            else None,
         )
         for field, schema in spec.payload_indexes.items():
             self.client.create_payload_index(name, field_name=field, field_schema=PAYLOAD_SCHEMAS[schema])
+
+    def finish_writes(self, name: str) -> None:
+        """After a run's writes: the optimizer tuned to the collection's points per shard (tune_collection)."""
+        if not self.made.tune_optimizer:
+            return
+        info = self._call(name, self.client.get_collection)
+        desired = optimizer_settings(info.points_count or 0, info.config.params.shard_number or 1)
+        current = info.config.optimizer_config
+        if (current.indexing_threshold, current.flush_interval_sec) != tuple(desired.values()):
+            self._call(name, self.client.update_collection, optimizers_config=models.OptimizersConfigDiff(**desired))
 
     def drop_collection(self, name: str) -> None:
         self.client.delete_collection(name)

@@ -101,8 +101,8 @@ def test_a_payload_only_change_updates_the_point_without_the_encoder(world):
     world.embedded()
     world.execute("UPDATE {T}learningresource SET view_count = 4321 WHERE readable_id = 'yt-crispr'")
     outcome = world.run("video")
-    # its course information's text is the same: its head is rewritten with the new fingerprint, not embedded
-    assert world.embedded() == [] and outcome.report.points_upserted == 2
+    # only its own point shows its views: its course information and its files are left alone
+    assert world.embedded() == [] and outcome.report.points_upserted == 1
     (payload,) = world.points("resources", readable_id="yt-crispr").values()
     assert payload["views"] == 4321
 
@@ -358,7 +358,7 @@ def test_a_renamed_course_re_embeds_the_course_information_of_the_program_that_l
     program's record too, so its information is embedded again; the program's own text is not."""
     ((program,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'prog-data-science'")
     ((course,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'ocw-18.06'")
-    world.insert(schema.relationship, id=1, parent_id=program, child_id=course, relation_type="PROGRAM_COURSES")
+    world.insert(schema.relationship, parent_id=program, child_id=course, relation_type="PROGRAM_COURSES")
     world.run("program")
     (information,) = world.points("content_files", key="mitx.prog-data-science.course_metadata").values()
     assert (
@@ -394,3 +394,34 @@ def test_a_duration_mit_learn_cannot_read_fails_only_the_course_information_nami
     assert world.points("resources", readable_id="yt-crispr")  # the resource itself is written
     (sourdough,) = world.points("content_files", key="youtube.yt-sourdough.course_metadata").values()
     assert "**Duration**\n\n  0:04:13\n" in sourdough["chunk_content"]
+
+
+def test_an_image_a_child_or_a_playlist_changed_rewrites_only_the_payloads_that_show_it(world):
+    """A document shows its image, its children and a video its playlists: changing them rewrites exactly those
+    resources' points, and no text is embedded (the texts did not change)."""
+    for kind in ("learning_path", "video", "video_playlist"):
+        world.run(kind)
+    world.embedded()
+    world.execute(
+        "UPDATE {T}learningresourceimage SET url = 'https://example.edu/images/nn-2.jpg', updated_on = '2030-01-01' "
+        "WHERE url LIKE '%neural-networks.jpg'"
+    )
+    ids = dict(world.rows("SELECT readable_id, id FROM {T}learningresource"))
+    world.insert(schema.relationship, parent_id=ids["lp-web-development"], child_id=ids["doc-lab-safety"],
+                 relation_type="LEARNING_PATH_ITEMS")  # fmt: skip
+    world.insert(schema.relationship, parent_id=ids["pl-spanish"], child_id=ids["yt-sourdough"],
+                 relation_type="PLAYLIST_VIDEOS")  # fmt: skip
+    written = {}
+    for kind in ("learning_path", "video", "video_playlist"):
+        outcome = world.run(kind)
+        written[kind] = outcome.report.points_upserted
+        assert outcome.verification.passed
+    assert world.embedded() == []
+    # the video's image, the path's children, the playlist's children and video count, the added video's playlists
+    assert written == {"learning_path": 1, "video": 2, "video_playlist": 1}
+    payloads = {p["readable_id"]: p for p in world.points("resources").values()}
+    assert payloads["yt-neural-networks"]["image"]["url"] == "https://example.edu/images/nn-2.jpg"
+    assert payloads["yt-sourdough"]["playlists"] == [ids["pl-spanish"]]
+    assert payloads["pl-spanish"]["video_playlist"] is None  # it has no playlist row: its serializer gives None
+    assert [c["readable_id"] for c in payloads["pl-spanish"]["children"]] == ["yt-sourdough"]
+    assert payloads["lp-web-development"]["learning_path"]["item_count"] == 1

@@ -12,7 +12,8 @@ from embedding_pipeline.resources.encoders import dense_encoder_class, sparse_en
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
 from embedding_pipeline.resources.encoders.sparse_hash import SparseHashEncoder
-from embedding_pipeline.settings import Settings, reader_defaults, settings_table
+from embedding_pipeline.resources import reader_defaults
+from embedding_pipeline.settings import Settings, settings_table
 
 GOLDEN = json.loads((Path(__file__).parent.parent / "fixtures" / "mit_learn_golden.json").read_text())
 
@@ -76,10 +77,28 @@ def test_where_our_defaults_differ_the_table_shows_both_and_settings_says_what_a
     row = next(line for line in settings_table().splitlines() if line.startswith("| `QDRANT_SPARSE_ENCODER_V2`"))
     assert "`embedding_pipeline.resources.encoders.fastembed.SparseEncoder`" in row
     assert "`vector_search.encoders.sparse_hash.SparseHashEncoder`" in row
-    notes = reader_defaults()
+    notes = reader_defaults(Settings.from_env())
     assert any(n.startswith("QDRANT_SPARSE_ENCODER_V2 is not set") and "SparseHashEncoder" in n for n in notes)
+    assert any(n.startswith("QDRANT_SPARSE_MODEL_V2 is not set: this project uses Qdrant/bm25") for n in notes)
     monkeypatch.setenv("QDRANT_SPARSE_ENCODER_V2", "vector_search.encoders.sparse_hash.SparseHashEncoder")
-    assert not any(n.startswith("QDRANT_SPARSE_ENCODER_V2") for n in reader_defaults())
+    notes = reader_defaults(Settings.from_env())
+    # the sparse model in use is then mit-learn's default too: nothing to say of either
+    assert not any(n.startswith(("QDRANT_SPARSE_ENCODER_V2", "QDRANT_SPARSE_MODEL_V2")) for n in notes)
+
+
+def test_settings_shows_the_model_each_encoder_uses(monkeypatch, capsys):
+    """With mit-learn's GensimEncoder and no QDRANT_DENSE_MODEL, GloVe is used (its own default), as in mit-learn."""
+    from embedding_pipeline.cli import main
+
+    for name in ("QDRANT_DENSE_MODEL", "QDRANT_SPARSE_MODEL_V2"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QDRANT_ENCODER", "vector_search.encoders.gensim.GensimEncoder")
+    monkeypatch.setenv("QDRANT_SPARSE_ENCODER_V2", "vector_search.encoders.sparse_hash.SparseHashEncoder")
+    main(["settings"])
+    out = capsys.readouterr().out
+    assert "qdrant_dense_model = glove/glove-wiki-gigaword-50\n" in out
+    assert "qdrant_sparse_model = sklearn/hashing_vectorizer_sparse_model\n" in out
+    assert "note:" not in out  # every query-shaping value in use is mit-learn's default
 
 
 def test_the_gensim_encoder_loads_through_gensims_downloader_and_averages_word_vectors(tmp_path, monkeypatch):
@@ -105,7 +124,7 @@ def test_the_gensim_encoder_loads_through_gensims_downloader_and_averages_word_v
     assert (encoder.vector_name, encoder.dim) == ("tiny-glove", 4)
     result = encoder.embed_documents(["Linear Algebra", "BEES", "nothing known here"])
     assert result.vectors[0].tolist() == [0.5, 0.5, 0.0, 0.0] and result.vectors[1].tolist() == [0, 0, 1, 1]
-    assert "nothing known here" in result.rejected  # mit-learn writes it without vectors; here it is named
+    assert "nothing known here" in result.rejected  # mit-learn's batch fails on it; here it alone is named
 
 
 def test_mit_learns_default_gensim_model_is_the_encoders_own(monkeypatch):

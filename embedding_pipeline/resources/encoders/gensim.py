@@ -55,7 +55,10 @@ class GensimEncoder(DenseEncoder):
         rows = []
         for text in texts:
             known = [model[word] for word in text.lower().split() if word in model]
-            if not known:  # mit-learn writes such a point without vectors; here the record is named instead
+            # mit-learn's encoder gives such a text a zero vector, which its points_generator leaves out: the point
+            # then fails qdrant-client's PointStruct ("vector Field required") and with it the whole batch; here
+            # only this record fails, named
+            if not known:
                 raise RejectedInput(f"{self.model_name} knows none of the words of: {text[:60]!r}")
             rows.append(np.mean(known, axis=0))
         return np.stack(rows).astype(np.float32)
