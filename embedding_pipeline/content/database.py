@@ -239,8 +239,7 @@ class ContentReader:
     def __init__(self, conn: sa.Connection, resource_type: str, database: ContentDatabase):
         self.conn, self.database = conn, database
         self.params = {"resource_type": resource_type, CHANNEL_BASE: database.channel_base}
-        # Blocklisted courses and their content files are not listed (read once, before anything is listed)
-        self.blocked = database.blocklist() if resource_type == BLOCKLISTED_TYPE else frozenset()
+        self._blocked: frozenset[str] | None = None  # the blocklisted courses' readable ids, read before any row
         self._blocked_ids: set | None = None  # their ids, asked with the first content files
         dialect = conn.dialect.name
         self.queries = {
@@ -294,11 +293,11 @@ class ContentReader:
         if columns is not None:
             columns = [c for c in columns if c in available]
         params = {**self.params, **({"ids": list(ids)} if ids is not None else {})}
-        if self.blocked and self._blocked_ids is None and query_name == "content_files_query":
+        if self.blocklisted() and self._blocked_ids is None and query_name == "content_files_query":
             found = self._execute(
                 "resources_query", self._select("resources_query", ["id", "readable_id"]), self.params
             )
-            self._blocked_ids = {row_id for row_id, readable_id in found if readable_id in self.blocked}
+            self._blocked_ids = {row_id for row_id, readable_id in found if readable_id in self._blocked}
         result = self._execute(query_name, self._select(query_name, columns, ids), params)
         names = list(result.keys())
         for values in result:
@@ -308,12 +307,21 @@ class ContentReader:
             if (row["published"] or row.get("test_mode")) and not self._blocklisted(query_name, row):
                 yield row
 
+    def blocklisted(self) -> frozenset[str]:
+        """The readable ids of the blocklisted courses, read once, before any row of a course: they and their
+        content files are never listed or read (BlocklistUnreadable when the blocklist cannot be read)."""
+        if self._blocked is None:
+            self._blocked = (
+                self.database.blocklist() if self.params["resource_type"] == BLOCKLISTED_TYPE else frozenset()
+            )
+        return self._blocked
+
     def _blocklisted(self, query_name: str, row: dict) -> bool:
         """A blocklisted course, or a content file of one."""
-        if not self.blocked:
+        if not self._blocked:
             return False
         if query_name == "resources_query":
-            return row.get("readable_id") in self.blocked
+            return row.get("readable_id") in self._blocked
         return query_name == "content_files_query" and row.get("resource_id") in self._blocked_ids
 
     def list_resources(self) -> Iterator[dict]:

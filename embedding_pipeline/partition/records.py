@@ -100,9 +100,13 @@ def _json(value, record: str, name: str):
 
 def best_run(row: Mapping, record: str, now: datetime) -> int | None:
     """The id of the resource's best run at `now` (mit_learn.best_run_id), from its listed row."""
-    runs = mit_learn.public_runs(normalized({"runs": row.get("runs")}, record)["runs"] or [])
+    runs = _json(row.get("runs"), record, "runs")
+    if not runs:
+        return None
+    if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+        raise RecordError(record, "runs", "must be a list of objects")
     try:
-        return mit_learn.best_run_id(runs, now)
+        return mit_learn.best_run_id(mit_learn.public_runs(runs), now)
     except (ValueError, TypeError, KeyError) as error:
         raise RecordError(record, "runs", f"holds a run whose dates cannot be read ({error})") from None
 
@@ -135,14 +139,16 @@ def resource_record(row: Mapping, now: datetime | None = None) -> Record:
     platform = text_field(row, "platform_code", where)
     readable_id = text_field(row, "readable_id", where, required=True)
     key = mit_learn.resource_key(platform, readable_id)
+    information = digest({k: v for k, v in row.items() if k not in NOT_IN_COURSE_INFORMATION})
+    best = best_run(row, where, now or datetime.now(UTC))
     return Record(
         kind="resource",
         source_id=int(row["id"]),
         record_id=mit_learn.vector_point_id(key),
         record_key=key,
-        fingerprint=digest(row, best_run(row, where, now or datetime.now(UTC))),
+        fingerprint=digest(information, [row.get(name) for name in NOT_IN_COURSE_INFORMATION], best),
         shown_in_files=digest([row.get(name) for name in SHOWN_IN_FILES]),
-        shown_in_information=digest({k: v for k, v in row.items() if k not in NOT_IN_COURSE_INFORMATION}),
+        shown_in_information=information,
         size=sum(len(value) for value in (row.get(c) for c in TEXT_COLUMNS) if isinstance(value, str))
         + _own_files_size(row.get("direct_content_stamp")),
         resource_type=text_field(row, "resource_type", where),

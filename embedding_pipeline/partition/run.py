@@ -107,6 +107,7 @@ def run_partition(
     `verify_every_point` lists every point instead of trusting counts (a failed check asked for it);
     `every_partition_done()` says whether a re-embed may move the aliases now.
     """
+    part.reader.blocklisted()  # a course blocklist that cannot be read stops the run before anything changes
     if options.recreate_collections:
         heads_file.forget()
         for name in recreate_collections(part.store, part.collections):

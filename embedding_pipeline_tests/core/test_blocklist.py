@@ -98,3 +98,12 @@ def test_an_unreadable_blocklist_stops_the_course_run_and_changes_nothing(world,
     assert {kind: world.points(kind) for kind in stored} == stored and world.embedded() == []
     world.run("video")  # only courses are blocklisted: the other types are embedded as ever
     assert world.points("resources", **{own("resource_type"): "video"})
+
+
+def test_an_unreadable_blocklist_stops_even_a_run_that_recreates_the_collections_before_it_drops_them(world, tmp_path):
+    world.run("course")
+    stored = world.points("resources")
+    blocklisted(world, str(tmp_path / "nowhere.txt"))
+    with pytest.raises(BlocklistUnreadable):
+        world.run("course", recreate_collections=True)
+    assert world.points("resources") == stored
