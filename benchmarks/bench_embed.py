@@ -250,9 +250,8 @@ def sensor_step(cursor_file: Path) -> dict:
 
     from embedding_pipeline.definitions import defs
     from embedding_pipeline.resources.qdrant import keep_store_open
-    from embedding_pipeline.sensors import new_content_sensor
 
-    job = defs.resolve_job_def("embed")
+    job, new_content_sensor = defs.resolve_job_def("embed"), defs.resolve_sensor_def("new_content_sensor")
     with dg.DagsterInstance.get() as instance, keep_store_open():  # the runs share the store, as the CLI's do
         started = time.perf_counter()
         cursor = cursor_file.read_text() if cursor_file.exists() else None

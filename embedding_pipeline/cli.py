@@ -26,7 +26,6 @@ from embedding_pipeline.settings import (
 )
 from embedding_pipeline.vector_store import (
     SEARCH_WAIT_SECONDS,
-    LocalModeStore,
     MissingCollection,
     StoreBusy,
     UnknownResource,
@@ -340,18 +339,6 @@ def show_settings(args: argparse.Namespace) -> None:
         print(f"note: {note}")
 
 
-def migrate_store(args: argparse.Namespace) -> None:
-    from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
-
-    settings = Settings.from_env()
-    if settings.qdrant_host:
-        sys.exit("QDRANT_HOST is set: a Qdrant server needs no migration")
-    copied = migrate_local_mode_store(settings.qdrant_path)
-    print(
-        f"Migrated {sum(copied.values())} points in {len(copied)} collections to the Qdrant engine in {settings.qdrant_path}"
-    )
-
-
 def repair(args: argparse.Namespace) -> None:
     """Rebuild the embedded store's damaged collections from what can be read, then embed what could not."""
     from embedding_pipeline.vector_store import COLLECTION_KINDS, collection_spec
@@ -441,10 +428,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true", help="Print the table of every setting (as in docs/settings.md).")
     p.set_defaults(func=show_settings)
     p = commands.add_parser(
-        "migrate-store", help="Copy an embedded store written by qdrant-client's local mode into the Qdrant engine."
-    )
-    p.set_defaults(func=migrate_store)
-    p = commands.add_parser(
         "repair", help="Rebuild damaged collections of the embedded store from what can be read; embed the rest."
     )
     p.set_defaults(func=repair)
@@ -463,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("embedding_pipeline").setLevel(logging.INFO)
     try:
         args.func(args)
-    except (MissingCollection, StoreBusy, LocalModeStore, PermanentError, UnknownResource) as error:
+    except (MissingCollection, StoreBusy, PermanentError, UnknownResource) as error:
         sys.exit(str(error))
     except Failure as error:  # a named problem of a setting (the content database, Qdrant, the model)
         sys.exit(error.description)

@@ -86,12 +86,6 @@ CONTENT_FILE_FACETS = {"course_number": "keyword", "content_feature_type": "keyw
 # What the pipeline finds its points by: the partition, a record's points, its head, a text's vectors.
 OWN_INDEXES = {own("resource_type"): "lookup", own("record_id"): "lookup", own("role"): "lookup",
                own("text_hash"): "lookup"}  # fmt: skip
-# QDRANT_CONTENT_FILE_PARAM_MAP's keys: what a chunk's payload takes from its file's document.
-CONTENT_FILE_PAYLOAD = [
-    "key", "course_number", "platform", "offered_by", "file_extension", "content_feature_type", "run_readable_id",
-    "resource_readable_id", "run_title", "edx_module_id", "content_type", "description", "title", "url",
-    "file_type", "summary", "flashcards", "checksum",
-]  # fmt: skip
 
 
 def model_short_name(model_name: str) -> str:

@@ -91,5 +91,3 @@ def _blocklist_digest(database, previous: str | None, warn) -> str | None:
         warn(str(error))
         return previous
 
-
-new_content_sensor = content_sensor()

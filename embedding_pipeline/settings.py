@@ -237,7 +237,7 @@ class Settings(BaseSettings):
         meaning="most characters in a chunk of a content file (tokens when `LITELLM_TOKEN_ENCODING_NAME` is set)",
     )  # fmt: skip
     chunk_overlap: int = setting(
-        0, "CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", "QDRANT_CHUNK_OVERLAP", ge=0,
+        0, "CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP", ge=0,
         meaning="characters (or tokens) shared by neighbouring chunks; smaller than the chunk size",
     )  # fmt: skip
     token_encoding_name: str | None = setting(

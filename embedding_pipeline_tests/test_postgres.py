@@ -23,7 +23,6 @@ from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
-from embedding_pipeline.sensors import new_content_sensor
 from embedding_pipeline_tests.helpers import REPO, pipeline_env, resource, unavailable
 
 MIT_LEARN_TABLES = Path(__file__).parent / "fixtures" / "mit_learn_tables.sql"
@@ -165,7 +164,7 @@ def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_
         context = dg.build_sensor_context(
             instance=pipeline.instance, cursor=cursor, resources={"content_source": source}, definitions=defs
         )
-        return new_content_sensor.evaluate_tick(context)
+        return defs.resolve_sensor_def("new_content_sensor").evaluate_tick(context)
 
     first = tick(None)
     assert len(first.run_requests) == 8 + 1  # the types and the topics

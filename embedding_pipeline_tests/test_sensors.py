@@ -13,7 +13,9 @@ from embedding_pipeline.assets.embed import PARTITIONS_TAG
 from embedding_pipeline.content import schema
 from embedding_pipeline.definitions import defs
 from embedding_pipeline.partitions import PARTITIONS
-from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, ONE_RUN_MAX_RECORDS, new_content_sensor
+from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, ONE_RUN_MAX_RECORDS
+
+new_content_sensor = defs.resolve_sensor_def("new_content_sensor")
 
 
 @pytest.fixture

@@ -22,14 +22,12 @@ from embedding_pipeline.vector_store import (
     PAYLOAD_INDEXES,
     CollectionMismatch,
     CollectionSpec,
-    LocalModeStore,
     MissingCollection,
     Point,
     SparseVector,
     StoreBusy,
 )
-from embedding_pipeline.vector_store.edge import EdgeStore, _edge_point
-from embedding_pipeline.vector_store.migrate import migrate_local_mode_store
+from embedding_pipeline.vector_store.edge import EdgeStore
 from embedding_pipeline.vector_store.server import ServerStore
 from embedding_pipeline_tests.helpers import hold_store, resource
 
@@ -386,50 +384,21 @@ def test_the_write_ahead_log_stays_small_however_much_is_written(tmp_path):
     reopened.close()
 
 
-def test_a_shard_made_with_qdrant_edges_defaults_opens_and_takes_this_versions_options(tmp_path):
-    """A collection written before the store asked for small WAL files and capped segments keeps its
-    points and takes writes; its WAL files are replaced by 4 MB ones as it is done with them, and its
-    optimizer indexes and merges segments as a new collection's does (the engine reads all from its config)."""
-    import qdrant_edge as edge
-
+def test_a_collection_the_embedded_store_makes_opens_with_its_options(tmp_path):
+    """Small WAL files and capped, indexed segments: the engine reads them from the shard's own config at every open."""
     import embedding_pipeline.vector_store.edge as edge_store
 
-    folder = tmp_path / "collections" / "old"
-    config = edge.EdgeConfig(
-        vectors={"dense": edge.EdgeVectorParams(size=DIM, distance=edge.Distance.Cosine)},
-        sparse_vectors={"bm25": edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
-    )
-    shard = edge.EdgeShard.create(str(folder), config)
-    points = make_points(40)
-    shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in points[:20]]))
-    shard.close()
     store = EdgeStore(tmp_path)
-    store.upsert("old", points[20:])
-    assert store.count("old") == 40
-    assert store.query_nearest("old", points[3].vectors["dense"], "dense", 1)[0].id == points[3].id
+    store.create_collection("c", SPEC)
+    points = make_points(40)
+    store.upsert("c", points)
     store.close()
-    persisted = json.loads((folder / "edge_config.json").read_text())
+    persisted = json.loads((tmp_path / "collections" / "c" / "edge_config.json").read_text())
     assert persisted["wal_options"]["segment_capacity"] == 4 * 1024 * 1024
     assert persisted["optimizers"]["default_segment_number"] == edge_store.SEGMENTS
     assert edge_store.MAX_SEGMENT_KB and persisted["optimizers"]["max_segment_size"] == edge_store.MAX_SEGMENT_KB
     assert persisted["optimizers"]["indexing_threshold"] == edge_store.INDEXING_THRESHOLD_KB
     reopened = EdgeStore(tmp_path)
-    assert reopened.count("old") == 40
+    assert reopened.count("c") == 40
+    assert reopened.query_nearest("c", points[3].vectors["dense"], "dense", 1)[0].id == points[3].id
     reopened.close()
-
-
-def test_a_store_written_by_the_local_mode_is_named_and_can_be_migrated(tmp_path):
-    old = ServerStore(QdrantClient(path=str(tmp_path / "qdrant")))
-    name, points = filled(old, n=50, name="base.content_files.abc")
-    old.set_aliases({"base.content_files": name})
-    old.close()
-    with pytest.raises(LocalModeStore, match="embedding-pipeline migrate-store"):
-        EdgeStore(tmp_path / "qdrant")
-    assert migrate_local_mode_store(tmp_path / "qdrant", report=lambda _: None) == {name: 50}
-    store = EdgeStore(tmp_path / "qdrant")
-    try:
-        assert store.aliases() == {"base.content_files": name} and store.count("base.content_files") == 50
-        assert store.query_nearest("base.content_files", points[9].vectors["dense"], "dense", 1)[0].id == points[9].id
-    finally:
-        store.close()
-    assert (tmp_path / "qdrant.local-mode" / "meta.json").exists()

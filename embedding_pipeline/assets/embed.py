@@ -118,7 +118,6 @@ SHARED_CAUSES = {
     "StoreUnavailable",
     "StoreBusy",
     "StoreDamaged",
-    "LocalModeStore",
     "ModelMissing",
     "ContentSourceError",
     "SettingError",

@@ -40,10 +40,6 @@ class StoreBusy(PermanentError, TimeoutError):
     a run does not try again, which would wait as long again."""
 
 
-class LocalModeStore(RuntimeError):
-    """QDRANT_PATH holds a store written by qdrant-client's local mode, not by the Qdrant engine."""
-
-
 class MissingCollection(LookupError):
     """A collection or alias that does not exist (yet): nothing has been embedded into it."""
 

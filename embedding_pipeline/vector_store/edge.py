@@ -34,7 +34,6 @@ from embedding_pipeline.vector_store import (
     CollectionSpec,
     Filters,
     Hit,
-    LocalModeStore,
     MissingCollection,
     Point,
     SparseVector,
@@ -175,8 +174,7 @@ def _engine_options(config: dict) -> dict:
 
 
 def _set_engine_options(folder: Path) -> None:
-    """The shard in `folder` takes this version's options at its next open: an older shard's 32 MB WAL files go as
-    they are done with, and its segments are indexed and merged as a new shard's are."""
+    """A new shard in `folder` takes the store's options (WAL files, segment sizes, indexing) at its first open."""
     path = folder / "edge_config.json"
     config = json.loads(path.read_text()) if path.exists() else None
     if config is not None and _engine_options(config) != config:
@@ -192,11 +190,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def is_local_mode_store(path: Path) -> bool:
-    """qdrant-client's local mode keeps `meta.json` and one SQLite file per collection under `collection/`."""
-    return (path / "meta.json").exists() and (path / "collection").is_dir()
 
 
 def _filter(filters: Filters | None, exclude_ids: Sequence[str] = ()) -> edge.Filter | None:
@@ -249,12 +242,6 @@ class EdgeStore(VectorStore):
         """`index_on_release`: build the indexes of written collections once, when the store is closed or
         handed over, rather than after each run's writes (for runs that follow each other in one process)."""
         self.root = Path(root)
-        if is_local_mode_store(self.root):
-            raise LocalModeStore(
-                f"QDRANT_PATH={self.root} holds a store written by qdrant-client's local mode, which this version "
-                "replaced with the Qdrant engine. Run `embedding-pipeline migrate-store` to copy its points over "
-                "(no encoder work), or move the folder away and run `embedding-pipeline embed` again."
-            )
         for folder in ("collections", "waiters"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._open_lock = lambda: FolderLock(self.root, purpose, wait_seconds, report)
@@ -306,7 +293,6 @@ class EdgeStore(VectorStore):
         if name not in self._shards:
             if not self._folder(name).is_dir():
                 raise MissingCollection(f"Qdrant has no collection {name}: run the embed job first")
-            _set_engine_options(self._folder(name))
             with self.reading(name):
                 self._shards[name] = edge.EdgeShard.load(str(self._folder(name)))
         return self._shards[name]
@@ -350,7 +336,7 @@ class EdgeStore(VectorStore):
         with atomic_folder(self._folder(name)) as staging:
             edge.EdgeShard.create(str(staging), config).close()
             shutil.rmtree(staging / "wal")  # nothing written to it yet: made again, of small files, when loaded
-            _set_engine_options(staging)  # WAL files, segment sizes, indexing: as for every shard the store opens
+            _set_engine_options(staging)
             shard = edge.EdgeShard.load(str(staging))
             for field, schema in spec.payload_indexes.items():
                 shard.update(edge.UpdateOperation.create_field_index(field, PAYLOAD_SCHEMAS[schema]()))

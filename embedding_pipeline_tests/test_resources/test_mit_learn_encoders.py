@@ -8,11 +8,11 @@ import pytest
 import qdrant_edge
 
 from embedding_pipeline.mit_learn import model_short_name
+from embedding_pipeline.resources import reader_defaults
 from embedding_pipeline.resources.encoders import dense_encoder_class, sparse_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import SparseEncoder
 from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
 from embedding_pipeline.resources.encoders.sparse_hash import SparseHashEncoder
-from embedding_pipeline.resources import reader_defaults
 from embedding_pipeline.settings import Settings, settings_table
 
 GOLDEN = json.loads((Path(__file__).parent.parent / "fixtures" / "mit_learn_golden.json").read_text())
