@@ -37,6 +37,8 @@ setup(
         "isodate>=0.6",
         # Settings: one declaration per setting, read from the environment and `.env` (python-dotenv).
         "pydantic-settings>=2.6,<3",
+        # Dagster's instance configuration written for PostgreSQL (Dagster reads it with PyYAML too).
+        "pyyaml>=6",
         "python-dotenv>=1",
     ],
     extras_require={

@@ -5,7 +5,6 @@ import json
 import time
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
 from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, BlocklistUnreadable
@@ -21,6 +20,8 @@ from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG, fail_dead_runs
 # takes, and on the embedded store runs cannot overlap anyway. Past it, each partition gets its own run, so that
 # a Qdrant server takes them in parallel (up to max_concurrent_runs) and a failure redoes one partition only.
 ONE_RUN_MAX_RECORDS = 2_000
+# Dagster's tags of a partition-range run (a single-run backfill's): the first and the last partition of the range
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def content_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
@@ -72,8 +73,8 @@ def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source
             run_key="|".join(run_keys.values()),
             tags={
                 **tags,
-                ASSET_PARTITION_RANGE_START_TAG: changed[0],
-                ASSET_PARTITION_RANGE_END_TAG: changed[-1],
+                RANGE_START_TAG: changed[0],
+                RANGE_END_TAG: changed[-1],
                 PARTITIONS_TAG: ",".join(changed),
             },
         )
@@ -90,4 +91,3 @@ def _blocklist_digest(database, previous: str | None, warn) -> str | None:
     except BlocklistUnreadable as error:
         warn(str(error))
         return previous
-

@@ -308,6 +308,12 @@ class Settings(BaseSettings):
                 f"QDRANT_ENCODER={CLOUD_ENCODER} needs QDRANT_DENSE_MODEL: the OpenAI model Qdrant's inference "
                 "calls for mit-learn (e.g. openai/text-embedding-3-large), which LiteLLM calls here"
             )
+        missing = [name for name in ("dagster_postgres_user", "dagster_postgres_db") if not getattr(self, name)]
+        if self.dagster_postgres_url is None and self.dagster_postgres_host and missing:
+            raise ValueError(
+                "DAGSTER_POSTGRES_HOST is set, so Dagster's storage is PostgreSQL, but these are not: "
+                f"{', '.join(_names(name)[0] for name in missing)} (or set DAGSTER_POSTGRES_URL instead)"
+            )
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(
                 f"CONTENT_FILE_EMBEDDING_CHUNK_OVERLAP={self.chunk_overlap} must be smaller than "

@@ -2,7 +2,6 @@
 Dagster; Dagster's CLI; a process that holds the embedded store."""
 
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -39,7 +38,8 @@ QUICK_SENSOR = {"EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS": "5"}
 def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`.
 
-    The Dagster home holds the project's dagster.yaml, as `embedding-pipeline setup` links it.
+    The Dagster home links to the project's dagster.yaml, as `embedding-pipeline setup` links it (a command run
+    with DAGSTER_POSTGRES_* set writes it for PostgreSQL instead).
     """
     env = {
         "EMBEDDING_PIPELINE_DATA_DIR": str(data_dir),
@@ -48,7 +48,7 @@ def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str
         **extra,
     }
     (data_dir / "dagster_home").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", data_dir / "dagster_home" / "dagster.yaml")
+    (data_dir / "dagster_home" / "dagster.yaml").symlink_to(REPO / "dagster.yaml")
     return env
 
 

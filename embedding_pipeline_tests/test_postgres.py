@@ -6,7 +6,6 @@ EMBEDDING_PIPELINE_TEST_POSTGRES_URL (default postgresql://embedding:embedding@1
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
 from embedding_pipeline.content.schema import PREFIX as T
@@ -130,6 +130,11 @@ def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(m
 
 
 def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_database, tmp_path, monkeypatch):
+    """Dagster's own PostgreSQL storage, configured by the variables' names: the instance configuration, and the
+    reference Dagster hands to run workers, hold no password."""
+    from embedding_pipeline.instance import ensure_dagster_home
+    from embedding_pipeline.settings import Settings
+
     url = sa.engine.make_url(postgres_database)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
@@ -138,20 +143,29 @@ def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_databa
         "DB": url.database,
     }.items():  # fmt: skip
         monkeypatch.setenv(f"DAGSTER_POSTGRES_{name}", value)
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    ensure_dagster_home(Settings.from_env())
+    by_name = {"env": "DAGSTER_POSTGRES_PASSWORD"}  # the password itself is in no file
+    assert (
+        yaml.safe_load((tmp_path / "dagster.yaml").read_text())["storage"]["postgres"]["postgres_db"]["password"]
+        == by_name
+    )
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert instance.get_runs() == []
-        # Run workers get the instance by reference: its storage part names our class, not the connection.
-        storage = instance.get_ref().storage_data
-        assert storage.class_name == "PostgresOrSqliteStorage" and url.password not in storage.config_yaml
+        handed = yaml.safe_load(instance.get_ref().storage_data.config_yaml)  # what run workers are handed
+        assert handed["postgres_db"]["password"] == by_name
     engine = sa.create_engine(postgres_database)
     with engine.connect() as conn:  # Dagster made its tables in the database the variables name
         tables = set(sa.inspect(conn).get_table_names())
     engine.dispose()
     assert {"runs", "event_logs", "jobs", "job_ticks"} <= tables
+    for name in ("HOST", "PORT", "USER", "PASSWORD", "DB"):  # the settings back to none: SQLite in DAGSTER_HOME
+        monkeypatch.delenv(f"DAGSTER_POSTGRES_{name}")
+    ensure_dagster_home(Settings.from_env())
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
 
 
 def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_learn_database, pipeline):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from embedding_pipeline.cli import main
 from embedding_pipeline.content import schema
 from embedding_pipeline.sample_data import complete, load_sample_data
-from embedding_pipeline.settings import VECTOR_SETTINGS, Settings, settings_table
+from embedding_pipeline.settings import VECTOR_SETTINGS, SettingError, Settings, settings_table
 from embedding_pipeline_tests.helpers import REPO, chunker, resource
 
 # A production-like `.env` of the system this replaces, written from its settings' names: the
@@ -200,3 +200,11 @@ def test_the_settings_table_in_the_docs_is_the_declaration():
     table = (REPO / "docs" / "settings.md").read_text()
     assert settings_table() in table, "docs/settings.md's table: paste `embedding-pipeline settings --table`"
     assert "docs/settings.md" in (REPO / "README.md").read_text()
+
+
+def test_an_incomplete_postgres_setting_is_named(monkeypatch):
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_POSTGRES_HOST", "db")
+    monkeypatch.setenv("DAGSTER_POSTGRES_USER", "dagster")
+    with pytest.raises(SettingError, match="DAGSTER_POSTGRES_HOST is set.*DAGSTER_POSTGRES_DB"):
+        Settings.from_env()

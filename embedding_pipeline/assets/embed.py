@@ -97,7 +97,7 @@ def embed_partition(
     if context.has_partition_key:
         yield from _selected(context, _results(context, context.partition_key, *resources))
         return
-    failed = []
+    failed: dict[str, str] = {}
     for partition in partitions_of_run(context):
         try:
             results = _results(context, partition, *resources)
@@ -106,11 +106,15 @@ def embed_partition(
             if failure.description == INTERRUPTED or (cause is not None and cause.value in SHARED_CAUSES):
                 raise  # every other partition would meet it too
             context.log.error(f"{partition}: {failure.description}")
-            failed.append(partition)
+            failed[partition] = failure.description
             continue
         yield from _reported(context, partition, results)
     if failed:
-        raise dg.Failure(f"Partitions that failed: {', '.join(failed)} (each named above)", allow_retries=False)
+        raise dg.Failure(
+            f"Partitions that failed: {', '.join(failed)} (each named above)",
+            allow_retries=False,
+            metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
+        )
 
 
 # Failures every partition would meet alike: a run over several, and `embedding-pipeline embed`, stop at the first.
@@ -123,6 +127,7 @@ SHARED_CAUSES = {
     "SettingError",
 }
 PARTITIONS_TAG = "embedding_pipeline/partitions"  # of a range run: the partitions in it to embed (the sensor's)
+FAILED_PARTITIONS = "failed_partitions"  # a range run's failure: partition → why, for each that failed on its own
 
 
 def partitions_of_run(context: dg.AssetExecutionContext) -> list[str]:
@@ -140,9 +145,10 @@ def _results(context, partition, content_source, chunker, dense_encoder, sparse_
             return _checks_alone(context, partition, *resources)
         return _embed(context, partition, *resources, embed_options)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):  # Dagster would retry it, as an error
-        raise dg.Failure(INTERRUPTED, allow_retries=False) from None
+        raise dg.Failure(INTERRUPTED, allow_retries=False, metadata={"partition": partition}) from None
     except PermanentError as error:  # a setting, a missing model, a wrong database: retrying won't help
-        raise dg.Failure(str(error), allow_retries=False, metadata={"cause": type(error).__name__}) from None
+        metadata = {"cause": type(error).__name__, "partition": partition}
+        raise dg.Failure(str(error), allow_retries=False, metadata=metadata) from None
 
 
 @contextmanager
