@@ -98,6 +98,7 @@ def embed(args: argparse.Namespace) -> None:
     from embedding_pipeline.definitions import defs
     from embedding_pipeline.resources.encoders.fastembed import release_models
     from embedding_pipeline.resources.qdrant import keep_store_open
+    from embedding_pipeline.run_workers import fail_dead_runs
 
     ensure_dagster_home(Settings.from_env())
     console = dg.LoggerDefinition(_console_logger, config_schema=dg.colored_console_logger.config_schema)
@@ -105,6 +106,7 @@ def embed(args: argparse.Namespace) -> None:
     whole = not (args.resource_ids or args.skip_contentfiles)  # a part of a partition leaves the rest as it is
     failed = []
     with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
+        fail_dead_runs(instance, print)  # a run of an earlier command that was killed, when no daemon did so
         partitions, tags = _prepare(args)
         for chosen, run_config in _runs(args, partitions):
             result = job.execute_in_process(
@@ -186,9 +188,9 @@ def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     """The partitions to run (those of `--resource-ids`, if given) and the runs' tags. What would fail every
     partition the same way (the model, the content database, the store: unreachable, or held longer than
     QDRANT_LOCK_WAIT_SECONDS) stops the command here, said once; records no partition embeds are named."""
+    from embedding_pipeline.assets.embed import NEVER_EMBEDDED_TAG
     from embedding_pipeline.content import ContentSourceError
     from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
-    from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG
 
     partitions = chosen_partitions(args)
     with _built_resources(("content_source", "dense_encoder", "qdrant")) as built:

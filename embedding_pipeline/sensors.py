@@ -6,14 +6,14 @@ import time
 
 import dagster as dg
 
-from embedding_pipeline.assets.embed import PARTITIONS_TAG
+from embedding_pipeline.assets.embed import NEVER_EMBEDDED_TAG, PARTITIONS_TAG
 from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, BlocklistUnreadable
 from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
 from embedding_pipeline.digests import digest
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.run_state import NEVER_EMBEDDED_TAG, fail_dead_runs
+from embedding_pipeline.run_workers import fail_dead_runs
 
 # Up to this many resources and content files saved since the last tick, the changed partitions go in one run:
 # a run process starts, imports and loads the model in 3-5 s, more than the embedding of a few hundred records
@@ -34,13 +34,27 @@ def content_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
     )(request_runs_for_changes)
 
 
+def dead_runs_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
+    """`dead_runs_sensor`: marks failed the runs whose worker process died (kill -9, out of memory, a reboot), so
+    that they do not show as running for ever nor hold a place in the run queue (`run_workers`)."""
+
+    def mark_dead_runs_failed(context: dg.SensorEvaluationContext):
+        dead = fail_dead_runs(context.instance, context.log.warning)
+        return dg.SkipReason(f"{len(dead)} dead runs marked failed" if dead else "No run's process died")
+
+    return dg.sensor(
+        name="dead_runs_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )(mark_dead_runs_failed)
+
+
 def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source: ContentSource):
     """Polls the content database (never Qdrant) and requests runs for the types that changed.
 
     The cursor keeps a marker of the whole database and a fingerprint per type: a quiet tick costs
     one single-row query; run keys carry the fingerprint, so each change is requested exactly once.
     """
-    fail_dead_runs(context.instance, context.log.warning)  # killed runs show as failed, not running for ever
     database = content_source.database()
     cursor = json.loads(context.cursor) if context.cursor else {}
     blocklist = _blocklist_digest(database, cursor.get("blocklist"), context.log.warning)

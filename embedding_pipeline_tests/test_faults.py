@@ -18,7 +18,7 @@ from embedding_pipeline.content import schema
 from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.content.schema import metadata
 from embedding_pipeline.mit_learn import OWN, own
-from embedding_pipeline.run_state import WORKER_TAG
+from embedding_pipeline.run_workers import WORKER_TAG
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline_tests.helpers import QUICK_SENSOR, REPO, chunker, hold_store, pipeline_env, resource
 

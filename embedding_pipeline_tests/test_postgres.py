@@ -6,6 +6,7 @@ EMBEDDING_PIPELINE_TEST_POSTGRES_URL (default postgresql://embedding:embedding@1
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -18,11 +19,12 @@ import sqlalchemy as sa
 import yaml
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
+from embedding_pipeline.content import schema
 from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources.content_source import ContentSource
-from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
+from embedding_pipeline.sample_data import EVERY_SAMPLE, complete, load_sample_data
 from embedding_pipeline_tests.helpers import REPO, pipeline_env, resource, unavailable
 
 MIT_LEARN_TABLES = Path(__file__).parent / "fixtures" / "mit_learn_tables.sql"
@@ -233,3 +235,87 @@ def test_every_document_on_postgresql_is_mit_learns(mit_learn_database):
         point = ours[golden["id"]]
         assert point["text"] == golden["text"], golden["key"]
         same_document(point["payload"], dict(golden["payload"]), golden["key"])
+
+
+def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_postgresql(
+    postgres_database, tmp_path, model_dir, monkeypatch
+):
+    """Dagster's storage in PostgreSQL and one Qdrant, machines with nothing else in common: a run on a machine
+    whose DAGSTER_HOME holds only dagster.yaml (a Kubernetes run pod) carries on where the other machine stopped.
+    It embeds only an edit, still knows the record that failed (its checks alone pass), and finishes a re-embed
+    the other machine started, moving every alias."""
+    from embedding_pipeline.definitions import defs
+    from embedding_pipeline.partitions import resource_type_partitions
+    from embedding_pipeline.resources import build_resources
+    from embedding_pipeline.settings import Settings
+
+    env = {**pipeline_env(tmp_path, model_dir), "DAGSTER_POSTGRES_URL": postgres_database}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    home, content = Path(env["DAGSTER_HOME"]), f"sqlite:///{tmp_path / 'content.db'}"
+    load_sample_data(content)
+    engine = sa.create_engine(content)
+    with engine.begin() as conn:  # a document that cannot be embedded: it fails alone, and has no points
+        broken = {"id": 900, "readable_id": "doc-broken", "platform_id": "library", "resource_type": "document",
+                  "title": "Broken", "ocw_topics": "not a list"}  # fmt: skip
+        conn.execute(schema.learning_resource.insert(), [complete(schema.learning_resource, broken)])
+
+    def embed(*flags: str, **extra: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("embedding-pipeline")), "embed", *flags],
+            env={**os.environ, **extra}, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        return done
+
+    def new_machine() -> None:
+        for path in home.iterdir():
+            if path.name != "dagster.yaml":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    def texts_embedded() -> int:
+        with dg.DagsterInstance.get() as instance:
+            (run,) = instance.get_run_records(limit=1)
+            events = instance.get_records_for_run(run.dagster_run.run_id).records
+        return sum(
+            e.event_log_entry.asset_materialization.metadata["texts_embedded"].value
+            for e in events
+            if e.event_log_entry.asset_materialization is not None
+            and e.event_log_entry.asset_materialization.asset_key.path == ["dense_vectors"]
+        )
+
+    first = embed()
+    assert "doc-broken" in first.stderr and texts_embedded() > 100
+    new_machine()
+    checks = dg.define_asset_job(
+        "checks",
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("qdrant_points"), "points_match_source")),
+        partitions_def=resource_type_partitions,
+    )
+    resources = build_resources(Settings.from_env())  # of this test's settings, as a run pod builds them
+    job = dg.Definitions(assets=defs.assets, jobs=[checks], resources=resources).resolve_job_def("checks")
+    with dg.DagsterInstance.get() as instance:  # the failed record is exempt: it keeps what it had, which is nothing
+        result = job.execute_in_process(instance=instance, tags={"dagster/partition": "document"})
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
+    with engine.begin() as conn:  # two resources edited
+        conn.execute(
+            sa.text(f"UPDATE {T}learningresource SET description = description || ' Revised.', updated_on = :u "
+                    "WHERE readable_id IN ('yt-crispr', 'ocw-8.04')"), {"u": "2030-01-01"},
+        )  # fmt: skip
+    embed()
+    assert texts_embedded() == 4  # each one's text and its course information's
+    new_machine()
+    reembed = {"CONTENT_FILE_EMBEDDING_CHUNK_SIZE": "400"}  # new settings: a re-embed into new collections
+    embed("--courses", "--programs", "--learning_paths", "--podcasts", **reembed)
+    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
+    with qdrant.get_store() as store:
+        before = store.aliases()
+    new_machine()
+    embed("--podcast_episodes", "--videos", "--video_playlists", "--documents", "--partition", "topics", **reembed)
+    with qdrant.get_store() as store:
+        after = store.aliases()
+    assert len(set(before.values())) == len(set(after.values())) == 3
+    assert before != after and all(
+        name.endswith(after["resource_embeddings.resources"][-8:]) for name in after.values()
+    )
+    engine.dispose()

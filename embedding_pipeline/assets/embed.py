@@ -15,17 +15,18 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from embedding_pipeline import run_state
 from embedding_pipeline.assets.checks import CHECK_SPECS, chunk_checks, qdrant_checks
 from embedding_pipeline.assets.metadata import materializations
+from embedding_pipeline.assets.state import PartitionState
 from embedding_pipeline.errors import PermanentError
-from embedding_pipeline.partition.run import Partition, check_partition, run_partition
-from embedding_pipeline.partitions import PARTITIONS, resource_type_partitions
+from embedding_pipeline.partition.run import Partition, check_partition, move_aliases, run_partition
+from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.options import EmbedOptions
 from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.run_workers import claim_run
 
 RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
 INTERRUPTED = "Interrupted (Ctrl-C or a terminate): the batches written so far stay done; run again to finish"
@@ -43,7 +44,8 @@ SPECS = [
     _spec(
         "source_content",
         "The partition's published learning resources and content files, as the content database lists "
-        "them; stored as a manifest (one row per record: key, status new/changed/unchanged/deleted/failed).",
+        "them; its metadata counts them (new, changed, unchanged; deleted: those Qdrant holds that it no longer "
+        "lists).",
         [], {"sql"},
     ),
     _spec(
@@ -91,8 +93,7 @@ def embed_partition(
     A run over a range of partitions (the sensor's for a small change) does each in turn, in one process
     with one model, and reports each partition's materializations and checks as its own.
     """
-    run_state.claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
-    run_state.fail_dead_runs(context.instance, context.log.warning)
+    claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
     resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options)
     if context.has_partition_key:
         yield from _selected(context, _results(context, context.partition_key, *resources))
@@ -127,6 +128,7 @@ SHARED_CAUSES = {
     "SettingError",
 }
 PARTITIONS_TAG = "embedding_pipeline/partitions"  # of a range run: the partitions in it to embed (the sensor's)
+NEVER_EMBEDDED_TAG = "embedding_pipeline/never_embedded"  # what no partition embeds, as the run's requester saw it
 FAILED_PARTITIONS = "failed_partitions"  # a range run's failure: partition → why, for each that failed on its own
 
 
@@ -163,17 +165,17 @@ def _partition(context, partition, content_source, chunker, dense_encoder, spars
 
 
 def _checks_alone(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant) -> list:
+    state = PartitionState.load(context.instance, partition)
     resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
     with _partition(context, partition, *resources, "checks") as part:
-        failed = run_state.failed_records(context.instance, partition)  # they keep their old points, or have none
-        verification, sizes = check_partition(part, failed)
+        verification, sizes = check_partition(part, state.failed)  # failed records keep old points, or have none
     if not verification.passed:  # the next run compares every point and heals
-        run_state.request_full_verification(context.instance, partition)
+        state.request_full_verification()
     return qdrant_checks(verification, sizes, dense_encoder.dim)
 
 
 def _embed(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options) -> list:
-    instance = context.instance
+    """The partition's run: its state loaded, the run, its state saved, the aliases moved if a re-embed is complete."""
     options = embed_options.run_options(content_source.batch_size, qdrant.upload_batch_size, qdrant.max_delete_share)
     if options.recreate_collections and ("dagster/backfill" in context.run.tags or not context.has_partition_key):
         raise dg.Failure(
@@ -184,20 +186,13 @@ def _embed(context, partition, content_source, chunker, dense_encoder, sparse_en
     dense_encoder.check()
     if options.scoped:
         context.log.info(f"{partition}: this run embeds {options.scope()}; every other record is left as it is")
-    full = run_state.full_verification_requested(instance, partition)
+    state = PartitionState.load(context.instance, partition)
     resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
     with _partition(context, partition, *resources, "embed") as part:
-        outcome = run_partition(
-            part, options, run_state.heads_file(instance, partition), verify_every_point=full,
-            every_partition_done=lambda: run_state.every_partition_done(
-                instance, partition, qdrant.vectors_version, PARTITIONS
-            ),
-            keep_old_collections=qdrant.keep_old_collections,
-        )  # fmt: skip
-    if not options.scoped:  # the manifest and the verification state describe whole runs
-        run_state.write_manifest(instance, partition, run_state.manifest_rows(outcome.plan, outcome.report))
-        if not outcome.verification.passed or full:
-            run_state.request_full_verification(instance, partition, requested=not outcome.verification.passed)
+        outcome = run_partition(part, options, state.heads_cache, verify_every_point=state.verify_every_point)
+        state.save(outcome, whole=not options.scoped, version=qdrant.vectors_version)
+        done = not options.scoped and state.every_partition_done(qdrant.vectors_version)
+        move_aliases(part, outcome, done, keep_old=qdrant.keep_old_collections)
     return [
         *materializations(
             outcome,
@@ -205,7 +200,7 @@ def _embed(context, partition, content_source, chunker, dense_encoder, sparse_en
             dense_encoder,
             sparse_encoder,
             options.scope(),
-            never_embedded=context.run.tags.get(run_state.NEVER_EMBEDDED_TAG, ""),
+            never_embedded=context.run.tags.get(NEVER_EMBEDDED_TAG, ""),
         ),
         *chunk_checks(outcome.report),
         *qdrant_checks(outcome.verification, outcome.dense_sizes, dense_encoder.dim),

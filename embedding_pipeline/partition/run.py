@@ -91,21 +91,16 @@ class Outcome:
     report: Report
     verification: Verification
     dense_sizes: dict[str, int | None]
-    switch: AliasSwitch
+    switch: AliasSwitch | None = None  # what `move_aliases` did after the run
 
 
 def run_partition(
-    part: Partition,
-    options: RunOptions,
-    heads_file: HeadsFile,
-    verify_every_point: bool = False,
-    every_partition_done: Callable[[], bool] = lambda: False,
-    keep_old_collections: bool = False,
+    part: Partition, options: RunOptions, heads_file: HeadsFile, verify_every_point: bool = False
 ) -> Outcome:
     """Bring Qdrant in step with the partition's records (as far as `options` scope the run).
 
-    `verify_every_point` lists every point instead of trusting counts (a failed check asked for it);
-    `every_partition_done()` says whether a re-embed may move the aliases now.
+    `verify_every_point` lists every point instead of trusting counts (a failed check asked for it). The aliases
+    are `move_aliases`' business, once the caller knows whether every partition holds this version.
     """
     part.reader.blocklisted()  # a course blocklist that cannot be read stops the run before anything changes
     if options.recreate_collections:
@@ -123,14 +118,22 @@ def run_partition(
         part.resource_type, options, report, part.log.info, legacy=part.legacy_collections(),
     ).write(plan, _spec(part))  # fmt: skip
     verification = _verify_and_keep_heads(part, plan, report, options, heads_file, saved, verify_every_point)
-    switch = switch_aliases(
-        part.store,
-        part.names.targets,
-        lambda: not options.scoped and every_partition_done(),
-        keep_old=keep_old_collections,
-    )
-    _log_outcome(part, plan, report, switch)
-    return Outcome(part.names, plan, report, verification, part.dense_sizes(), switch)
+    _log_outcome(part, plan, report)
+    return Outcome(part.names, plan, report, verification, part.dense_sizes())
+
+
+def move_aliases(part: Partition, outcome: Outcome, every_partition_done: bool, keep_old: bool) -> AliasSwitch:
+    """After a run: make the aliases that do not exist yet; move them all to this version's collections once
+    `every_partition_done` (a re-embed is then complete), then drop the old collections (unless `keep_old`)."""
+    switch = switch_aliases(part.store, part.names.targets, every_partition_done, keep_old=keep_old)
+    if switch.moved:
+        part.log.info(f"Searches now use {sorted(switch.searches_use.values())}")
+    if switch.removed:
+        part.log.info(f"Removed old collections {switch.removed}")
+    if switch.kept:
+        part.log.info(f"Old collections kept (QDRANT_KEEP_OLD_COLLECTIONS): {switch.kept}")
+    outcome.switch = switch
+    return switch
 
 
 def check_partition(part: Partition, exempt: set[str]) -> tuple[Verification, dict[str, int | None]]:
@@ -209,13 +212,7 @@ def _verify_and_keep_heads(part, plan, report, options, heads_file, saved, full)
     return verification
 
 
-def _log_outcome(part: Partition, plan: Plan, report: Report, switch: AliasSwitch) -> None:
-    if switch.moved:
-        part.log.info(f"Searches now use {sorted(switch.searches_use.values())}")
-    if switch.removed:
-        part.log.info(f"Removed old collections {switch.removed}")
-    if switch.kept:
-        part.log.info(f"Old collections kept (QDRANT_KEEP_OLD_COLLECTIONS): {switch.kept}")
+def _log_outcome(part: Partition, plan: Plan, report: Report) -> None:
     for reason in list(report.failures.values())[:LISTED_FAILURES]:
         part.log.warning(f"Not embedded: {reason}")
     for message in (plan.listing.duplicates + report.shared_keys)[:LISTED_FAILURES]:

@@ -61,15 +61,12 @@ class AliasSwitch:
 
 
 def switch_aliases(
-    store: VectorStore,
-    targets: dict[str, str],
-    every_partition_done: Callable[[], bool],
-    keep_old: bool = False,
+    store: VectorStore, targets: dict[str, str], every_partition_done: bool, keep_old: bool = False
 ) -> AliasSwitch:
     """Point the aliases at their new collections; then drop the old collections.
 
     An alias that does not exist yet is created at once (no search uses it). Aliases that exist
-    move together, and only when `every_partition_done()`: a re-embed is then complete, and
+    move together, and only when `every_partition_done`: a re-embed is then complete, and
     searches never see a collection half filled with the new model. A collection of its own under an
     alias's name (mit-learn's embedding tasks made `{base}.resources` so) counts as an alias in use:
     searches keep reading it until every partition is done; then it is dropped and the alias made in
@@ -80,7 +77,7 @@ def switch_aliases(
     taken_over = {alias: name for alias, name in wanted.items() if alias in physical}
     missing = {alias: name for alias, name in wanted.items() if alias not in current and alias not in taken_over}
     moving = {alias: name for alias, name in wanted.items() if alias in current and current[alias] != name}
-    if (moving or taken_over) and not every_partition_done():
+    if (moving or taken_over) and not every_partition_done:
         moving, taken_over = {}, {}
     for alias in taken_over:
         store.drop_collection(alias)

@@ -17,7 +17,7 @@ from embedding_pipeline.content import ContentDatabase
 from embedding_pipeline.embedding import EmbedResult, RejectedInput, embed_distinct
 from embedding_pipeline.partition.heads import HeadsFile
 from embedding_pipeline.partition.plan import RunOptions
-from embedding_pipeline.partition.run import Outcome, Partition, run_partition
+from embedding_pipeline.partition.run import Outcome, Partition, move_aliases, run_partition
 from embedding_pipeline.sample_data import TEAM_SAMPLE, complete, load_sample_data
 from embedding_pipeline.vector_store import SparseVector
 from embedding_pipeline.vector_store.aliases import CollectionNames
@@ -106,13 +106,14 @@ class World:
                 resource_type, reader, self.store, self.chunker, self.dense, self.sparse, self.names, "memory"
             )
 
-    def run(self, resource_type: str, every_partition_done=lambda: False, **options) -> Outcome:
-        """One run of the partition, as the embed asset makes it (the heads file kept between runs)."""
+    def run(self, resource_type: str, every_partition_done: bool = False, **options) -> Outcome:
+        """One run of the partition, as the embed asset makes it (the heads file kept between runs), then the aliases
+        made, and moved when `every_partition_done`."""
         options = RunOptions(**{"max_delete_share": 0.5, **options})
         with self.partition(resource_type) as part:
-            return run_partition(
-                part, options, self.heads_file(resource_type), every_partition_done=every_partition_done
-            )
+            outcome = run_partition(part, options, self.heads_file(resource_type))
+            move_aliases(part, outcome, every_partition_done and not options.scoped, keep_old=False)
+            return outcome
 
     def heads_file(self, resource_type: str) -> HeadsFile:
         return HeadsFile(self.folder / "heads" / f"{resource_type}.parquet")

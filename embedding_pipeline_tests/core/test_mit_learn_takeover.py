@@ -93,7 +93,7 @@ def test_one_run_per_partition_takes_over_embedding_only_changed_texts_then_alia
     world.embedded()
     taken = needed = 0
     for partition in PARTITIONS:
-        outcome = world.run(partition, every_partition_done=lambda p=partition: p == PARTITIONS[-1])
+        outcome = world.run(partition, every_partition_done=partition == PARTITIONS[-1])
         taken, needed = taken + outcome.report.texts_taken_over, needed + outcome.report.texts_needed
         if partition != PARTITIONS[-1]:
             # Until every partition is done, searches read mit-learn's collections as they were.
@@ -115,10 +115,10 @@ def test_one_run_per_partition_takes_over_embedding_only_changed_texts_then_alia
 def test_after_a_takeover_re_embeds_and_recreating_work(world):
     mit_learns_collections(world)
     for partition in PARTITIONS:
-        world.run(partition, every_partition_done=lambda p=partition: p == PARTITIONS[-1])
+        world.run(partition, every_partition_done=partition == PARTITIONS[-1])
     world.names = CollectionNames(BASE, "v2")  # a changed model: new collections, searches stay meanwhile
     for partition in PARTITIONS:
-        outcome = world.run(partition, every_partition_done=lambda p=partition: p == PARTITIONS[-1])
+        outcome = world.run(partition, every_partition_done=partition == PARTITIONS[-1])
     assert outcome.switch.moved and world.store.aliases() == world.names.targets
     assert sorted(world.store.collections()) == sorted(world.names.targets.values())
     recreated = world.run("video", recreate_collections=True)

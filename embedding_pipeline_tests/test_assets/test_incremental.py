@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from embedding_pipeline.mit_learn import OWN, own
-from embedding_pipeline.run_state import heads_file
+from embedding_pipeline.assets.state import PartitionState
 from embedding_pipeline.sample_data import HERE
 from embedding_pipeline.vector_store import Point
 
@@ -45,7 +45,7 @@ def test_nothing_changed_nothing_embedded(embedded):
 
 
 def test_a_damaged_heads_file_costs_only_a_read_of_qdrant(embedded):
-    saved = heads_file(embedded.instance, "video").path
+    saved = PartitionState.load(embedded.instance, "video").heads_cache.path
     assert saved.exists()
     saved.write_bytes(b"not parquet")
     result = embedded.materialize("video")
