@@ -106,82 +106,34 @@ def embed(args: argparse.Namespace) -> None:
     whole = not (args.resource_ids or args.skip_contentfiles)  # a part of a partition leaves the rest as it is
     failed = []
     with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
-        fail_dead_runs(instance, print)  # a run of an earlier command that was killed, when no daemon did so
+        fail_dead_runs(instance, _warn)  # a run of an earlier command that was killed, when no daemon did so
         partitions, tags = _prepare(args)
-        for chosen, run_config in _runs(args, partitions):
-            result = job.execute_in_process(
-                instance=instance, raise_on_error=False, run_config=run_config, **_partitions_of_run(chosen, tags)
+        for number, partition in enumerate(partitions):
+            run_config = embed_run_config(
+                overwrite=args.overwrite,
+                recreate_collections=args.recreate_collections and number == 0,  # dropped once, then filled
+                resource_ids=args.resource_ids,
+                skip_content_files=args.skip_contentfiles,
+                allow_mass_deletion=args.allow_mass_deletion,
             )
-            outcomes = _outcomes(result, chosen, whole)
-            for partition, reason in outcomes.items():
-                print(f"{partition}: {'FAILED: ' + reason if reason else 'ok'} (run {result.run_id})")
-                if reason:
-                    failed.append(partition)
-            reached = next(reversed(outcomes), chosen[0])
-            if interrupted or INTERRUPTED in outcomes.values():
-                sys.exit(f"Interrupted: stopped at {reached}; run the command again to finish")
+            result = job.execute_in_process(
+                partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config, tags=tags
+            )
+            reason = _reason(result) if not result.success else _failed_check(result) if whole else None
+            print(f"{partition}: {'FAILED: ' + reason if reason else 'ok'} (run {result.run_id})")
+            if reason:
+                failed.append(partition)
+            if interrupted or reason == INTERRUPTED:
+                sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
             if _cause(result) in SHARED_CAUSES:
-                sys.exit(f"Stopped at {reached}: the other partitions would fail the same way")
+                sys.exit(f"Stopped at {partition}: the other partitions would fail the same way")
         release_models()  # the store builds its indexes as it closes: with the models' memory given back
     if failed:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
 
 
-def _runs(args: argparse.Namespace, partitions: list[str]) -> list[tuple[list[str], dict]]:
-    """The runs of the command, with their config: one over every partition, so that Dagster's cost of a run is
-    paid once; with `--recreate-collections`, the first partition first, in a run of its own that drops the
-    collections (a run over several partitions refuses to: it would drop its own work)."""
-    options = {
-        "overwrite": args.overwrite,
-        "resource_ids": args.resource_ids,
-        "skip_content_files": args.skip_contentfiles,
-        "allow_mass_deletion": args.allow_mass_deletion,
-    }
-    if not args.recreate_collections:
-        return [(partitions, embed_run_config(**options))]
-    rest = [(partitions[1:], embed_run_config(**options))] if partitions[1:] else []
-    return [(partitions[:1], embed_run_config(recreate_collections=True, **options)), *rest]
-
-
-def _partitions_of_run(chosen: list[str], tags: dict[str, str]) -> dict:
-    """`execute_in_process`'s arguments for a run over `chosen`: a partition, or a range of them (in partition
-    order) whose step embeds those `PARTITIONS_TAG` names, as the sensor asks for a small change."""
-    from embedding_pipeline.assets.embed import PARTITIONS_TAG
-    from embedding_pipeline.sensors import RANGE_END_TAG, RANGE_START_TAG
-
-    if len(chosen) == 1:
-        return {"partition_key": chosen[0], "tags": tags}
-    return {"tags": {**tags, RANGE_START_TAG: chosen[0], RANGE_END_TAG: chosen[-1], PARTITIONS_TAG: ",".join(chosen)}}
-
-
-def _outcomes(result, chosen: list[str], whole: bool) -> dict[str, str | None]:
-    """Each partition the run reached, in order → why it failed (None: ok). A partition that wrote but left Qdrant
-    out of step with the source failed too (its check), when the run was whole."""
-    done = {m.partition for m in result.asset_materializations_for_node("embed_partition")}
-    failures = _failures(result, [p for p in chosen if p not in done])
-    reached = {}
-    for partition in chosen:
-        if partition in failures:
-            reached[partition] = failures[partition]
-        elif partition in done:
-            reached[partition] = _failed_check(result, partition) if whole else None
-    return reached
-
-
-def _failures(result, not_done: list[str]) -> dict[str, str]:
-    """partition → why, for the partitions a run's failure names (a run over several: each that failed on its
-    own, or the one where a failure every partition would meet stopped it)."""
-    from embedding_pipeline.assets.embed import FAILED_PARTITIONS
-
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data.user_failure_data
-            metadata = data.metadata if data is not None else {}
-            if FAILED_PARTITIONS in metadata:
-                return dict(metadata[FAILED_PARTITIONS].value)
-            partition = metadata["partition"].value if "partition" in metadata else not_done[0]
-            return {partition: _reason(result)}
-    return {}
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
@@ -250,14 +202,9 @@ def _console_logger(init_context) -> logging.Logger:
 
 
 def _not_a_named_failure(record: logging.LogRecord) -> bool:
-    meta = getattr(record, "dagster_meta", {})
-    event = meta.get("dagster_event")
+    event = getattr(record, "dagster_meta", {}).get("dagster_event")
     error = getattr(event and event.event_specific_data, "error", None)
-    if error is not None and error.cls_name == "Failure":
-        return False
-    # a run over several partitions logs why each that failed did: the command says it in that partition's line
-    message = str(meta.get("orig_message", ""))
-    return record.levelno < logging.ERROR or not message.startswith(tuple(f"{p}: " for p in PARTITIONS))
+    return error is None or error.cls_name != "Failure"
 
 
 def _reason(result) -> str:
@@ -282,14 +229,12 @@ def _cause(result) -> str | None:
     return None
 
 
-def _failed_check(result, partition: str) -> str | None:
-    """A partition that wrote but left Qdrant out of step with the source, or of another dimension, in a line."""
+def _failed_check(result) -> str | None:
+    """A run that wrote but left Qdrant out of step with the source, or of another dimension, in a line."""
     from embedding_pipeline.assets.checks import DENSE_DIMENSION, POINTS_MATCH_SOURCE
 
     for check in result.get_asset_check_evaluations():
         if check.passed or check.check_name not in (POINTS_MATCH_SOURCE, DENSE_DIMENSION):
-            continue
-        if check.partition not in (None, partition):
             continue
         found = {name: value.value for name, value in check.metadata.items()}
         if check.check_name == DENSE_DIMENSION:
