@@ -15,7 +15,7 @@ setup(
         "sqlalchemy>=2.0,<2.1",
         # The embedded default: the Qdrant engine in-process. Its API is beta: pinned.
         "qdrant-edge-py==0.9.0",
-        # A Qdrant server (QDRANT_HOST), and reading a store of the old local mode (migrate-store).
+        # A Qdrant server (QDRANT_HOST).
         "qdrant-client>=1.15,<2",
         "litellm>=1.70",
         "fastembed>=0.7,<1",
