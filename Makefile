@@ -1,5 +1,6 @@
 # Two commands for a newcomer: `make run` (set up, embed the sample, search) and `make test`.
-# `make test-fast`: the plain-Python core alone (no model, no Dagster), in seconds, after every change.
+# `make test-fast`: the plain-Python core alone (no model, no Dagster), in seconds, after every change;
+# `make test-dagster`: assets, sensors and commands with a deterministic encoder, in minutes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -7,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 RESOURCE_QUERY ?= keeping honey bees in the city
 CHUNK_QUERY ?= how do plants turn sunlight into sugar
 
-.PHONY: run setup install test test-fast dev bench bench-qdrant clean
+.PHONY: run setup install test test-fast test-dagster dev bench bench-qdrant clean
 
 run: setup
 	$(BIN)/embedding-pipeline embed
@@ -29,6 +30,9 @@ test: setup
 
 test-fast: install
 	$(BIN)/pytest -q embedding_pipeline_tests/core
+
+test-dagster: install
+	$(BIN)/pytest -q embedding_pipeline_tests/dagster_tier
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml

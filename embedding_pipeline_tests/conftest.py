@@ -1,5 +1,7 @@
-"""Shared fixtures. The end-to-end ones (the real ONNX model, an embedded Qdrant, Dagster) import their
-helpers when first used, so that the fast tier (`embedding_pipeline_tests/core/`) never loads them."""
+"""Shared fixtures. Three tiers: `core/` (plain Python, seconds), `dagster_tier/` (assets, sensors, the CLI,
+with the deterministic encoder of `support/encoders.py`) and `e2e/` (the real model, PostgreSQL, the daemon,
+faults, the browser). The pipeline fixtures import their helpers when first used, so that the core never
+loads Dagster or the model."""
 
 import os
 import signal
@@ -33,20 +35,26 @@ def model_dir() -> Path:
     return build_minilm_onnx(path)
 
 
-@pytest.fixture
-def pipeline(tmp_path, model_dir, monkeypatch):
-    """A fresh pipeline on the sample data, nothing materialized yet."""
-    from embedding_pipeline_tests.helpers import Pipeline
+@pytest.fixture(scope="session")
+def encoder() -> str | None:
+    """The dense encoder class of the tier's pipelines (QDRANT_ENCODER): None for the real model."""
+    return None
 
-    return Pipeline(tmp_path, model_dir, monkeypatch)
+
+@pytest.fixture
+def pipeline(tmp_path, model_dir, monkeypatch, encoder):
+    """A fresh pipeline on the sample data, nothing materialized yet."""
+    from embedding_pipeline_tests.support.helpers import Pipeline
+
+    return Pipeline(tmp_path, model_dir, monkeypatch, encoder)
 
 
 @pytest.fixture(scope="module")
-def embedded_pipeline(tmp_path_factory, model_dir):
+def embedded_pipeline(tmp_path_factory, model_dir, encoder):
     """A pipeline with every partition materialized once, shared by a module's read-only tests."""
-    from embedding_pipeline_tests.helpers import Pipeline
+    from embedding_pipeline_tests.support.helpers import Pipeline
 
     with pytest.MonkeyPatch.context() as monkeypatch:
-        pipeline = Pipeline(tmp_path_factory.mktemp("embedded"), model_dir, monkeypatch)
+        pipeline = Pipeline(tmp_path_factory.mktemp("embedded"), model_dir, monkeypatch, encoder)
         pipeline.results = pipeline.materialize_all()
         yield pipeline

@@ -20,7 +20,7 @@ from embedding_pipeline.content.schema import metadata
 from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.run_workers import WORKER_TAG
 from embedding_pipeline.sample_data import complete, load_sample_data
-from embedding_pipeline_tests.helpers import QUICK_SENSOR, REPO, chunker, hold_store, pipeline_env, resource
+from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, chunker, hold_store, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
 
@@ -33,21 +33,8 @@ def embed(*flags: str, env: dict | None = None, timeout: float = 600) -> subproc
     )  # fmt: skip
 
 
-def add_documents(pipeline, count: int, resource_type: str = "document") -> None:
-    """Resources (documents unless said) with a long text each, so that a run over them takes a while."""
-    paragraph = "Bees forage within a few kilometres of the hive and communicate by dancing. " * 40
-    pipeline.insert(
-        schema.learning_resource,
-        *[
-            {"readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": resource_type,
-             "title": f"Beekeeping notes {i}", "description": f"Notes {i}. {paragraph}"}
-            for i in range(count)
-        ],
-    )  # fmt: skip
-
-
 def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(pipeline):
-    add_documents(pipeline, 200)
+    pipeline.add_documents(200)
     env = {"QDRANT_CHUNK_SIZE": "40"}
     first = subprocess.Popen(
         [str(BIN / "embedding-pipeline"), "embed", "--documents"],
@@ -296,7 +283,7 @@ def test_bad_values_fail_their_record_only_named_with_the_field(pipeline):
 
 def test_two_runs_of_one_partition_at_once_both_finish_and_leave_qdrant_consistent(pipeline):
     """The embedded store admits one process: the second run waits for the first (and says so), never fails."""
-    add_documents(pipeline, 100)
+    pipeline.add_documents(100)
     first = subprocess.Popen(
         [str(BIN / "embedding-pipeline"), "embed", "--documents"], stderr=subprocess.PIPE, text=True
     )  # fmt: skip
@@ -464,7 +451,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipeline, small_disk, tmp_path):
     """The next run, with space freed, ends with exactly the points a clean run writes."""
-    add_documents(pipeline, 100)
+    pipeline.add_documents(100)
     assert embed("--documents", env={"QDRANT_PATH": str(tmp_path / "clean")}, timeout=300).returncode == 0
     env = {"QDRANT_PATH": str(small_disk / "qdrant")}
     full = embed("--documents", env=env, timeout=300)
@@ -480,7 +467,7 @@ def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipel
 
 
 def test_ctrl_c_ends_the_command_at_once_and_the_next_run_resumes(pipeline):
-    add_documents(pipeline, 100, resource_type="course")
+    pipeline.add_documents(100, resource_type="course")
     first = subprocess.Popen(
         [str(BIN / "embedding-pipeline"), "embed", "--courses", "--videos"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "20"},
@@ -509,7 +496,7 @@ def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redo
     """Five runs of one partition killed at moments spread over a run (reading, encoding, writing,
     deleting, indexing: wherever the moment falls), each resuming the last; then one run to the end."""
     pipeline.materialize("document")
-    add_documents(pipeline, 300)
+    pipeline.add_documents(300)
     pipeline.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-open-data'")  # a deletion
     pipeline.encoded()
     for delay in (0.2, 0.9, 1.6, 2.3, 3.0):

@@ -13,7 +13,7 @@ from embedding_pipeline.cli import main
 from embedding_pipeline.content import schema
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.settings import VECTOR_SETTINGS, SettingError, Settings, settings_table
-from embedding_pipeline_tests.helpers import REPO, chunker, resource
+from embedding_pipeline_tests.support.helpers import REPO, chunker, resource
 
 # A production-like `.env` of the system this replaces, written from its settings' names: the
 # pipeline's settings among the old application's others, which are ignored.

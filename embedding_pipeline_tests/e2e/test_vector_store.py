@@ -29,7 +29,7 @@ from embedding_pipeline.vector_store import (
 )
 from embedding_pipeline.vector_store.edge import EdgeStore
 from embedding_pipeline.vector_store.server import ServerStore
-from embedding_pipeline_tests.helpers import hold_store, resource
+from embedding_pipeline_tests.support.helpers import hold_store, resource
 
 DIM = 16
 SPEC = CollectionSpec("dense", DIM, "bm25", True, PAYLOAD_INDEXES["content_files"])
@@ -269,7 +269,7 @@ def test_waiting_has_a_limit_with_a_clear_error(tmp_path):
 def test_a_killed_writer_leaves_no_lock_and_loses_no_acknowledged_point(tmp_path):
     write = (
         "import sys; from embedding_pipeline.vector_store.edge import EdgeStore; "
-        "from embedding_pipeline_tests.test_vector_store import make_points, SPEC; "
+        "from embedding_pipeline_tests.e2e.test_vector_store import make_points, SPEC; "
         "s = EdgeStore(sys.argv[1]); s.create_collection('c', SPEC); points = make_points(3000); "
         "[s.upsert('c', points[i:i + 500]) for i in range(0, 3000, 500)]; print('written', flush=True); "
         "import time; time.sleep(60)"

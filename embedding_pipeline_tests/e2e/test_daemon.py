@@ -16,7 +16,7 @@ from embedding_pipeline.content import schema
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.sensors import ONE_RUN_MAX_RECORDS
-from embedding_pipeline_tests.helpers import QUICK_SENSOR, REPO, pipeline_env
+from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, pipeline_env
 
 BIN = Path(sys.executable).parent
 T = schema.PREFIX

@@ -21,7 +21,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.helpers import REPO, pipeline_env, unavailable
+from embedding_pipeline_tests.support.helpers import REPO, pipeline_env, unavailable
 
 PIPELINE_ASSETS = ["source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"]
 CHROMIUM = os.environ.get("EMBEDDING_PIPELINE_TEST_CHROMIUM", "/usr/bin/chromium")

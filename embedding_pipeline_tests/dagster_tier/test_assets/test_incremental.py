@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.assets.state import PartitionState
+from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.sample_data import HERE
 from embedding_pipeline.vector_store import Point
 

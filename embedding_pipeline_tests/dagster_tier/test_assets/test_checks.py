@@ -6,7 +6,7 @@ import pytest
 from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.vector_store import CollectionSpec, Point
-from embedding_pipeline_tests.helpers import ASSETS
+from embedding_pipeline_tests.support.helpers import ASSETS
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -64,16 +64,17 @@ def test_points_match_source_fails_when_a_point_is_deleted_or_added(pipeline, de
 
 
 def test_dimension_check_fails_when_the_collection_has_another_dimension(pipeline):
+    dense = pipeline.resources["dense_encoder"]
     pipeline.materialize("video")
     with pipeline.store() as store:
         for kind in ("resources", "content_files"):
             alias = pipeline.qdrant.alias(kind)
             physical = store.resolve(alias)
             store.drop_collection(physical)
-            store.create_collection(physical, CollectionSpec("all-MiniLM-L6-v2", 8, "bm25", True))
+            store.create_collection(physical, CollectionSpec(dense.vector_name, 8, "bm25", True))
             store.set_aliases({alias: physical})
     check = _run_checks(pipeline, "video", "dense_dimension_matches_encoder")["dense_dimension_matches_encoder"]
-    assert not check.passed and check.metadata["encoder_dimension"].value == 384
+    assert not check.passed and check.metadata["encoder_dimension"].value == dense.dim
 
 
 def test_failed_records_are_a_warning_that_lists_them(pipeline):

@@ -6,7 +6,7 @@ import pytest
 from embedding_pipeline.embedding import ModelMissing
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
-from embedding_pipeline_tests.helpers import resource
+from embedding_pipeline_tests.support.helpers import resource
 
 TEXTS = [
     "Introduction to Computer Science and Programming Using Python",

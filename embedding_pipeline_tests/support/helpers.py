@@ -1,26 +1,27 @@
-"""What the end-to-end tests share: a pipeline on its own data folder with the real model, engine and
-Dagster; Dagster's CLI; a process that holds the embedded store."""
+"""What the Dagster and end-to-end tiers share: a pipeline on its own data folder with the real engine and
+Dagster, and the real model or the Dagster tier's deterministic one; Dagster's CLI; a process that holds
+the embedded store."""
 
 import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import embed_partition
+from embedding_pipeline.content import schema
 from embedding_pipeline.content.schema import PREFIX as T
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources import build_resources
-from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder, SparseEncoder
+from embedding_pipeline.resources.encoders.base import SparseEncoderBase
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ASSETS = [embed_partition]
 
 
@@ -36,7 +37,8 @@ QUICK_SENSOR = {"EMBEDDING_PIPELINE_SENSOR_INTERVAL_SECONDS": "5"}
 
 
 def pipeline_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`.
+    """Environment for a pipeline whose data (content db, Qdrant, Dagster home) lives in `data_dir`, with the
+    real model in `model_dir` unless `extra` chooses another encoder (`encoder_env`).
 
     The Dagster home links to the project's dagster.yaml, as `embedding-pipeline setup` links it (a command run
     with DAGSTER_POSTGRES_* set writes it for PostgreSQL instead).
@@ -92,33 +94,43 @@ def hold_store(path, until: str = "waited") -> subprocess.Popen:
     return holder
 
 
-class CountingDenseEncoder(FastEmbedEncoder):
-    """The real model, recording every text it is asked to embed (class-wide: Dagster copies resources)."""
+def encoder_env(encoder: str | None) -> dict[str, str]:
+    """The settings that choose the dense encoder: the real model (None), or a test encoder class, which
+    the commands the tests start import from this repository."""
+    return {} if encoder is None else {"QDRANT_ENCODER": encoder, "PYTHONPATH": str(REPO)}
 
-    received: ClassVar[list[str]] = []
+
+DENSE_RECEIVED: list[str] = []  # the texts the pipeline's dense encoder was asked to embed (Dagster copies resources)
+SPARSE_RECEIVED: list[str] = []
+
+
+def counting(encoder):
+    """The same encoder, recording every text it is asked to embed."""
+    base = type(encoder)
+    if isinstance(encoder, SparseEncoderBase):
+
+        def embed_documents(self, texts):
+            SPARSE_RECEIVED.extend(texts)
+            return base.embed_documents(self, texts)
+
+        return type(f"Counting{base.__name__}", (base,), {"embed_documents": embed_documents})(**encoder.model_dump())
 
     def embed_batch(self, texts, stats: Counter):
-        CountingDenseEncoder.received.extend(texts)
-        return super().embed_batch(texts, stats)
+        DENSE_RECEIVED.extend(texts)
+        return base.embed_batch(self, texts, stats)
 
-
-class CountingSparseEncoder(SparseEncoder):
-    received: ClassVar[list[str]] = []
-
-    def embed_documents(self, texts):
-        CountingSparseEncoder.received.extend(texts)
-        return super().embed_documents(texts)
+    return type(f"Counting{base.__name__}", (base,), {"embed_batch": embed_batch})(**encoder.model_dump())
 
 
 class Pipeline:
     """A pipeline on its own data directory: settings, resources, instance, and a way to run it."""
 
-    def __init__(self, data_dir: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    def __init__(self, data_dir: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch, encoder: str | None = None):
         self.monkeypatch = monkeypatch
-        for name, value in pipeline_env(data_dir, model_dir).items():
-            monkeypatch.setenv(name, value)
         for name in ("QDRANT_HOST", "QDRANT_API_KEY", "CONTENT_DATABASE_URL", "QDRANT_ENCODER", "QDRANT_DENSE_MODEL"):
             monkeypatch.delenv(name, raising=False)
+        for name, value in pipeline_env(data_dir, model_dir, **encoder_env(encoder)).items():
+            monkeypatch.setenv(name, value)
         self._build()
         self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
         load_sample_data(self.settings.content_database_url)
@@ -127,9 +139,8 @@ class Pipeline:
         """Settings and resources from the environment, as `definitions.py` builds them (encoders counting)."""
         self.settings = Settings.from_env()
         self.resources = build_resources(self.settings)
-        dense = self.resources["dense_encoder"]
-        self.resources["dense_encoder"] = CountingDenseEncoder(**dense.model_dump())
-        self.resources["sparse_encoder"] = CountingSparseEncoder(**self.resources["sparse_encoder"].model_dump())
+        self.resources["dense_encoder"] = counting(self.resources["dense_encoder"])
+        self.resources["sparse_encoder"] = counting(self.resources["sparse_encoder"])
 
     def reconfigure(self, **env: str) -> None:
         """Change settings (environment variables) as a user would in `.env`, and rebuild the resources."""
@@ -144,9 +155,9 @@ class Pipeline:
 
     def encoded(self) -> tuple[list[str], list[str]]:
         """Texts the dense and the sparse model received since the last call."""
-        dense, sparse = list(CountingDenseEncoder.received), list(CountingSparseEncoder.received)
-        CountingDenseEncoder.received.clear()
-        CountingSparseEncoder.received.clear()
+        dense, sparse = list(DENSE_RECEIVED), list(SPARSE_RECEIVED)
+        DENSE_RECEIVED.clear()
+        SPARSE_RECEIVED.clear()
         return dense, sparse
 
     def execute(self, sql: str, **params) -> None:
@@ -162,6 +173,18 @@ class Pipeline:
         with engine.begin() as conn:
             conn.execute(table.insert(), [complete(table, row) for row in rows])
         engine.dispose()
+
+    def add_documents(self, count: int, resource_type: str = "document") -> None:
+        """Resources (documents unless said) with a long text each, so that a run over them takes a while."""
+        paragraph = "Bees forage within a few kilometres of the hive and communicate by dancing. " * 40
+        self.insert(
+            schema.learning_resource,
+            *[
+                {"readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": resource_type,
+                 "title": f"Beekeeping notes {i}", "description": f"Notes {i}. {paragraph}"}
+                for i in range(count)
+            ],
+        )  # fmt: skip
 
     def rows(self, sql: str) -> list[tuple]:
         """Read the content database."""

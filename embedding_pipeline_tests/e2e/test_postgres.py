@@ -25,9 +25,9 @@ from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.sample_data import EVERY_SAMPLE, complete, load_sample_data
-from embedding_pipeline_tests.helpers import REPO, pipeline_env, resource, unavailable
+from embedding_pipeline_tests.support.helpers import REPO, pipeline_env, resource, unavailable
 
-MIT_LEARN_TABLES = Path(__file__).parent / "fixtures" / "mit_learn_tables.sql"
+MIT_LEARN_TABLES = Path(__file__).parents[1] / "fixtures" / "mit_learn_tables.sql"
 SERVER_URL = os.environ.get(
     "EMBEDDING_PIPELINE_TEST_POSTGRES_URL", "postgresql://embedding:embedding@127.0.0.1:5432/postgres"
 )

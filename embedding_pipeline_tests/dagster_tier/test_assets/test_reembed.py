@@ -41,7 +41,7 @@ def test_a_model_change_fills_new_collections_and_moves_the_aliases_when_every_p
     assert pipeline.metadata(result, "qdrant_points")["searches_use"] == ", ".join(old.values())
     new_model = pipeline.resources["dense_encoder"]
     pipeline.resources["dense_encoder"] = old_model  # a search client still on the old settings works
-    assert _top_hit(pipeline, "editing DNA with Cas9") == "yt-crispr"
+    assert _top_hit(pipeline, "CRISPR gene editing") == "yt-crispr"
     pipeline.resources["dense_encoder"] = new_model
 
     result = pipeline.materialize(PARTITIONS[-1])
@@ -51,7 +51,7 @@ def test_a_model_change_fills_new_collections_and_moves_the_aliases_when_every_p
         for kind in new
     )
     assert _collections(pipeline) == set(new.values())  # the old ones are removed
-    assert _top_hit(pipeline, "editing DNA with Cas9") == "yt-crispr"
+    assert _top_hit(pipeline, "CRISPR gene editing") == "yt-crispr"
     dense, _ = pipeline.encoded()
     assert len(dense) > 100  # the new model embedded everything
 

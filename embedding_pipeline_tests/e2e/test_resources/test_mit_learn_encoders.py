@@ -15,7 +15,7 @@ from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
 from embedding_pipeline.resources.encoders.sparse_hash import SparseHashEncoder
 from embedding_pipeline.settings import Settings, settings_table
 
-GOLDEN = json.loads((Path(__file__).parent.parent / "fixtures" / "mit_learn_golden.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[2] / "fixtures" / "mit_learn_golden.json").read_text())
 
 
 def test_vector_names_follow_model_short_name():

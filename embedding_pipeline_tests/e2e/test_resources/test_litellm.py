@@ -13,7 +13,7 @@ from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
 from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
 from embedding_pipeline.search import search
 from embedding_pipeline.settings import Settings
-from embedding_pipeline_tests.embedding_server import ENCODING, EmbeddingServer
+from embedding_pipeline_tests.support.embedding_server import ENCODING, EmbeddingServer
 
 FORCE = {"resources": {"embed_options": {"config": {"force_reembed": True}}}}
 TEXTS = [

@@ -10,7 +10,7 @@ import dagster as dg
 
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.helpers import REPO, hold_store, pipeline_env, resource
+from embedding_pipeline_tests.support.helpers import REPO, hold_store, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
 

@@ -2,7 +2,7 @@
 optimizer is tuned as its tune_qdrant_collections tunes it.
 
 No Qdrant server installs here: these tests read the requests qdrant-client sends to a recorder of Qdrant's REST
-API on 127.0.0.1 (`embedding_pipeline_tests/qdrant_recorder.py`). What they cannot check is what a server does
+API on 127.0.0.1 (`embedding_pipeline_tests/support/qdrant_recorder.py`). What they cannot check is what a server does
 with them (that a cluster places 6 shards on 2 replicas, that strict mode then refuses a filter on an unindexed
 field): on a real cluster, `GET /collections/{base}.resources` shows the collection's `config` (docs/mit-learn.md).
 """
@@ -13,7 +13,7 @@ from embedding_pipeline.resources import build_resources
 from embedding_pipeline.settings import Settings
 from embedding_pipeline.vector_store import collection_spec
 from embedding_pipeline.vector_store.aliases import CollectionNames, ensure_collections
-from embedding_pipeline_tests.qdrant_recorder import QdrantRecorder
+from embedding_pipeline_tests.support.qdrant_recorder import QdrantRecorder
 
 # vector_search.utils.create_qdrant_collection, as the JSON of its request
 MIT_LEARNS = {
