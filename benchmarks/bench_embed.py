@@ -64,17 +64,17 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
     With `copies` > 1 every record appears that many times under new ids, with the same texts.
     """
 
-    from embedding_pipeline.content import schema
+    from embedding_pipeline.content import tables
     from embedding_pipeline.partitions import RESOURCE_TYPES
     from embedding_pipeline.sample_data import RUN_TYPES, sample_rows
 
     rng = random.Random(seed)
     sample = sample_rows()
-    sample_resources = sample[schema.learning_resource.name]
+    sample_resources = sample[tables.learning_resource.name]
     topics_of = {}
-    for link in sample[schema.resource_topics.name]:
+    for link in sample[tables.resource_topics.name]:
         topics_of.setdefault(link["learningresource_id"], []).append(link["learningresourcetopic_id"])
-    texts = [f["content"] for f in sample[schema.content_file.name]]
+    texts = [f["content"] for f in sample[tables.content_file.name]]
     paragraphs = [p.strip() for text in texts for p in text.split("\n\n") if len(p.strip()) > 80]
     headers = [p.lstrip("# ").strip() for text in texts for p in text.splitlines() if p.startswith("#")]
     when = datetime(2024, 6, 1, tzinfo=UTC)
@@ -82,7 +82,7 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
     for i in range(n_resources):
         base, other = rng.choice(sample_resources), rng.choice(sample_resources)
         resource_type = RESOURCE_TYPES[i % len(RESOURCE_TYPES)]
-        rows.setdefault(schema.learning_resource.name, []).append({
+        rows.setdefault(tables.learning_resource.name, []).append({
             "id": i + 1, "readable_id": f"gen-{i}", "platform_id": base["platform_id"],
             "offered_by_id": base.get("offered_by_id"), "resource_type": resource_type,
             "title": f"{base['title']}: {other['title']}", "description": f"{base['description']} {other['description']}",
@@ -90,21 +90,21 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
             "created_on": when, "updated_on": when,
         })  # fmt: skip
         for topic in dict.fromkeys(topics_of.get(base["id"], []) + topics_of.get(other["id"], [])):
-            links = rows.setdefault(schema.resource_topics.name, [])  # ids given: PostgreSQL takes no NULL id
+            links = rows.setdefault(tables.resource_topics.name, [])  # ids given: PostgreSQL takes no NULL id
             links.append({"id": len(links) + 1, "learningresource_id": i + 1, "learningresourcetopic_id": topic})
         if resource_type in RUN_TYPES:
-            rows.setdefault(schema.run.name, []).append(
+            rows.setdefault(tables.run.name, []).append(
                 {"id": i + 1, "learning_resource_id": i + 1, "run_id": "generated", "title": base["title"],
                  "created_on": when, "updated_on": when}
             )  # fmt: skip
-    resources = rows[schema.learning_resource.name]
+    resources = rows[tables.learning_resource.name]
     courses = [r["id"] for r in resources if r["resource_type"] == "course"]
     for program in (r for r in resources if r["resource_type"] == "program"):  # listed in its course information
         for position, child in enumerate(rng.sample(courses, min(3, len(courses)))):
-            links = rows.setdefault(schema.relationship.name, [])
+            links = rows.setdefault(tables.relationship.name, [])
             links.append({"id": len(links) + 1, "parent_id": program["id"], "child_id": child, "position": position,
                           "relation_type": "PROGRAM_COURSES", "created_on": when, "updated_on": when})  # fmt: skip
-    runs = {run["learning_resource_id"] for run in rows.get(schema.run.name, [])}
+    runs = {run["learning_resource_id"] for run in rows.get(tables.run.name, [])}
     for i in range(n_files):
         markdown = i % 2 == 0
         parts = []
@@ -115,7 +115,7 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
         parts.append(BOILERPLATE)  # real corpora repeat themselves
         content = "\n\n".join(parts)
         resource_id = i % n_resources + 1
-        rows.setdefault(schema.content_file.name, []).append({
+        rows.setdefault(tables.content_file.name, []).append({
             "id": i + 1, "run_id": resource_id if resource_id in runs else None,
             "learning_resource_id": None if resource_id in runs else resource_id,
             "key": f"file-{i}.{'md' if markdown else 'txt'}", "title": f"Generated file {i}", "content": content,
@@ -123,10 +123,10 @@ def generate_corpus(database_url: str, n_resources: int, n_files: int, copies: i
             "url": f"https://example.edu/generated/files/{i}", "checksum": hashlib.md5(content.encode()).hexdigest(),
             "created_on": when, "updated_on": when,
         })  # fmt: skip
-    _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_files)
+    _insert_copies(database_url, tables, sample, rows, copies, n_resources, n_files)
 
 
-def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_files) -> None:
+def _insert_copies(database_url, tables, sample, rows, copies, n_resources, n_files) -> None:
     """The sample's catalogue rows once, then `copies` copies of the generated rows under new ids."""
     import sqlalchemy as sa
 
@@ -134,34 +134,34 @@ def _insert_copies(database_url, schema, sample, rows, copies, n_resources, n_fi
     from embedding_pipeline.sample_data import complete
 
     shifts = {  # per table: column → how far the copy moves it
-        schema.learning_resource.name: {"id": n_resources},
-        schema.resource_topics.name: {
-            "id": len(rows.get(schema.resource_topics.name, [])),
+        tables.learning_resource.name: {"id": n_resources},
+        tables.resource_topics.name: {
+            "id": len(rows.get(tables.resource_topics.name, [])),
             "learningresource_id": n_resources,
         },
-        schema.run.name: {"id": n_resources, "learning_resource_id": n_resources},
-        schema.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},
-        schema.relationship.name: {
-            "id": len(rows.get(schema.relationship.name, [])),
+        tables.run.name: {"id": n_resources, "learning_resource_id": n_resources},
+        tables.content_file.name: {"id": n_files, "run_id": n_resources, "learning_resource_id": n_resources},
+        tables.relationship.name: {
+            "id": len(rows.get(tables.relationship.name, [])),
             "parent_id": n_resources,
             "child_id": n_resources,
         },
     }
-    catalogue = [schema.platform, schema.offeror, schema.topic, schema.school, schema.department]
+    catalogue = [tables.platform, tables.offeror, tables.topic, tables.school, tables.department]
     engine = sa.create_engine(database_url)
-    schema.metadata.create_all(engine)
+    tables.metadata.create_all(engine)
     with engine.begin() as conn:
         for table in catalogue:
             conn.execute(table.insert(), [complete(table, row) for row in sample[table.name]])
         for copy in range(copies):
-            for table in schema.metadata.sorted_tables:
+            for table in tables.metadata.sorted_tables:
                 if table.name not in rows:
                     continue
                 moved = [
                     {**row, **{c: row[c] + copy * d for c, d in shifts[table.name].items() if row.get(c) is not None}}
                     for row in rows[table.name]
                 ]
-                if table is schema.learning_resource and copy:
+                if table is tables.learning_resource and copy:
                     moved = [{**row, "readable_id": f"{row['readable_id']}-copy{copy}"} for row in moved]
                 conn.execute(table.insert(), [complete(table, row) for row in moved])
     analyze_sqlite(engine)
@@ -217,7 +217,7 @@ def baseline_step(batch_size: int) -> dict:
                     points = record_points(record, row, resources.get(record.resource_id), chunker)
                 except RecordError:
                     continue
-                texts.update(p["text"] for p in points)
+                texts.update(p.text for p in points)
     encoder = encoder.model_copy(update={"batch_size": batch_size})
     encoder.embed_batch(["warm up"], Counter())  # the model loads outside the timing
     distinct = sorted(texts, key=len)

@@ -4,7 +4,7 @@ re-embeds them with the rest and the three aliases move together."""
 
 import dagster as dg
 
-from embedding_pipeline.content.schema import TOPICS_PARTITION as TOPICS
+from embedding_pipeline.content.queries import TOPICS_PARTITION as TOPICS
 
 RESOURCE_TYPES = [
     "course",

@@ -12,6 +12,7 @@ the Dagster face: it reads the resources, calls the partition's run and reports 
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -94,14 +95,14 @@ def embed_partition(
     with one model, and reports each partition's materializations and checks as its own.
     """
     claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
-    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options)
+    resources = StepResources(content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options)
     if context.has_partition_key:
-        yield from _selected(context, _results(context, context.partition_key, *resources))
+        yield from _selected(context, _results(context, context.partition_key, resources))
         return
     failed: dict[str, str] = {}
     for partition in partitions_of_run(context):
         try:
-            results = _results(context, partition, *resources)
+            results = _results(context, partition, resources)
         except dg.Failure as failure:
             cause = failure.metadata.get("cause")
             if failure.description == INTERRUPTED or (cause is not None and cause.value in SHARED_CAUSES):
@@ -139,13 +140,24 @@ def partitions_of_run(context: dg.AssetExecutionContext) -> list[str]:
     return [key for key in keys if key in named.split(",")] if named else keys
 
 
-def _results(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options):
+@dataclass(frozen=True)
+class StepResources:
+    """The resources Dagster gives the step, handed on as one."""
+
+    content_source: ContentSource
+    chunker: TextChunker
+    dense_encoder: DenseEncoder
+    sparse_encoder: SparseEncoderBase
+    qdrant: QdrantResource
+    embed_options: EmbedOptions
+
+
+def _results(context, partition: str, resources: StepResources) -> list:
     """The partition's materializations and check results, once its run (or its checks alone) is done."""
-    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
     try:
         if not context.selected_asset_keys:  # the checks alone, on what Qdrant holds now
-            return _checks_alone(context, partition, *resources)
-        return _embed(context, partition, *resources, embed_options)
+            return _checks_alone(context, partition, resources)
+        return _embed(context, partition, resources)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):  # Dagster would retry it, as an error
         raise dg.Failure(INTERRUPTED, allow_retries=False, metadata={"partition": partition}) from None
     except PermanentError as error:  # a setting, a missing model, a wrong database: retrying won't help
@@ -154,29 +166,31 @@ def _results(context, partition, content_source, chunker, dense_encoder, sparse_
 
 
 @contextmanager
-def _partition(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, step: str):
+def _partition(context, partition: str, resources: StepResources, step: str) -> Iterator[Partition]:
     """The partition's reader, store and models for one `with` block."""
-    database = content_source.database()
+    qdrant, database = resources.qdrant, resources.content_source.database()
     with database.reader(partition) as reader, qdrant.get_store_for_step(context, partition, step) as store:
         yield Partition(
-            partition, reader, store, chunker.get_chunker(), dense_encoder, sparse_encoder,
-            qdrant.collection_names(), qdrant.location, context.log,
+            partition, reader, store, resources.chunker.get_chunker(), resources.dense_encoder,
+            resources.sparse_encoder, qdrant.collection_names(), qdrant.location, context.log,
         )  # fmt: skip
 
 
-def _checks_alone(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant) -> list:
+def _checks_alone(context, partition: str, resources: StepResources) -> list:
     state = PartitionState.load(context.instance, partition)
-    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
-    with _partition(context, partition, *resources, "checks") as part:
+    with _partition(context, partition, resources, "checks") as part:
         verification, sizes = check_partition(part, state.failed)  # failed records keep old points, or have none
     if not verification.passed:  # the next run compares every point and heals
         state.request_full_verification()
-    return qdrant_checks(verification, sizes, dense_encoder.dim)
+    return qdrant_checks(verification, sizes, resources.dense_encoder.dim)
 
 
-def _embed(context, partition, content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options) -> list:
+def _embed(context, partition: str, resources: StepResources) -> list:
     """The partition's run: its state loaded, the run, its state saved, the aliases moved if a re-embed is complete."""
-    options = embed_options.run_options(content_source.batch_size, qdrant.upload_batch_size, qdrant.max_delete_share)
+    qdrant, dense_encoder, sparse_encoder = resources.qdrant, resources.dense_encoder, resources.sparse_encoder
+    options = resources.embed_options.run_options(
+        resources.content_source.batch_size, qdrant.upload_batch_size, qdrant.max_delete_share
+    )
     if options.recreate_collections and ("dagster/backfill" in context.run.tags or not context.has_partition_key):
         raise dg.Failure(
             "recreate_collections drops every partition's points, so a backfill or a run over several partitions "
@@ -187,8 +201,7 @@ def _embed(context, partition, content_source, chunker, dense_encoder, sparse_en
     if options.scoped:
         context.log.info(f"{partition}: this run embeds {options.scope()}; every other record is left as it is")
     state = PartitionState.load(context.instance, partition)
-    resources = (content_source, chunker, dense_encoder, sparse_encoder, qdrant)
-    with _partition(context, partition, *resources, "embed") as part:
+    with _partition(context, partition, resources, "embed") as part:
         outcome = run_partition(part, options, state.heads_cache, verify_every_point=state.verify_every_point)
         state.save(outcome, whole=not options.scoped, version=qdrant.vectors_version)
         done = not options.scoped and state.every_partition_done(qdrant.vectors_version)

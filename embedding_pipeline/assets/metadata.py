@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from embedding_pipeline.partition.points import PlannedPoint
 from embedding_pipeline.partition.report import LISTED_FAILURES, Report
 from embedding_pipeline.partition.run import Outcome
 
@@ -21,11 +22,11 @@ def listed(messages) -> str:
     return "\n".join(shown) or "none"
 
 
-def sample_table(samples: list[dict]) -> str:
+def sample_table(samples: list[PlannedPoint]) -> str:
     """A few chunks as a Markdown table, so the UI shows what is being embedded."""
     from tabulate import tabulate
 
-    rows = [[s["record_key"], s["tokens"], " ".join(s["text"].split())[:SAMPLE_TEXT] + "…"] for s in samples]
+    rows = [[s.record_key, s.tokens, " ".join(s.text.split())[:SAMPLE_TEXT] + "…"] for s in samples]
     return tabulate(rows, headers=["record", "tokens", "text"], tablefmt="pipe") if rows else "none"
 
 

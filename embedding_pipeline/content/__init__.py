@@ -1,4 +1,5 @@
-"""The content database: its schema, the default SQL, and reading it (SQLAlchemy Core, no Dagster)."""
+"""The content database: its tables (`tables.py`), the default SQL (`queries.py`), and reading it (SQLAlchemy Core,
+no Dagster)."""
 
 from embedding_pipeline.content.database import (
     UNREADABLE,
@@ -7,6 +8,6 @@ from embedding_pipeline.content.database import (
     ContentSourceError,
     masked_url,
 )
-from embedding_pipeline.content.schema import Queries
+from embedding_pipeline.content.queries import Queries
 
 __all__ = ["UNREADABLE", "ContentDatabase", "ContentReader", "ContentSourceError", "Queries", "masked_url"]

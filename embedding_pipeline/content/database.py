@@ -10,7 +10,7 @@ from urllib.parse import urljoin
 import sqlalchemy as sa
 
 from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, read_blocklist
-from embedding_pipeline.content.schema import (
+from embedding_pipeline.content.queries import (
     ANY_RESOURCE_QUERY,
     CHANNEL_BASE,
     CONTENT_FILE_COLUMNS,

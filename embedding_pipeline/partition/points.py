@@ -6,6 +6,7 @@ tells a later run whether the record changed, and its number of points.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from embedding_pipeline import course_information, mit_learn
@@ -19,18 +20,36 @@ from embedding_pipeline.partition.records import Record, RecordError, missing, n
 POINTS_LAYOUT = 4
 
 
-def _point(record: Record, number: int, count: int, text: str, tokens: int, payload: dict) -> dict:
+@dataclass(slots=True)
+class PlannedPoint:
+    """A point a run may write: its id and text, the record it belongs to, its payload; `vectors` and
+    `point_hash` are filled in as the run embeds and compares it."""
+
+    point_id: str
+    collection: str  # "resources", "content_files" or "topics"
+    record_id: str
+    record_key: str
+    head: bool  # the record's first point, which carries its fingerprint
+    text: str
+    text_hash: str
+    tokens: int
+    payload: dict
+    vectors: dict | None = None
+    point_hash: str = ""
+
+
+def _point(record: Record, number: int, count: int, text: str, tokens: int, payload: dict) -> PlannedPoint:
     head, hashed = number == 0, text_hash(text)
-    return {
-        "point_id": point_id(record, number),
-        "collection": record.collection,
-        "record_id": record.record_id,
-        "record_key": record.record_key,
-        "head": head,
-        "text": text,
-        "text_hash": hashed,
-        "tokens": tokens,
-        "payload": {
+    return PlannedPoint(
+        point_id=point_id(record, number),
+        collection=record.collection,
+        record_id=record.record_id,
+        record_key=record.record_key,
+        head=head,
+        text=text,
+        text_hash=hashed,
+        tokens=tokens,
+        payload={
             **payload,
             OWN: {
                 "resource_type": record.resource_type,  # the partition: a content file's document has no type
@@ -42,7 +61,7 @@ def _point(record: Record, number: int, count: int, text: str, tokens: int, payl
                 **({"record_fingerprint": record.fingerprint} if head else {}),
             },
         },
-    }
+    )
 
 
 def _flag(row: Mapping, name: str) -> bool:
@@ -268,7 +287,7 @@ def _own_file_document(file: Mapping, document: Mapping) -> dict:
     }
 
 
-def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
+def resource_points(record: Record, row: Mapping, chunker: Chunker) -> list[PlannedPoint]:
     """The resource's single point: its document, and the text mit-learn embeds for it (its own files' text
     folded in, cut to the dense model's limit)."""
     document = resource_document(row, record.record_key)
@@ -309,7 +328,7 @@ def content_file_document(row: Mapping, resource: Mapping, record: str) -> dict:
     return document
 
 
-def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker: Chunker) -> list[dict]:
+def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker: Chunker) -> list[PlannedPoint]:
     """The file's chunks as mit-learn cuts them, each with the file's document, its number and its text."""
     content = text_field(row, "content", record.record_key, required=True)
     document = content_file_document(row, resource, record.record_key)
@@ -325,7 +344,7 @@ def content_file_points(record: Record, row: Mapping, resource: Mapping, chunker
     ]  # fmt: skip
 
 
-def course_information_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
+def course_information_points(record: Record, row: Mapping, chunker: Chunker) -> list[PlannedPoint]:
     """The resource's course information as mit-learn chunks and writes it (_embed_course_metadata_as_contentfile):
     its facts rendered and split as JSON, each chunk with the resource's ids, offeror, platform and URL."""
     document = resource_document(row, record.record_key)
@@ -359,7 +378,7 @@ def course_information_points(record: Record, row: Mapping, chunker: Chunker) ->
     ]  # fmt: skip
 
 
-def record_points(record: Record, row: Mapping, resource: Mapping | None, chunker: Chunker) -> list[dict]:
+def record_points(record: Record, row: Mapping, resource: Mapping | None, chunker: Chunker) -> list[PlannedPoint]:
     """A record's points from its full row (a content file's also from its resource's row, `resource`)."""
     if record.kind == "resource":
         return resource_points(record, row, chunker)
@@ -376,7 +395,7 @@ def _price_or_none(value) -> str | None:
     return None if value is None else mit_learn.price(value)
 
 
-def topic_points(record: Record, row: Mapping, chunker: Chunker) -> list[dict]:
+def topic_points(record: Record, row: Mapping, chunker: Chunker) -> list[PlannedPoint]:
     """A topic's point as vector_search.utils.embed_topics writes it: its name embedded, `{"name": ...}`."""
     name = text_field(row, "name", record.record_key, required=True)
     return [_point(record, 0, 1, name, chunker.count_tokens(name), {"name": name})]
@@ -387,6 +406,6 @@ def _value(row: Mapping, name: str):
     return None if missing(value) else value
 
 
-def point_hash(version: str, point: dict) -> str:
+def point_hash(version: str, point: PlannedPoint) -> str:
     """What a stored point must match to be left alone: vectors' version, text and payload."""
-    return digest(version, point["text_hash"], point["payload"])
+    return digest(version, point.text_hash, point.payload)

@@ -166,7 +166,7 @@ def _own_files_size(stamp) -> int:
 
 
 def content_file_record(row: Mapping, resource: Record | None) -> Record:
-    """A listed content file (`content.schema.CONTENT_FILE_LISTING`) of a listed resource.
+    """A listed content file (`content.queries.CONTENT_FILE_LISTING`) of a listed resource.
 
     Its fingerprint includes the columns of its resource that the file's payload repeats (ids, platform, offeror).
     """

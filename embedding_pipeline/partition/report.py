@@ -3,6 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass, field
 
+from embedding_pipeline.partition.points import PlannedPoint
 from embedding_pipeline.partition.records import Record
 
 LISTED_FAILURES = 50  # named in logs and metadata; counts cover all
@@ -19,7 +20,7 @@ class Report:
     empty_texts: int = 0
     tokens: int = 0
     max_chunk_tokens: int = 0
-    samples: list[dict] = field(default_factory=list)
+    samples: list[PlannedPoint] = field(default_factory=list)  # the first points, shown in the metadata
     texts_needed: int = 0
     texts_embedded: int = 0
     texts_reused: int = 0

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import ContentReader, ContentSourceError
-from embedding_pipeline.content.schema import TOPICS_PARTITION
+from embedding_pipeline.content.queries import TOPICS_PARTITION
 from embedding_pipeline.embedding import DenseModel, SparseModel
 from embedding_pipeline.partition.heads import (
     Head,

@@ -20,7 +20,7 @@ from embedding_pipeline.embedding import DenseModel, SparseModel
 from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES, STORED_TEXT_FIELDS, own, stored_text
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
-from embedding_pipeline.partition.points import point_hash, record_points
+from embedding_pipeline.partition.points import PlannedPoint, point_hash, record_points
 from embedding_pipeline.partition.records import Record, RecordError, could_not_read, kind_of, point_ids
 from embedding_pipeline.partition.report import SAMPLES, Report
 from embedding_pipeline.vector_store import CollectionSpec, Point, VectorStore
@@ -111,23 +111,19 @@ class PartitionWriter:
         points = self._points(records)
         stored = self._stored(points)
         points = self._keys_of_this_type(points, stored)
-        todo = [
-            p
-            for p in points
-            if self.options.force or stored.get(p["point_id"], {}).get("point_hash") != p["point_hash"]
-        ]
+        todo = [p for p in points if self.options.force or stored.get(p.point_id, {}).get("point_hash") != p.point_hash]
         vectors = self._vectors(todo)
-        refused = {p["record_id"] for p in todo if p["text_hash"] not in vectors}
+        refused = {p.record_id for p in todo if p.text_hash not in vectors}
         for point in todo:
-            if point["text_hash"] not in vectors:
-                reason = self.report.rejected[point["record_key"]]
-                record = Record(_kind(point), 0, point["record_id"], point["record_key"], "")
-                self.report.fail(record, f"{point['record_key']}: {reason}")
-        kept = [p for p in points if p["record_id"] not in refused]
-        writes = [p for p in todo if p["record_id"] not in refused]
+            if point.text_hash not in vectors:
+                reason = self.report.rejected[point.record_key]
+                record = Record(_kind(point), 0, point.record_id, point.record_key, "")
+                self.report.fail(record, f"{point.record_key}: {reason}")
+        kept = [p for p in points if p.record_id not in refused]
+        writes = [p for p in todo if p.record_id not in refused]
         self.report.points_unchanged += len(kept) - len(writes)
-        counts = Counter(p["record_id"] for p in kept)
-        self._owned.update(p["point_id"] for p in kept if p["point_id"] in self._orphans)
+        counts = Counter(p.record_id for p in kept)
+        self._owned.update(p.point_id for p in kept if p.point_id in self._orphans)
         stale = [  # the chunks a shortened file no longer has, and stray points of the records written
             pid
             for record in records
@@ -135,7 +131,7 @@ class PartitionWriter:
             for pid in sorted(_old_points(record, plan) - set(point_ids(record, counts[record.record_id])))
         ]
         for point in writes:
-            point["vectors"] = vectors[point["text_hash"]]
+            point.vectors = vectors[point.text_hash]
         self._write(writes, stale)
 
     def _rows(self, records: list[Record]) -> tuple[dict[int, dict], dict[int, dict]]:
@@ -148,7 +144,7 @@ class PartitionWriter:
                 return self.reader.topics(ids), {}
             return self.reader.content_files(ids), self.reader.resources({r.resource_id for r in records})
 
-    def _points(self, records: list[Record]) -> list[dict]:
+    def _points(self, records: list[Record]) -> list[PlannedPoint]:
         """The points of these records, read and chunked; records that fail are reported and left out."""
         rows, parents = self._rows(records)
         points = []
@@ -160,18 +156,18 @@ class PartitionWriter:
                 made = self._record_points(record, row, parents)
                 if made is not None:
                     self.report.records_done[record.kind] += 1
-                    self.report.empty_texts += sum(1 for p in made if not p["text"].strip())
+                    self.report.empty_texts += sum(1 for p in made if not p.text.strip())
                     points.extend(made)
             for point in points:
-                point["point_hash"] = point["payload"][OWN]["point_hash"] = point_hash(self.version, point)
-                self.report.tokens += point["tokens"]
-                if point["collection"] == "content_files":
+                point.point_hash = point.payload[OWN]["point_hash"] = point_hash(self.version, point)
+                self.report.tokens += point.tokens
+                if point.collection == "content_files":
                     self.report.chunks += 1
-                    self.report.max_chunk_tokens = max(self.report.max_chunk_tokens, point["tokens"])
+                    self.report.max_chunk_tokens = max(self.report.max_chunk_tokens, point.tokens)
             self.report.samples.extend(points[: SAMPLES - len(self.report.samples)])
         return points
 
-    def _record_points(self, record: Record, row: dict, parents: dict[int, dict]) -> list[dict] | None:
+    def _record_points(self, record: Record, row: dict, parents: dict[int, dict]) -> list[PlannedPoint] | None:
         """One record's points, or None with the reason in the report (a record must not sink the partition)."""
         if UNREADABLE in row:
             self.report.fail(record, could_not_read(record.record_key, row))
@@ -184,44 +180,44 @@ class PartitionWriter:
             self.report.fail(record, f"{record.record_key}: {type(error).__name__}: {error}")
         return None
 
-    def _stored(self, points: list[dict]) -> dict[str, dict]:
+    def _stored(self, points: list[PlannedPoint]) -> dict[str, dict]:
         """Point id → our bookkeeping of the point Qdrant holds under that id (its hash, its resource type)."""
         stored = {}
-        for kind in {p["collection"] for p in points}:
-            ids = [p["point_id"] for p in points if p["collection"] == kind]
+        for kind in {p.collection for p in points}:
+            ids = [p.point_id for p in points if p.collection == kind]
             for pid, payload, _ in self.store.retrieve(self.names[kind], ids, fields=[OWN]):
                 stored[pid] = payload.get(OWN, {})
         return stored
 
-    def _keys_of_this_type(self, points: list[dict], stored: dict[str, dict]) -> list[dict]:
+    def _keys_of_this_type(self, points: list[PlannedPoint], stored: dict[str, dict]) -> list[PlannedPoint]:
         """The points, but those of records whose key is also a record's of another resource type: mit-learn's
         point key is platform and readable id, whatever the type, so the two records would share one point.
         The type listed first (course, program, ...) keeps it, every run the same way; the other is named."""
         mine = RESOURCE_TYPES.index(self.resource_type) if self.resource_type in RESOURCE_TYPES else len(RESOURCE_TYPES)
         lost, won = {}, {}
         for point in points:
-            other = stored.get(point["point_id"], {}).get("resource_type", self.resource_type)
+            other = stored.get(point.point_id, {}).get("resource_type", self.resource_type)
             if other != self.resource_type and other in RESOURCE_TYPES:
-                (lost if RESOURCE_TYPES.index(other) < mine else won).setdefault(point["record_key"], other)
+                (lost if RESOURCE_TYPES.index(other) < mine else won).setdefault(point.record_key, other)
         for key, other in won.items():
             self.report.shared_keys.append(
                 f"{key}: also the key of a {other} record; this {self.resource_type} is used"
             )
         for key, other in lost.items():
             self.report.shared_keys.append(f"{key}: also the key of a {other} record, which is used")
-        return [point for point in points if point["record_key"] not in lost]
+        return [point for point in points if point.record_key not in lost]
 
-    def _vectors(self, points: list[dict]) -> dict[str, dict]:
+    def _vectors(self, points: list[PlannedPoint]) -> dict[str, dict]:
         """Text hash → vectors for these points: from Qdrant where it holds the text already, else embedded.
 
         A text the model refused has none (its reason is in the report).
         """
-        needed = {p["text_hash"]: p for p in points}
+        needed = {p.text_hash: p for p in points}
         self.report.texts_needed += len(needed)
         found: dict[str, dict] = {}
         if not self.options.force:
             found = {h: self._recent[h] for h in needed if h in self._recent}
-            for kind in {p["collection"] for p in points}:
+            for kind in {p.collection for p in points}:
                 found.update(self._stored_vectors(self.names[kind], [h for h in needed if h not in found]))
             taken = self._taken_over({h: p for h, p in needed.items() if h not in found})
             self.report.texts_taken_over += len(taken)
@@ -233,24 +229,24 @@ class PartitionWriter:
         self._recent.update(found)
         return found
 
-    def _taken_over(self, points: dict[str, dict]) -> dict[str, dict]:
+    def _taken_over(self, points: dict[str, PlannedPoint]) -> dict[str, dict]:
         """Text hash → vectors of points mit-learn wrote into the collection this deployment takes over
         (`legacy`: kind → `{base}.{kind}` while it is a collection of its own): same id, same text as ours,
         both our vector names. Read until the aliases replace those collections."""
         found = {}
         wanted = (self.dense.vector_name, self.sparse.vector_name)
         for kind, legacy in self.legacy.items():
-            mine = [p for p in points.values() if p["collection"] == kind]
+            mine = [p for p in points.values() if p.collection == kind]
             for start in range(0, len(mine), LOOKUP_BATCH):
-                by_id = {p["point_id"]: p for p in mine[start : start + LOOKUP_BATCH]}
+                by_id = {p.point_id: p for p in mine[start : start + LOOKUP_BATCH]}
                 for pid, payload, vectors in self.store.retrieve(
                     legacy, list(by_id), with_vectors=True, fields=STORED_TEXT_FIELDS
                 ):
                     point = by_id[pid]
-                    if stored_text(kind, payload, self.chunker.fit_to_model) == point["text"] and all(
+                    if stored_text(kind, payload, self.chunker.fit_to_model) == point.text and all(
                         name in vectors for name in wanted
                     ):
-                        found[point["text_hash"]] = {name: vectors[name] for name in wanted}
+                        found[point.text_hash] = {name: vectors[name] for name in wanted}
         return found
 
     def _stored_vectors(self, name: str, hashes: list[str]) -> dict[str, dict]:
@@ -263,9 +259,9 @@ class PartitionWriter:
                     found[payload[OWN]["text_hash"]] = vectors
         return found
 
-    def _embed(self, points: dict[str, dict]) -> dict[str, dict]:
+    def _embed(self, points: dict[str, PlannedPoint]) -> dict[str, dict]:
         """Dense and sparse vectors of these points' texts, by text hash; texts the model refused are absent."""
-        texts = [p["text"] for p in points.values()]
+        texts = [p.text for p in points.values()]
         with timed(self.report, "dense"):
             dense = self.dense.embed_documents(texts)
         self.report.encoder_stats.update(dense.stats)
@@ -273,30 +269,28 @@ class PartitionWriter:
             sparse = self.sparse.embed_documents(texts)
         vectors = {}
         for (text_hash, point), d, s in zip(points.items(), dense.vectors, sparse):
-            if point["text"] in dense.rejected or np.isnan(d).any():
-                self.report.rejected[point["record_key"]] = dense.rejected.get(point["text"], "no vector")
+            if point.text in dense.rejected or np.isnan(d).any():
+                self.report.rejected[point.record_key] = dense.rejected.get(point.text, "no vector")
                 continue
             vectors[text_hash] = {self.dense.vector_name: d.tolist(), self.sparse.vector_name: s}
             self.report.dimension = len(d)
         self.report.texts_embedded += len(vectors)
         return vectors
 
-    def _write(self, points: list[dict], stale: list[str]) -> None:
+    def _write(self, points: list[PlannedPoint], stale: list[str]) -> None:
         """Chunks first, then stale points, then heads: a record's head appears only once it is complete."""
         with timed(self.report, "upsert"):
             for heads_now in (False, True):
                 for kind in self.names:
-                    batch = [p for p in points if p["head"] == heads_now and p["collection"] == kind]
+                    batch = [p for p in points if p.head == heads_now and p.collection == kind]
                     for start in range(0, len(batch), self.options.upload_batch_size):
                         part = batch[start : start + self.options.upload_batch_size]
-                        self.store.upsert(
-                            self.names[kind], [Point(p["point_id"], p["vectors"], p["payload"]) for p in part]
-                        )
+                        self.store.upsert(self.names[kind], [Point(p.point_id, p.vectors, p.payload) for p in part])
                 if not heads_now and stale:
                     self.store.delete(self.names["content_files"], stale)
         self.report.points_upserted += len(points)
         self.report.points_deleted += len(stale)
-        self.report.records_written |= {p["record_id"] for p in points}
+        self.report.records_written |= {p.record_id for p in points}
 
     def _delete(self, plan: Plan) -> None:
         """The points of records the source no longer has, and points no record owns."""
@@ -333,7 +327,7 @@ def _old_points(record: Record, plan: Plan) -> set[str]:
 
 
 def _kind(point: dict) -> str:
-    return kind_of(point["collection"], point["record_key"])
+    return kind_of(point.collection, point.record_key)
 
 
 def _counted(items: Iterator[list]) -> Iterator[tuple[int, list]]:

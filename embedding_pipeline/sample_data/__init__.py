@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from embedding_pipeline.content import schema
+from embedding_pipeline.content import tables
 from embedding_pipeline.content.database import analyze_sqlite
 
 HERE = Path(__file__).parent
@@ -55,59 +55,59 @@ def _catalogue(rows: _Rows, when: datetime) -> dict[str, dict]:
     catalogue = json.loads((HERE / "catalogue.json").read_text())
     stamps = {"created_on": when, "updated_on": when}
     for code, name in catalogue["platforms"].items():
-        rows.add(schema.platform, code=code, name=name, **stamps)
+        rows.add(tables.platform, code=code, name=name, **stamps)
     for code, name in catalogue["offerors"].items():
-        rows.add(schema.offeror, code=code, name=name, **stamps)
+        rows.add(tables.offeror, code=code, name=name, **stamps)
     for school_id, name in catalogue["schools"].items():
-        rows.add(schema.school, id=int(school_id), name=name, **stamps)
+        rows.add(tables.school, id=int(school_id), name=name, **stamps)
     for department_id, (name, school_id) in catalogue["departments"].items():
-        rows.add(schema.department, department_id=department_id, name=name, school_id=int(school_id), **stamps)
+        rows.add(tables.department, department_id=department_id, name=name, school_id=int(school_id), **stamps)
     topics: dict[str, int] = {}
     for parent, children in catalogue["topics"].items():
         for name in [parent, *children]:
             if name not in topics:
-                topics[name] = rows.add(schema.topic, name=name, parent_id=None, **stamps)
+                topics[name] = rows.add(tables.topic, name=name, parent_id=None, **stamps)
         for child in children:
-            next(r for r in rows[schema.topic.name] if r["id"] == topics[child])["parent_id"] = topics[parent]
+            next(r for r in rows[tables.topic.name] if r["id"] == topics[child])["parent_id"] = topics[parent]
     return {"topics": topics, "tags": {}, "instructors": {}, "offered_by": catalogue["offered_by"]}
 
 
 def _tag(rows: _Rows, names: dict[str, int], name: str, when: datetime) -> int:
     if name not in names:
-        names[name] = rows.add(schema.content_tag, name=name, created_on=when, updated_on=when)
+        names[name] = rows.add(tables.content_tag, name=name, created_on=when, updated_on=when)
     return names[name]
 
 
 def _image(rows: _Rows, image: dict | None, when: datetime) -> int | None:
     """A LearningResourceImage row ({url, alt, description}) for a resource or a run."""
-    return rows.add(schema.image, **image, created_on=when, updated_on=when) if image else None
+    return rows.add(tables.image, **image, created_on=when, updated_on=when) if image else None
 
 
 def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime) -> int:
     fields = {k: entry[k] for k in RESOURCE_FIELDS if k in entry}
     platform = entry.get("platform")
     resource_id = rows.add(
-        schema.learning_resource, id=number, created_on=when, updated_on=when, platform_id=platform,
+        tables.learning_resource, id=number, created_on=when, updated_on=when, platform_id=platform,
         offered_by_id=entry.get("offered_by", known["offered_by"].get(platform)),
         resource_category=entry["resource_type"], image_id=_image(rows, entry.get("image"), when),
         **{"published": True, **fields},
     )  # fmt: skip
     for _ in range(entry.get("view_events", 0)):
-        rows.add(schema.view_event, learning_resource_id=resource_id, event_date=when, created_on=when, updated_on=when)
+        rows.add(tables.view_event, learning_resource_id=resource_id, event_date=when, created_on=when, updated_on=when)
     for name in entry.get("topics", []):
         if name not in known["topics"]:
-            known["topics"][name] = rows.add(schema.topic, name=name, parent_id=None, created_on=when, updated_on=when)
+            known["topics"][name] = rows.add(tables.topic, name=name, parent_id=None, created_on=when, updated_on=when)
         rows.add(
-            schema.resource_topics, learningresource_id=resource_id, learningresourcetopic_id=known["topics"][name]
+            tables.resource_topics, learningresource_id=resource_id, learningresourcetopic_id=known["topics"][name]
         )
     for department_id in entry.get("departments", []):
         rows.add(
-            schema.resource_departments, learningresource_id=resource_id, learningresourcedepartment_id=department_id
+            tables.resource_departments, learningresource_id=resource_id, learningresourcedepartment_id=department_id
         )
     for name in entry.get("course_feature", []):
         tag = _tag(rows, known["tags"], name, when)
-        rows.add(schema.resource_tags, learningresource_id=resource_id, learningresourcecontenttag_id=tag)
-    _prices(rows, schema.resource_prices, {"learningresource_id": resource_id}, entry.get("prices", []), when)
+        rows.add(tables.resource_tags, learningresource_id=resource_id, learningresourcecontenttag_id=tag)
+    _prices(rows, tables.resource_prices, {"learningresource_id": resource_id}, entry.get("prices", []), when)
     if entry["resource_type"] == "course":
         numbers = entry.get("course_numbers") or [entry["readable_id"].split("-", 1)[-1]]
         course_numbers = [
@@ -121,7 +121,7 @@ def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime
             for i, n in enumerate(numbers)
         ]
         rows.add(
-            schema.course,
+            tables.course,
             learning_resource_id=resource_id,
             course_numbers=course_numbers,
             created_on=when,
@@ -133,7 +133,7 @@ def _resource(rows: _Rows, entry: dict, number: int, known: dict, when: datetime
 def _prices(rows: _Rows, link: sa.Table, owner: dict, amounts: list, when: datetime) -> None:
     """A price row for each amount, linked to its resource or run (`owner`: the link's column and id)."""
     for amount in amounts:
-        price = rows.add(schema.price, amount=amount, currency="USD", created_on=when, updated_on=when)
+        price = rows.add(tables.price, amount=amount, currency="USD", created_on=when, updated_on=when)
         rows.add(link, learningresourceprice_id=price, **owner)
 
 
@@ -148,18 +148,18 @@ def _runs(rows: _Rows, entry: dict, resource_id: int, known: dict, when: datetim
     for run_id, run in listed.items():
         fields = {k: v for k, v in run.items() if k not in ("instructors", "image")}
         ids[run_id] = rows.add(
-            schema.run, learning_resource_id=resource_id, created_on=when, updated_on=when,
+            tables.run, learning_resource_id=resource_id, created_on=when, updated_on=when,
             image_id=_image(rows, run.get("image"), when), **{"published": True, "title": entry["title"], **fields},
         )  # fmt: skip
-        _prices(rows, schema.run_prices, {"learningresourcerun_id": ids[run_id]}, run.get("prices") or [], when)
+        _prices(rows, tables.run_prices, {"learningresourcerun_id": ids[run_id]}, run.get("prices") or [], when)
         stamps = {"created_on": when, "updated_on": when}
         for position, name in enumerate(run.get("instructors", [])):
             if name not in known["instructors"]:
                 first, _, last = name.partition(" ")
                 known["instructors"][name] = rows.add(
-                    schema.instructor, first_name=first, last_name=last, full_name=name, **stamps
+                    tables.instructor, first_name=first, last_name=last, full_name=name, **stamps
                 )
-            rows.add(schema.run_instructors, position=position, instructor_id=known["instructors"][name],
+            rows.add(tables.run_instructors, position=position, instructor_id=known["instructors"][name],
                      run_id=ids[run_id], **stamps)  # fmt: skip
     return ids
 
@@ -170,36 +170,36 @@ def _details(rows: _Rows, entry: dict, resource_id: int, when: datetime) -> None
     stamps = {"learning_resource_id": resource_id, "created_on": when, "updated_on": when}
     kind, fields = entry["resource_type"], entry.get(entry["resource_type"], {})
     if kind == "program":
-        rows.add(schema.program, **stamps)
+        rows.add(tables.program, **stamps)
     elif kind == "learning_path":
-        rows.add(schema.learning_path, **stamps)
+        rows.add(tables.learning_path, **stamps)
     elif kind == "podcast":
-        rows.add(schema.podcast, **fields, **stamps)
+        rows.add(tables.podcast, **fields, **stamps)
     elif kind == "video":
-        rows.add(schema.video, duration=entry.get("duration", ""), **fields, **stamps)
+        rows.add(tables.video, duration=entry.get("duration", ""), **fields, **stamps)
     elif kind == "podcast_episode":
-        rows.add(schema.podcast_episode, duration=entry.get("duration"), **fields, **stamps)
+        rows.add(tables.podcast_episode, duration=entry.get("duration"), **fields, **stamps)
 
 
 def _children(rows: _Rows, entries: list[dict], when: datetime) -> None:
     """What relates resources to each other once every resource is in: a program's courses and programs, a learning
     path's items, a podcast's episodes, a playlist's videos ({readable_id, relation_type}, in order), and a playlist's
     channel and the resource it belongs to."""
-    ids = {(r["readable_id"]): r["id"] for r in rows[schema.learning_resource.name]}
+    ids = {(r["readable_id"]): r["id"] for r in rows[tables.learning_resource.name]}
     stamps = {"created_on": when, "updated_on": when}
     for number, entry in enumerate(entries, start=1):
         for position, child in enumerate(entry.get("children", [])):
             rows.add(
-                schema.relationship, position=position, relation_type=child["relation_type"], parent_id=number,
+                tables.relationship, position=position, relation_type=child["relation_type"], parent_id=number,
                 child_id=ids[child["readable_id"]], **stamps,
             )  # fmt: skip
         playlist = entry.get("video_playlist")
         if playlist:
             channel = playlist["channel"]
-            if channel["channel_id"] not in {c["channel_id"] for c in rows.get(schema.video_channel.name, [])}:
-                rows.add(schema.video_channel, **channel, **stamps)
+            if channel["channel_id"] not in {c["channel_id"] for c in rows.get(tables.video_channel.name, [])}:
+                rows.add(tables.video_channel, **channel, **stamps)
             rows.add(
-                schema.video_playlist, channel_id=channel["channel_id"], learning_resource_id=number,
+                tables.video_playlist, channel_id=channel["channel_id"], learning_resource_id=number,
                 parent_learning_resource_id=ids.get(playlist.get("parent")), **stamps,
             )  # fmt: skip
 
@@ -207,19 +207,19 @@ def _children(rows: _Rows, entries: list[dict], when: datetime) -> None:
 def _channels(rows: _Rows, channels: list[dict], topics: dict[str, int], when: datetime) -> None:
     """mit-learn's channels: a topic's, a unit's or a department's (whose URL their documents show), and those
     whose featured list is a learning path (whose items get a `featured_rank`)."""
-    ids = {(r["readable_id"]): r["id"] for r in rows[schema.learning_resource.name]}
+    ids = {(r["readable_id"]): r["id"] for r in rows[tables.learning_resource.name]}
     stamps = {"created_on": when, "updated_on": when}
     for channel in channels:
         channel_id = rows.add(
-            schema.channel, name=channel["name"], title=channel["title"], channel_type=channel["channel_type"],
+            tables.channel, name=channel["name"], title=channel["title"], channel_type=channel["channel_type"],
             published=channel.get("published", True), featured_list_id=ids.get(channel.get("featured_list")), **stamps,
         )  # fmt: skip
         if "topic" in channel:
-            rows.add(schema.channel_topic, channel_id=channel_id, topic_id=topics[channel["topic"]], **stamps)
+            rows.add(tables.channel_topic, channel_id=channel_id, topic_id=topics[channel["topic"]], **stamps)
         if "unit" in channel:
-            rows.add(schema.channel_unit, channel_id=channel_id, unit_id=channel["unit"], **stamps)
+            rows.add(tables.channel_unit, channel_id=channel_id, unit_id=channel["unit"], **stamps)
         if "department" in channel:
-            rows.add(schema.channel_department, channel_id=channel_id, department_id=channel["department"], **stamps)
+            rows.add(tables.channel_department, channel_id=channel_id, department_id=channel["department"], **stamps)
 
 
 def _files(rows: _Rows, entry: dict, resource_id: int, runs: dict[str, int], known: dict, when: datetime) -> None:
@@ -231,13 +231,13 @@ def _files(rows: _Rows, entry: dict, resource_id: int, runs: dict[str, int], kno
             k: v for k, v in file.items() if k not in ("file", "run_readable_id", "content_feature_type", "direct")
         }
         file_id = rows.add(
-            schema.content_file, run_id=run_id, **({} if run_id else {owner: resource_id}),
+            tables.content_file, run_id=run_id, **({} if run_id else {owner: resource_id}),
             url=f"{entry['url']}/{file['key']}", created_on=when, updated_on=when,
             **{"published": True, **fields, "content": content, "checksum": checksum(content)},
         )  # fmt: skip
         for name in file.get("content_feature_type", []):
             tag = _tag(rows, known["tags"], name, when)
-            rows.add(schema.content_file_tags, contentfile_id=file_id, learningresourcecontenttag_id=tag)
+            rows.add(tables.content_file_tags, contentfile_id=file_id, learningresourcecontenttag_id=tag)
 
 
 def sample_rows(samples: tuple[str, ...] = (TEAM_SAMPLE,)) -> dict[str, list[dict]]:
@@ -265,19 +265,19 @@ def load_sample_data(
     learning resources is left alone unless `replace`. Returns the (resources, content files) it then holds."""
     engine = sa.create_engine(database_url)
     try:
-        schema.metadata.create_all(engine)
+        tables.metadata.create_all(engine)
         with engine.begin() as conn:
-            has_rows = _count(conn, schema.learning_resource)
+            has_rows = _count(conn, tables.learning_resource)
             if has_rows and replace:
-                for table in reversed(schema.metadata.sorted_tables):
+                for table in reversed(tables.metadata.sorted_tables):
                     conn.execute(table.delete())
             if not has_rows or replace:
                 rows = sample_rows(samples)
-                for table in schema.metadata.sorted_tables:
+                for table in tables.metadata.sorted_tables:
                     if rows.get(table.name):
                         conn.execute(table.insert(), [complete(table, row) for row in rows[table.name]])
                 _restart_identities(conn, rows)
-            loaded = _count(conn, schema.learning_resource), _count(conn, schema.content_file)
+            loaded = _count(conn, tables.learning_resource), _count(conn, tables.content_file)
         if not has_rows or replace:
             analyze_sqlite(engine)
         return loaded
@@ -306,7 +306,7 @@ def _restart_identities(conn: sa.Connection, rows: dict) -> None:
     """PostgreSQL's identity columns continue after the ids the sample gave, so rows added later get new ones."""
     if conn.dialect.name != "postgresql":
         return
-    for table in schema.metadata.sorted_tables:
+    for table in tables.metadata.sorted_tables:
         if "id" in table.c and rows.get(table.name) and table.c.id.primary_key:
             conn.exec_driver_sql(
                 f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), (SELECT MAX(id) FROM {table.name}))"

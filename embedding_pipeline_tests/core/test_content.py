@@ -5,13 +5,13 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries, schema
+from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries, tables
 from embedding_pipeline.content.database import analyze_sqlite
-from embedding_pipeline.content.schema import DEFAULT_CONTENT_FILES_QUERY, dialect_sql
+from embedding_pipeline.content.queries import DEFAULT_CONTENT_FILES_QUERY, dialect_sql
 from embedding_pipeline.partition.records import list_records
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 
-T = schema.PREFIX
+T = tables.PREFIX
 
 
 @pytest.fixture
@@ -95,10 +95,10 @@ def test_a_loaded_file_is_analyzed_so_that_content_files_are_read_by_id(database
     shift = "{0} + n * 1000"
     execute(
         database_url,
-        _copies(schema.learning_resource, {"id": shift.format("id"), "readable_id": "readable_id || '-' || n"}),
-        _copies(schema.run, {"id": shift.format("id"), "learning_resource_id": shift.format("learning_resource_id")}),
+        _copies(tables.learning_resource, {"id": shift.format("id"), "readable_id": "readable_id || '-' || n"}),
+        _copies(tables.run, {"id": shift.format("id"), "learning_resource_id": shift.format("learning_resource_id")}),
         _copies(
-            schema.content_file,
+            tables.content_file,
             {
                 "id": shift.format("id"),
                 "run_id": shift.format("run_id"),

@@ -69,7 +69,7 @@ def our_points(database: ContentDatabase, chunker: Chunker) -> dict[str, dict]:
             for record in records:
                 row = rows[record.source_id] if record.kind == "content_file" else resources[record.source_id]
                 made = record_points(record, row, parents.get(record.resource_id), chunker)
-                points.update({point["point_id"]: point for point in made})
+                points.update({point.point_id: point for point in made})
     return points
 
 
@@ -94,8 +94,8 @@ def test_resources_have_mit_learns_point_ids_texts_and_documents(sample):
     shown = {"image", "children", "best_run_id", "playlists", "featured_rank", "resource_age_date"}
     for golden in EMBEDDED:
         point = ours[golden["id"]]  # a KeyError names a resource whose id is not mit-learn's
-        assert point["text"] == golden["text"], golden["key"]
-        same_document(point["payload"], dict(golden["payload"]), golden["key"])
+        assert point.text == golden["text"], golden["key"]
+        same_document(point.payload, dict(golden["payload"]), golden["key"])
         shown -= {key for key, value in golden["payload"].items() if value}
     assert not shown  # the sample gives each of them a value somewhere
     types = {g["payload"]["resource_type"]: g["payload"] for g in EMBEDDED}
@@ -119,12 +119,12 @@ def test_chunks_have_mit_learns_ids_texts_and_payloads(sample, mode, encoding_na
     assert len(golden) > 100
     for expected in golden:
         point = ours[expected["id"]]
-        if point["record_key"] == DUPLICATE_KEY:
+        if point.record_key == DUPLICATE_KEY:
             continue
-        payload = {key: value for key, value in point["payload"].items() if key != OWN}
+        payload = {key: value for key, value in point.payload.items() if key != OWN}
         assert payload == expected["payload"], expected["key"]
-        assert point["text"] == expected["payload"]["chunk_content"]
-    files = {p["point_id"] for p in ours.values() if p["record_key"] in FILE_KEYS}
+        assert point.text == expected["payload"]["chunk_content"]
+    files = {p.point_id for p in ours.values() if p.record_key in FILE_KEYS}
     assert files == {p["id"] for p in golden}
 
 
@@ -146,16 +146,16 @@ def test_course_information_has_mit_learns_ids_texts_and_payloads(sample):
     same_order = 0
     for expected in golden:
         point = ours[expected["id"]]
-        payload = {k: v for k, v in point["payload"].items() if k != OWN}
-        assert point["text"] == payload["chunk_content"]
+        payload = {k: v for k, v in point.payload.items() if k != OWN}
+        assert point.text == payload["chunk_content"]
         assert sets_sorted(payload.pop("chunk_content")) == sets_sorted(expected["payload"]["chunk_content"])
-        if point["text"] == expected["payload"]["chunk_content"]:  # the checksum covers the order too
+        if point.text == expected["payload"]["chunk_content"]:  # the checksum covers the order too
             same_order += 1
             assert payload["checksum"] == expected["payload"]["checksum"], expected["key"]
         payload.pop("checksum")
         assert payload == {k: v for k, v in expected["payload"].items() if k not in ("chunk_content", "checksum")}
     assert same_order >= len(golden) - 2
-    information = {p["point_id"] for p in ours.values() if p["payload"].get("file_type") == "course_metadata"}
+    information = {p.point_id for p in ours.values() if p.payload.get("file_type") == "course_metadata"}
     assert information == {p["id"] for p in golden}
 
 
@@ -170,17 +170,15 @@ def test_a_video_or_document_folds_its_own_files_into_its_text_and_document(samp
     assert video["payload"]["description"] == video["payload"]["content_files"][0]["description"]
     for golden in folding:
         point = ours[golden["id"]]
-        assert point["text"] == golden["text"]
-        files = point["payload"]["content_files"]
+        assert point.text == golden["text"]
+        files = point.payload["content_files"]
         assert [f["key"] for f in files] == [f["key"] for f in golden["payload"]["content_files"]]
         # as serialize_learning_resource_for_update writes them: with their text, summary and flashcards (mit-learn's
         # search drops those when it serves a payload, _trim_indexing_only_list_fields)
         assert files == golden["payload"]["content_files"]
         assert all("content" in f for f in files)
     # their own files are no content-file points of theirs
-    assert not any(
-        p["payload"].get("key") == "notYouTube123-notes" for p in ours.values() if "chunk_number" in p["payload"]
-    )
+    assert not any(p.payload.get("key") == "notYouTube123-notes" for p in ours.values() if "chunk_number" in p.payload)
 
 
 def long_text(words: int, special: bool) -> str:  # as make_mit_learn_golden.long_text

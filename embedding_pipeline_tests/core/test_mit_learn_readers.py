@@ -19,8 +19,8 @@ from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES, vector_point_id
 from embedding_pipeline.resources.encoders.sparse_hash import SparseHashEncoder
 from embedding_pipeline.sample_data import EVERY_SAMPLE
-from embedding_pipeline_tests import mit_learn_readers as readers
 from embedding_pipeline_tests.core.conftest import World
+from embedding_pipeline_tests.support import mit_learn_readers as readers
 
 GOLDEN = json.loads((Path(__file__).parent.parent / "fixtures" / "mit_learn_golden.json").read_text())
 DOCS = [r["payload"] for r in GOLDEN["resources"] if r["payload"]["published"] or r["payload"]["test_mode"]]

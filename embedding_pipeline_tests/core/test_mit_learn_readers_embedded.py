@@ -15,7 +15,6 @@ from embedding_pipeline.mit_learn import RESOURCE_TYPES, vector_point_id
 from embedding_pipeline.resources.encoders.sparse_hash import SparseHashEncoder
 from embedding_pipeline.sample_data import EVERY_SAMPLE
 from embedding_pipeline.vector_store.edge import EdgeStore
-from embedding_pipeline_tests import mit_learn_readers as readers
 from embedding_pipeline_tests.core.conftest import World
 from embedding_pipeline_tests.core.test_mit_learn_readers import (
     CHUNK_POINTS,
@@ -27,6 +26,7 @@ from embedding_pipeline_tests.core.test_mit_learn_readers import (
     expected,
     value_counts,
 )
+from embedding_pipeline_tests.support import mit_learn_readers as readers
 
 RESOURCES = "resource_embeddings.resources"
 BOOLEAN = {p for p in FILTERED if isinstance(common_value(readers.QDRANT_RESOURCE_PARAM_MAP[p]), bool)}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from embedding_pipeline.content import ContentSourceError, schema
+from embedding_pipeline.content import ContentSourceError, tables
 from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.partition.plan import MassDeletion
 from embedding_pipeline.partition.records import Record, point_ids
@@ -32,11 +32,11 @@ def test_keys_that_join_to_the_same_text_are_named_and_the_newer_row_is_written_
     is written, the other named (never a silent overwrite), and the next run changes nothing."""
     for number, (platform, readable_id) in enumerate([("mitx.ocw", "18"), ("mitx", "ocw.18")]):
         world.insert(
-            schema.learning_resource, id=9000 + number, readable_id=readable_id, platform_id=platform,
+            tables.learning_resource, id=9000 + number, readable_id=readable_id, platform_id=platform,
             resource_type="program", title=f"Program {number}",
         )  # fmt: skip
-        world.insert(schema.run, id=9000 + number, learning_resource_id=9000 + number, run_id="y.r")
-        world.insert(schema.content_file, id=9100 + number, run_id=9000 + number, key="x", content=f"Notes {number}.")
+        world.insert(tables.run, id=9000 + number, learning_resource_id=9000 + number, run_id="y.r")
+        world.insert(tables.content_file, id=9100 + number, run_id=9000 + number, key="x", content=f"Notes {number}.")
     outcome = world.run("program")
     assert outcome.plan.listing.duplicates == [
         "mitx.ocw.18: learning_resources id=9000 ignored, id=9001 used",
@@ -109,7 +109,7 @@ def test_a_payload_only_change_updates_the_point_without_the_encoder(world):
 
 def test_duplicate_record_keys_use_one_row_name_the_other_and_do_not_flap(world):
     # mit-learn's unique constraint on (key, run, resource, direct resource) lets a run-less file have a twin
-    world.insert(schema.content_file, id=900, learning_resource_id=43, key="lab-safety.md", content="Another copy.")
+    world.insert(tables.content_file, id=900, learning_resource_id=43, key="lab-safety.md", content="Another copy.")
     first = world.run("document")
     (message,) = first.plan.listing.duplicates
     assert "lab-safety.md" in message and "id=900 used" in message
@@ -124,7 +124,7 @@ def test_a_key_shared_by_two_types_is_named_kept_by_the_first_type_and_never_fli
     and its check fails while it lasts; no run re-embeds either."""
     for number, resource_type in enumerate(["program", "course"]):
         world.insert(
-            schema.learning_resource, id=9200 + number, readable_id="twin", platform_id="ocw",
+            tables.learning_resource, id=9200 + number, readable_id="twin", platform_id="ocw",
             resource_type=resource_type, title=f"Twin {resource_type}",
         )  # fmt: skip
     world.run("program")  # the program writes the point first
@@ -358,7 +358,7 @@ def test_a_renamed_course_re_embeds_the_course_information_of_the_program_that_l
     program's record too, so its information is embedded again; the program's own text is not."""
     ((program,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'prog-data-science'")
     ((course,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'ocw-18.06'")
-    world.insert(schema.relationship, parent_id=program, child_id=course, relation_type="PROGRAM_COURSES")
+    world.insert(tables.relationship, parent_id=program, child_id=course, relation_type="PROGRAM_COURSES")
     world.run("program")
     (information,) = world.points("content_files", key="mitx.prog-data-science.course_metadata").values()
     assert (
@@ -407,9 +407,9 @@ def test_an_image_a_child_or_a_playlist_changed_rewrites_only_the_payloads_that_
         "WHERE url LIKE '%neural-networks.jpg'"
     )
     ids = dict(world.rows("SELECT readable_id, id FROM {T}learningresource"))
-    world.insert(schema.relationship, parent_id=ids["lp-web-development"], child_id=ids["doc-lab-safety"],
+    world.insert(tables.relationship, parent_id=ids["lp-web-development"], child_id=ids["doc-lab-safety"],
                  relation_type="LEARNING_PATH_ITEMS")  # fmt: skip
-    world.insert(schema.relationship, parent_id=ids["pl-spanish"], child_id=ids["yt-sourdough"],
+    world.insert(tables.relationship, parent_id=ids["pl-spanish"], child_id=ids["yt-sourdough"],
                  relation_type="PLAYLIST_VIDEOS")  # fmt: skip
     written = {}
     for kind in ("learning_path", "video", "video_playlist"):

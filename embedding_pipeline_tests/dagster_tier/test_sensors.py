@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
-from embedding_pipeline.content import schema
+from embedding_pipeline.content import tables
 from embedding_pipeline.definitions import defs
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sensors import NEVER_EMBEDDED_TAG, ONE_RUN_MAX_RECORDS
@@ -61,7 +61,7 @@ def _id(pipeline, readable_id: str) -> int:
     ("change", "resource_type"),
     [
         (_sql("UPDATE {T}learningresource SET description = 'new', updated_on = '2025-02-01' WHERE readable_id = 'yt-crispr'"), "video"),
-        (lambda p: p.insert(schema.learning_resource, {"id": 100, "readable_id": "new-pl", "platform_id": "youtube",
+        (lambda p: p.insert(tables.learning_resource, {"id": 100, "readable_id": "new-pl", "platform_id": "youtube",
                                                        "resource_type": "video_playlist", "title": "New playlist"}),
          "video_playlist"),
         (_sql("DELETE FROM {T}learningresource WHERE readable_id = 'ocw-8.04'"), "course"),
@@ -71,9 +71,9 @@ def _id(pipeline, readable_id: str) -> int:
                              i=_id(p, "ep-bebop")), "podcast_episode"),
         # Joined rows: a run added, a topic linked (mit-learn moves no resource's `updated_on` for either),
         # an offeror renamed (its own `updated_on` moves).
-        (lambda p: p.insert(schema.run, {"learning_resource_id": _id(p, "ocw-7.01"), "run_id": "fall-2025",
+        (lambda p: p.insert(tables.run, {"learning_resource_id": _id(p, "ocw-7.01"), "run_id": "fall-2025",
                                          "title": "Fundamentals of Biology"}), "course"),
-        (lambda p: p.insert(schema.resource_topics, {"learningresource_id": _id(p, "yt-crispr"),
+        (lambda p: p.insert(tables.resource_topics, {"learningresource_id": _id(p, "yt-crispr"),
                                                      "learningresourcetopic_id": 1}), "video"),
         (_sql("UPDATE {T}learningresourceofferor SET name = 'MIT xPRO Online', updated_on = '2030-01-01' WHERE code = 'xpro'"),
          "program"),
@@ -131,11 +131,11 @@ def test_the_sensor_needs_no_qdrant_and_its_request_runs(pipeline, tick):
 
 def test_records_no_partition_embeds_are_counted_and_named(tick, pipeline, caplog, capsys):
     pipeline.insert(
-        schema.learning_resource,
+        tables.learning_resource,
         {"id": 9001, "readable_id": "a-1", "platform_id": "blog", "resource_type": "article", "title": "An article"},
         {"id": 9002, "readable_id": "d-1", "platform_id": "blog", "resource_type": "Document", "title": "A Document"},
     )
-    pipeline.insert(schema.content_file, {"id": 9101, "learning_resource_id": 777777, "key": "k", "content": "text"})
+    pipeline.insert(tables.content_file, {"id": 9101, "learning_resource_id": 777777, "key": "k", "content": "text"})
     with caplog.at_level(logging.INFO):
         requests = tick().run_requests
     logged = caplog.text + capsys.readouterr().err
@@ -216,7 +216,7 @@ def test_a_large_change_is_one_run_per_changed_type(pipeline, tick):
     when = datetime.now(UTC).replace(tzinfo=None)
     many = ONE_RUN_MAX_RECORDS // 2 + 1
     pipeline.insert(
-        schema.learning_resource,
+        tables.learning_resource,
         *[
             {"readable_id": f"bulk-{kind}-{i}", "platform_id": "youtube", "resource_type": kind, "title": f"Bulk {i}",
              "updated_on": when}
@@ -242,7 +242,7 @@ def test_an_image_a_child_and_a_playlist_changed_are_one_run_that_rewrites_only_
         "WHERE url LIKE '%neural-networks.jpg'"
     )
     pipeline.insert(
-        schema.relationship,
+        tables.relationship,
         {
             "parent_id": _id(pipeline, "lp-web-development"),
             "position": 0,
@@ -250,7 +250,7 @@ def test_an_image_a_child_and_a_playlist_changed_are_one_run_that_rewrites_only_
             "relation_type": "LEARNING_PATH_ITEMS",
         },
     )
-    pipeline.insert(schema.relationship, {"parent_id": _id(pipeline, "pl-spanish"), "position": 0,
+    pipeline.insert(tables.relationship, {"parent_id": _id(pipeline, "pl-spanish"), "position": 0,
                                           "child_id": _id(pipeline, "yt-sourdough"), "relation_type": "PLAYLIST_VIDEOS"})  # fmt: skip
     (request,) = tick().run_requests
     assert request.tags[PARTITIONS_TAG] == "learning_path,video,video_playlist"

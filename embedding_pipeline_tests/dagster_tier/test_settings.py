@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.cli import main
-from embedding_pipeline.content import schema
+from embedding_pipeline.content import tables
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.settings import VECTOR_SETTINGS, SettingError, Settings, settings_table
 from embedding_pipeline_tests.support.helpers import REPO, chunker, resource
@@ -54,9 +54,9 @@ def test_an_old_env_file_works_as_is(tmp_path, model_dir, monkeypatch):
     engine = sa.create_engine(database)
     with engine.begin() as conn:  # 30 documents: three batches of resources, then one of content files
         conn.execute(
-            schema.learning_resource.insert(),
+            tables.learning_resource.insert(),
             [
-                complete(schema.learning_resource, {
+                complete(tables.learning_resource, {
                     "readable_id": f"doc-generated-{i}", "platform_id": "library", "resource_type": "document",
                     "title": f"Generated handbook {i}", "description": "A generated handbook.",
                 })

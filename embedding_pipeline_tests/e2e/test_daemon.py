@@ -12,14 +12,14 @@ import dagster as dg
 import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
-from embedding_pipeline.content import schema
+from embedding_pipeline.content import tables
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.sensors import ONE_RUN_MAX_RECORDS
 from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, pipeline_env
 
 BIN = Path(sys.executable).parent
-T = schema.PREFIX
+T = tables.PREFIX
 
 
 def _finished_runs(instance: dg.DagsterInstance, count: int, timeout: float, log: Path) -> list[dg.DagsterRun]:
@@ -70,9 +70,9 @@ def test_a_small_edit_is_one_run_and_a_large_change_one_run_per_partition(tmp_pa
             many = ONE_RUN_MAX_RECORDS // 2 + 1
             with engine.begin() as conn:
                 conn.execute(
-                    schema.learning_resource.insert(),
+                    tables.learning_resource.insert(),
                     [
-                        complete(schema.learning_resource, {
+                        complete(tables.learning_resource, {
                             "readable_id": f"bulk-{kind}-{i}", "platform_id": "youtube", "resource_type": kind,
                             "title": f"Bulk {kind} {i}",
                         })

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.cli import main
-from embedding_pipeline.content import schema
-from embedding_pipeline.content.schema import PREFIX as T
-from embedding_pipeline.content.schema import metadata
+from embedding_pipeline.content import tables
+from embedding_pipeline.content.tables import PREFIX as T
+from embedding_pipeline.content.tables import metadata
 from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.run_workers import WORKER_TAG
 from embedding_pipeline.sample_data import complete, load_sample_data
@@ -64,10 +64,10 @@ def test_a_run_killed_with_kill_9_never_blocks_the_next_which_resumes_its_work(p
 def test_embed_names_the_records_no_partition_embeds_in_one_line_and_in_the_metadata(pipeline):
     """A published resource of a type none of the eight partitions takes, and a file whose resource is gone."""
     pipeline.insert(
-        schema.learning_resource,
+        tables.learning_resource,
         {"id": 9001, "readable_id": "a-1", "platform_id": "blog", "resource_type": "article", "title": "An article"},
     )
-    pipeline.insert(schema.content_file, {"id": 9101, "learning_resource_id": 777777, "key": "k", "content": "text"})
+    pipeline.insert(tables.content_file, {"id": 9101, "learning_resource_id": 777777, "key": "k", "content": "text"})
     result = embed("--documents")
     assert result.returncode == 0, result.stderr[-3000:]
     found = (
@@ -102,14 +102,14 @@ def test_a_run_killed_during_a_batchs_upserts_is_healed_by_the_very_next_run(pip
     of its time writing. Killed 0.15 s after a batch, in the next one's 3,000 writes; the next run ends consistent
     (exit 0, points_match_source passed) and holds exactly what a clean run holds."""
     text = "Bees dance to tell the hive where the flowers are. " * 600  # 300 chunks of 100 characters
-    pipeline.insert(schema.learning_resource, *[
+    pipeline.insert(tables.learning_resource, *[
         {"id": 7000 + i, "readable_id": f"bees-{i}", "platform_id": "ocw", "resource_type": "course", "title": f"Bees {i}"}
         for i in range(30)
     ])  # fmt: skip
     pipeline.insert(
-        schema.run, *[{"id": 7000 + i, "learning_resource_id": 7000 + i, "run_id": f"r{i}"} for i in range(30)]
+        tables.run, *[{"id": 7000 + i, "learning_resource_id": 7000 + i, "run_id": f"r{i}"} for i in range(30)]
     )
-    pipeline.insert(schema.content_file, *[
+    pipeline.insert(tables.content_file, *[
         {"id": 7000 + i, "run_id": 7000 + i, "key": f"notes-{i}", "title": f"Notes {i}", "content": text} for i in range(30)
     ])  # fmt: skip
     small = {
@@ -371,9 +371,9 @@ def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, mo
     engine = sa.create_engine(database)
     with engine.begin() as conn:
         conn.execute(
-            schema.learning_resource.insert(),
+            tables.learning_resource.insert(),
             [
-                complete(schema.learning_resource, {
+                complete(tables.learning_resource, {
                     "readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": "document",
                     "title": f"Notes {i}", "description": f"Notes {i}. " + "Bees dance. " * 300,
                 })

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import yaml
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
-from embedding_pipeline.content import schema
-from embedding_pipeline.content.schema import PREFIX as T
+from embedding_pipeline.content import tables
+from embedding_pipeline.content.tables import PREFIX as T
 from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources.content_source import ContentSource
@@ -211,11 +211,11 @@ def test_the_sensor_reads_mit_learns_tables_and_sees_changes_of_joined_rows(mit_
 def test_the_embedded_defaults_tables_are_mit_learns(mit_learn_database):
     """The SQLite sample is made from `content.schema`: the same tables, columns and nullability as the DDL of
     mit-learn's migrations."""
-    from embedding_pipeline.content import schema
+    from embedding_pipeline.content import tables
 
     engine = sa.create_engine(mit_learn_database)
     inspector = sa.inspect(engine)
-    for table in schema.metadata.sorted_tables:
+    for table in tables.metadata.sorted_tables:
         theirs = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
         ours = {c.name: c.nullable for c in table.columns}
         assert ours == theirs, table.name
@@ -257,7 +257,7 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
     with engine.begin() as conn:  # a document that cannot be embedded: it fails alone, and has no points
         broken = {"id": 900, "readable_id": "doc-broken", "platform_id": "library", "resource_type": "document",
                   "title": "Broken", "ocw_topics": "not a list"}  # fmt: skip
-        conn.execute(schema.learning_resource.insert(), [complete(schema.learning_resource, broken)])
+        conn.execute(tables.learning_resource.insert(), [complete(tables.learning_resource, broken)])
 
     def embed(*flags: str, **extra: str) -> subprocess.CompletedProcess:
         done = subprocess.run(

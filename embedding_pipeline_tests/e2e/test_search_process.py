@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from embedding_pipeline.content import schema
+from embedding_pipeline.content import tables
 from embedding_pipeline.search import search, similar
 
 # Another process opening the embedded store, as a run does: how long it waited for it.
@@ -42,7 +42,7 @@ def test_searches_keep_the_store_open_and_hand_it_to_a_run_within_a_second(pipel
 
     # A run (this time in-process) adds a document; the next query finds it.
     pipeline.insert(
-        schema.learning_resource,
+        tables.learning_resource,
         {"id": 8800, "readable_id": "doc-beekeeping-hives", "platform_id": "library", "resource_type": "document",
          "title": "Moving beehives in winter", "description": "How to move a beehive in the cold months."},
     )  # fmt: skip

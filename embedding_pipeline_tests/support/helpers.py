@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import embed_partition
-from embedding_pipeline.content import schema
-from embedding_pipeline.content.schema import PREFIX as T
+from embedding_pipeline.content import tables
+from embedding_pipeline.content.tables import PREFIX as T
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders.base import SparseEncoderBase
@@ -178,7 +178,7 @@ class Pipeline:
         """Resources (documents unless said) with a long text each, so that a run over them takes a while."""
         paragraph = "Bees forage within a few kilometres of the hive and communicate by dancing. " * 40
         self.insert(
-            schema.learning_resource,
+            tables.learning_resource,
             *[
                 {"readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": resource_type,
                  "title": f"Beekeeping notes {i}", "description": f"Notes {i}. {paragraph}"}
