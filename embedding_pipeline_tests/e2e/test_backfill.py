@@ -10,7 +10,8 @@ import dagster as dg
 
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.support.helpers import REPO, hold_store, pipeline_env, resource
+from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
+from embedding_pipeline_tests.support.helpers import REPO, encoder_env, hold_store, pipeline_env, resource
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +27,7 @@ def _wait_for_runs(instance: dg.DagsterInstance, at_least: int, timeout: float) 
 
 
 def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkeypatch):
-    env = {**os.environ, **pipeline_env(tmp_path, model_dir)}
+    env = {**os.environ, **pipeline_env(tmp_path, model_dir, **encoder_env(HASHING_ENCODER))}
     load_sample_data(f"sqlite:///{tmp_path / 'content.db'}")
     workspace = ["-w", str(REPO / "workspace.yaml")]
     backfill = subprocess.run(

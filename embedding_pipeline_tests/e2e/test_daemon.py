@@ -16,7 +16,8 @@ from embedding_pipeline.content import tables
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.sensors import ONE_RUN_MAX_RECORDS
-from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, pipeline_env
+from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
+from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, encoder_env, pipeline_env
 
 BIN = Path(sys.executable).parent
 T = tables.PREFIX
@@ -43,7 +44,7 @@ def _materialized(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str,
 
 
 def test_a_small_edit_is_one_run_and_a_large_change_one_run_per_partition(tmp_path, model_dir, monkeypatch):
-    env = {**os.environ, **pipeline_env(tmp_path, model_dir), **QUICK_SENSOR}
+    env = {**os.environ, **pipeline_env(tmp_path, model_dir, **encoder_env(HASHING_ENCODER)), **QUICK_SENSOR}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     database = f"sqlite:///{tmp_path / 'content.db'}"

@@ -20,7 +20,12 @@ from embedding_pipeline.content.tables import metadata
 from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.run_workers import WORKER_TAG
 from embedding_pipeline.sample_data import complete, load_sample_data
+from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
 from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, chunker, hold_store, pipeline_env, resource
+
+# Faults that need no timing of the real model's work: the deterministic encoder, in seconds (the kills and
+# Ctrl-C below keep the real model, whose runs last long enough to be cut at the moment they aim at).
+DETERMINISTIC = pytest.mark.parametrize("encoder", [HASHING_ENCODER], ids=["deterministic"])
 
 BIN = Path(sys.executable).parent
 
@@ -152,6 +157,7 @@ def _texts_embedded_since(since: float) -> int:
     return sum(r.asset_materialization.metadata["texts_embedded"].value for r in records if r.timestamp > since)
 
 
+@DETERMINISTIC
 def test_a_damaged_vectors_file_is_named_and_repair_rebuilds_it_embedding_only_what_was_lost(pipeline):
     """The dense vectors of a collection's segment cut short, as a disk fault leaves them: the next run fails in
     one line naming the collection and its folder (never "ok"), and stops the command there; `repair` copies every point it can still read into
@@ -161,8 +167,9 @@ def test_a_damaged_vectors_file_is_named_and_repair_rebuilds_it_embedding_only_w
     folder = pipeline.settings.qdrant_path / "collections" / name
     with pipeline.store() as store:
         points = store.count(name)
-    (vectors,) = folder.glob("segments/*/vector_storage-all-MiniLM-L6-v2/vectors/chunk_0.mmap")
-    os.truncate(vectors, 40 * 384 * 4)  # the first 40 points' vectors are left
+    dense = pipeline.resources["dense_encoder"]
+    (vectors,) = folder.glob(f"segments/*/vector_storage-{dense.vector_name}/vectors/chunk_0.mmap")
+    os.truncate(vectors, 40 * dense.dim * 4)  # the first 40 points' vectors are left
     broken = embed()  # every partition would meet it: said once, at the first, without a stack trace
     assert broken.returncode != 0 and "Stack Trace" not in broken.stderr and "Traceback" not in broken.stderr
     (failed,) = broken.stdout.splitlines()
@@ -187,6 +194,7 @@ def test_a_damaged_vectors_file_is_named_and_repair_rebuilds_it_embedding_only_w
     main(["search", "open data", "--collection", "content_files", "--limit", "1"])  # searches answer
 
 
+@DETERMINISTIC
 def test_an_id_mapping_cut_in_half_is_found_by_the_next_run_which_writes_the_lost_points_again(pipeline):
     """Half the id tracker of a collection's segment gone: the points it no longer maps are missing from searches.
     The next run finds Qdrant out of step, writes them again (their vectors are still stored under their text
@@ -202,6 +210,7 @@ def test_an_id_mapping_cut_in_half_is_found_by_the_next_run_which_writes_the_los
     assert _stored_points(pipeline.settings.qdrant_path, "document") == before
 
 
+@DETERMINISTIC
 def test_a_source_that_lost_most_records_fails_before_deleting_anything(pipeline):
     pipeline.materialize("document")
     before = (pipeline.count("resources"), pipeline.count("content_files"))
@@ -255,6 +264,7 @@ def test_trailing_spaces_in_a_setting_are_read_the_same_way_everywhere(pipeline)
     assert pipeline.count("resources", resource_type="document") == 5
 
 
+@DETERMINISTIC
 def test_bad_values_fail_their_record_only_named_with_the_field(pipeline):
     pipeline.execute("UPDATE {T}learningresource SET title = X'4869766573' WHERE readable_id = 'doc-open-data'")
     pipeline.execute(
@@ -335,6 +345,7 @@ def test_a_store_held_by_a_stopped_process_ends_the_command_once_after_the_wait(
     assert f"is still held by pid {holder.pid}" in done.stderr.strip().splitlines()[-1] and done.stdout.strip() == ""
 
 
+@DETERMINISTIC
 def test_hostile_values_fail_their_record_only_and_large_ones_are_embedded(pipeline):
     """NUL bytes, a lone surrogate (as its bytes), a 5 MB description, a 50,000-line Markdown file with
     deep headers, a malformed array, a date in the future: every other record is embedded."""
@@ -449,6 +460,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@DETERMINISTIC
 def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipeline, small_disk, tmp_path):
     """The next run, with space freed, ends with exactly the points a clean run writes."""
     pipeline.add_documents(100)

@@ -25,7 +25,8 @@ from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.sample_data import EVERY_SAMPLE, complete, load_sample_data
-from embedding_pipeline_tests.support.helpers import REPO, pipeline_env, resource, unavailable
+from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
+from embedding_pipeline_tests.support.helpers import REPO, encoder_env, pipeline_env, resource, unavailable
 
 MIT_LEARN_TABLES = Path(__file__).parents[1] / "fixtures" / "mit_learn_tables.sql"
 SERVER_URL = os.environ.get(
@@ -232,8 +233,8 @@ def test_every_document_on_postgresql_is_mit_learns(mit_learn_database):
     ours = our_points(ContentDatabase(mit_learn_database, app_base_url=GOLDEN["app_base_url"]), Chunker(None, 512, 0))
     for golden in EMBEDDED:
         point = ours[golden["id"]]
-        assert point["text"] == golden["text"], golden["key"]
-        same_document(point["payload"], dict(golden["payload"]), golden["key"])
+        assert point.text == golden["text"], golden["key"]
+        same_document(point.payload, dict(golden["payload"]), golden["key"])
 
 
 def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_postgresql(
@@ -248,7 +249,10 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
     from embedding_pipeline.resources import build_resources
     from embedding_pipeline.settings import Settings
 
-    env = {**pipeline_env(tmp_path, model_dir), "DAGSTER_POSTGRES_URL": postgres_database}
+    env = {
+        **pipeline_env(tmp_path, model_dir, **encoder_env(HASHING_ENCODER)),
+        "DAGSTER_POSTGRES_URL": postgres_database,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     home, content = Path(env["DAGSTER_HOME"]), f"sqlite:///{tmp_path / 'content.db'}"
