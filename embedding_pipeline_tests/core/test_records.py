@@ -125,5 +125,7 @@ def test_the_best_run_is_mit_learns_at_any_moment():
                   run(3, start_date="2030-09-01")]  # fmt: skip
     assert best_run_id(enrollable, now) == 2
     assert best_run_id([run(4, start_date="2031-02-01"), run(5, start_date="2030-09-01")], now) == 5
-    assert best_run_id([run(6, start_date="2020-01-01", end_date="2020-05-01"), run(7, start_date="2021-01-01")], now) == 7
+    assert (
+        best_run_id([run(6, start_date="2020-01-01", end_date="2020-05-01"), run(7, start_date="2021-01-01")], now) == 7
+    )
     assert best_run_id([run(8), run(9)], now) == 8 and best_run_id([], now) is None
