@@ -388,7 +388,7 @@ def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, mo
                     "readable_id": f"doc-long-{i}", "platform_id": "library", "resource_type": "document",
                     "title": f"Notes {i}", "description": f"Notes {i}. " + "Bees dance. " * 300,
                 })
-                for i in range(400)
+                for i in range(200)
             ],
         )  # fmt: skip
     daemon = subprocess.Popen(
@@ -419,7 +419,7 @@ def test_a_sensor_run_killed_under_the_daemon_never_blocks_the_next(tmp_path, mo
         daemon.wait(timeout=60)
     qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
-        assert store.count(qdrant.alias("resources"), {"resource_type": "document"}) == 405
+        assert store.count(qdrant.alias("resources"), {"resource_type": "document"}) == 205  # 200 and the sample's 5
     engine.dispose()
 
 
@@ -508,7 +508,7 @@ def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redo
     """Five runs of one partition killed at moments spread over a run (reading, encoding, writing,
     deleting, indexing: wherever the moment falls), each resuming the last; then one run to the end."""
     pipeline.materialize("document")
-    pipeline.add_documents(300)
+    pipeline.add_documents(150)
     pipeline.execute("UPDATE {T}learningresource SET published = 0 WHERE readable_id = 'doc-open-data'")  # a deletion
     pipeline.encoded()
     for delay in (0.2, 0.9, 1.6, 2.3, 3.0):
@@ -534,7 +534,7 @@ def test_kill_9_at_moments_spread_over_runs_then_the_next_converges_without_redo
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["points_match_source"].passed, checks["points_match_source"].metadata
     assert pipeline.encoded()[0] == []
-    assert pipeline.count("resources", resource_type="document") == 304
+    assert pipeline.count("resources", resource_type="document") == 154
     assert not pipeline.points("resources", readable_id="doc-open-data")
 
 
