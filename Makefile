@@ -25,7 +25,7 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install --quiet -e ".[offline-model,dev]"
 	touch $@
 
-# Tests run in as many processes as there are cores (at most 4; pytest-xdist): most wait on processes they start.
+# Tests run in as many processes as there are cores, at most 4 (pytest-xdist): most wait on processes they start.
 PARALLEL = -n auto --maxprocesses 4 --dist worksteal
 
 test: setup

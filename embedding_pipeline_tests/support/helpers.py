@@ -132,6 +132,7 @@ class Pipeline:
         for name, value in pipeline_env(data_dir, model_dir, **encoder_env(encoder)).items():
             monkeypatch.setenv(name, value)
         self._build()
+        self.encoded()  # counts start with this pipeline (a test process runs many)
         self.instance = dg.DagsterInstance.ephemeral(tempdir=str(data_dir / "dagster_home"))
         load_sample_data(self.settings.content_database_url)
 
