@@ -100,8 +100,7 @@ class Settings(BaseSettings):
     )  # fmt: skip
     changes_query: str = setting(
         "", "CONTENT_CHANGES_QUERY", shown="counts, id sums and summed `updated_on` of mit-learn's tables",
-        meaning="your SQL returning one row that changes whenever content changes (the sensor's cheap check; "
-        "`EPOCH_MS(column)` is written in your database's SQL)",
+        meaning="your SQL returning one row that changes whenever content changes (the sensor's cheap check)",
     )  # fmt: skip
     fingerprint_query: str = setting(
         "", "CONTENT_FINGERPRINT_QUERY", shown="the same per resource type and table",

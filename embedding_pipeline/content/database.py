@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 import sqlalchemy as sa
 
 from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, read_blocklist
+from embedding_pipeline.content.dialect import sql_text
 from embedding_pipeline.content.queries import (
     ANY_RESOURCE_QUERY,
     CHANNEL_BASE,
@@ -25,7 +26,6 @@ from embedding_pipeline.content.queries import (
     TOPICS_PARTITION,
     UNEMBEDDABLE_QUERIES,
     Queries,
-    dialect_sql,
 )
 from embedding_pipeline.digests import digest
 from embedding_pipeline.errors import PermanentError
@@ -116,10 +116,10 @@ class ContentDatabase:
         finally:
             engine.dispose()
 
-    def _rows(self, query: str, conn: sa.Connection) -> list[tuple]:
+    def _rows(self, query: str | sa.Select, conn: sa.Connection, params: dict | None = None) -> list[tuple]:
         try:
-            return [tuple(row) for row in conn.execute(sa.text(dialect_sql(query, conn.dialect.name)))]
-        except ValueError as error:
+            return [tuple(row) for row in conn.execute(sa.text(sql_text(query, conn.dialect)), params or {})]
+        except sa.exc.CompileError as error:  # a default query on a database it has no form for
             raise ContentSourceError(self.url, str(error)) from None
         except sa.exc.DBAPIError as error:
             raise ContentSourceError(self.url, f"a query failed: {error.orig}") from None
@@ -150,12 +150,8 @@ class ContentDatabase:
         touched, deletions and renamed topics, platforms and the like aside. Only for the default queries' schema."""
         counts: dict[str, int] = {}
         with self.connect() as conn:
-            statement = sa.text(dialect_sql(SAVED_SINCE_QUERY, conn.dialect.name))
-            try:
-                for resource_type, count in conn.execute(statement, {"since": since}):
-                    counts[resource_type] = counts.get(resource_type, 0) + int(count)
-            except sa.exc.DBAPIError as error:
-                raise ContentSourceError(self.url, f"a query failed: {error.orig}") from None
+            for resource_type, count in self._rows(SAVED_SINCE_QUERY, conn, {"since": since}):
+                counts[resource_type] = counts.get(resource_type, 0) + int(count)
         return counts
 
     def unembeddable(self, types: list[str]) -> dict[str, list[tuple]]:
@@ -167,12 +163,9 @@ class ContentDatabase:
             return {}
         found = {}
         with self.connect() as conn:
-            for reason, sql in UNEMBEDDABLE_QUERIES.items():
-                statement, params = sa.text(sql), {}
-                if ":types" in sql:
-                    statement, params = statement.bindparams(sa.bindparam("types", expanding=True)), {"types": types}
+            for reason, query in UNEMBEDDABLE_QUERIES.items():
                 try:
-                    rows = [tuple(row) for row in conn.execute(statement, params)]
+                    rows = [tuple(row) for row in conn.execute(query, {"types": types})]
                 except sa.exc.DBAPIError as error:
                     raise ContentSourceError(
                         self.url, f"the content source's tables cannot be read: {error.orig}"
@@ -241,11 +234,10 @@ class ContentReader:
         self.params = {"resource_type": resource_type, CHANNEL_BASE: database.channel_base}
         self._blocked: frozenset[str] | None = None  # the blocklisted courses' readable ids, read before any row
         self._blocked_ids: set | None = None  # their ids, asked with the first content files
-        dialect = conn.dialect.name
-        self.queries = {
-            "resources_query": dialect_sql(database.queries.resources, dialect),
-            "content_files_query": dialect_sql(database.queries.content_files, dialect),
-            "topics_query": dialect_sql(DEFAULT_TOPICS_QUERY, dialect),
+        self.queries = {  # SQL text, which the listing and the reads by id wrap
+            "resources_query": sql_text(database.queries.resources, conn.dialect),
+            "content_files_query": sql_text(database.queries.content_files, conn.dialect),
+            "topics_query": sql_text(DEFAULT_TOPICS_QUERY, conn.dialect),
         }
         self._columns: dict[str, list[str]] = {}
 
@@ -254,16 +246,16 @@ class ContentReader:
         not a partition without content. With queries of your own it answers False."""
         if not self.database.queries.default_schema:
             return False
-        return self._execute("resources_query", sa.text(ANY_RESOURCE_QUERY), {}).scalar() == 0
+        return self._execute("resources_query", ANY_RESOURCE_QUERY, {}).scalar() == 0
 
     def _select(self, query_name: str, columns: list[str] | None, ids=None) -> sa.TextClause:
-        inner = self.queries[query_name].strip().rstrip(";")
+        inner = self.queries[query_name]
         selected = ", ".join(f"q.{c}" for c in columns) if columns else "q.*"
         sql = f"SELECT {selected} FROM ({inner}) AS q" + (" WHERE q.id IN :ids" if ids is not None else "")
         statement = sa.text(sql)
         return statement.bindparams(sa.bindparam("ids", expanding=True)) if ids is not None else statement
 
-    def _execute(self, query_name: str, statement: sa.TextClause, params: dict) -> sa.CursorResult:
+    def _execute(self, query_name: str, statement: sa.Executable, params: dict) -> sa.CursorResult:
         try:
             return self.conn.execute(statement, params)
         except sa.exc.DBAPIError as error:
@@ -274,8 +266,7 @@ class ContentReader:
     def columns(self, query_name: str) -> list[str]:
         """The columns the query returns (asked once, with no rows); one it must return and does not is named."""
         if query_name not in self._columns:
-            inner = self.queries[query_name].strip().rstrip(";")
-            probe = sa.text(f"SELECT * FROM ({inner}) AS q LIMIT 0")
+            probe = sa.text(f"SELECT * FROM ({self.queries[query_name]}) AS q LIMIT 0")
             columns = list(self._execute(query_name, probe, self.params).keys())
             required = {"resources_query": RESOURCE_COLUMNS, "topics_query": TOPIC_COLUMNS}.get(
                 query_name, CONTENT_FILE_COLUMNS

@@ -1,235 +1,468 @@
-"""The SQL that reads mit-learn's tables (`tables.py`): the default queries, what a query of an operator's own
-must return (`RESOURCE_COLUMNS`, `CONTENT_FILE_COLUMNS`), and the queries' forms in each database's dialect.
+"""The SQL that reads mit-learn's tables (`tables.py`): the default queries as SQLAlchemy selects, what a query
+of an operator's own (SQL text) must return (`RESOURCE_COLUMNS`, `CONTENT_FILE_COLUMNS`, ...).
+
+What SQLite and PostgreSQL write differently (JSON built in SQL, timestamps in milliseconds) is in `dialect.py`.
+Lists are aggregated from ordered subqueries, so that a row reads the same every time (its fingerprint must not
+move with the database's plan). Every subquery sees the tables of the queries around it, as SQL's scopes do.
 """
 
-import re
 from dataclasses import dataclass
+from functools import reduce
 
-from embedding_pipeline.content.tables import CHANNELS, PREFIX
+import sqlalchemy as sa
 
-# The default queries. `JSON_LIST(x)` aggregates into a JSON list, `JSON_OBJECT(k, v, ...)` builds an
-# object, `AS_JSON(x)` passes an array or a JSON value on as JSON (SQLite forgets that a subquery's
-# column was JSON), and `EPOCH_MS(column)` is a timestamp in whole milliseconds: each written in the
-# connected database's SQL (`dialect_sql`). Lists are aggregated from ordered subqueries, so that a
-# row reads the same every time (its fingerprint must not move with the database's plan).
-_T = PREFIX
-# A program's courses and sub-programs as its course information lists them (two levels, in order).
-_PROGRAM_RELATIONS = "('PROGRAM_COURSES', 'PROGRAM_PROGRAMS')"
-_PROGRAM_COUNT = (
-    "(SELECT COUNT(*) FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id "
-    "WHERE x.parent_id = lr.id AND x.relation_type = '{relation}' AND c.published)"
-).replace("{_T}", PREFIX)
-_CHILD_FIELDS = (  # the arguments of a JSON_OBJECT
-    "'child', {child}.id, 'relation_type', {relation}.relation_type, 'title', {child}.title, "
-    "'readable_id', {child}.readable_id, 'description', {child}.description, 'resource_type', {child}.resource_type, "
-    "'visible', ({child}.published OR {child}.test_mode), "
-    "'topics', AS_JSON((SELECT JSON_LIST(n) FROM (SELECT t.name AS n FROM {_T}learningresource_topics tx "
-    "JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id WHERE tx.learningresource_id = {child}.id "
-    "ORDER BY t.name) AS st))"
-).replace("{_T}", PREFIX)
-# A video's or a document's own files (`direct_learning_resource`), published or not, as its serializer
-# lists them (VideoResourceSerializer.get_content_files): their text is folded into the resource's, and
-# their fields (but the large ones) are its document's `content_files`. A run lists their stamp: those
-# fields, the text's date and length.
-_DIRECT_FILES = f"FROM {_T}contentfile cf WHERE cf.direct_learning_resource_id = lr.id"
-_DIRECT_FIELDS = (  # the arguments of a JSON_OBJECT
-    "'id', cf.id, 'uid', cf.uid, 'key', cf.key, 'title', cf.title, 'description', cf.description, "
-    "'image_src', cf.image_src, 'url', cf.url, 'file_type', cf.file_type, 'file_extension', cf.file_extension, "
-    "'content_type', cf.content_type, 'content_title', cf.content_title, 'content_author', cf.content_author, "
-    "'content_language', cf.content_language, 'checksum', cf.checksum, 'source_path', cf.source_path, "
-    "'edx_module_id', cf.edx_module_id, 'youtube_id', cf.youtube_id, "
-    "'content_feature_type', AS_JSON((SELECT JSON_LIST(n) FROM (SELECT t.name AS n FROM {_T}contentfile_content_tags x "
-    "JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id WHERE x.contentfile_id = cf.id "
-    "ORDER BY t.name) AS st))"
-).replace("{_T}", PREFIX)
-# The URL of the first channel of a topic, a unit (offeror) or a department, where it is published
-# (mit-learn's `annotate_channel_url`): `:channel_base` is MITOL_APP_BASE_URL's "/c/".
-CHANNEL_BASE = "channel_base"
-_CHANNEL = (
-    f"(SELECT CASE WHEN ch.published THEN CAST(:{CHANNEL_BASE} AS VARCHAR) || ch.channel_type || '/' || ch.name END "
-    f"FROM {CHANNELS}channel{{kind}}detail cd JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id "
-    "WHERE cd.{column} = {value} ORDER BY ch.id LIMIT 1)"
-)
-_IMAGE = "JSON_OBJECT('id', {i}.id, 'url', {i}.url, 'description', {i}.description, 'alt', {i}.alt)"
-# LearningResourceRelationship.objects.for_serialization(): a learning path's unpublished items are left out.
-_SHOWN_CHILD = "NOT (x.relation_type = 'LEARNING_PATH_ITEMS' AND NOT c.published)"
-# How many of a resource's children of one relation type are published (the per-type serializers' counts).
-_PUBLISHED_CHILDREN = (
-    f"(SELECT COUNT(*) FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id "
-    "WHERE x.parent_id = lr.id AND x.relation_type = '{relation}' AND c.published)"
-)
-# The per-type object of a resource's document (ProgramSerializer's counts come as columns of their own): the
-# row beside it and the counts its serializer annotates. Transcripts, which can be long, are read for the rows
-# a run writes (`transcript`) and listed by a stamp (`transcript_stamp`).
-_DETAILS = {
-    "podcast": "JSON_OBJECT('id', d.id, 'apple_podcasts_url', d.apple_podcasts_url, "
-    "'google_podcasts_url', d.google_podcasts_url, 'rss_url', d.rss_url, 'episode_count', "
-    f"{_PUBLISHED_CHILDREN.format(relation='PODCAST_EPISODES')}) FROM {_T}podcast d",
-    "podcast_episode": "JSON_OBJECT('id', d.id, 'audio_url', d.audio_url, 'episode_link', d.episode_link, "
-    f"'duration', d.duration, 'rss', d.rss) FROM {_T}podcastepisode d",
-    "video": "JSON_OBJECT('id', d.id, 'duration', d.duration, 'caption_urls', AS_JSON(d.caption_urls), "
-    f"'cover_image_url', d.cover_image_url, 'streaming_url', d.streaming_url) FROM {_T}video d",
-    "video_playlist": "JSON_OBJECT('id', d.id, 'channel', JSON_OBJECT('channel_id', ch.channel_id, 'title', ch.title), "
-    f"'video_count', {_PUBLISHED_CHILDREN.format(relation='PLAYLIST_VIDEOS')}, "
-    "'parent_learning_resource_id', d.parent_learning_resource_id, 'parent_title', p.title, 'parent_url', p.url, "
-    "'parent_is_course', pc.learning_resource_id IS NOT NULL, 'parent_course_numbers', AS_JSON(pc.course_numbers)) "
-    f"FROM {_T}videoplaylist d JOIN {_T}videochannel ch ON ch.channel_id = d.channel_id "
-    f"LEFT JOIN {_T}learningresource p ON p.id = d.parent_learning_resource_id "
-    f"LEFT JOIN {_T}course pc ON pc.learning_resource_id = p.id",
-    "learning_path": f"JSON_OBJECT('id', d.id, 'item_count', {_PUBLISHED_CHILDREN.format(relation='LEARNING_PATH_ITEMS')}) "
-    f"FROM {_T}learningpath d",
-}
-_TRANSCRIPTS = {"video": f"{_T}video", "podcast_episode": f"{_T}podcastepisode"}
-_TRANSCRIPT = {kind: f"d.transcript FROM {table} d" for kind, table in _TRANSCRIPTS.items()}
-_TRANSCRIPT_STAMP = {
-    kind: f"LENGTH(d.transcript) || ':' || EPOCH_MS(d.updated_on) FROM {table} d"
-    for kind, table in _TRANSCRIPTS.items()
-}
+from embedding_pipeline.content import tables as t
+from embedding_pipeline.content.dialect import as_json, epoch_ms, json_list, json_object
+
+ZERO, ONE = sa.literal_column("0"), sa.literal_column("1")
+RESOURCE_TYPE = sa.bindparam("resource_type")  # every reader's query is asked for one type
+CHANNEL_BASE = "channel_base"  # mit-learn's channel URLs start with MITOL_APP_BASE_URL's "/c/"
+TOPICS_PARTITION = "topics"
 
 
-def _by_type(select: dict[str, str], alias: str) -> str:
-    """A column whose value comes from the per-type table of the resource's type (NULL for other types)."""
-    cases = " ".join(
-        f"WHEN '{kind}' THEN (SELECT {sql} WHERE d.learning_resource_id = lr.id)" for kind, sql in select.items()
+def _quoted(text: str) -> sa.ColumnElement:
+    """A constant of ours written into the SQL (not a parameter), as a hand-written query would have it."""
+    return sa.literal_column("'" + text.replace("'", "''") + "'")
+
+
+def _object(fields: dict) -> json_object:
+    return json_object(*(part for key, value in fields.items() for part in (_quoted(key), value)))
+
+
+def _concat(*parts) -> sa.ColumnElement:
+    return reduce(lambda left, right: left.op("||")(right), parts)
+
+
+def _true_count(condition) -> sa.ColumnElement:
+    return sa.func.sum(sa.case((condition, ONE), else_=ZERO))
+
+
+def _scalar(select: sa.Select) -> sa.ScalarSelect:
+    return select.correlate_except(None).scalar_subquery()
+
+
+def _json_list(value, from_, *where, order_by, items_are_json=True) -> sa.ScalarSelect:
+    """`value` of each row of `from_` (where `where`) in `order_by`'s order, as a JSON list."""
+    rows = sa.select(value.label("v")).select_from(from_).where(*where).order_by(*order_by)
+    rows = rows.correlate_except(None).subquery()
+    return _scalar(sa.select(json_list(as_json(rows.c.v) if items_are_json else rows.c.v)))
+
+
+def _names(link: sa.Table, owner_column: str, owner_id, target_column: str, names: sa.Table) -> sa.ScalarSelect:
+    """The names of what a many-to-many link table ties an owner to, by name (a JSON list of strings)."""
+    x, n = link.alias("x"), names.alias("t")
+    return _json_list(
+        n.c.name,
+        x.join(n, n.c.id == x.c[target_column]),
+        x.c[owner_column] == owner_id,
+        order_by=[n.c.name],
+        items_are_json=False,
     )
-    return f"CASE lr.resource_type {cases} END AS {alias}"
 
 
-DEFAULT_RESOURCES_QUERY = f"""
-SELECT lr.id, lr.readable_id, lr.resource_type, lr.title, lr.description, lr.full_description, lr.url,
-       lr.published, lr.test_mode, lr.resource_category, lr.certification, lr.certification_type,
-       lr.professional, lr.ocw_topics, lr.delivery, lr.prices, lr.languages, lr.next_start_date,
-       lr.view_count, lr.created_on, lr.updated_on, lr.last_modified, lr.format, lr.pace, lr.availability,
-       lr.location, lr.duration, lr.min_weeks, lr.max_weeks, lr.min_weekly_hours, lr.max_weekly_hours,
-       lr.time_commitment, lr.license_cc, lr.continuing_ed_credits, lr.require_summaries, lr.completeness,
-       lr.platform_id AS platform_code, p.name AS platform_name,
-       lr.offered_by_id AS offered_by_code, o.name AS offered_by_name, o.display_facet AS offered_by_display_facet,
-       {_CHANNEL.format(kind="unit", column="unit_id", value="o.code")} AS offered_by_channel_url,
-       (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('id', t.id, 'name', t.name, 'icon', t.icon, 'parent', t.parent_id,
-                             'channel_url', {_CHANNEL.format(kind="topic", column="topic_id", value="t.id")}) AS v
-            FROM {_T}learningresource_topics x JOIN {_T}learningresourcetopic t ON t.id = x.learningresourcetopic_id
-           WHERE x.learningresource_id = lr.id ORDER BY t.name) AS s) AS topics,
-       (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('department_id', d.department_id, 'name', d.name,
-                             'school_id', sc.id, 'school_name', sc.name, 'school_url', sc.url,
-                             'channel_url', {_CHANNEL.format(kind="department", column="department_id", value="d.department_id")}) AS v
-            FROM {_T}learningresource_departments x
-            JOIN {_T}learningresourcedepartment d ON d.department_id = x.learningresourcedepartment_id
-            LEFT JOIN {_T}learningresourceschool sc ON sc.id = d.school_id
-           WHERE x.learningresource_id = lr.id ORDER BY d.department_id) AS s) AS departments,
-       (SELECT JSON_LIST(v) FROM (
-          SELECT t.name AS v
-            FROM {_T}learningresource_resource_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
-           WHERE x.learningresource_id = lr.id ORDER BY t.name) AS s) AS course_feature,
-       (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('amount', pr.amount, 'currency', pr.currency) AS v
-            FROM {_T}learningresource_resource_prices x JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id
-           WHERE x.learningresource_id = lr.id ORDER BY pr.currency, pr.amount) AS s) AS resource_prices,
-       (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT(
-                   'id', r.id, 'run_id', r.run_id, 'title', r.title, 'published', r.published,
-                   'level', AS_JSON(r.level), 'delivery', AS_JSON(r.delivery), 'prices', AS_JSON(r.prices),
-                   'semester', r.semester, 'year', r.year, 'start_date', r.start_date, 'end_date', r.end_date,
-                   'enrollment_start', r.enrollment_start, 'enrollment_end', r.enrollment_end, 'url', r.url,
-                   'is_variant', r.is_variant, 'updated_on', r.updated_on, 'description', r.description,
-                   'full_description', r.full_description, 'last_modified', r.last_modified,
-                   'languages', AS_JSON(r.languages), 'slug', r.slug, 'checksum', r.checksum,
-                   'format', AS_JSON(r.format), 'pace', AS_JSON(r.pace), 'availability', r.availability,
-                   'location', r.location, 'duration', r.duration, 'min_weeks', r.min_weeks, 'max_weeks', r.max_weeks,
-                   'min_weekly_hours', r.min_weekly_hours, 'max_weekly_hours', r.max_weekly_hours,
-                   'time_commitment', r.time_commitment,
-                   'image', AS_JSON((SELECT {_IMAGE.format(i="i")} FROM {_T}learningresourceimage i WHERE i.id = r.image_id)),
-                   'instructors', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
-                      SELECT JSON_OBJECT('id', i.id, 'first_name', i.first_name, 'last_name', i.last_name,
-                                         'full_name', i.full_name) AS w
-                        FROM {_T}runinstructorrelationship ri JOIN {_T}learningresourceinstructor i ON i.id = ri.instructor_id
-                       WHERE ri.run_id = r.id ORDER BY ri.position, i.last_name, i.first_name) AS si)),
-                   'resource_prices', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
-                      SELECT JSON_OBJECT('amount', pr.amount, 'currency', pr.currency) AS w
-                        FROM {_T}learningresourcerun_resource_prices x JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id
-                       WHERE x.learningresourcerun_id = r.id ORDER BY pr.amount, pr.id) AS sp))) AS v
-            FROM {_T}learningresourcerun r WHERE r.learning_resource_id = lr.id ORDER BY r.id) AS s) AS runs,
-       (SELECT c.course_numbers FROM {_T}course c WHERE c.learning_resource_id = lr.id) AS course_numbers,
-       COALESCE((SELECT v.duration FROM {_T}video v WHERE v.learning_resource_id = lr.id),
-                (SELECT e.duration FROM {_T}podcastepisode e WHERE e.learning_resource_id = lr.id)) AS media_duration,
-       {_PROGRAM_COUNT.format(relation="PROGRAM_COURSES")} AS course_count,
-       {_PROGRAM_COUNT.format(relation="PROGRAM_PROGRAMS")} AS program_count,
-       (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT({_CHILD_FIELDS.format(child="c", relation="x")},
-                 'children', AS_JSON((SELECT JSON_LIST(AS_JSON(w)) FROM (
-                    SELECT JSON_OBJECT({_CHILD_FIELDS.format(child="g", relation="y")}) AS w
-                      FROM {_T}learningresourcerelationship y JOIN {_T}learningresource g ON g.id = y.child_id
-                     WHERE y.parent_id = c.id AND y.relation_type IN {_PROGRAM_RELATIONS}
-                     ORDER BY y.position, y.id) AS sg))) AS v
-            FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id
-           WHERE lr.resource_type = 'program' AND x.parent_id = lr.id AND x.relation_type IN {_PROGRAM_RELATIONS}
-           ORDER BY x.position, x.id) AS s) AS program_children,
-       (SELECT {_IMAGE.format(i="i")} FROM {_T}learningresourceimage i WHERE i.id = lr.image_id) AS image,
-       (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('child', x.child_id, 'position', x.position, 'relation_type', x.relation_type,
-                             'title', c.title, 'readable_id', c.readable_id) AS v
-            FROM {_T}learningresourcerelationship x JOIN {_T}learningresource c ON c.id = x.child_id
-           WHERE x.parent_id = lr.id AND {_SHOWN_CHILD} ORDER BY x.position, x.id) AS s) AS children,
-       CASE WHEN lr.resource_type IN ('video', 'podcast_episode') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT('id', x.parent_id, 'relation_type', x.relation_type, 'title', p.title,
-                             'readable_id', p.readable_id) AS v
-            FROM {_T}learningresourcerelationship x JOIN {_T}learningresource p ON p.id = x.parent_id
-           WHERE x.child_id = lr.id AND x.relation_type IN ('PLAYLIST_VIDEOS', 'PODCAST_EPISODES')
-           ORDER BY x.position, x.id) AS s) END AS parents,
-       CASE WHEN EXISTS (
-          SELECT 1 FROM {_T}learningresourcerelationship x JOIN {CHANNELS}channel ch ON ch.featured_list_id = x.parent_id
-           WHERE x.child_id = lr.id AND x.relation_type = 'LEARNING_PATH_ITEMS')
-        THEN (SELECT MIN(x.position) FROM {_T}learningresourcerelationship x
-               WHERE x.child_id = lr.id AND x.parent_id IN (SELECT featured_list_id FROM {CHANNELS}channel)) END
-         AS featured_position,
-       CASE WHEN lr.view_count IS NULL THEN
-         (SELECT COUNT(*) FROM {_T}learningresourceviewevent e WHERE e.learning_resource_id = lr.id) END AS view_events,
-       {_by_type(_DETAILS, "detail")},
-       {_by_type(_TRANSCRIPT_STAMP, "transcript_stamp")},
-       {_by_type(_TRANSCRIPT, "transcript")},
-       CASE WHEN lr.resource_type IN ('video', 'document') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'content', cf.content, 'summary', cf.summary,
-                             'flashcards', AS_JSON(cf.flashcards)) AS v
-            {_DIRECT_FILES} ORDER BY cf.id) AS s) END AS direct_content_files,
-       CASE WHEN lr.resource_type IN ('video', 'document') THEN (SELECT JSON_LIST(AS_JSON(v)) FROM (
-          SELECT JSON_OBJECT({_DIRECT_FIELDS}, 'updated_on', EPOCH_MS(cf.updated_on), 'size', LENGTH(cf.content)) AS v
-            {_DIRECT_FILES} ORDER BY cf.id) AS s) END AS direct_content_stamp
-FROM {_T}learningresource lr
-LEFT JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id
-LEFT JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id
-WHERE lr.resource_type = :resource_type AND (lr.published OR lr.test_mode)
-ORDER BY lr.id
-"""
-# The files mit-learn embeds: published, with content, of a run that is published (or of the resource
-# itself: a run-less file), of a resource embedded here. A file only `direct_learning_resource` names
-# is shown with its resource, never embedded (vector_search.tasks, embeddings_healthcheck).
-DEFAULT_CONTENT_FILES_QUERY = f"""
-SELECT cf.id, lr.id AS resource_id, cf.run_id, r.run_id AS run_readable_id, r.title AS run_title,
-       r.updated_on AS run_updated_on, cf.key, cf.title, cf.description, cf.content, cf.checksum,
-       cf.file_type, cf.file_extension, cf.url, cf.edx_module_id, cf.content_type, cf.source_path, cf.summary, cf.flashcards,
-       cf.published, cf.created_on, cf.updated_on,
-       (SELECT JSON_LIST(v) FROM (
-          SELECT t.name AS v
-            FROM {_T}contentfile_content_tags x JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id
-           WHERE x.contentfile_id = cf.id ORDER BY t.name) AS s) AS content_feature_type
-FROM {_T}contentfile cf
-LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id
-JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id)
-WHERE lr.resource_type = :resource_type AND (lr.published OR lr.test_mode)
-  AND cf.published AND (r.id IS NULL OR r.published) AND cf.content IS NOT NULL AND cf.content <> ''
-ORDER BY cf.id
-"""
+def _channel_url(detail: sa.Table, column: str, value) -> sa.ScalarSelect:
+    """The URL of the first published channel of a topic, a unit (offeror) or a department (mit-learn's
+    `annotate_channel_url`)."""
+    cd, ch = detail.alias("cd"), t.channel.alias("ch")
+    base = sa.cast(sa.bindparam(CHANNEL_BASE, type_=sa.String), sa.String)
+    url = sa.case((ch.c.published, _concat(base, ch.c.channel_type, _quoted("/"), ch.c.name)))
+    return _scalar(
+        sa.select(url)
+        .select_from(cd.join(ch, ch.c.id == cd.c.channel_id))
+        .where(cd.c[column] == value)
+        .order_by(ch.c.id)
+        .limit(ONE)
+        .offset(ZERO)  # written into the SQL: SQLite's dialect would bind an OFFSET 0 otherwise
+    )
+
+
+def _published_children(parent_id, relation: str) -> sa.ScalarSelect:
+    """How many of a resource's children of one relation type are published (the serializers' counts)."""
+    x, c = t.relationship.alias("x"), t.learning_resource.alias("c")
+    return _scalar(
+        sa.select(sa.func.count())
+        .select_from(x.join(c, c.c.id == x.c.child_id))
+        .where(x.c.parent_id == parent_id, x.c.relation_type == _quoted(relation), c.c.published)
+    )
+
+
+def _image(image_id) -> sa.ScalarSelect:
+    i = t.image.alias("i")
+    return _scalar(
+        sa.select(_object({name: i.c[name] for name in ("id", "url", "description", "alt")})).where(i.c.id == image_id)
+    )
+
+
+def _prices(link: sa.Table, owner_column: str, owner_id, order_by) -> sa.ScalarSelect:
+    x, pr = link.alias("x"), t.price.alias("pr")
+    return _json_list(
+        _object({"amount": pr.c.amount, "currency": pr.c.currency}),
+        x.join(pr, pr.c.id == x.c.learningresourceprice_id),
+        x.c[owner_column] == owner_id,
+        order_by=[pr.c[name] for name in order_by],
+    )
+
+
+def _topic_names(resource_id) -> sa.ScalarSelect:
+    return _names(t.resource_topics, "learningresource_id", resource_id, "learningresourcetopic_id", t.topic)
+
+
+def _tag_names(link: sa.Table, owner_column: str, owner_id) -> sa.ScalarSelect:
+    return _names(link, owner_column, owner_id, "learningresourcecontenttag_id", t.content_tag)
+
+
+# The resources: a row per published (or test-mode) resource of the type, with everything its document shows.
+lr = t.learning_resource.alias("lr")
+_platform, _offeror = t.platform.alias("p"), t.offeror.alias("o")
+_PROGRAM_RELATIONS = [_quoted("PROGRAM_COURSES"), _quoted("PROGRAM_PROGRAMS")]
+
+
+def _topics() -> sa.ScalarSelect:
+    x, tp = t.resource_topics.alias("x"), t.topic.alias("t")
+    topic = {"id": tp.c.id, "name": tp.c.name, "icon": tp.c.icon, "parent": tp.c.parent_id}
+    channel_url = _channel_url(t.channel_topic, "topic_id", tp.c.id)
+    return _json_list(
+        _object({**topic, "channel_url": channel_url}),
+        x.join(tp, tp.c.id == x.c.learningresourcetopic_id),
+        x.c.learningresource_id == lr.c.id,
+        order_by=[tp.c.name],
+    )
+
+
+def _departments() -> sa.ScalarSelect:
+    x, d, sc = t.resource_departments.alias("x"), t.department.alias("d"), t.school.alias("sc")
+    department = {"department_id": d.c.department_id, "name": d.c.name, "school_id": sc.c.id}
+    school = {"school_name": sc.c.name, "school_url": sc.c.url}
+    channel_url = _channel_url(t.channel_department, "department_id", d.c.department_id)
+    return _json_list(
+        _object({**department, **school, "channel_url": channel_url}),
+        x.join(d, d.c.department_id == x.c.learningresourcedepartment_id).outerjoin(sc, sc.c.id == d.c.school_id),
+        x.c.learningresource_id == lr.c.id,
+        order_by=[d.c.department_id],
+    )
+
+
+def _runs() -> sa.ScalarSelect:
+    r = t.run.alias("r")
+    ri, i = t.run_instructors.alias("ri"), t.instructor.alias("i")
+    instructors = _json_list(
+        _object({name: i.c[name] for name in ("id", "first_name", "last_name", "full_name")}),
+        ri.join(i, i.c.id == ri.c.instructor_id),
+        ri.c.run_id == r.c.id,
+        order_by=[ri.c.position, i.c.last_name, i.c.first_name],
+    )
+    names = ("id", "run_id", "title", "published", "level", "delivery", "prices", "semester", "year", "start_date",
+             "end_date", "enrollment_start", "enrollment_end", "url", "is_variant", "updated_on", "description",
+             "full_description", "last_modified", "languages", "slug", "checksum", "format", "pace", "availability",
+             "location", "duration", "min_weeks", "max_weeks", "min_weekly_hours", "max_weekly_hours",
+             "time_commitment")  # fmt: skip
+    arrays = {"level", "delivery", "prices", "languages", "format", "pace"}
+    fields = {name: as_json(r.c[name]) if name in arrays else r.c[name] for name in names}
+    fields |= {
+        "image": as_json(_image(r.c.image_id)),
+        "instructors": as_json(instructors),
+        "resource_prices": as_json(_prices(t.run_prices, "learningresourcerun_id", r.c.id, ("amount", "id"))),
+    }
+    return _json_list(_object(fields), r, r.c.learning_resource_id == lr.c.id, order_by=[r.c.id])
+
+
+def _child_fields(child, relation) -> dict:
+    """A program's child (or grandchild) as its course information lists it."""
+    return {
+        "child": child.c.id,
+        "relation_type": relation.c.relation_type,
+        **{name: child.c[name] for name in ("title", "readable_id", "description", "resource_type")},
+        "visible": sa.or_(child.c.published, child.c.test_mode),
+        "topics": as_json(_topic_names(child.c.id)),
+    }
+
+
+def _program_children() -> sa.ScalarSelect:
+    """A program's courses and sub-programs as its course information lists them (two levels, in order)."""
+    x, c = t.relationship.alias("x"), t.learning_resource.alias("c")
+    y, g = t.relationship.alias("y"), t.learning_resource.alias("g")
+    grandchildren = _json_list(
+        _object(_child_fields(g, y)),
+        y.join(g, g.c.id == y.c.child_id),
+        y.c.parent_id == c.c.id,
+        y.c.relation_type.in_(_PROGRAM_RELATIONS),
+        order_by=[y.c.position, y.c.id],
+    )
+    return _json_list(
+        _object({**_child_fields(c, x), "children": as_json(grandchildren)}),
+        x.join(c, c.c.id == x.c.child_id),
+        lr.c.resource_type == _quoted("program"),
+        x.c.parent_id == lr.c.id,
+        x.c.relation_type.in_(_PROGRAM_RELATIONS),
+        order_by=[x.c.position, x.c.id],
+    )
+
+
+def _children() -> sa.ScalarSelect:
+    """LearningResourceRelationship.objects.for_serialization(): a learning path's unpublished items are left
+    out."""
+    x, c = t.relationship.alias("x"), t.learning_resource.alias("c")
+    fields = {"child": x.c.child_id, "position": x.c.position, "relation_type": x.c.relation_type}
+    return _json_list(
+        _object({**fields, "title": c.c.title, "readable_id": c.c.readable_id}),
+        x.join(c, c.c.id == x.c.child_id),
+        x.c.parent_id == lr.c.id,
+        sa.not_(sa.and_(x.c.relation_type == _quoted("LEARNING_PATH_ITEMS"), sa.not_(c.c.published))),
+        order_by=[x.c.position, x.c.id],
+    )
+
+
+def _parents() -> sa.ScalarSelect:
+    """The playlists a video is in, the podcasts an episode is of."""
+    x, p = t.relationship.alias("x"), t.learning_resource.alias("p")
+    fields = {"id": x.c.parent_id, "relation_type": x.c.relation_type, "title": p.c.title}
+    return _json_list(
+        _object({**fields, "readable_id": p.c.readable_id}),
+        x.join(p, p.c.id == x.c.parent_id),
+        x.c.child_id == lr.c.id,
+        x.c.relation_type.in_([_quoted("PLAYLIST_VIDEOS"), _quoted("PODCAST_EPISODES")]),
+        order_by=[x.c.position, x.c.id],
+    )
+
+
+def _featured_position() -> sa.Case:
+    """A resource's place in a channel's featured list (mit-learn adds a random fraction: `featured_rank`)."""
+    x, ch = t.relationship.alias("x"), t.channel.alias("ch")
+    featured = (
+        sa.select(ONE)
+        .select_from(x.join(ch, ch.c.featured_list_id == x.c.parent_id))
+        .where(x.c.child_id == lr.c.id, x.c.relation_type == _quoted("LEARNING_PATH_ITEMS"))
+        .correlate_except(None)
+        .exists()
+    )
+    y, lists = t.relationship.alias("x"), t.channel
+    position = _scalar(
+        sa.select(sa.func.min(y.c.position)).where(
+            y.c.child_id == lr.c.id, y.c.parent_id.in_(sa.select(lists.c.featured_list_id))
+        )
+    )
+    return sa.case((featured, position))
+
+
+def _view_events() -> sa.Case:
+    """The views of a resource whose `view_count` is not set."""
+    e = t.view_event.alias("e")
+    count = _scalar(sa.select(sa.func.count()).select_from(e).where(e.c.learning_resource_id == lr.c.id))
+    return sa.case((lr.c.view_count.is_(None), count))
+
+
+def _by_type(values: dict) -> sa.Case:
+    """A column whose value comes from the per-type table of the resource's type (NULL for other types)."""
+    return sa.case(*((_quoted(kind), value) for kind, value in values.items()), value=lr.c.resource_type)
+
+
+def _detail(table: sa.Table, fields, joined=None) -> sa.ScalarSelect:
+    d = table.alias("d")
+    select = sa.select(_object(fields(d) if callable(fields) else {n: d.c[n] for n in fields}))
+    return _scalar(select.select_from(joined(d) if joined else d).where(d.c.learning_resource_id == lr.c.id))
+
+
+def _playlist_detail():
+    ch, p, pc = t.video_channel.alias("ch"), t.learning_resource.alias("p"), t.course.alias("pc")
+
+    def fields(d):
+        return {
+            "id": d.c.id,
+            "channel": _object({"channel_id": ch.c.channel_id, "title": ch.c.title}),
+            "video_count": _published_children(lr.c.id, "PLAYLIST_VIDEOS"),
+            "parent_learning_resource_id": d.c.parent_learning_resource_id,
+            "parent_title": p.c.title,
+            "parent_url": p.c.url,
+            "parent_is_course": pc.c.learning_resource_id.is_not(None),
+            "parent_course_numbers": as_json(pc.c.course_numbers),
+        }
+
+    def joined(d):
+        return (
+            d.join(ch, ch.c.channel_id == d.c.channel_id)
+            .outerjoin(p, p.c.id == d.c.parent_learning_resource_id)
+            .outerjoin(pc, pc.c.learning_resource_id == p.c.id)
+        )
+
+    return _detail(t.video_playlist, fields, joined)
+
+
+# The per-type object of a resource's document (ProgramSerializer's counts come as columns of their own): the
+# row beside it and the counts its serializer annotates.
+_DETAILS = {
+    "podcast": lambda: _detail(
+        t.podcast,
+        lambda d: {
+            **{n: d.c[n] for n in ("id", "apple_podcasts_url", "google_podcasts_url", "rss_url")},
+            "episode_count": _published_children(lr.c.id, "PODCAST_EPISODES"),
+        },
+    ),
+    "podcast_episode": lambda: _detail(t.podcast_episode, ("id", "audio_url", "episode_link", "duration", "rss")),
+    "video": lambda: _detail(
+        t.video,
+        lambda d: {
+            "id": d.c.id,
+            "duration": d.c.duration,
+            "caption_urls": as_json(d.c.caption_urls),
+            "cover_image_url": d.c.cover_image_url,
+            "streaming_url": d.c.streaming_url,
+        },
+    ),
+    "video_playlist": _playlist_detail,
+    "learning_path": lambda: _detail(
+        t.learning_path,
+        lambda d: {"id": d.c.id, "item_count": _published_children(lr.c.id, "LEARNING_PATH_ITEMS")},
+    ),
+}
+# Transcripts, which can be long, are read for the rows a run writes (`transcript`) and listed by a stamp
+# (`transcript_stamp`): their length and date.
+_TRANSCRIPTS = {"video": t.video, "podcast_episode": t.podcast_episode}
+
+
+def _transcript(table: sa.Table, stamp: bool) -> sa.ScalarSelect:
+    d = table.alias("d")
+    value = _concat(sa.func.length(d.c.transcript), _quoted(":"), epoch_ms(d.c.updated_on)) if stamp else d.c.transcript
+    return _scalar(sa.select(value).where(d.c.learning_resource_id == lr.c.id))
+
+
+def _direct_files(stamp: bool) -> sa.Case:
+    """A video's or a document's own files (`direct_learning_resource`), published or not, as its serializer
+    lists them (VideoResourceSerializer.get_content_files): their text is folded into the resource's, and
+    their fields (but the large ones) are its document's `content_files`. A run lists their stamp: those
+    fields, the text's date and length."""
+    cf = t.content_file.alias("cf")
+    names = ("id", "uid", "key", "title", "description", "image_src", "url", "file_type", "file_extension")
+    names += ("content_type", "content_title", "content_author", "content_language", "checksum", "source_path")
+    names += ("edx_module_id", "youtube_id")
+    fields = {name: cf.c[name] for name in names}
+    fields["content_feature_type"] = as_json(_tag_names(t.content_file_tags, "contentfile_id", cf.c.id))
+    if stamp:
+        fields |= {"updated_on": epoch_ms(cf.c.updated_on), "size": sa.func.length(cf.c.content)}
+    else:
+        fields |= {"content": cf.c.content, "summary": cf.c.summary, "flashcards": as_json(cf.c.flashcards)}
+    files = _json_list(_object(fields), cf, cf.c.direct_learning_resource_id == lr.c.id, order_by=[cf.c.id])
+    return sa.case((lr.c.resource_type.in_([_quoted("video"), _quoted("document")]), files))
+
+
+def _media_duration() -> sa.ColumnElement:
+    v, e = t.video.alias("v"), t.podcast_episode.alias("e")
+    return sa.func.coalesce(
+        _scalar(sa.select(v.c.duration).where(v.c.learning_resource_id == lr.c.id)),
+        _scalar(sa.select(e.c.duration).where(e.c.learning_resource_id == lr.c.id)),
+    )
+
+
+def _course_numbers() -> sa.ScalarSelect:
+    c = t.course.alias("c")
+    return _scalar(sa.select(c.c.course_numbers).where(c.c.learning_resource_id == lr.c.id))
+
+
+def _shown(resource: sa.FromClause) -> sa.ColumnElement:
+    """What mit-learn embeds: published resources, and test-mode ones."""
+    return sa.and_(resource.c.resource_type == RESOURCE_TYPE, sa.or_(resource.c.published, resource.c.test_mode))
+
+
+_OWN_COLUMNS = (
+    "id", "readable_id", "resource_type", "title", "description", "full_description", "url", "published",
+    "test_mode", "resource_category", "certification", "certification_type", "professional", "ocw_topics",
+    "delivery", "prices", "languages", "next_start_date", "view_count", "created_on", "updated_on",
+    "last_modified", "format", "pace", "availability", "location", "duration", "min_weeks", "max_weeks",
+    "min_weekly_hours", "max_weekly_hours", "time_commitment", "license_cc", "continuing_ed_credits",
+    "require_summaries", "completeness",
+)  # fmt: skip
+DEFAULT_RESOURCES_QUERY = (
+    sa.select(
+        *(lr.c[name] for name in _OWN_COLUMNS),
+        lr.c.platform_id.label("platform_code"),
+        _platform.c.name.label("platform_name"),
+        lr.c.offered_by_id.label("offered_by_code"),
+        _offeror.c.name.label("offered_by_name"),
+        _offeror.c.display_facet.label("offered_by_display_facet"),
+        _channel_url(t.channel_unit, "unit_id", _offeror.c.code).label("offered_by_channel_url"),
+        _topics().label("topics"),
+        _departments().label("departments"),
+        _tag_names(t.resource_tags, "learningresource_id", lr.c.id).label("course_feature"),
+        _prices(t.resource_prices, "learningresource_id", lr.c.id, ("currency", "amount")).label("resource_prices"),
+        _runs().label("runs"),
+        _course_numbers().label("course_numbers"),
+        _media_duration().label("media_duration"),
+        _published_children(lr.c.id, "PROGRAM_COURSES").label("course_count"),
+        _published_children(lr.c.id, "PROGRAM_PROGRAMS").label("program_count"),
+        _program_children().label("program_children"),
+        _image(lr.c.image_id).label("image"),
+        _children().label("children"),
+        sa.case((lr.c.resource_type.in_([_quoted("video"), _quoted("podcast_episode")]), _parents())).label("parents"),
+        _featured_position().label("featured_position"),
+        _view_events().label("view_events"),
+        _by_type({kind: detail() for kind, detail in _DETAILS.items()}).label("detail"),
+        _by_type({kind: _transcript(table, stamp=True) for kind, table in _TRANSCRIPTS.items()}).label(
+            "transcript_stamp"
+        ),
+        _by_type({kind: _transcript(table, stamp=False) for kind, table in _TRANSCRIPTS.items()}).label("transcript"),
+        _direct_files(stamp=False).label("direct_content_files"),
+        _direct_files(stamp=True).label("direct_content_stamp"),
+    )
+    .select_from(
+        lr.outerjoin(_platform, _platform.c.code == lr.c.platform_id).outerjoin(
+            _offeror, _offeror.c.code == lr.c.offered_by_id
+        )
+    )
+    .where(_shown(lr))
+    .order_by(lr.c.id)
+)
+
+
+def _files_with_resources():
+    """Content files joined to their resource: through their run, or directly (a run-less file)."""
+    cf, r, resource = t.content_file.alias("cf"), t.run.alias("r"), t.learning_resource.alias("lr")
+    joined = cf.outerjoin(r, r.c.id == cf.c.run_id).join(
+        resource, resource.c.id == sa.func.coalesce(r.c.learning_resource_id, cf.c.learning_resource_id)
+    )
+    return cf, r, resource, joined
+
+
+def _content_files_query() -> sa.Select:
+    """The files mit-learn embeds: published, with content, of a run that is published (or of the resource
+    itself: a run-less file), of a resource embedded here. A file only `direct_learning_resource` names
+    is shown with its resource, never embedded (vector_search.tasks, embeddings_healthcheck)."""
+    cf, r, resource, joined = _files_with_resources()
+    own = ("key", "title", "description", "content", "checksum", "file_type", "file_extension", "url")
+    own += ("edx_module_id", "content_type", "source_path", "summary", "flashcards", "published")
+    return (
+        sa.select(
+            cf.c.id,
+            resource.c.id.label("resource_id"),
+            cf.c.run_id,
+            r.c.run_id.label("run_readable_id"),
+            r.c.title.label("run_title"),
+            r.c.updated_on.label("run_updated_on"),
+            *(cf.c[name] for name in own),
+            cf.c.created_on,
+            cf.c.updated_on,
+            _tag_names(t.content_file_tags, "contentfile_id", cf.c.id).label("content_feature_type"),
+        )
+        .select_from(joined)
+        .where(
+            _shown(resource),
+            cf.c.published,
+            sa.or_(r.c.id.is_(None), r.c.published),
+            cf.c.content.is_not(None),
+            cf.c.content != _quoted(""),
+        )
+        .order_by(cf.c.id)
+    )
+
+
+DEFAULT_CONTENT_FILES_QUERY = _content_files_query()
 
 # The topics mit-learn embeds into `{base}.topics` (vector_search.utils.embed_topics): every topic, for the
 # topics partition alone (`:resource_type` is "topics"; a resource type's reader lists none).
-TOPICS_PARTITION = "topics"
-DEFAULT_TOPICS_QUERY = f"""
-SELECT t.id, t.topic_uuid, t.name, t.updated_on, 1 AS published
-FROM {_T}learningresourcetopic t
-WHERE :resource_type = '{TOPICS_PARTITION}'
-ORDER BY t.id
-"""
+_topic = t.topic.alias("t")
+DEFAULT_TOPICS_QUERY = (
+    sa.select(_topic.c.id, _topic.c.topic_uuid, _topic.c.name, _topic.c.updated_on, ONE.label("published"))
+    .where(RESOURCE_TYPE == _quoted(TOPICS_PARTITION))
+    .order_by(_topic.c.id)
+)
 
 # What the sensor polls. One cheap row per tick: counts, id sums and the sum of every row's
 # `updated_on` of each table a point is made from; only when it moves, one row per resource type and
@@ -238,186 +471,281 @@ ORDER BY t.id
 # table counts for itself, and a link table by its count and the sum of its ids. Dates are summed over
 # every row, so an edit is seen whatever date it carries (a clock behind, a repeated date), and a row
 # dated in the future hides nothing.
-_DATED = ["learningresource", "learningresourcerun", "contentfile", "learningresourceplatform",
-          "learningresourceofferor", "learningresourcetopic", "learningresourcedepartment", "learningresourceschool",
-          "learningresourcecontenttag", "learningresourceprice", "course", "learningresourceinstructor",
-          "runinstructorrelationship", "learningresourcerelationship", "video", "podcastepisode",
-          "learningresourceimage", "podcast", "learningpath", "videochannel", "videoplaylist"]  # fmt: skip
-_DATED = [_T + name for name in _DATED] + [f"{CHANNELS}channel{kind}" for kind in ("", "topicdetail", "unitdetail",
-                                                                               "departmentdetail")]  # fmt: skip
-_LINKS = ["learningresource_topics", "learningresource_departments", "learningresource_resource_tags",
-          "learningresource_resource_prices", "contentfile_content_tags", "learningresourcerun_resource_prices"]  # fmt: skip
-DEFAULT_CHANGES_QUERY = "SELECT " + ",\n       ".join(
-    [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(EPOCH_MS(updated_on)), 0) FROM {name}) AS {name}" for name in _DATED]
-    + [f"(SELECT COUNT(*) || ':' || COALESCE(SUM(id), 0) FROM {_T}{name}) AS {name}" for name in _LINKS]
-    + [
-        # view counts are saved without moving `updated_on` (bulk_update); view events count where no count is set
-        f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) || ':' || SUM(CASE WHEN test_mode THEN 1 ELSE 0 END) "
-        f"|| ':' || COALESCE(SUM(view_count), 0) FROM {_T}learningresource) AS published_resources",
-        f"(SELECT COUNT(*) || ':' || COALESCE(SUM(e.id), 0) FROM {_T}learningresourceviewevent e JOIN {_T}learningresource "
-        "lr ON lr.id = e.learning_resource_id WHERE lr.view_count IS NULL) AS uncounted_views",
-        # a list reordered by a bulk update (QuerySet.update) moves no `updated_on`
-        f"(SELECT COALESCE(SUM(position), 0) FROM {_T}learningresourcerelationship) AS positions",
-        f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM {_T}learningresourcerun) AS published_runs",
-        f"(SELECT SUM(CASE WHEN published THEN 1 ELSE 0 END) FROM {_T}contentfile) AS published_files",
-    ]
-)
-# Per resource type: the resources, their runs, files, links and the rows those link to. A change to a
-# topic, platform, offeror, department, tag or price moves the sums of the types whose resources use it.
-_OF_TYPE = f"FROM {_T}learningresource lr"
-_FILE_OF_TYPE = (
-    f"FROM {_T}contentfile cf LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id "
-    f"JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id)"
-)
-_DESCENDANTS = (  # a resource's children and grandchildren: (program_id, relation_id, updated_on, child_id)
-    f"(SELECT x.parent_id AS program_id, x.id AS relation_id, x.updated_on, x.child_id "
-    f"FROM {_T}learningresourcerelationship x UNION ALL "
-    f"SELECT x.parent_id, y.id, y.updated_on, y.child_id FROM {_T}learningresourcerelationship x "
-    f"JOIN {_T}learningresourcerelationship y ON y.parent_id = x.child_id)"
-)
-_FINGERPRINT_PARTS = {
-    "resources": f"COUNT(*), SUM(lr.id), SUM(EPOCH_MS(lr.updated_on)), "
-    f"SUM(CASE WHEN lr.published THEN 1 ELSE 0 END), SUM(CASE WHEN lr.test_mode THEN 1 ELSE 0 END) {_OF_TYPE}",
-    "runs": f"COUNT(*), SUM(r.id), SUM(EPOCH_MS(r.updated_on)), SUM(CASE WHEN r.published THEN 1 ELSE 0 END), 0 "
-    f"{_OF_TYPE} JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id",
-    "files": f"COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)), SUM(CASE WHEN cf.published THEN 1 ELSE 0 END), 0 "
-    f"{_FILE_OF_TYPE}",
-    "own files": f"COUNT(*), SUM(cf.id), SUM(EPOCH_MS(cf.updated_on)), SUM(CASE WHEN cf.published THEN 1 ELSE 0 END), 0 "
-    f"{_OF_TYPE} JOIN {_T}contentfile cf ON cf.direct_learning_resource_id = lr.id",
-    "own file tags": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}contentfile cf ON cf.direct_learning_resource_id = lr.id "
-    f"JOIN {_T}contentfile_content_tags x ON x.contentfile_id = cf.id "
-    f"JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id",
-    "file tags": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_FILE_OF_TYPE} "
-    f"JOIN {_T}contentfile_content_tags x ON x.contentfile_id = cf.id "
-    f"JOIN {_T}learningresourcecontenttag t ON t.id = x.learningresourcecontenttag_id",
-    "platforms": f"COUNT(p.code), 0, SUM(EPOCH_MS(p.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourceplatform p ON p.code = lr.platform_id",
-    "offerors": f"COUNT(o.code), 0, SUM(EPOCH_MS(o.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourceofferor o ON o.code = lr.offered_by_id",
-    "course numbers": f"COUNT(*), 0, SUM(EPOCH_MS(c.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}course c ON c.learning_resource_id = lr.id",
-    "run instructors": f"COUNT(*), SUM(ri.id), SUM(EPOCH_MS(ri.updated_on) + EPOCH_MS(i.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id "
-    f"JOIN {_T}runinstructorrelationship ri ON ri.run_id = r.id JOIN {_T}learningresourceinstructor i ON i.id = ri.instructor_id",
-    "run prices": f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(pr.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id "
-    f"JOIN {_T}learningresourcerun_resource_prices x ON x.learningresourcerun_id = r.id "
-    f"JOIN {_T}learningresourceprice pr ON pr.id = x.learningresourceprice_id",
-    # the per-type rows (a duration, a transcript, a podcast's links, a playlist's channel and parent resource)
-    "details": f"COUNT(*), SUM(m.id), SUM(EPOCH_MS(m.updated_on)), 0, 0 {_OF_TYPE} JOIN ("
-    + " UNION ALL ".join(
-        f"SELECT id, learning_resource_id, updated_on FROM {_T}{table}"
-        for table in ("video", "podcastepisode", "podcast", "learningpath", "videoplaylist")
+_DATED = [t.learning_resource, t.run, t.content_file, t.platform, t.offeror, t.topic, t.department, t.school,
+          t.content_tag, t.price, t.course, t.instructor, t.run_instructors, t.relationship, t.video,
+          t.podcast_episode, t.image, t.podcast, t.learning_path, t.video_channel, t.video_playlist, t.channel,
+          t.channel_topic, t.channel_unit, t.channel_department]  # fmt: skip
+_LINKS = [t.resource_topics, t.resource_departments, t.resource_tags, t.resource_prices, t.content_file_tags,
+          t.run_prices]  # fmt: skip
+
+
+def _count_and(table: sa.Table, summed, where=()) -> sa.ScalarSelect:
+    """`count:sum` of a table's rows."""
+    return (
+        sa.select(_concat(sa.func.count(), _quoted(":"), sa.func.coalesce(sa.func.sum(summed), ZERO)))
+        .select_from(table)
+        .where(*where)
+        .scalar_subquery()
     )
-    + ") m ON m.learning_resource_id = lr.id",
-    "playlist channels": f"COUNT(*), 0, SUM(EPOCH_MS(ch.updated_on) + COALESCE(EPOCH_MS(pc.updated_on), 0)), "
-    f"SUM(COALESCE(hashtext(p.title || '|' || COALESCE(p.url, '')), 0)), 0 {_OF_TYPE} "
-    f"JOIN {_T}videoplaylist d ON d.learning_resource_id = lr.id "
-    f"JOIN {_T}videochannel ch ON ch.channel_id = d.channel_id "
-    f"LEFT JOIN {_T}learningresource p ON p.id = d.parent_learning_resource_id "
-    f"LEFT JOIN {_T}course pc ON pc.learning_resource_id = p.id",
-    "images": f"COUNT(*), SUM(i.id), SUM(EPOCH_MS(i.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourceimage i ON i.id = lr.image_id",
-    "run images": f"COUNT(*), SUM(i.id), SUM(EPOCH_MS(i.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourcerun r ON r.learning_resource_id = lr.id JOIN {_T}learningresourceimage i ON i.id = r.image_id",
-    # a document lists its children, a video's names its playlists and an episode's its podcasts: their titles and
-    # readable ids (hashed: a child saved for another reason moves nothing), their order, a child's publication
-    "children": f"COUNT(*), SUM(x.id + x.position), SUM(EPOCH_MS(x.updated_on)), "
-    f"SUM(hashtext(c.title || '|' || c.readable_id)), SUM(CASE WHEN c.published THEN 1 ELSE 0 END) {_OF_TYPE} "
-    f"JOIN {_T}learningresourcerelationship x ON x.parent_id = lr.id JOIN {_T}learningresource c ON c.id = x.child_id",
-    "parents": f"COUNT(*), SUM(x.id + x.position), SUM(EPOCH_MS(x.updated_on)), "
-    f"SUM(hashtext(p.title || '|' || p.readable_id)), 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourcerelationship x ON x.child_id = lr.id JOIN {_T}learningresource p ON p.id = x.parent_id "
-    "WHERE lr.resource_type IN ('video', 'podcast_episode')",
-    "featured in": f"COUNT(*), SUM(ch.id + x.id + x.position), SUM(EPOCH_MS(ch.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourcerelationship x ON x.child_id = lr.id JOIN {CHANNELS}channel ch ON ch.featured_list_id = x.parent_id",
-    # the channels whose URLs its topics, offeror and departments show
-    "topic channels": f"COUNT(*), SUM(ch.id), SUM(EPOCH_MS(ch.updated_on) + EPOCH_MS(cd.updated_on)), "
-    f"SUM(CASE WHEN ch.published THEN 1 ELSE 0 END), 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresource_topics tx ON tx.learningresource_id = lr.id "
-    f"JOIN {CHANNELS}channeltopicdetail cd ON cd.topic_id = tx.learningresourcetopic_id "
-    f"JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id",
-    "unit channels": f"COUNT(*), SUM(ch.id), SUM(EPOCH_MS(ch.updated_on) + EPOCH_MS(cd.updated_on)), "
-    f"SUM(CASE WHEN ch.published THEN 1 ELSE 0 END), 0 {_OF_TYPE} "
-    f"JOIN {CHANNELS}channelunitdetail cd ON cd.unit_id = lr.offered_by_id JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id",
-    "department channels": f"COUNT(*), SUM(ch.id), SUM(EPOCH_MS(ch.updated_on) + EPOCH_MS(cd.updated_on)), "
-    f"SUM(CASE WHEN ch.published THEN 1 ELSE 0 END), 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresource_departments x ON x.learningresource_id = lr.id "
-    f"JOIN {CHANNELS}channeldepartmentdetail cd ON cd.department_id = x.learningresourcedepartment_id "
-    f"JOIN {CHANNELS}channel ch ON ch.id = cd.channel_id",
-    # views: the count mit-learn saves without moving `updated_on`, or the view events where it saved none
-    "views": f"COUNT(*), SUM(COALESCE(lr.view_count, 0)), 0, 0, 0 {_OF_TYPE}",
-    "view events": f"COUNT(*), SUM(e.id), 0, 0, 0 {_OF_TYPE} "
-    f"JOIN {_T}learningresourceviewevent e ON e.learning_resource_id = lr.id WHERE lr.view_count IS NULL",
-    # a program's course information lists its children and theirs: their rows, topics and order
-    "program children": f"COUNT(*), SUM(d.relation_id + c.id), SUM(EPOCH_MS(d.updated_on) + EPOCH_MS(c.updated_on)), "
-    f"SUM(CASE WHEN c.published THEN 1 ELSE 0 END), SUM(CASE WHEN c.test_mode THEN 1 ELSE 0 END) {_OF_TYPE} "
-    f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id JOIN {_T}learningresource c ON c.id = d.child_id "
-    "WHERE lr.resource_type = 'program'",
-    "program children topics": f"COUNT(*), SUM(tx.id), SUM(EPOCH_MS(t.updated_on)), 0, 0 {_OF_TYPE} "
-    f"JOIN {_DESCENDANTS} d ON d.program_id = lr.id "
-    f"JOIN {_T}learningresource_topics tx ON tx.learningresource_id = d.child_id "
-    f"JOIN {_T}learningresourcetopic t ON t.id = tx.learningresourcetopic_id WHERE lr.resource_type = 'program'",
-    **{
-        name: f"COUNT(*), SUM(x.id), SUM(EPOCH_MS(y.updated_on)), 0, 0 {_OF_TYPE} "
-        f"JOIN {_T}{link} x ON x.learningresource_id = lr.id JOIN {_T}{target} y ON y.{key} = x.{column}"
-        for name, link, target, key, column in [
-            ("topics", "learningresource_topics", "learningresourcetopic", "id", "learningresourcetopic_id"),
-            (
-                "departments",
-                "learningresource_departments",
-                "learningresourcedepartment",
-                "department_id",
-                "learningresourcedepartment_id",
-            ),
-            (
-                "tags",
-                "learningresource_resource_tags",
-                "learningresourcecontenttag",
-                "id",
-                "learningresourcecontenttag_id",
-            ),
-            ("prices", "learningresource_resource_prices", "learningresourceprice", "id", "learningresourceprice_id"),
-        ]
-    },
-}
-DEFAULT_FINGERPRINT_QUERY = "\nUNION ALL\n".join(
-    [
-        f"SELECT lr.resource_type, '{part}' AS part, {select} GROUP BY lr.resource_type"
-        for part, select in _FINGERPRINT_PARTS.items()
-    ]
-    + [
-        f"SELECT '{TOPICS_PARTITION}', 'topics', COUNT(*), SUM(id), SUM(EPOCH_MS(updated_on)), 0, 0 FROM {_T}learningresourcetopic"
-    ]
-)
-# How large a change is, for the sensor: the resources and content files of each type saved after `:since`
-# (milliseconds since the epoch), and the latest save of either table (the next tick's `:since`).
-SAVED_SINCE_QUERY = (
-    f"SELECT lr.resource_type, COUNT(*) {_OF_TYPE} WHERE EPOCH_MS(lr.updated_on) > :since GROUP BY lr.resource_type "
-    f"UNION ALL SELECT lr.resource_type, COUNT(*) {_FILE_OF_TYPE} WHERE EPOCH_MS(cf.updated_on) > :since "
-    "GROUP BY lr.resource_type"
-)
-LATEST_SAVE_QUERY = (
-    f"SELECT (SELECT MAX(EPOCH_MS(updated_on)) FROM {_T}learningresource), "
-    f"(SELECT MAX(EPOCH_MS(updated_on)) FROM {_T}contentfile)"
-)
+
+
+def _changes_query() -> sa.Select:
+    resources, runs, files = t.learning_resource, t.run, t.content_file
+    e, viewed = t.view_event.alias("e"), t.learning_resource.alias("lr")
+    return sa.select(
+        *(_count_and(table, epoch_ms(table.c.updated_on)).label(table.name) for table in _DATED),
+        *(_count_and(table, table.c.id).label(table.name) for table in _LINKS),
+        # view counts are saved without moving `updated_on` (bulk_update); view events count where no count is set
+        sa.select(
+            _concat(
+                _true_count(resources.c.published),
+                _quoted(":"),
+                _true_count(resources.c.test_mode),
+                _quoted(":"),
+                sa.func.coalesce(sa.func.sum(resources.c.view_count), ZERO),
+            )
+        )
+        .scalar_subquery()
+        .label("published_resources"),
+        _count_and(
+            e.join(viewed, viewed.c.id == e.c.learning_resource_id), e.c.id, [viewed.c.view_count.is_(None)]
+        ).label("uncounted_views"),
+        # a list reordered by a bulk update (QuerySet.update) moves no `updated_on`
+        sa.select(sa.func.coalesce(sa.func.sum(t.relationship.c.position), ZERO)).scalar_subquery().label("positions"),
+        sa.select(_true_count(runs.c.published)).scalar_subquery().label("published_runs"),
+        sa.select(_true_count(files.c.published)).scalar_subquery().label("published_files"),
+    )
+
+
+DEFAULT_CHANGES_QUERY = _changes_query()
+
+
+# The fingerprints, per resource type and part (its resources, their runs, files, links and the rows those link
+# to): a count and four sums (ids, dates, and publication or hashed titles where they matter). A change to a
+# topic, platform, offeror, department, tag or price moves the sums of the types whose resources use it.
+_COUNT, _SUM = sa.func.count(), sa.func.sum
+
+
+def _dates(*columns) -> sa.ColumnElement:
+    return _SUM(reduce(lambda left, right: left + right, (epoch_ms(column) for column in columns)))
+
+
+def _titles(resource: sa.FromClause) -> sa.ColumnElement:
+    """Titles and readable ids, hashed: a child saved for another reason moves nothing."""
+    return _SUM(sa.func.hashtext(_concat(resource.c.title, _quoted("|"), resource.c.readable_id)))
+
+
+def _part(name: str, sums: list, from_=lr, *where, of=lr) -> sa.Select:
+    sums = [*sums, *[ZERO] * (5 - len(sums))]
+    select = sa.select(of.c.resource_type, _quoted(name).label("part"), *sums).select_from(from_).where(*where)
+    return select.group_by(of.c.resource_type)
+
+
+def _own_parts() -> list[sa.Select]:
+    """A resource's own row, its runs and what it or they name: images, platform, offeror, prices, ..."""
+    r, i, course, e = t.run.alias("r"), t.image.alias("i"), t.course.alias("c"), t.view_event.alias("e")
+    ri, instructor = t.run_instructors.alias("ri"), t.instructor.alias("i")
+    run_price, price = t.run_prices.alias("x"), t.price.alias("pr")
+    platform, offeror = t.platform.alias("p"), t.offeror.alias("o")
+    runs = lr.join(r, r.c.learning_resource_id == lr.c.id)
+    # the per-type rows (a duration, a transcript, a podcast's links, a playlist's channel and parent resource)
+    details = sa.union_all(
+        *(
+            sa.select(table.c.id, table.c.learning_resource_id, table.c.updated_on)
+            for table in (t.video, t.podcast_episode, t.podcast, t.learning_path, t.video_playlist)
+        )
+    ).subquery("m")
+    return [
+        _part("resources", [_COUNT, _SUM(lr.c.id), _dates(lr.c.updated_on), _true_count(lr.c.published),
+                            _true_count(lr.c.test_mode)]),
+        _part("runs", [_COUNT, _SUM(r.c.id), _dates(r.c.updated_on), _true_count(r.c.published)], runs),
+        _part("platforms", [sa.func.count(platform.c.code), ZERO, _dates(platform.c.updated_on)],
+              lr.join(platform, platform.c.code == lr.c.platform_id)),
+        _part("offerors", [sa.func.count(offeror.c.code), ZERO, _dates(offeror.c.updated_on)],
+              lr.join(offeror, offeror.c.code == lr.c.offered_by_id)),
+        _part("course numbers", [_COUNT, ZERO, _dates(course.c.updated_on)],
+              lr.join(course, course.c.learning_resource_id == lr.c.id)),
+        _part("run instructors", [_COUNT, _SUM(ri.c.id), _dates(ri.c.updated_on, instructor.c.updated_on)],
+              runs.join(ri, ri.c.run_id == r.c.id).join(instructor, instructor.c.id == ri.c.instructor_id)),
+        _part("run prices", [_COUNT, _SUM(run_price.c.id), _dates(price.c.updated_on)],
+              runs.join(run_price, run_price.c.learningresourcerun_id == r.c.id)
+              .join(price, price.c.id == run_price.c.learningresourceprice_id)),
+        _part("details", [_COUNT, _SUM(details.c.id), _dates(details.c.updated_on)],
+              lr.join(details, details.c.learning_resource_id == lr.c.id)),
+        _part("images", [_COUNT, _SUM(i.c.id), _dates(i.c.updated_on)], lr.join(i, i.c.id == lr.c.image_id)),
+        _part("run images", [_COUNT, _SUM(i.c.id), _dates(i.c.updated_on)], runs.join(i, i.c.id == r.c.image_id)),
+        # views: the count mit-learn saves without moving `updated_on`, or the view events where it saved none
+        _part("views", [_COUNT, _SUM(sa.func.coalesce(lr.c.view_count, ZERO))]),
+        _part("view events", [_COUNT, _SUM(e.c.id)], lr.join(e, e.c.learning_resource_id == lr.c.id),
+              lr.c.view_count.is_(None)),
+    ]  # fmt: skip
+
+
+def _file_parts() -> list[sa.Select]:
+    """A resource's content files (through its runs, or its own) and their tags."""
+    cf, x, tag = t.content_file.alias("cf"), t.content_file_tags.alias("x"), t.content_tag.alias("t")
+    file, _, file_resource, of_files = _files_with_resources()
+    own_files = lr.join(cf, cf.c.direct_learning_resource_id == lr.c.id)
+    return [
+        _part("files", [_COUNT, _SUM(file.c.id), _dates(file.c.updated_on), _true_count(file.c.published)],
+              of_files, of=file_resource),
+        _part("own files", [_COUNT, _SUM(cf.c.id), _dates(cf.c.updated_on), _true_count(cf.c.published)],
+              own_files),
+        _part("own file tags", [_COUNT, _SUM(x.c.id), _dates(tag.c.updated_on)],
+              own_files.join(x, x.c.contentfile_id == cf.c.id).join(tag, tag.c.id == x.c.learningresourcecontenttag_id)),
+        _part("file tags", [_COUNT, _SUM(x.c.id), _dates(tag.c.updated_on)],
+              of_files.join(x, x.c.contentfile_id == file.c.id).join(tag, tag.c.id == x.c.learningresourcecontenttag_id),
+              of=file_resource),
+    ]  # fmt: skip
+
+
+def _relation_parts() -> list[sa.Select]:
+    """What a document shows of other resources: a list's children, a video's playlists and an episode's podcasts
+    (titles, order, publication), a channel's featured list, a playlist's channel and parent."""
+    x, c, p, ch = t.relationship.alias("x"), t.learning_resource.alias("c"), t.learning_resource.alias("p"), t.channel
+    playlist, channel, parent_course = t.video_playlist.alias("d"), t.video_channel.alias("ch"), t.course.alias("pc")
+    parent_title = _concat(p.c.title, _quoted("|"), sa.func.coalesce(p.c.url, _quoted("")))
+    return [
+        _part("children", [_COUNT, _SUM(x.c.id + x.c.position), _dates(x.c.updated_on), _titles(c),
+                           _true_count(c.c.published)],
+              lr.join(x, x.c.parent_id == lr.c.id).join(c, c.c.id == x.c.child_id)),
+        _part("parents", [_COUNT, _SUM(x.c.id + x.c.position), _dates(x.c.updated_on), _titles(p)],
+              lr.join(x, x.c.child_id == lr.c.id).join(p, p.c.id == x.c.parent_id),
+              lr.c.resource_type.in_([_quoted("video"), _quoted("podcast_episode")])),
+        _part("featured in", [_COUNT, _SUM(ch.c.id + x.c.id + x.c.position), _dates(ch.c.updated_on)],
+              lr.join(x, x.c.child_id == lr.c.id).join(ch, ch.c.featured_list_id == x.c.parent_id)),
+        _part("playlist channels",
+              [_COUNT, ZERO,
+               _SUM(epoch_ms(channel.c.updated_on) + sa.func.coalesce(epoch_ms(parent_course.c.updated_on), ZERO)),
+               _SUM(sa.func.coalesce(sa.func.hashtext(parent_title), ZERO))],
+              lr.join(playlist, playlist.c.learning_resource_id == lr.c.id)
+              .join(channel, channel.c.channel_id == playlist.c.channel_id)
+              .outerjoin(p, p.c.id == playlist.c.parent_learning_resource_id)
+              .outerjoin(parent_course, parent_course.c.learning_resource_id == p.c.id)),
+    ]  # fmt: skip
+
+
+def _program_parts() -> list[sa.Select]:
+    """A program's course information lists its children and theirs: their rows, topics and order."""
+    x, y, c = t.relationship.alias("x"), t.relationship.alias("y"), t.learning_resource.alias("c")
+    topic_link, topic = t.resource_topics.alias("tx"), t.topic.alias("t")
+    descendants = sa.union_all(  # (program_id, relation_id, updated_on, child_id)
+        sa.select(x.c.parent_id.label("program_id"), x.c.id.label("relation_id"), x.c.updated_on, x.c.child_id),
+        sa.select(x.c.parent_id, y.c.id, y.c.updated_on, y.c.child_id).select_from(
+            x.join(y, y.c.parent_id == x.c.child_id)
+        ),
+    ).subquery("d")
+    programs = lr.join(descendants, descendants.c.program_id == lr.c.id)
+    only_programs = lr.c.resource_type == _quoted("program")
+    return [
+        _part("program children", [_COUNT, _SUM(descendants.c.relation_id + c.c.id),
+                                   _dates(descendants.c.updated_on, c.c.updated_on), _true_count(c.c.published),
+                                   _true_count(c.c.test_mode)],
+              programs.join(c, c.c.id == descendants.c.child_id), only_programs),
+        _part("program children topics", [_COUNT, _SUM(topic_link.c.id), _dates(topic.c.updated_on)],
+              programs.join(topic_link, topic_link.c.learningresource_id == descendants.c.child_id)
+              .join(topic, topic.c.id == topic_link.c.learningresourcetopic_id),
+              only_programs),
+    ]  # fmt: skip
+
+
+def _link_parts() -> list[sa.Select]:
+    """What a resource is tied to, and the channels whose URLs its topics, offeror and departments show."""
+    parts = []
+    for name, link, target, column in [
+        ("topics", t.resource_topics, t.topic, "learningresourcetopic_id"),
+        ("departments", t.resource_departments, t.department, "learningresourcedepartment_id"),
+        ("tags", t.resource_tags, t.content_tag, "learningresourcecontenttag_id"),
+        ("prices", t.resource_prices, t.price, "learningresourceprice_id"),
+    ]:
+        x, y = link.alias("x"), target.alias("y")
+        key = next(iter(x.c[column].foreign_keys)).column.name  # the target's primary key
+        linked = lr.join(x, x.c.learningresource_id == lr.c.id).join(y, y.c[key] == x.c[column])
+        parts.append(_part(name, [_COUNT, _SUM(x.c.id), _dates(y.c.updated_on)], linked))
+    topics, departments = t.resource_topics.alias("tx"), t.resource_departments.alias("x")
+    for name, detail, joined in [
+        ("topic channels", t.channel_topic, lambda cd: lr.join(topics, topics.c.learningresource_id == lr.c.id).join(
+            cd, cd.c.topic_id == topics.c.learningresourcetopic_id)),
+        ("unit channels", t.channel_unit, lambda cd: lr.join(cd, cd.c.unit_id == lr.c.offered_by_id)),
+        ("department channels", t.channel_department, lambda cd: lr.join(
+            departments, departments.c.learningresource_id == lr.c.id).join(
+            cd, cd.c.department_id == departments.c.learningresourcedepartment_id)),
+    ]:  # fmt: skip
+        cd, ch = detail.alias("cd"), t.channel.alias("ch")
+        sums = [_COUNT, _SUM(ch.c.id), _dates(ch.c.updated_on, cd.c.updated_on), _true_count(ch.c.published)]
+        parts.append(_part(name, sums, joined(cd).join(ch, ch.c.id == cd.c.channel_id)))
+    return parts
+
+
+def _fingerprint_query() -> sa.CompoundSelect:
+    topics = sa.select(
+        _quoted(TOPICS_PARTITION), _quoted("topics"), _COUNT, _SUM(t.topic.c.id), _dates(t.topic.c.updated_on), ZERO,
+        ZERO,
+    )  # fmt: skip
+    return sa.union_all(*_own_parts(), *_file_parts(), *_relation_parts(), *_program_parts(), *_link_parts(), topics)
+
+
+DEFAULT_FINGERPRINT_QUERY = _fingerprint_query()
+
+
+def _saved_since_query() -> sa.CompoundSelect:
+    """How large a change is, for the sensor: the resources and content files of each type saved after `:since`
+    (milliseconds since the epoch)."""
+    since, resource = sa.bindparam("since"), t.learning_resource.alias("lr")
+    file, _, file_resource, of_files = _files_with_resources()
+    return sa.union_all(
+        sa.select(resource.c.resource_type, sa.func.count())
+        .where(epoch_ms(resource.c.updated_on) > since)
+        .group_by(resource.c.resource_type),
+        sa.select(file_resource.c.resource_type, sa.func.count())
+        .select_from(of_files)
+        .where(epoch_ms(file.c.updated_on) > since)
+        .group_by(file_resource.c.resource_type),
+    )
+
+
+SAVED_SINCE_QUERY = _saved_since_query()
+# The latest save of a resource or a content file (the next tick's `:since`).
+LATEST_SAVE_QUERY = sa.select(
+    *(sa.select(sa.func.max(epoch_ms(table.c.updated_on))).scalar_subquery() for table in (t.learning_resource,
+                                                                                             t.content_file))
+)  # fmt: skip
 # Whether the database holds any learning resource at all (an empty one is a wrong database).
-ANY_RESOURCE_QUERY = f"SELECT COUNT(*) FROM (SELECT 1 FROM {_T}learningresource LIMIT 1) AS one"
-# What no partition embeds, in the default schema: published resources of another type, and published
-# content files with content whose resource (through their run, or directly) does not exist.
-UNEMBEDDABLE_QUERIES = {
-    "learning resources of a type that is not one of the eight": (
-        f"SELECT id, resource_type FROM {_T}learningresource WHERE published AND resource_type NOT IN :types ORDER BY id"
-    ),
-    "content files whose resource does not exist": (
-        f"SELECT cf.id, COALESCE(cf.run_id, cf.learning_resource_id) FROM {_T}contentfile cf "
-        f"LEFT JOIN {_T}learningresourcerun r ON r.id = cf.run_id "
-        f"LEFT JOIN {_T}learningresource lr ON lr.id = COALESCE(r.learning_resource_id, cf.learning_resource_id) "
-        "WHERE cf.published AND lr.id IS NULL AND (cf.run_id IS NOT NULL OR cf.learning_resource_id IS NOT NULL) "
-        "ORDER BY cf.id"
-    ),
-}
+ANY_RESOURCE_QUERY = sa.select(sa.func.count()).select_from(
+    sa.select(ONE).select_from(t.learning_resource).limit(ONE).offset(ZERO).subquery("one")
+)
+
+
+def _unembeddable_queries() -> dict[str, sa.Select]:
+    """What no partition embeds, in the default schema: published resources of another type (`:types` are the
+    eight), and published content files with content whose resource (through their run, or directly) does not
+    exist."""
+    resource, cf, r = t.learning_resource, t.content_file.alias("cf"), t.run.alias("r")
+    missing = t.learning_resource.alias("lr")
+    return {
+        "learning resources of a type that is not one of the eight": (
+            sa.select(resource.c.id, resource.c.resource_type)
+            .where(resource.c.published, resource.c.resource_type.not_in(sa.bindparam("types", expanding=True)))
+            .order_by(resource.c.id)
+        ),
+        "content files whose resource does not exist": (
+            sa.select(cf.c.id, sa.func.coalesce(cf.c.run_id, cf.c.learning_resource_id))
+            .select_from(
+                cf.outerjoin(r, r.c.id == cf.c.run_id).outerjoin(
+                    missing, missing.c.id == sa.func.coalesce(r.c.learning_resource_id, cf.c.learning_resource_id)
+                )
+            )
+            .where(
+                cf.c.published,
+                missing.c.id.is_(None),
+                sa.or_(cf.c.run_id.is_not(None), cf.c.learning_resource_id.is_not(None)),
+            )
+            .order_by(cf.c.id)
+        ),
+    }
+
+
+UNEMBEDDABLE_QUERIES = _unembeddable_queries()
 
 # The columns a resources or content-files query returns: the first ones it must, the rest it may
 # (a column it does not return is read as empty). Nested columns are JSON (or arrays, on PostgreSQL).
@@ -457,45 +785,15 @@ KEY_COLUMNS = {
     "topics_query": ["id", "topic_uuid", "published"],
 }
 
-# The dialects' forms of the queries' macros.
-DIALECT_SQL = {
-    "sqlite": {
-        "EPOCH_MS": "(CAST(strftime('%s', {0}) AS INTEGER) * 1000 + CAST(SUBSTR(strftime('%f', {0}), 4, 3) AS INTEGER))",
-        "JSON_LIST(": "json_group_array(",
-        "JSON_OBJECT(": "json_object(",
-        "AS_JSON(": "json(",
-    },
-    "postgresql": {
-        "EPOCH_MS": "CAST(FLOOR(EXTRACT(EPOCH FROM {0}) * 1000) AS BIGINT)",
-        "JSON_LIST(": "json_agg(",
-        "JSON_OBJECT(": "json_build_object(",
-        "AS_JSON(": "to_json(",
-    },
-}
-MACROS = ("EPOCH_MS(", "JSON_LIST(", "JSON_OBJECT(", "AS_JSON(")
-
-
-def dialect_sql(query: str, dialect: str) -> str:
-    """`query` with its macros written in `dialect`'s SQL."""
-    if not any(macro in query for macro in MACROS):
-        return query
-    if dialect not in DIALECT_SQL:
-        raise ValueError(f"the default queries have no form for {dialect}; give queries of your own")
-    forms = DIALECT_SQL[dialect]
-    query = re.sub(r"EPOCH_MS\(([\w.]+)\)", lambda m: forms["EPOCH_MS"].format(m.group(1)), query)
-    for macro in ("JSON_LIST(", "JSON_OBJECT(", "AS_JSON("):
-        query = query.replace(macro, forms[macro])
-    return query
-
 
 @dataclass(frozen=True)
 class Queries:
-    """The SQL a content source runs; empty fields take the defaults above."""
+    """The SQL a content source runs: an operator's own SQL text, or (left empty) the default selects above."""
 
-    resources: str = ""
-    content_files: str = ""
-    changes: str = ""
-    fingerprint: str = ""
+    resources: str | sa.Select = ""
+    content_files: str | sa.Select = ""
+    changes: str | sa.Select = ""
+    fingerprint: str | sa.Select = ""
 
     def __post_init__(self):
         defaults = {
@@ -505,10 +803,10 @@ class Queries:
             "fingerprint": DEFAULT_FINGERPRINT_QUERY,
         }
         for name, default in defaults.items():
-            if not getattr(self, name):
+            if getattr(self, name) in ("", None):
                 object.__setattr__(self, name, default)
 
     @property
     def default_schema(self) -> bool:
         """The records come from mit-learn's tables (checks that read those tables directly apply)."""
-        return self.resources == DEFAULT_RESOURCES_QUERY
+        return self.resources is DEFAULT_RESOURCES_QUERY

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries, tables
 from embedding_pipeline.content.database import analyze_sqlite
-from embedding_pipeline.content.queries import DEFAULT_CONTENT_FILES_QUERY, dialect_sql
+from embedding_pipeline.content.dialect import sql_text
+from embedding_pipeline.content.queries import DEFAULT_CONTENT_FILES_QUERY
 from embedding_pipeline.partition.records import list_records
 from embedding_pipeline.sample_data import EVERY_SAMPLE, load_sample_data
 
@@ -69,7 +70,7 @@ def _plan_of_reading_files_by_id(path) -> str:
     ids = ", ".join(map(str, range(1, 101)))
     db = sqlite3.connect(path)
     try:
-        inner = dialect_sql(DEFAULT_CONTENT_FILES_QUERY, "sqlite")
+        inner = sql_text(DEFAULT_CONTENT_FILES_QUERY, sa.dialects.sqlite.dialect())
         sql = f"EXPLAIN QUERY PLAN SELECT q.* FROM ({inner}) AS q WHERE q.id IN ({ids})"
         return " / ".join(row[-1] for row in db.execute(sql, {"resource_type": "course"}))
     finally:
@@ -159,8 +160,10 @@ OLD_QUERIES = Queries(
     content_files="SELECT cf.id, cf.resource_id, cf.run_readable_id, cf.key, cf.content, cf.checksum, cf.published, "
     "cf.updated_on FROM content_files cf JOIN learning_resources lr ON lr.id = cf.resource_id "
     "WHERE lr.resource_type = :resource_type",
-    changes="SELECT COUNT(*), MAX(updated_on) FROM learning_resources",
-    fingerprint="SELECT resource_type, COUNT(*), SUM(id) FROM learning_resources GROUP BY resource_type",
+    changes="SELECT (SELECT COUNT(*) || ':' || SUM(julianday(updated_on)) FROM learning_resources), "
+    "(SELECT COUNT(*) || ':' || SUM(julianday(updated_on)) FROM content_files)",  # as README's example
+    fingerprint="SELECT resource_type, COUNT(*), SUM(id), SUM(julianday(updated_on)) FROM learning_resources "
+    "GROUP BY resource_type",
 )
 
 
