@@ -75,7 +75,7 @@ def main() -> None:
     os.environ.update(env)
 
     from embedding_pipeline.resources import build_resources
-    from embedding_pipeline.resources.qdrant import _close_query_stores
+    from embedding_pipeline.resources.qdrant import close_query_stores
     from embedding_pipeline.search import search
     from embedding_pipeline.settings import Settings
 
@@ -84,7 +84,7 @@ def main() -> None:
     ask = lambda query: search(qdrant, dense, sparse, query, limit=5)
     ask("warm up")  # the model loads, the store opens
     kept = timings(ask, args.queries)
-    reopened = timings(ask, args.queries, between=lambda: _close_query_stores(qdrant.path))
+    reopened = timings(ask, args.queries, between=lambda: close_query_stores(qdrant.path))
     embedding = timings(dense.embed_query, args.queries)
     hybrid = timings(lambda query: search(qdrant, dense, sparse, query, hybrid=True, limit=5), args.queries)
 

@@ -44,9 +44,11 @@ def encoder() -> str | None:
 @pytest.fixture
 def pipeline(tmp_path, model_dir, monkeypatch, encoder):
     """A fresh pipeline on the sample data, nothing materialized yet."""
+    from embedding_pipeline.resources.qdrant import close_query_stores
     from embedding_pipeline_tests.support.helpers import Pipeline
 
-    return Pipeline(tmp_path, model_dir, monkeypatch, encoder)
+    yield Pipeline(tmp_path, model_dir, monkeypatch, encoder)
+    close_query_stores()  # a search kept the store open: its folder goes with the test (pyproject.toml)
 
 
 @pytest.fixture(scope="module")

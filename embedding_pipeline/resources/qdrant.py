@@ -70,12 +70,15 @@ def _hand_over_to_waiters() -> None:
             if query_store.lock.acquire(blocking=False):
                 try:
                     query_store.store.pause_for_waiters()
+                except Exception as error:  # noqa: BLE001 (one store's trouble must not end the hand-over of all)
+                    log.warning(f"Could not hand the store over to a waiting process: {error}")
                 finally:
                     query_store.lock.release()
 
 
-def _close_query_stores(path: str | None = None) -> None:
-    """Close the kept query stores (of `path`): at exit, and before this process opens the store for writing."""
+def close_query_stores(path: str | None = None) -> None:
+    """Close the kept query stores (of `path`): at exit, before this process opens the store for writing, and when
+    a test is done with its store."""
     with _query_stores_lock:
         closing = [_query_stores.pop(p) for p in list(_query_stores) if path is None or p == path]
     for query_store in closing:
@@ -121,7 +124,7 @@ class QdrantResource(dg.ConfigurableResource):
         """The store; `purpose` tells processes waiting for the embedded engine who holds it."""
         wait_seconds = self.lock_wait_seconds if wait_seconds is None else wait_seconds
         if not self.host:
-            _close_query_stores(self.path)  # one process may hold the folder once
+            close_query_stores(self.path)  # one process may hold the folder once
         kept = _kept if _kept is not None and not self.host else None
         store = kept.pop(self.path, None) if kept is not None else None
         if store is not None:
@@ -153,7 +156,7 @@ class QdrantResource(dg.ConfigurableResource):
                 if len(_query_stores) == 1 and not _watching:
                     _watching.append(threading.Thread(target=_hand_over_to_waiters, daemon=True))
                     _watching[0].start()
-                    atexit.register(_close_query_stores)
+                    atexit.register(close_query_stores)
         with query_store.lock:
             try:
                 query_store.store.reuse(purpose, wait_seconds, log.info)

@@ -270,7 +270,10 @@ class EdgeStore(VectorStore):
 
     def pause_for_waiters(self) -> bool:
         """Close the store for a moment if another process waits for it (a search during a long run)."""
-        waiters = [w for w in (self.root / "waiters").iterdir() if not w.name.startswith(f"{os.getpid()}-")]
+        try:
+            waiters = [w for w in (self.root / "waiters").iterdir() if not w.name.startswith(f"{os.getpid()}-")]
+        except FileNotFoundError:  # the store's folder was deleted under this process: nobody can wait for it
+            return False
         alive = [w for w in waiters if _process_alive(int(w.name.split("-")[0]))]
         for stale in set(waiters) - set(alive):
             stale.unlink(missing_ok=True)

@@ -10,8 +10,10 @@ Implementations:
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import numpy as np
@@ -254,6 +256,25 @@ def test_a_busy_embedded_store_is_waited_for_with_a_message_naming_the_holder(tm
         assert store.collections() == []
     assert f"held by pid {holder.pid} (holding test, since" in messages[0]
     assert holder.wait() == 0
+
+
+def test_a_searching_process_hands_its_stores_over_though_one_was_deleted_under_it(tmp_path):
+    """A process that searches keeps its embedded stores open between queries and gives each up to a process that
+    waits for it; one store's folder deleted under it (a data folder wiped) must not end that for the others."""
+    from embedding_pipeline.resources.qdrant import close_query_stores
+
+    gone, kept = tmp_path / "gone", tmp_path / "kept"
+    try:
+        for path in (gone, kept):
+            with resource("qdrant", path=str(path)).get_store_for_queries("search", wait_seconds=5) as store:
+                assert store.collections() == []
+        shutil.rmtree(gone)
+        time.sleep(0.5)  # the hand-over meets the deleted folder
+        opens = "import sys; from embedding_pipeline.vector_store.edge import EdgeStore as S; S(sys.argv[1], wait_seconds=20)"
+        waiting = subprocess.run([sys.executable, "-c", opens, str(kept)], capture_output=True, text=True, timeout=60)
+        assert waiting.returncode == 0, waiting.stderr[-2000:]
+    finally:
+        close_query_stores()
 
 
 def test_waiting_has_a_limit_with_a_clear_error(tmp_path):
