@@ -234,11 +234,14 @@ class ContentReader:
         self.params = {"resource_type": resource_type, CHANNEL_BASE: database.channel_base}
         self._blocked: frozenset[str] | None = None  # the blocklisted courses' readable ids, read before any row
         self._blocked_ids: set | None = None  # their ids, asked with the first content files
-        self.queries = {  # SQL text, which the listing and the reads by id wrap
-            "resources_query": sql_text(database.queries.resources, conn.dialect),
-            "content_files_query": sql_text(database.queries.content_files, conn.dialect),
-            "topics_query": sql_text(DEFAULT_TOPICS_QUERY, conn.dialect),
-        }
+        try:
+            self.queries = {  # SQL text, which the listing and the reads by id wrap
+                "resources_query": sql_text(database.queries.resources, conn.dialect),
+                "content_files_query": sql_text(database.queries.content_files, conn.dialect),
+                "topics_query": sql_text(DEFAULT_TOPICS_QUERY, conn.dialect),
+            }
+        except sa.exc.CompileError as error:  # a default query on a database it has no form for
+            raise ContentSourceError(database.url, str(error)) from None
         self._columns: dict[str, list[str]] = {}
 
     def holds_no_resources(self) -> bool:
