@@ -29,6 +29,10 @@ def _object(fields: dict) -> json_object:
     return json_object(*(part for key, value in fields.items() for part in (_quoted(key), value)))
 
 
+def _columns(table: sa.FromClause, *names: str) -> dict:
+    return {name: table.c[name] for name in names}
+
+
 def _concat(*parts) -> sa.ColumnElement:
     return reduce(lambda left, right: left.op("||")(right), parts)
 
@@ -88,9 +92,7 @@ def _published_children(parent_id, relation: str) -> sa.ScalarSelect:
 
 def _image(image_id) -> sa.ScalarSelect:
     i = t.image.alias("i")
-    return _scalar(
-        sa.select(_object({name: i.c[name] for name in ("id", "url", "description", "alt")})).where(i.c.id == image_id)
-    )
+    return _scalar(sa.select(_object(_columns(i, "id", "url", "description", "alt"))).where(i.c.id == image_id))
 
 
 def _prices(link: sa.Table, owner_column: str, owner_id, order_by) -> sa.ScalarSelect:
@@ -146,7 +148,7 @@ def _runs() -> sa.ScalarSelect:
     r = t.run.alias("r")
     ri, i = t.run_instructors.alias("ri"), t.instructor.alias("i")
     instructors = _json_list(
-        _object({name: i.c[name] for name in ("id", "first_name", "last_name", "full_name")}),
+        _object(_columns(i, "id", "first_name", "last_name", "full_name")),
         ri.join(i, i.c.id == ri.c.instructor_id),
         ri.c.run_id == r.c.id,
         order_by=[ri.c.position, i.c.last_name, i.c.first_name],
@@ -171,7 +173,7 @@ def _child_fields(child, relation) -> dict:
     return {
         "child": child.c.id,
         "relation_type": relation.c.relation_type,
-        **{name: child.c[name] for name in ("title", "readable_id", "description", "resource_type")},
+        **_columns(child, "title", "readable_id", "description", "resource_type"),
         "visible": sa.or_(child.c.published, child.c.test_mode),
         "topics": as_json(_topic_names(child.c.id)),
     }
@@ -256,64 +258,44 @@ def _by_type(values: dict) -> sa.Case:
     return sa.case(*((_quoted(kind), value) for kind, value in values.items()), value=lr.c.resource_type)
 
 
-def _detail(table: sa.Table, fields, joined=None) -> sa.ScalarSelect:
-    d = table.alias("d")
-    select = sa.select(_object(fields(d) if callable(fields) else {n: d.c[n] for n in fields}))
-    return _scalar(select.select_from(joined(d) if joined else d).where(d.c.learning_resource_id == lr.c.id))
-
-
-def _playlist_detail():
+def _details() -> dict[str, sa.ScalarSelect]:
+    """The per-type object of a resource's document (ProgramSerializer's counts come as columns of their own): the
+    row beside it and the counts its serializer annotates."""
+    podcast, episode, video, path, playlist = (
+        table.alias("d") for table in (t.podcast, t.podcast_episode, t.video, t.learning_path, t.video_playlist)
+    )
     ch, p, pc = t.video_channel.alias("ch"), t.learning_resource.alias("p"), t.course.alias("pc")
 
-    def fields(d):
-        return {
-            "id": d.c.id,
-            "channel": _object({"channel_id": ch.c.channel_id, "title": ch.c.title}),
+    def of(d: sa.FromClause, fields: dict, from_: sa.FromClause | None = None) -> sa.ScalarSelect:
+        select = sa.select(_object(fields)).select_from(d if from_ is None else from_)
+        return _scalar(select.where(d.c.learning_resource_id == lr.c.id))
+
+    return {
+        "podcast": of(podcast, {
+            **_columns(podcast, "id", "apple_podcasts_url", "google_podcasts_url", "rss_url"),
+            "episode_count": _published_children(lr.c.id, "PODCAST_EPISODES"),
+        }),
+        "podcast_episode": of(episode, _columns(episode, "id", "audio_url", "episode_link", "duration", "rss")),
+        "video": of(video, {
+            **_columns(video, "id", "duration"), "caption_urls": as_json(video.c.caption_urls),
+            **_columns(video, "cover_image_url", "streaming_url"),
+        }),
+        "video_playlist": of(playlist, {
+            "id": playlist.c.id,
+            "channel": _object(_columns(ch, "channel_id", "title")),
             "video_count": _published_children(lr.c.id, "PLAYLIST_VIDEOS"),
-            "parent_learning_resource_id": d.c.parent_learning_resource_id,
+            "parent_learning_resource_id": playlist.c.parent_learning_resource_id,
             "parent_title": p.c.title,
             "parent_url": p.c.url,
             "parent_is_course": pc.c.learning_resource_id.is_not(None),
             "parent_course_numbers": as_json(pc.c.course_numbers),
-        }
-
-    def joined(d):
-        return (
-            d.join(ch, ch.c.channel_id == d.c.channel_id)
-            .outerjoin(p, p.c.id == d.c.parent_learning_resource_id)
-            .outerjoin(pc, pc.c.learning_resource_id == p.c.id)
-        )
-
-    return _detail(t.video_playlist, fields, joined)
+        }, playlist.join(ch, ch.c.channel_id == playlist.c.channel_id)
+            .outerjoin(p, p.c.id == playlist.c.parent_learning_resource_id)
+            .outerjoin(pc, pc.c.learning_resource_id == p.c.id)),
+        "learning_path": of(path, {"id": path.c.id, "item_count": _published_children(lr.c.id, "LEARNING_PATH_ITEMS")}),
+    }  # fmt: skip
 
 
-# The per-type object of a resource's document (ProgramSerializer's counts come as columns of their own): the
-# row beside it and the counts its serializer annotates.
-_DETAILS = {
-    "podcast": lambda: _detail(
-        t.podcast,
-        lambda d: {
-            **{n: d.c[n] for n in ("id", "apple_podcasts_url", "google_podcasts_url", "rss_url")},
-            "episode_count": _published_children(lr.c.id, "PODCAST_EPISODES"),
-        },
-    ),
-    "podcast_episode": lambda: _detail(t.podcast_episode, ("id", "audio_url", "episode_link", "duration", "rss")),
-    "video": lambda: _detail(
-        t.video,
-        lambda d: {
-            "id": d.c.id,
-            "duration": d.c.duration,
-            "caption_urls": as_json(d.c.caption_urls),
-            "cover_image_url": d.c.cover_image_url,
-            "streaming_url": d.c.streaming_url,
-        },
-    ),
-    "video_playlist": _playlist_detail,
-    "learning_path": lambda: _detail(
-        t.learning_path,
-        lambda d: {"id": d.c.id, "item_count": _published_children(lr.c.id, "LEARNING_PATH_ITEMS")},
-    ),
-}
 # Transcripts, which can be long, are read for the rows a run writes (`transcript`) and listed by a stamp
 # (`transcript_stamp`): their length and date.
 _TRANSCRIPTS = {"video": t.video, "podcast_episode": t.podcast_episode}
@@ -334,7 +316,7 @@ def _direct_files(stamp: bool) -> sa.Case:
     names = ("id", "uid", "key", "title", "description", "image_src", "url", "file_type", "file_extension")
     names += ("content_type", "content_title", "content_author", "content_language", "checksum", "source_path")
     names += ("edx_module_id", "youtube_id")
-    fields = {name: cf.c[name] for name in names}
+    fields = _columns(cf, *names)
     fields["content_feature_type"] = as_json(_tag_names(t.content_file_tags, "contentfile_id", cf.c.id))
     if stamp:
         fields |= {"updated_on": epoch_ms(cf.c.updated_on), "size": sa.func.length(cf.c.content)}
@@ -394,7 +376,7 @@ DEFAULT_RESOURCES_QUERY = (
         sa.case((lr.c.resource_type.in_([_quoted("video"), _quoted("podcast_episode")]), _parents())).label("parents"),
         _featured_position().label("featured_position"),
         _view_events().label("view_events"),
-        _by_type({kind: detail() for kind, detail in _DETAILS.items()}).label("detail"),
+        _by_type(_details()).label("detail"),
         _by_type({kind: _transcript(table, stamp=True) for kind, table in _TRANSCRIPTS.items()}).label(
             "transcript_stamp"
         ),
