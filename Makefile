@@ -36,8 +36,9 @@ PYTEST = TMPDIR=$(TEST_TMPDIR) $(BIN)/pytest -q
 test: setup
 	$(PYTEST) $(PARALLEL) --durations=20
 
+# The core tier's modules share their fixtures (a loaded sample, an embedded store): one module per process.
 test-fast: install
-	$(PYTEST) embedding_pipeline_tests/core
+	$(PYTEST) -n auto --maxprocesses 4 --dist loadscope embedding_pipeline_tests/core
 
 test-dagster: install
 	$(PYTEST) $(PARALLEL) embedding_pipeline_tests/dagster_tier

@@ -15,9 +15,9 @@ from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.run_workers import fail_dead_runs
 
-# Up to this many resources and content files saved since the last tick, the changed partitions go in one run:
-# a run process starts, imports and loads the model in 3-5 s, more than the embedding of a few hundred records
-# takes, and on the embedded store runs cannot overlap anyway. Past it, each partition gets its own run, so that
+# Up to this many resources and content files saved since the last tick (all of them on the first tick), the
+# changed partitions go in one run: a run process starts, imports and loads the model in 3-5 s, more than the
+# embedding of a few hundred records takes, and on the embedded store runs cannot overlap anyway. Past it, each partition gets its own run, so that
 # a Qdrant server takes them in parallel (up to max_concurrent_runs) and a failure redoes one partition only.
 ONE_RUN_MAX_RECORDS = 2_000
 # Dagster's tags of a partition-range run (a single-run backfill's): the first and the last partition of the range
@@ -70,16 +70,17 @@ def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source
         fingerprints[BLOCKLISTED_TYPE] = digest(fingerprints.get(BLOCKLISTED_TYPE), blocklist)
     previous = cursor.get("types", {})
     changed = [t for t in PARTITIONS if fingerprints.get(t) != previous.get(t)]
-    latest, since = database.latest_save(), cursor.get("latest_save")
+    latest, since = database.latest_save(), cursor.get("latest_save") or 0  # a first tick: every record is new
     if latest is not None:  # a row dated in the future would hide every later save
         latest = min(latest, int(time.time() * 1000))
-    saved = database.saved_since(since) if since is not None and latest is not None else None
+    saved = database.saved_since(since) if latest is not None else None
     context.update_cursor(
         json.dumps({"marker": marker, "types": fingerprints, "latest_save": latest, "blocklist": blocklist})
     )
     if not changed:
         return dg.SkipReason("The database changed, but no resource type's content did")
-    size = "" if saved is None else f" ({sum(saved.get(t, 0) for t in changed)} records saved since the last tick)"
+    since_when = "since the last tick" if since else "in all: the first tick"
+    size = "" if saved is None else f" ({sum(saved.get(t, 0) for t in changed)} records saved {since_when})"
     context.log.info(f"Content changed for {', '.join(changed)}{size}")
     run_keys = {t: f"{t}:{fingerprints.get(t, 'empty')}" for t in changed}
     if len(changed) > 1 and saved is not None and sum(saved.get(t, 0) for t in changed) <= ONE_RUN_MAX_RECORDS:

@@ -44,7 +44,7 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
     try:
         monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
         with dg.DagsterInstance.get() as instance:
-            # The backfill's nine runs (the types and the topics), and the sensor's first-tick runs alongside them.
+            # The backfill's nine runs (the types and the topics), and the sensor's first-tick run alongside them.
             runs = _wait_for_runs(instance, at_least=len(PARTITIONS), timeout=600)
             failed = [
                 (r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS
