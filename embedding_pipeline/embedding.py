@@ -38,6 +38,10 @@ class DenseModel(Protocol):
     def vector_name(self) -> str: ...
 
     @property
+    def concurrency(self) -> int:
+        """How many `embed_documents` calls may run at once (1: a local model that uses every core)."""
+
+    @property
     def dim(self) -> int: ...
 
     def embed_documents(self, texts: Sequence[str]) -> EmbedResult: ...

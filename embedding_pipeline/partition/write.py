@@ -4,12 +4,20 @@ A text whose vectors Qdrant already holds (same text hash) is not embedded again
 hash did not change is not written again. A batch's heads are written last, so a record counts as
 done only once all its points are there: a run that dies resumes after the last finished batch. A
 record that cannot be read or embedded keeps the points it had, and is tried again next run.
+
+The encoder works while the run reads, chunks and writes: a batch's new texts are embedded in a worker
+thread (as many at once as the encoder takes requests: `concurrency`), while this thread reads the next
+batch and writes the last one whose vectors are ready. Batches are written in order, and at most
+`concurrency + 1` are read but not yet written, so memory does not grow with the partition.
 """
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 from cachetools import LRUCache
@@ -53,6 +61,32 @@ def batches(records: list[Record], size: int) -> Iterator[list[Record]]:
         yield batch
 
 
+@dataclass
+class Embedded:
+    """What one batch's encoding made, in a worker thread; the run's report takes it in when the batch is written."""
+
+    vectors: dict[str, dict] = field(default_factory=dict)  # text hash → vectors
+    rejected: dict[str, str] = field(default_factory=dict)  # text hash → why the model refused it
+    stats: Counter = field(default_factory=Counter)  # the encoder's counters (requests, retries, ...)
+    seconds: Counter = field(default_factory=Counter)  # dense, sparse
+    dimension: int = 0
+
+
+@dataclass
+class ReadBatch:
+    """A batch read, chunked and looked up in Qdrant, waiting for the vectors of its new texts."""
+
+    records: list[Record]
+    points: list[PlannedPoint]  # its records' points
+    todo: list[PlannedPoint]  # those to write (hash changed, or forced)
+    found: dict[str, dict]  # text hash → vectors Qdrant or this run already had
+    embedding: Future  # → Embedded: the texts it sent to the encoder
+    earlier: dict[str, Future] = field(default_factory=dict)  # text hash → an earlier batch's embedding that makes it
+
+    def ready(self) -> bool:
+        return self.embedding.done() and all(future.done() for future in self.earlier.values())
+
+
 class PartitionWriter:
     """One run's writes into the collections `names` (kind → physical name) for one resource type."""
 
@@ -67,6 +101,8 @@ class PartitionWriter:
         self._recent: LRUCache = LRUCache(maxsize=RECENT_VECTORS)  # text hash → vectors
         self._orphans: set[str] = set()  # points no listed record owned when the run planned
         self._owned: set[str] = set()  # of those, points a record this run wrote turned out to own: they stay
+        self._embedding: dict[str, Future] = {}  # text hash → the embedding of a batch not yet written that makes it
+        self._encoders = threading.BoundedSemaphore(dense.concurrency)  # batches being embedded at once
 
     def write(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> None:
         """Write the plan, delete what it deletes, and build the indexes; `spec(kind)` makes missing collections."""
@@ -75,11 +111,16 @@ class PartitionWriter:
         self.report.points_unchanged = sum(plan.heads[r.record_id].chunk_count for r in plan.unchanged)
         if todo:
             ensure_collections(self.store, self.names, spec)
-        started = time.perf_counter()
-        for done, batch in _counted(batches(todo, self.options.batch_size)):
+        started, done = time.perf_counter(), 0
+        read: deque[ReadBatch] = deque()  # in order, each waiting for its vectors
+        for batch in batches(todo, self.options.batch_size):
             self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
-            self._batch(batch, plan)
-            self.report.batches += 1
+            read.append(self._read(batch, plan))
+            while read and (len(read) > self.dense.concurrency + 1 or read[0].ready()):
+                done += self._write_batch(read.popleft(), plan)
+                self._progress(done, len(todo), started)
+        while read:
+            done += self._write_batch(read.popleft(), plan)
             self._progress(done, len(todo), started)
         self._delete(plan)
         self._finish()
@@ -107,16 +148,38 @@ class PartitionWriter:
             f"{rate:.1f} records/s{left}"
         )
 
-    def _batch(self, records: list[Record], plan: Plan) -> None:
+    def _read(self, records: list[Record], plan: Plan) -> ReadBatch:
+        """Read and chunk a batch, look its points and texts up in Qdrant, and start embedding its new texts."""
         points = self._points(records)
         stored = self._stored(points)
         points = self._keys_of_this_type(points, stored)
         todo = [p for p in points if self.options.force or stored.get(p.point_id, {}).get("point_hash") != p.point_hash]
-        vectors = self._vectors(todo)
+        found, earlier, missing = self._vectors(todo)
+        embedding = self._start_embedding(missing)
+        self._embedding.update(dict.fromkeys(missing, embedding))
+        return ReadBatch(records, points, todo, found, embedding, earlier)
+
+    def _write_batch(self, batch: ReadBatch, plan: Plan) -> int:
+        """Write a read batch once its vectors are made (waiting for them); returns its count of records."""
+        embedded = batch.embedding.result()
+        self._take_in(embedded)
+        vectors, rejected = {**batch.found, **embedded.vectors}, dict(embedded.rejected)
+        for text_hash, future in batch.earlier.items():
+            made = future.result()
+            if text_hash in made.vectors:
+                vectors[text_hash] = made.vectors[text_hash]
+            else:
+                rejected[text_hash] = made.rejected.get(text_hash, "no vector")
+        for text_hash, future in list(self._embedding.items()):
+            if future is batch.embedding:
+                del self._embedding[text_hash]
+        self._recent.update(vectors)
+
+        points, todo = batch.points, batch.todo
         refused = {p.record_id for p in todo if p.text_hash not in vectors}
         for point in todo:
             if point.text_hash not in vectors:
-                reason = self.report.rejected[point.record_key]
+                reason = self.report.rejected[point.record_key] = rejected.get(point.text_hash, "no vector")
                 record = Record(_kind(point), 0, point.record_id, point.record_key, "")
                 self.report.fail(record, f"{point.record_key}: {reason}")
         kept = [p for p in points if p.record_id not in refused]
@@ -126,13 +189,15 @@ class PartitionWriter:
         self._owned.update(p.point_id for p in kept if p.point_id in self._orphans)
         stale = [  # the chunks a shortened file no longer has, and stray points of the records written
             pid
-            for record in records
+            for record in batch.records
             if record.record_id in counts
             for pid in sorted(_old_points(record, plan) - set(point_ids(record, counts[record.record_id])))
         ]
         for point in writes:
             point.vectors = vectors[point.text_hash]
         self._write(writes, stale)
+        self.report.batches += 1
+        return len(batch.records)
 
     def _rows(self, records: list[Record]) -> tuple[dict[int, dict], dict[int, dict]]:
         """The full rows of these records, and of their resources (for content files), by id."""
@@ -207,27 +272,26 @@ class PartitionWriter:
             self.report.shared_keys.append(f"{key}: also the key of a {other} record, which is used")
         return [point for point in points if point.record_key not in lost]
 
-    def _vectors(self, points: list[PlannedPoint]) -> dict[str, dict]:
-        """Text hash → vectors for these points: from Qdrant where it holds the text already, else embedded.
-
-        A text the model refused has none (its reason is in the report).
-        """
+    def _vectors(
+        self, points: list[PlannedPoint]
+    ) -> tuple[dict[str, dict], dict[str, Future], dict[str, PlannedPoint]]:
+        """For these points' texts: the vectors Qdrant (or this run) holds already, by text hash; the texts an
+        earlier batch is embedding (its embedding); and the texts to embed (a point of each)."""
         needed = {p.text_hash: p for p in points}
         self.report.texts_needed += len(needed)
         found: dict[str, dict] = {}
+        earlier: dict[str, Future] = {}
         if not self.options.force:
             found = {h: self._recent[h] for h in needed if h in self._recent}
+            earlier = {h: self._embedding[h] for h in needed if h not in found and h in self._embedding}
             for kind in {p.collection for p in points}:
-                found.update(self._stored_vectors(self.names[kind], [h for h in needed if h not in found]))
-            taken = self._taken_over({h: p for h, p in needed.items() if h not in found})
+                wanted = [h for h in needed if h not in found and h not in earlier]
+                found.update(self._stored_vectors(self.names[kind], wanted))
+            taken = self._taken_over({h: p for h, p in needed.items() if h not in found and h not in earlier})
             self.report.texts_taken_over += len(taken)
             found.update(taken)
-        self.report.texts_reused += len(found)
-        missing = {h: p for h, p in needed.items() if h not in found}
-        if missing:
-            found.update(self._embed(missing))
-        self._recent.update(found)
-        return found
+        self.report.texts_reused += len(found) + len(earlier)
+        return found, earlier, {h: p for h, p in needed.items() if h not in found and h not in earlier}
 
     def _taken_over(self, points: dict[str, PlannedPoint]) -> dict[str, dict]:
         """Text hash → vectors of points mit-learn wrote into the collection this deployment takes over
@@ -259,23 +323,47 @@ class PartitionWriter:
                     found[payload[OWN]["text_hash"]] = vectors
         return found
 
-    def _embed(self, points: dict[str, PlannedPoint]) -> dict[str, dict]:
+    def _start_embedding(self, points: dict[str, PlannedPoint]) -> Future:
+        """The embedding of these points' texts, begun in a daemon thread (a run interrupted does not wait for it)."""
+        future: Future = Future()
+        if not points:
+            future.set_result(Embedded())
+            return future
+
+        def embed() -> None:
+            try:
+                with self._encoders:
+                    future.set_result(self._embed(points))
+            except BaseException as error:  # noqa: BLE001 (handed to the run's thread, which raises it)
+                future.set_exception(error)
+
+        threading.Thread(target=embed, name=f"embed-{self.resource_type}", daemon=True).start()
+        return future
+
+    def _embed(self, points: dict[str, PlannedPoint]) -> Embedded:
         """Dense and sparse vectors of these points' texts, by text hash; texts the model refused are absent."""
-        texts = [p.text for p in points.values()]
-        with timed(self.report, "dense"):
-            dense = self.dense.embed_documents(texts)
-        self.report.encoder_stats.update(dense.stats)
-        with timed(self.report, "sparse"):
-            sparse = self.sparse.embed_documents(texts)
-        vectors = {}
+        made, texts = Embedded(), [p.text for p in points.values()]
+        started = time.perf_counter()
+        dense = self.dense.embed_documents(texts)
+        made.seconds["dense"] = time.perf_counter() - started
+        made.stats.update(dense.stats)
+        started = time.perf_counter()
+        sparse = self.sparse.embed_documents(texts)
+        made.seconds["sparse"] = time.perf_counter() - started
         for (text_hash, point), d, s in zip(points.items(), dense.vectors, sparse):
             if point.text in dense.rejected or np.isnan(d).any():
-                self.report.rejected[point.record_key] = dense.rejected.get(point.text, "no vector")
+                made.rejected[text_hash] = dense.rejected.get(point.text, "no vector")
                 continue
-            vectors[text_hash] = {self.dense.vector_name: d.tolist(), self.sparse.vector_name: s}
-            self.report.dimension = len(d)
-        self.report.texts_embedded += len(vectors)
-        return vectors
+            made.vectors[text_hash] = {self.dense.vector_name: d.tolist(), self.sparse.vector_name: s}
+            made.dimension = len(d)
+        return made
+
+    def _take_in(self, embedded: Embedded) -> None:
+        """A batch's embedding, counted in the report (in the run's thread)."""
+        self.report.texts_embedded += len(embedded.vectors)
+        self.report.encoder_stats.update(embedded.stats)
+        self.report.seconds.update(embedded.seconds)
+        self.report.dimension = embedded.dimension or self.report.dimension
 
     def _write(self, points: list[PlannedPoint], stale: list[str]) -> None:
         """Chunks first, then stale points, then heads: a record's head appears only once it is complete."""
@@ -328,11 +416,3 @@ def _old_points(record: Record, plan: Plan) -> set[str]:
 
 def _kind(point: dict) -> str:
     return kind_of(point.collection, point.record_key)
-
-
-def _counted(items: Iterator[list]) -> Iterator[tuple[int, list]]:
-    """(items so far, batch) for each batch."""
-    done = 0
-    for batch in items:
-        done += len(batch)
-        yield done, batch

@@ -2,6 +2,7 @@
 Qdrant, and small deterministic encoders, driving the plain-Python core (no Dagster, no ONNX model)."""
 
 import re
+import time
 import zlib
 from collections import Counter
 from contextlib import contextmanager
@@ -34,17 +35,19 @@ def _words(text: str) -> list[str]:
 class HashingEncoder:
     """A dense "model": the text's words hashed into 32 dimensions, normalized. The same text always gets
     the same vector and texts sharing words similar ones. Records what it embeds; refuses texts holding
-    one of `refuse`; raises `fail_with` once `fail_after` batches have been embedded."""
+    one of `refuse`; raises `fail_with` once `fail_after` batches have been embedded; takes `delay` s a call."""
 
-    model_name, vector_name, dim, stat_names = "test/hashing-32", "hashing-32", DIM, ()
+    model_name, vector_name, dim, stat_names, concurrency = "test/hashing-32", "hashing-32", DIM, (), 1
 
     def __init__(self):
         self.received: list[str] = []
         self.refuse: set[str] = set()
         self.fail_after: int | None = None
         self.fail_with: Exception = RuntimeError("the embedding service is unreachable")
+        self.delay = 0.0  # seconds each call takes, as a model's or a service's would
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        time.sleep(self.delay)
         if self.fail_after is not None:
             if self.fail_after == 0:
                 raise self.fail_with

@@ -199,6 +199,31 @@ def test_a_text_the_model_refuses_fails_its_record_and_the_rest_is_written(world
     assert len(world.points("resources", resource_type="document")) == 5 and outcome.verification.passed
 
 
+def test_a_text_an_earlier_batch_is_still_embedding_is_not_embedded_again(world):
+    """The encoder works on a batch while the next ones are read: a text of theirs that it is embedding is
+    waited for, not sent again; one it refuses fails every record that has it."""
+    world.dense.delay = 0.1  # each encoder call: the next batch is read meanwhile
+    ((document,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'doc-lab-safety'")
+    for i, content in enumerate(["Wear goggles in the lab."] * 3 + ["Catching a swarm of bees."] * 2):
+        world.insert(
+            tables.content_file, id=9200 + i, learning_resource_id=document, key=f"copy-{i}.md", content=content
+        )
+    world.dense.refuse = {"Catching a swarm"}
+    outcome = world.run("document", batch_size=1)
+    embedded = world.embedded()
+    assert len(embedded) == len(set(embedded)) and outcome.report.texts_embedded == len(embedded)
+    copies = [
+        p
+        for p in world.points("content_files", resource_readable_id="doc-lab-safety").values()
+        if p["key"].startswith("copy-")
+    ]
+    assert sorted(p["key"] for p in copies) == ["copy-0.md", "copy-1.md", "copy-2.md"]
+    assert {key for key in outcome.report.rejected if "copy-" in key} == {
+        "library.doc-lab-safety..copy-3.md",
+        "library.doc-lab-safety..copy-4.md",
+    }
+
+
 def test_points_lost_or_added_in_qdrant_are_healed_by_the_next_run(world):
     world.run("document")
     kept = world.points("content_files", **{own("resource_type"): "document"})

@@ -38,6 +38,11 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
         return model_short_name(self.model_name)
 
     @property
+    def concurrency(self) -> int:
+        """How many batches a run embeds at once: one for a model that runs here and uses every core."""
+        return 1
+
+    @property
     @abstractmethod
     def dim(self) -> int:
         """The vector dimension."""
