@@ -273,6 +273,11 @@ class Settings(BaseSettings):
     litellm_max_input_tokens: int = setting(
         8191, "LITELLM_MAX_INPUT_TOKENS", gt=0, meaning="longer texts are cut to this many tokens"
     )
+    litellm_max_concurrent_requests: int = setting(
+        8, "LITELLM_MAX_CONCURRENT_REQUESTS", gt=0,
+        meaning="embedding requests a run keeps in flight (one per batch of `QDRANT_CHUNK_SIZE` records), paced by "
+        "the provider's rate-limit headers; 1 sends one at a time",
+    )  # fmt: skip
     dagster_postgres_url: SecretStr | None = setting(
         None, "DAGSTER_POSTGRES_URL", shown="empty: SQLite in `DAGSTER_HOME`",
         meaning="PostgreSQL for Dagster's runs, event logs, schedules and sensor state, e.g. "

@@ -3,7 +3,9 @@
 Batches are cut by an input count and a token budget, over-long texts are cut to the model's input
 limit, transient failures (429, 5xx, timeouts, resets) are retried with exponential backoff and
 jitter honouring Retry-After (tenacity), and a request refused because of one input is split
-(`embedding.embed_distinct`) until that input is alone. LiteLLM is imported at the first request.
+(`embedding.embed_distinct`) until that input is alone. A run sends up to `max_concurrent_requests`
+requests at once (one per batch it embeds: `concurrency`), paced by the provider's rate-limit headers
+(`pacing.Pacer`). LiteLLM is imported at the first request.
 """
 
 import functools
@@ -18,6 +20,7 @@ from pydantic import Field, PrivateAttr
 from embedding_pipeline.chunking import COUNTING_ENCODING, encoding, load_litellm
 from embedding_pipeline.embedding import RejectedInput
 from embedding_pipeline.resources.encoders.base import DenseEncoder
+from embedding_pipeline.resources.encoders.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,15 @@ def _transient() -> tuple[type[Exception], ...]:
     )
 
 
+def _headers(error: BaseException | None) -> dict[str, str]:
+    """The headers of the answer a failed request got (none for a timeout or a reset connection)."""
+    response = getattr(error, "response", None)
+    return dict(getattr(response, "headers", None) or {})
+
+
 def _retry_after(error: BaseException | None) -> float | None:
     """Seconds the server asked us to wait (Retry-After), if it said."""
-    response = getattr(error, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    value = {k.lower(): v for k, v in _headers(error).items()}.get("retry-after")
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -47,7 +55,7 @@ def _retry_after(error: BaseException | None) -> float | None:
 class LiteLLMEncoder(DenseEncoder):
     """A dense model behind LiteLLM. `model_name` is LiteLLM's (e.g. `text-embedding-3-small`)."""
 
-    stat_names = ("requests", "retries", "texts_truncated")
+    stat_names = ("requests", "retries", "rate_limited", "texts_truncated")
     token_limited = True
 
     batch_size: int = Field(description="Most inputs per request (LITELLM_BATCH_MAX_INPUTS; OpenAI allows 2048).")
@@ -61,7 +69,11 @@ class LiteLLMEncoder(DenseEncoder):
     backoff_seconds: float = Field(default=1.0, description="First retry delay; doubles each time, with jitter.")
     max_backoff_seconds: float = Field(default=60.0, description="Longest delay between retries.")
     request_timeout: float = Field(default=120.0, description="Seconds before a request counts as timed out.")
+    max_concurrent_requests: int = Field(
+        default=8, description="Requests in flight at once (LITELLM_MAX_CONCURRENT_REQUESTS)."
+    )
     _dim: int | None = PrivateAttr(default=None)
+    _pacer: Pacer = PrivateAttr(default_factory=Pacer)
 
     @classmethod
     def from_settings(cls, settings) -> "LiteLLMEncoder":
@@ -76,7 +88,12 @@ class LiteLLMEncoder(DenseEncoder):
             api_base=settings.litellm_api_base,
             custom_provider=settings.litellm_custom_provider,
             api_key=secret_env("OPENAI_API_KEY"),
+            max_concurrent_requests=settings.litellm_max_concurrent_requests,
         )
+
+    @property
+    def concurrency(self) -> int:
+        return self.max_concurrent_requests
 
     def _tokens(self, text: str) -> list[int]:
         return encoding(self.token_encoding_name).encode(text, disallowed_special=())
@@ -88,7 +105,7 @@ class LiteLLMEncoder(DenseEncoder):
             try:
                 self._dim = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
             except Exception:
-                self._dim = len(self._request(["dimension probe"], Counter())[0])
+                self._dim = len(self._request(["dimension probe"], 2, Counter())[0])
         return self._dim
 
     def batches(self, texts: list[str]) -> Iterator[list[str]]:
@@ -105,14 +122,16 @@ class LiteLLMEncoder(DenseEncoder):
             yield batch
 
     def embed_batch(self, texts: list[str], stats: Counter) -> np.ndarray:
-        cut = []
+        cut, size = [], 0
         for text in texts:
             tokens = self._tokens(text)
             if len(tokens) > self.max_input_tokens:
                 stats["texts_truncated"] += 1
-                text = encoding(self.token_encoding_name).decode(tokens[: self.max_input_tokens])
+                tokens = tokens[: self.max_input_tokens]
+                text = encoding(self.token_encoding_name).decode(tokens)
             cut.append(text)
-        vectors = self._request(cut, stats)
+            size += len(tokens)
+        vectors = self._request(cut, size, stats)
         self._dim = vectors.shape[1]  # what the server really returns wins over model info
         return vectors
 
@@ -122,7 +141,8 @@ class LiteLLMEncoder(DenseEncoder):
         backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (state.attempt_number - 1))
         return asked if asked is not None else tenacity.wait_random(backoff / 2, backoff)(state)
 
-    def _request(self, texts: list[str], stats: Counter) -> np.ndarray:
+    def _request(self, texts: list[str], tokens: int, stats: Counter) -> np.ndarray:
+        """One embedding request of `tokens` tokens, paced and retried."""
         litellm = load_litellm()
 
         def retrying(state: tenacity.RetryCallState) -> None:
@@ -142,12 +162,19 @@ class LiteLLMEncoder(DenseEncoder):
         ):
             with attempt:
                 stats["requests"] += 1
+                self._pacer.acquire(tokens)
                 try:
                     response = litellm.embedding(
                         model=self.model_name, input=texts, api_base=self.api_base or None,
                         api_key=(self.api_key or "").strip() or None, custom_llm_provider=self.custom_provider or None,
                         timeout=self.request_timeout,
                     )  # fmt: skip
-                except litellm.BadRequestError as error:
-                    raise RejectedInput(f"refused by {self.model_name}: {error.message[:300]}") from None
+                except Exception as error:
+                    if isinstance(error, litellm.RateLimitError):
+                        stats["rate_limited"] += 1
+                    self._pacer.answered(tokens, _headers(error), _retry_after(error))
+                    if isinstance(error, litellm.BadRequestError):
+                        raise RejectedInput(f"refused by {self.model_name}: {error.message[:300]}") from None
+                    raise
+                self._pacer.answered(tokens, getattr(response, "_response_headers", None))
         return np.array([item["embedding"] for item in response.data], dtype=np.float32)

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import numpy as np
@@ -11,9 +12,10 @@ from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
 from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
+from embedding_pipeline.resources.encoders.pacing import duration
 from embedding_pipeline.search import search
 from embedding_pipeline.settings import Settings
-from embedding_pipeline_tests.support.embedding_server import ENCODING, EmbeddingServer
+from embedding_pipeline_tests.support.embedding_server import ENCODING, EmbeddingServer, _openai_duration
 
 FORCE = {"resources": {"embed_options": {"config": {"force_reembed": True}}}}
 TEXTS = [
@@ -105,7 +107,7 @@ def test_rate_limits_and_server_errors_are_retried_honouring_retry_after(openai_
         result = encoder.embed_documents(TEXTS[:2])
     assert time.monotonic() - started >= 1.0  # waited as the server asked
     assert len(openai_server.requests) == 5 and len(openai_server.batches()) == 1
-    assert result.stats == {"requests": 5, "retries": 4, "texts_truncated": 0}
+    assert result.stats == {"requests": 5, "retries": 4, "rate_limited": 1, "texts_truncated": 0}
     assert not np.isnan(result.vectors).any()
     assert "RateLimitError" in caplog.text and "sk-test-key" not in caplog.text
 
@@ -202,3 +204,62 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.error.message
     assert "'test-minilm': 384" in message and "'test-minilm' of dimension 8" in message
+
+
+def test_openais_reset_times_are_read():
+    assert [duration(t) for t in ("6m0s", "1.5s", "120ms", "1h2m3s", "2", "soon", None)] == [
+        360,
+        1.5,
+        0.12,
+        3723,
+        2,
+        None,
+        None,
+    ]
+    assert [duration(_openai_duration(s)) for s in (0.12, 1.5, 360)] == [0.12, 1.5, 360]
+
+
+def test_requests_in_flight_are_paced_to_the_providers_tokens_per_minute(model_dir):
+    """Four callers at once against a limit of 2,000 tokens a minute: the first minute's budget goes at once,
+    the rest as the headers say it refills; no pile of 429s, every text embedded, each once."""
+    texts = [f"text {i}: " + "word " * 40 for i in range(48)]  # about 45 tokens each: 2,160 in all
+    with EmbeddingServer(model_dir, "openai", tokens_per_minute=2000, hashed=True) as server:
+        encoder = _openai(server, batch_size=2)
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(encoder.embed_documents, [texts[i::4] for i in range(4)]))
+        elapsed = time.monotonic() - started
+    sent = sum(ENCODING.encode(t).__len__() for t in texts)
+    assert sent > 2000 and elapsed >= 0.8 * (sent - 2000) / (2000 / 60)  # what the refill allows, not faster
+    assert sum(r.stats["rate_limited"] for r in results) <= 1 and not any(r.rejected for r in results)
+    assert sorted(t for b in server.batches() for t in b) == sorted(texts)
+
+
+def test_a_run_keeps_its_requests_in_flight_together_and_writes_what_one_at_a_time_writes(
+    pipeline, model_dir, monkeypatch
+):
+    """Batches of one record, a provider that takes 0.3 s a request: up to LITELLM_MAX_CONCURRENT_REQUESTS
+    requests at once; the same run one request at a time (=1) writes the same points."""
+    with EmbeddingServer(model_dir, "openai", latency=(0.3, 0.0)) as server:
+        for name, value in {
+            "QDRANT_ENCODER": "embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder",
+            "QDRANT_DENSE_MODEL": "test-minilm",
+            "LITELLM_API_BASE": server.url,
+            "LITELLM_CUSTOM_PROVIDER": "openai",
+            "OPENAI_API_KEY": "sk-test-key",
+            "QDRANT_CHUNK_SIZE": "1",
+            "LITELLM_MAX_CONCURRENT_REQUESTS": "4",
+        }.items():
+            monkeypatch.setenv(name, value)
+        pipeline.resources = build_resources(Settings.from_env())
+        together = pipeline.metadata(pipeline.materialize("course"), "dense_vectors")
+        assert server.in_flight()[0] == 4
+        points = pipeline.points("resources"), pipeline.points("content_files")
+
+        monkeypatch.setenv("LITELLM_MAX_CONCURRENT_REQUESTS", "1")
+        pipeline.resources = build_resources(Settings.from_env())
+        server.requests.clear()
+        alone = pipeline.metadata(pipeline.materialize("course", run_config=FORCE), "dense_vectors")
+        assert server.in_flight()[0] == 1
+    assert alone["texts_embedded"] == together["texts_embedded"] == 32 and alone["requests"] == together["requests"]
+    assert (pipeline.points("resources"), pipeline.points("content_files")) == points
