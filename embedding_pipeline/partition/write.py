@@ -371,12 +371,13 @@ class PartitionWriter:
         with timed(self.report, "upsert"):
             for heads_now in (False, True):
                 for kind in self.names:
-                    batch = [p for p in points if p.head == heads_now and p.collection == kind]
-                    for start in range(0, len(batch), self.options.upload_batch_size):
-                        part = batch[start : start + self.options.upload_batch_size]
-                        self.store.upsert(
-                            self.names[kind], [Point(p.point_id, _lists(p.vectors), p.payload) for p in part]
-                        )
+                    batch = [
+                        Point(p.point_id, _lists(p.vectors), p.payload)
+                        for p in points
+                        if p.head == heads_now and p.collection == kind
+                    ]
+                    size = self.options.upload_batch_size
+                    self.store.upsert_all(self.names[kind], [batch[i : i + size] for i in range(0, len(batch), size)])
                 if not heads_now and stale:
                     self.store.delete(self.names["content_files"], stale)
         self.report.points_upserted += len(points)

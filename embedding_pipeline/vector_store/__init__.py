@@ -172,6 +172,11 @@ class VectorStore(ABC):
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         """Write the points (acknowledged when this returns)."""
 
+    def upsert_all(self, name: str, parts: Sequence[Sequence[Point]]) -> None:
+        """Write each part in a request of its own, every one acknowledged when this returns."""
+        for part in parts:
+            self.upsert(name, part)
+
     @abstractmethod
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 

@@ -4,12 +4,13 @@ No Qdrant server can be installed on these machines, and qdrant-client's local m
 made (shards, replicas, strict mode, quantization). This server answers Qdrant's REST calls for making,
 describing and updating collections, as a server of qdrant-client's version answers them, and keeps each request's method,
 path and JSON body, so that a test sees exactly what qdrant-client sent. It stores no points: `points_count`
-is set by the test.
+is set by the test, and an upsert of points is acknowledged after `upsert_seconds` and its times kept.
 """
 
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 
@@ -50,6 +51,8 @@ class QdrantRecorder:
         self.collections: dict[str, dict] = {}  # name → the body it was created with
         self.optimizers: dict[str, dict] = {}
         self.points_count = 0
+        self.upsert_seconds = 0.0  # how long a points upsert takes to be acknowledged
+        self.upserts: list[tuple[float, float, int]] = []  # (received, acknowledged, points) of each upsert
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,6 +85,11 @@ class QdrantRecorder:
     def answer(self, handler, path: str, body: dict | None) -> None:
         if path == "/":
             return handler.send({"title": "qdrant - vector search engine", "version": version("qdrant-client")})
+        if re.fullmatch(r"/collections/[^/]+/points", path) and handler.command == "PUT":
+            received = time.monotonic()
+            time.sleep(self.upsert_seconds)
+            self.upserts.append((received, time.monotonic(), len(body["points"])))
+            return handler._answer({"operation_id": len(self.upserts), "status": "completed"})
         match = re.fullmatch(r"/collections(?:/([^/]+))?(/exists|/index)?", path)
         if not match:
             return handler._answer({"error": f"not served here: {path}"}, 404)

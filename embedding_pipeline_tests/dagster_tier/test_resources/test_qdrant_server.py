@@ -7,12 +7,17 @@ with them (that a cluster places 6 shards on 2 replicas, that strict mode then r
 field): on a real cluster, `GET /collections/{base}.resources` shows the collection's `config` (docs/mit-learn.md).
 """
 
+import time
+import uuid
+
 import pytest
+from qdrant_client import QdrantClient
 
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.settings import Settings
-from embedding_pipeline.vector_store import collection_spec
+from embedding_pipeline.vector_store import Point, collection_spec
 from embedding_pipeline.vector_store.aliases import CollectionNames, ensure_collections
+from embedding_pipeline.vector_store.server import PARALLEL_UPSERTS, ServerStore
 from embedding_pipeline_tests.support.qdrant_recorder import QdrantRecorder
 
 # vector_search.utils.create_qdrant_collection, as the JSON of its request
@@ -89,3 +94,19 @@ def test_no_tuning_when_it_is_switched_off(server, monkeypatch):
     with build_resources(Settings.from_env())["qdrant"].get_store() as store:
         store.finish_writes(name)
     assert not [path for method, path, _ in server.requests if method == "PATCH"]
+
+
+def test_a_batchs_upserts_go_to_a_server_together_and_are_all_acknowledged_before_the_write_returns(server):
+    """A run writes a batch's chunks, then its heads: each of the two writes sends its parts at once (up to
+    PARALLEL_UPSERTS) and returns only when the server acknowledged every one, so no head is sent before the
+    chunks of its record are stored. (qdrant-client's local mode, in the other server-path tests, takes them
+    one at a time: it runs in the test's process and is not made for threads.)"""
+    server.upsert_seconds = 0.3
+    store = ServerStore(QdrantClient(url=server.url))
+    parts = [[Point(str(uuid.uuid4()), {"dense": [0.1, 0.2]}, {"part": i})] for i in range(2 * PARALLEL_UPSERTS)]
+    started = time.monotonic()
+    store.upsert_all("resources", parts)
+    returned = time.monotonic()
+    assert len(server.upserts) == len(parts) and all(acknowledged <= returned for _, acknowledged, _ in server.upserts)
+    at_once = max(sum(1 for r, a, _ in server.upserts if r <= t < a) for t, _, _ in server.upserts)
+    assert at_once == PARALLEL_UPSERTS and returned - started < len(parts) * server.upsert_seconds / 2
