@@ -20,6 +20,7 @@ carries across exec). After every step the benchmark reads, from the Dagster ins
 embedded, and executes `points_match_source` alone (every point listed) on every partition.
 
     .venv/bin/python benchmarks/bench_embed.py [--resources 3000] [--files 390] [--scales 1,10] [--batch-sizes 8,32] [--workdir DIR]
+        [--full-only]
 """
 
 import argparse
@@ -482,6 +483,16 @@ def measure(scale: int, args, model_dir: str) -> dict:
     steps = {"baseline": {**baseline, "seconds": baseline["encode_seconds"], "texts_embedded": baseline["texts"]}}
     print(f"  {scale}x baseline: {baseline['encode_seconds']:.1f} s for {baseline['texts']} distinct texts in "
           f"batches of {size} (" + ", ".join(f"{s}: {r['encode_seconds']:.1f} s" for s, r in tried.items()) + ")", flush=True)  # fmt: skip
+    if args.full_only:
+        step_full_only = {**timed([*me, "embed"], env)}
+        steps["full"] = {**step_full_only, "texts_embedded": texts_embedded(home, 0)}
+        steps["full"]["points_match_source"] = timed([*me, "check"], env)["points_match_source"]
+        steps["points"] = points_in_store(env)
+        print(f"  {scale}x full: {steps['full']['seconds']:.1f} s in the process, ÷ baseline "
+              f"{steps['full']['seconds'] / steps['baseline']['seconds']:.2f}; peak RSS {steps['full']['peak_rss_mb']:,.0f} MB, "
+              f"peak anon {steps['full']['peak_anon_mb']:,.0f} MB; {steps['full']['texts_embedded']} texts embedded; "
+              f"{steps['points']:,} points; points_match_source {steps['full']['points_match_source']}", flush=True)  # fmt: skip
+        return steps
     floor_env = {**env, "DAGSTER_HOME": str(workdir / "floor_home")}
     (workdir / "floor_home").mkdir()
     shutil.copy(REPO / "dagster.yaml", workdir / "floor_home" / "dagster.yaml")
@@ -590,6 +601,7 @@ def main() -> None:
         help="Batch sizes the baseline tries, comma-separated; the fastest is the baseline.",
     )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None, help="Kept afterwards if given.")
+    parser.add_argument("--full-only", action="store_true", help="The baseline and the full run only (no report).")
     args = parser.parse_args()
     keep = args.workdir is not None
     args.workdir = args.workdir or Path(tempfile.mkdtemp(prefix="embed-bench-"))
@@ -597,7 +609,10 @@ def main() -> None:
     results = {}
     for scale in (int(s) for s in args.scales.split(",")):
         results[scale] = measure(scale, args, model_dir)
-    report(results)
+    if args.full_only:
+        print(json.dumps(results))
+    else:
+        report(results)
     if not keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
 

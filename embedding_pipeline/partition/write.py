@@ -5,10 +5,12 @@ hash did not change is not written again. A batch's heads are written last, so a
 done only once all its points are there: a run that dies resumes after the last finished batch. A
 record that cannot be read or embedded keeps the points it had, and is tried again next run.
 
-The encoder works while the run reads, chunks and writes: a batch's new texts are embedded in a worker
-thread (as many at once as the encoder takes requests: `concurrency`), while this thread reads the next
-batch and writes the last one whose vectors are ready. Batches are written in order, and at most
-`concurrency + 1` are read but not yet written, so memory does not grow with the partition.
+A remote encoder works while the run reads, chunks and writes: a batch's new texts are embedded in a
+worker thread (as many batches at once as the encoder takes requests: `concurrency`), while this thread
+reads the next batch and writes the last one whose vectors are ready. Batches are written in order, and at
+most `concurrency + 1` are read but not yet written, so memory does not grow with the partition. A local
+model (`concurrency` 1) already uses every core: a batch is read, embedded and written before the next is
+read, as overlapping them only made both slower (docs/benchmarks.md, issue 39).
 """
 
 import threading
@@ -104,6 +106,7 @@ class PartitionWriter:
         self._owned: set[str] = set()  # of those, points a record this run wrote turned out to own: they stay
         self._embedding: dict[str, Future] = {}  # text hash → the embedding of a batch not yet written that makes it
         self._encoders = threading.BoundedSemaphore(dense.concurrency)  # batches being embedded at once
+        self._read_ahead = dense.concurrency + 1 if dense.concurrency > 1 else 0  # batches read and not yet written
 
     def write(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> None:
         """Write the plan, delete what it deletes, and build the indexes; `spec(kind)` makes missing collections."""
@@ -117,7 +120,7 @@ class PartitionWriter:
         for batch in batches(todo, self.options.batch_size):
             self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
             read.append(self._read(batch, plan))
-            while read and (len(read) > self.dense.concurrency + 1 or read[0].ready()):
+            while read and (len(read) > self._read_ahead or read[0].ready()):
                 done += self._write_batch(read.popleft(), plan)
                 self._progress(done, len(todo), started)
         while read:
@@ -171,9 +174,8 @@ class PartitionWriter:
                 vectors[text_hash] = made.vectors[text_hash]
             else:
                 rejected[text_hash] = made.rejected.get(text_hash, "no vector")
-        for text_hash, future in list(self._embedding.items()):
-            if future is batch.embedding:
-                del self._embedding[text_hash]
+        for text_hash in (*embedded.vectors, *embedded.rejected):  # later batches find them in `_recent` or Qdrant
+            del self._embedding[text_hash]
         self._recent.update(vectors)
 
         points, todo = batch.points, batch.todo

@@ -200,9 +200,9 @@ def test_a_text_the_model_refuses_fails_its_record_and_the_rest_is_written(world
 
 
 def test_a_text_an_earlier_batch_is_still_embedding_is_not_embedded_again(world):
-    """The encoder works on a batch while the next ones are read: a text of theirs that it is embedding is
-    waited for, not sent again; one it refuses fails every record that has it."""
-    world.dense.delay = 0.1  # each encoder call: the next batch is read meanwhile
+    """A remote encoder works on batches while the next ones are read: a text of theirs that it is embedding
+    is waited for, not sent again; one it refuses fails every record that has it."""
+    world.dense.concurrency, world.dense.delay = 2, 0.1  # two batches at once, 0.1 s each: later ones read meanwhile
     ((document,),) = world.rows("SELECT id FROM {T}learningresource WHERE readable_id = 'doc-lab-safety'")
     for i, content in enumerate(["Wear goggles in the lab."] * 3 + ["Catching a swarm of bees."] * 2):
         world.insert(

@@ -52,6 +52,10 @@ def _retry_after(error: BaseException | None) -> float | None:
         return None
 
 
+# The dimension each model returned in this process, by (model, server, provider).
+_SERVED_DIMENSIONS: dict[tuple[str, str, str], int] = {}
+
+
 class LiteLLMEncoder(DenseEncoder):
     """A dense model behind LiteLLM. `model_name` is LiteLLM's (e.g. `text-embedding-3-small`)."""
 
@@ -100,13 +104,21 @@ class LiteLLMEncoder(DenseEncoder):
 
     @property
     def dim(self) -> int:
-        """From LiteLLM's model info when it knows the model, else from one embedding call."""
+        """From LiteLLM's model info when it knows the model, else from what the server returned last in this
+        process, else from one embedding call (a run waits for it before its first batch: once per process,
+        not once per partition)."""
         if self._dim is None:
             try:
                 self._dim = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
             except Exception:
-                self._dim = len(self._request(["dimension probe"], 2, Counter())[0])
+                self._dim = _SERVED_DIMENSIONS.get(self._served_by) or len(
+                    self._request(["dimension probe"], 2, Counter())[0]
+                )
         return self._dim
+
+    @property
+    def _served_by(self) -> tuple[str, str, str]:
+        return self.model_name, self.api_base, self.custom_provider
 
     def batches(self, texts: list[str]) -> Iterator[list[str]]:
         batch: list[str] = []
@@ -132,7 +144,7 @@ class LiteLLMEncoder(DenseEncoder):
             cut.append(text)
             size += len(tokens)
         vectors = self._request(cut, size, stats)
-        self._dim = vectors.shape[1]  # what the server really returns wins over model info
+        self._dim = _SERVED_DIMENSIONS[self._served_by] = vectors.shape[1]  # what the server returns wins
         return vectors
 
     def _wait(self, state: tenacity.RetryCallState) -> float:

@@ -151,6 +151,8 @@ def test_the_dimension_is_discovered_once_from_the_server(openai_server):
     encoder = _openai(openai_server)
     assert encoder.dim == 384 and encoder.dim == 384
     assert [r["inputs"] for r in openai_server.requests] == [["dimension probe"]]
+    # the next partition's run in this process (a new encoder) knows it: no request before its first batch
+    assert _openai(openai_server).dim == 384 and len(openai_server.requests) == 1
 
 
 def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking_the_key(
