@@ -111,9 +111,9 @@ class LiteLLMEncoder(DenseEncoder):
             try:
                 self._dim = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
             except Exception:
-                self._dim = _SERVED_DIMENSIONS.get(self._served_by) or len(
-                    self._request(["dimension probe"], 2, Counter())[0]
-                )
+                if self._served_by not in _SERVED_DIMENSIONS:
+                    _SERVED_DIMENSIONS[self._served_by] = len(self._request(["dimension probe"], 2, Counter())[0])
+                self._dim = _SERVED_DIMENSIONS[self._served_by]
         return self._dim
 
     @property
