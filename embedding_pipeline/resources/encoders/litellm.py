@@ -52,8 +52,10 @@ def _retry_after(error: BaseException | None) -> float | None:
         return None
 
 
-# The dimension each model returned in this process, by (model, server, provider).
+# The dimension each model returned in this process, and its provider's token budget as the last answer told
+# it (shared by the process's runs, one after another or at once), by (model, server, provider).
 _SERVED_DIMENSIONS: dict[tuple[str, str, str], int] = {}
+_PACERS: dict[tuple[str, str, str], Pacer] = {}
 
 
 class LiteLLMEncoder(DenseEncoder):
@@ -77,7 +79,6 @@ class LiteLLMEncoder(DenseEncoder):
         default=8, description="Requests in flight at once (LITELLM_MAX_CONCURRENT_REQUESTS)."
     )
     _dim: int | None = PrivateAttr(default=None)
-    _pacer: Pacer = PrivateAttr(default_factory=Pacer)
 
     @classmethod
     def from_settings(cls, settings) -> "LiteLLMEncoder":
@@ -119,6 +120,10 @@ class LiteLLMEncoder(DenseEncoder):
     @property
     def _served_by(self) -> tuple[str, str, str]:
         return self.model_name, self.api_base, self.custom_provider
+
+    @property
+    def _pacer(self) -> Pacer:
+        return _PACERS.setdefault(self._served_by, Pacer())
 
     def batches(self, texts: list[str]) -> Iterator[list[str]]:
         batch: list[str] = []
