@@ -44,12 +44,13 @@ LOOKUP_BATCH = 1000  # ids or text hashes per filter of a Qdrant lookup or delet
 
 
 @contextmanager
-def timed(report: Report, step: str) -> Iterator[None]:
+def timed(owner: "Report | Embedded", step: str) -> Iterator[None]:
+    """Adds the block's seconds to `owner.seconds[step]` (the run's report, or one batch's embedding)."""
     started = time.perf_counter()
     try:
         yield
     finally:
-        report.seconds[step] += time.perf_counter() - started
+        owner.seconds[step] += time.perf_counter() - started
 
 
 def batches(records: list[Record], size: int) -> Iterator[list[Record]]:
@@ -284,17 +285,20 @@ class PartitionWriter:
         self.report.texts_needed += len(needed)
         found: dict[str, dict] = {}
         earlier: dict[str, Future] = {}
+
+        def unknown() -> dict[str, PlannedPoint]:
+            return {h: p for h, p in needed.items() if h not in found and h not in earlier}
+
         if not self.options.force:
             found = {h: self._recent[h] for h in needed if h in self._recent}
-            earlier = {h: self._embedding[h] for h in needed if h not in found and h in self._embedding}
+            earlier = {h: self._embedding[h] for h in unknown() if h in self._embedding}
             for kind in {p.collection for p in points}:
-                wanted = [h for h in needed if h not in found and h not in earlier]
-                found.update(self._stored_vectors(self.names[kind], wanted))
-            taken = self._taken_over({h: p for h, p in needed.items() if h not in found and h not in earlier})
+                found.update(self._stored_vectors(self.names[kind], list(unknown())))
+            taken = self._taken_over(unknown())
             self.report.texts_taken_over += len(taken)
             found.update(taken)
         self.report.texts_reused += len(found) + len(earlier)
-        return found, earlier, {h: p for h, p in needed.items() if h not in found and h not in earlier}
+        return found, earlier, unknown()
 
     def _taken_over(self, points: dict[str, PlannedPoint]) -> dict[str, dict]:
         """Text hash → vectors of points mit-learn wrote into the collection this deployment takes over
@@ -347,13 +351,11 @@ class PartitionWriter:
     def _embed(self, points: dict[str, PlannedPoint]) -> Embedded:
         """Dense and sparse vectors of these points' texts, by text hash; texts the model refused are absent."""
         made, texts = Embedded(), [p.text for p in points.values()]
-        started = time.perf_counter()
-        dense = self.dense.embed_documents(texts)
-        made.seconds["dense"] = time.perf_counter() - started
+        with timed(made, "dense"):
+            dense = self.dense.embed_documents(texts)
         made.stats.update(dense.stats)
-        started = time.perf_counter()
-        sparse = self.sparse.embed_documents(texts)
-        made.seconds["sparse"] = time.perf_counter() - started
+        with timed(made, "sparse"):
+            sparse = self.sparse.embed_documents(texts)
         for (text_hash, point), d, s in zip(points.items(), dense.vectors, sparse):
             if point.text in dense.rejected or np.isnan(d).any():
                 made.rejected[text_hash] = dense.rejected.get(point.text, "no vector")
