@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import tenacity
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from embedding_pipeline.chunking import COUNTING_ENCODING, encoding, load_litellm
 from embedding_pipeline.embedding import RejectedInput
@@ -38,14 +38,14 @@ def _transient() -> tuple[type[Exception], ...]:
 
 
 def _headers(error: BaseException | None) -> dict[str, str]:
-    """The headers of the answer a failed request got (none for a timeout or a reset connection)."""
+    """The headers of the answer a failed request got, names in lower case (none for a timeout or a reset)."""
     response = getattr(error, "response", None)
-    return dict(getattr(response, "headers", None) or {})
+    return {name.lower(): value for name, value in (getattr(response, "headers", None) or {}).items()}
 
 
 def _retry_after(error: BaseException | None) -> float | None:
     """Seconds the server asked us to wait (Retry-After), if it said."""
-    value = {k.lower(): v for k, v in _headers(error).items()}.get("retry-after")
+    value = _headers(error).get("retry-after")
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -78,7 +78,6 @@ class LiteLLMEncoder(DenseEncoder):
     max_concurrent_requests: int = Field(
         default=8, description="Requests in flight at once (LITELLM_MAX_CONCURRENT_REQUESTS)."
     )
-    _dim: int | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings) -> "LiteLLMEncoder":
@@ -105,17 +104,16 @@ class LiteLLMEncoder(DenseEncoder):
 
     @property
     def dim(self) -> int:
-        """From LiteLLM's model info when it knows the model, else from what the server returned last in this
-        process, else from one embedding call (a run waits for it before its first batch: once per process,
-        not once per partition)."""
-        if self._dim is None:
+        """What the server returned last in this process; before any answer, LiteLLM's model info when it knows
+        the model, else one embedding call (a run waits for it before its first batch: once per process, not
+        once per partition)."""
+        if self._served_by not in _SERVED_DIMENSIONS:
             try:
-                self._dim = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
+                dimension = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
             except Exception:
-                if self._served_by not in _SERVED_DIMENSIONS:
-                    _SERVED_DIMENSIONS[self._served_by] = len(self._request(["dimension probe"], 2, Counter())[0])
-                self._dim = _SERVED_DIMENSIONS[self._served_by]
-        return self._dim
+                dimension = len(self._request(["dimension probe"], 2, Counter())[0])
+            _SERVED_DIMENSIONS.setdefault(self._served_by, dimension)
+        return _SERVED_DIMENSIONS[self._served_by]
 
     @property
     def _served_by(self) -> tuple[str, str, str]:
@@ -149,7 +147,7 @@ class LiteLLMEncoder(DenseEncoder):
             cut.append(text)
             size += len(tokens)
         vectors = self._request(cut, size, stats)
-        self._dim = _SERVED_DIMENSIONS[self._served_by] = vectors.shape[1]  # what the server returns wins
+        _SERVED_DIMENSIONS[self._served_by] = vectors.shape[1]  # what the server returns wins over model info
         return vectors
 
     def _wait(self, state: tenacity.RetryCallState) -> float:

@@ -48,7 +48,6 @@ class Pacer:
         self._refill = 0.0  # tokens per second
         self._seen = 0.0
         self._paused_until = 0.0  # a 429's Retry-After, for every request
-        self.held_seconds = 0.0  # how long requests were held back, in all
 
     def _available(self, now: float) -> float:
         if self._remaining is None:
@@ -58,7 +57,6 @@ class Pacer:
     def acquire(self, tokens: int) -> None:
         """Wait until the budget covers a request of `tokens` (a request larger than the whole budget waits
         until nothing else is in flight and the budget is whole), then count it as in flight."""
-        started = time.monotonic()
         with self._changed:
             while True:
                 now = time.monotonic()
@@ -70,7 +68,6 @@ class Pacer:
                     wait = short / self._refill if self._refill > 0 else 1.0
                 self._changed.wait(timeout=min(wait, 5.0))  # an answer may change the budget sooner
             self._in_flight += tokens
-            self.held_seconds += time.monotonic() - started
 
     def answered(self, tokens: int, headers: Mapping[str, str] | None, retry_after: float | None = None) -> None:
         """A request of `tokens` was answered (or failed) with these headers; a 429's Retry-After pauses all."""
