@@ -483,20 +483,6 @@ def measure(scale: int, args, model_dir: str) -> dict:
     steps = {"baseline": {**baseline, "seconds": baseline["encode_seconds"], "texts_embedded": baseline["texts"]}}
     print(f"  {scale}x baseline: {baseline['encode_seconds']:.1f} s for {baseline['texts']} distinct texts in "
           f"batches of {size} (" + ", ".join(f"{s}: {r['encode_seconds']:.1f} s" for s, r in tried.items()) + ")", flush=True)  # fmt: skip
-    if args.full_only:
-        step_full_only = {**timed([*me, "embed"], env)}
-        steps["full"] = {**step_full_only, "texts_embedded": texts_embedded(home, 0)}
-        steps["full"]["points_match_source"] = timed([*me, "check"], env)["points_match_source"]
-        steps["points"] = points_in_store(env)
-        print(f"  {scale}x full: {steps['full']['seconds']:.1f} s in the process, ÷ baseline "
-              f"{steps['full']['seconds'] / steps['baseline']['seconds']:.2f}; peak RSS {steps['full']['peak_rss_mb']:,.0f} MB, "
-              f"peak anon {steps['full']['peak_anon_mb']:,.0f} MB; {steps['full']['texts_embedded']} texts embedded; "
-              f"{steps['points']:,} points; points_match_source {steps['full']['points_match_source']}", flush=True)  # fmt: skip
-        return steps
-    floor_env = {**env, "DAGSTER_HOME": str(workdir / "floor_home")}
-    (workdir / "floor_home").mkdir()
-    shutil.copy(REPO / "dagster.yaml", workdir / "floor_home" / "dagster.yaml")
-    steps["floor"] = {**timed([*me, "floor"], floor_env), "texts_embedded": 0}
 
     def step(name: str, *command: str) -> None:
         since = time.time()
@@ -506,6 +492,16 @@ def measure(scale: int, args, model_dir: str) -> dict:
               f"with its start), {steps[name]['texts_embedded']} texts embedded, "
               f"points_match_source {steps[name]['points_match_source']}", flush=True)  # fmt: skip
 
+    if args.full_only:
+        step("full", "embed")
+        full = steps["full"]
+        print(f"  {scale}x full ÷ baseline {full['seconds'] / steps['baseline']['seconds']:.2f}; peak RSS "
+              f"{full['peak_rss_mb']:,.0f} MB, peak anon {full['peak_anon_mb']:,.0f} MB", flush=True)  # fmt: skip
+        return steps
+    floor_env = {**env, "DAGSTER_HOME": str(workdir / "floor_home")}
+    (workdir / "floor_home").mkdir()
+    shutil.copy(REPO / "dagster.yaml", workdir / "floor_home" / "dagster.yaml")
+    steps["floor"] = {**timed([*me, "floor"], floor_env), "texts_embedded": 0}
     step("full", "embed")
     step("no change", "embed")
     timed([*me, "sensor", str(workdir / "cursor")], env)  # the sensor learns the current state
