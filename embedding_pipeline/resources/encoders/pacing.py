@@ -5,6 +5,8 @@ OpenAI (and LiteLLM's proxy, Azure, vLLM behind a gateway) answer with `x-rateli
 `x-ratelimit-remaining-tokens` and `x-ratelimit-reset-tokens` (the time until the budget is whole again, e.g.
 `6m0s`, `1.5s`, `120ms`); the budget refills evenly over that time. A request is held back until the budget,
 less the tokens of requests still in flight, covers it. A 429 holds every request back for its Retry-After.
+Answers overtake one another (a long request answered after a short later one): the budget an answer states
+is taken only where it is lower than the running estimate, never to raise it.
 A provider that sends none of these is not paced (its 429s are retried, as before).
 """
 
@@ -81,8 +83,10 @@ class Pacer:
             if remaining is not None:
                 limit = _number(headers, "x-ratelimit-limit-tokens")
                 reset = duration(headers.get("x-ratelimit-reset-tokens"))
-                self._remaining, self._seen = remaining, now
                 self._limit = limit if limit else self._limit
+                if self._remaining is not None:  # an answer overtaken by a later one's tells of an older budget
+                    remaining = min(remaining, self._available(now) + self._in_flight)
+                self._remaining, self._seen = remaining, now
                 if reset and math.isfinite(self._limit) and self._limit > remaining:
                     self._refill = (self._limit - remaining) / reset
             self._changed.notify_all()

@@ -1,6 +1,7 @@
 """The LiteLLM encoder against real HTTP servers on 127.0.0.1 (OpenAI's and Ollama's APIs)."""
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,7 @@ from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
 from embedding_pipeline.resources.encoders.litellm import LiteLLMEncoder
-from embedding_pipeline.resources.encoders.pacing import duration
+from embedding_pipeline.resources.encoders.pacing import Pacer, duration
 from embedding_pipeline.search import search
 from embedding_pipeline.settings import Settings
 from embedding_pipeline_tests.support.embedding_server import ENCODING, EmbeddingServer, _openai_duration
@@ -219,6 +220,20 @@ def test_openais_reset_times_are_read():
         None,
     ]
     assert [duration(_openai_duration(s)) for s in (0.12, 1.5, 360)] == [0.12, 1.5, 360]
+
+
+def test_an_answer_overtaken_by_a_later_one_does_not_raise_the_budget():
+    """Request A (600 tokens) is answered after B (300), which the provider counted after A: A's headers tell
+    of a budget B had not yet spent. The pacer keeps B's figure, so a request of 350 more must wait."""
+    pacer, limits = Pacer(), {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-reset-tokens": "60s"}
+    pacer.acquire(600)
+    pacer.acquire(300)
+    pacer.answered(300, {**limits, "x-ratelimit-remaining-tokens": "100"})  # B: after A's 600 and its own 300
+    pacer.answered(600, {**limits, "x-ratelimit-remaining-tokens": "400"})  # A: after its own 600 only
+    waiter = threading.Thread(target=pacer.acquire, args=(350,), daemon=True)
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive()  # 100 tokens refilled at 15 a second: about 17 s to wait (A's figure: none)
 
 
 def test_requests_in_flight_are_paced_to_the_providers_tokens_per_minute(model_dir):
