@@ -107,37 +107,78 @@ def embed(args: argparse.Namespace) -> None:
     failed = []
     with dg.DagsterInstance.get() as instance, keep_store_open(), _stop_on_ctrl_c() as interrupted:
         fail_dead_runs(instance, _warn)  # a run of an earlier command that was killed, when no daemon did so
-        partitions, tags = _prepare(args)
-        for number, partition in enumerate(partitions):
+        partitions, tags, side_by_side = _prepare(args)
+        # With a remote encoder the partitions go in one range run, which embeds them side by side; the
+        # collections that --recreate-collections drops are dropped by a run of the first partition alone.
+        if not side_by_side:
+            runs = [[partition] for partition in partitions]
+        else:
+            runs = [partitions[:1], partitions[1:]] if args.recreate_collections else [partitions]
+        for run in filter(None, runs):
             run_config = embed_run_config(
                 overwrite=args.overwrite,
-                recreate_collections=args.recreate_collections and number == 0,  # dropped once, then filled
+                recreate_collections=args.recreate_collections and run[0] == partitions[0],  # dropped once
                 resource_ids=args.resource_ids,
                 skip_content_files=args.skip_contentfiles,
                 allow_mass_deletion=args.allow_mass_deletion,
             )
+            key, range_tags = _run_of(run)
             result = job.execute_in_process(
-                partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config, tags=tags
-            )
-            reason = _reason(result) if not result.success else _failed_check(result) if whole else None
-            print(f"{partition}: {'FAILED: ' + reason if reason else 'ok'} (run {result.run_id})")
-            if reason:
-                failed.append(partition)
-            if interrupted or reason == INTERRUPTED:
-                sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
-            if _cause(result) in SHARED_CAUSES:
-                sys.exit(f"Stopped at {partition}: the other partitions would fail the same way")
+                partition_key=key, instance=instance, raise_on_error=False, run_config=run_config,
+                tags={**tags, **range_tags},
+            )  # fmt: skip
+            for partition, reason, cause in _outcomes(result, run, whole):
+                print(f"{partition}: {'FAILED: ' + reason if reason else 'ok'} (run {result.run_id})")
+                if reason:
+                    failed.append(partition)
+                if interrupted or reason == INTERRUPTED:
+                    sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
+                if cause in SHARED_CAUSES:
+                    sys.exit(f"Stopped at {partition}: the other partitions would fail the same way")
         release_models()  # the store builds its indexes as it closes: with the models' memory given back
     if failed:
         sys.exit(f"Failed partitions: {', '.join(failed)}")
+
+
+def _run_of(partitions: list[str]) -> tuple[str | None, dict[str, str]]:
+    """The partition key of a run of one partition, or the tags of a range run over these."""
+    from embedding_pipeline.assets.embed import PARTITIONS_TAG
+    from embedding_pipeline.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+    if len(partitions) == 1:
+        return partitions[0], {}
+    return None, {RANGE_START_TAG: partitions[0], RANGE_END_TAG: partitions[-1], PARTITIONS_TAG: ",".join(partitions)}
+
+
+def _outcomes(result, partitions: list[str], whole: bool) -> Iterator[tuple[str, str | None, str | None]]:
+    """(partition, why it failed or None, the failure's cause) for each partition of the run that ended; a range
+    run's partitions that did not begin (it stopped before them) are left out."""
+    from embedding_pipeline.assets.embed import FAILED_PARTITIONS
+
+    if len(partitions) == 1:
+        reason = _reason(result) if not result.success else _failed_check(result) if whole else None
+        yield partitions[0], reason, _cause(result)
+        return
+    done = {e.partition for e in result.get_asset_materialization_events() if e.asset_key.path == ["qdrant_points"]}
+    said = _failure_metadata(result)
+    failed = said[FAILED_PARTITIONS].value if FAILED_PARTITIONS in said else {}
+    stopped_at = said["partition"].value.split(", ") if "partition" in said else None  # those it was running
+    for partition in partitions:
+        if partition in done:
+            yield partition, _failed_check(result, partition) if whole else None, None
+        elif partition in failed:
+            yield partition, failed[partition], None
+        elif partition in (stopped_at or ()) or (not result.success and not failed and stopped_at is None):
+            yield partition, _reason(result), _cause(result)
 
 
 def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
-    """The partitions to run (those of `--resource-ids`, if given) and the runs' tags. What would fail every
+def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str], bool]:
+    """The partitions to run (those of `--resource-ids`, if given), the runs' tags and whether the encoder takes
+    requests at once (a remote one: the partitions go side by side in one range run). What would fail every
     partition the same way (the model, the content database, the store: unreachable, or held longer than
     QDRANT_LOCK_WAIT_SECONDS) stops the command here, said once; records no partition embeds are named."""
     from embedding_pipeline.assets.embed import NEVER_EMBEDDED_TAG
@@ -160,7 +201,8 @@ def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
             print(never_embedded_line(never))
         if args.resource_ids:
             partitions = _partitions_of(database, args.resource_ids, partitions)
-    return partitions, {NEVER_EMBEDDED_TAG: never_embedded_summary(never)} if never else {}
+        side_by_side = built.dense_encoder.concurrency > 1
+    return partitions, {NEVER_EMBEDDED_TAG: never_embedded_summary(never)} if never else {}, side_by_side
 
 
 def _partitions_of(database, ids: list[int], partitions: list[str]) -> list[str]:
@@ -222,19 +264,27 @@ def _reason(result) -> str:
 
 def _cause(result) -> str | None:
     """The class of the error a failed run named as its cause (`embed_partition` puts it in the failure)."""
+    cause = _failure_metadata(result).get("cause")
+    return cause.value if cause is not None else None
+
+
+def _failure_metadata(result) -> dict:
+    """The metadata of the `Failure` a failed run raised (its cause, its partition, a range run's failed ones)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.user_failure_data is not None:
-            cause = event.step_failure_data.user_failure_data.metadata.get("cause")
-            return cause.value if cause is not None else None
-    return None
+            return dict(event.step_failure_data.user_failure_data.metadata)
+    return {}
 
 
-def _failed_check(result) -> str | None:
-    """A run that wrote but left Qdrant out of step with the source, or of another dimension, in a line."""
+def _failed_check(result, partition: str | None = None) -> str | None:
+    """A run (or a range run's `partition`) that wrote but left Qdrant out of step with the source, or of another
+    dimension, in a line."""
     from embedding_pipeline.assets.checks import DENSE_DIMENSION, POINTS_MATCH_SOURCE
 
     for check in result.get_asset_check_evaluations():
         if check.passed or check.check_name not in (POINTS_MATCH_SOURCE, DENSE_DIMENSION):
+            continue
+        if partition is not None and check.partition != partition:
             continue
         found = {name: value.value for name, value in check.metadata.items()}
         if check.check_name == DENSE_DIMENSION:

@@ -39,7 +39,8 @@ class DenseModel(Protocol):
 
     @property
     def concurrency(self) -> int:
-        """How many `embed_documents` calls may run at once (1: a local model that uses every core)."""
+        """How many requests the model serves at once (1: a local model that uses every core); a run reads that
+        many batches ahead, and the model itself holds back the calls beyond it."""
 
     @property
     def dim(self) -> int: ...

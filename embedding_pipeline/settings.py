@@ -275,8 +275,9 @@ class Settings(BaseSettings):
     )
     litellm_max_concurrent_requests: int = setting(
         8, "LITELLM_MAX_CONCURRENT_REQUESTS", gt=0,
-        meaning="embedding requests a run keeps in flight (one per batch of `QDRANT_CHUNK_SIZE` records), paced by "
-        "the provider's rate-limit headers; 1 sends one at a time",
+        meaning="embedding requests a process keeps in flight (one per batch of `QDRANT_CHUNK_SIZE` records, from "
+        "every partition it embeds), paced by the provider's rate-limit headers; 1 sends one at a time, and `embed` "
+        "then runs one partition after another",
     )  # fmt: skip
     dagster_postgres_url: SecretStr | None = setting(
         None, "DAGSTER_POSTGRES_URL", shown="empty: SQLite in `DAGSTER_HOME`",

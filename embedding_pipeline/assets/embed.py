@@ -10,6 +10,9 @@ way through; Dagster still sees the five assets, each with its own metadata. Thi
 the Dagster face: it reads the resources, calls the partition's run and reports what it did.
 """
 
+import functools
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +23,14 @@ from embedding_pipeline.assets.checks import CHECK_SPECS, chunk_checks, qdrant_c
 from embedding_pipeline.assets.metadata import materializations
 from embedding_pipeline.assets.state import PartitionState
 from embedding_pipeline.errors import PermanentError
+from embedding_pipeline.interrupts import STOP
 from embedding_pipeline.partition.run import Partition, check_partition, move_aliases, run_partition
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
 from embedding_pipeline.resources.content_source import ContentSource
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.options import EmbedOptions
-from embedding_pipeline.resources.qdrant import QdrantResource
+from embedding_pipeline.resources.qdrant import QdrantResource, keep_store_open
 from embedding_pipeline.run_workers import claim_run
 
 RETRIES = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
@@ -91,8 +95,8 @@ def embed_partition(
 
     Unchanged records cost nothing but their line in the listing; a run that dies resumes after the
     last batch it finished; a record that cannot be read or embedded keeps its points and is named.
-    A run over a range of partitions (the sensor's for a small change) does each in turn, in one process
-    with one model, and reports each partition's materializations and checks as its own.
+    A run over a range of partitions (the sensor's for a small change, `embed` with a remote encoder) does
+    them in one process with one model, and reports each partition's materializations and checks as its own.
     """
     claim_run(context.instance, context.run.run_id)  # a later run can tell if this one is killed
     resources = StepResources(content_source, chunker, dense_encoder, sparse_encoder, qdrant, embed_options)
@@ -100,15 +104,13 @@ def embed_partition(
         yield from _selected(context, _results(context, context.partition_key, resources))
         return
     failed: dict[str, str] = {}
-    for partition in partitions_of_run(context):
-        try:
-            results = _results(context, partition, resources)
-        except dg.Failure as failure:
-            cause = failure.metadata.get("cause")
-            if failure.description == INTERRUPTED or (cause is not None and cause.value in SHARED_CAUSES):
-                raise  # every other partition would meet it too
-            context.log.error(f"{partition}: {failure.description}")
-            failed[partition] = failure.description
+    for partition, results in _partition_results(context, partitions_of_run(context), resources):
+        if isinstance(results, dg.Failure):
+            cause = results.metadata.get("cause")
+            if results.description == INTERRUPTED or (cause is not None and cause.value in SHARED_CAUSES):
+                raise results  # every other partition would meet it too
+            context.log.error(f"{partition}: {results.description}")
+            failed[partition] = results.description
             continue
         yield from _reported(context, partition, results)
     if failed:
@@ -117,6 +119,70 @@ def embed_partition(
             allow_retries=False,
             metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
         )
+
+
+# Partitions a range run reads side by side with a remote encoder: while one waits for its last answers and
+# finishes, the next is listed and read (the encoder holds their requests to LITELLM_MAX_CONCURRENT_REQUESTS).
+PARTITIONS_AT_ONCE = 2
+READ_ALL = object()  # a partition's word that it has read its last batch
+
+
+def _partition_results(context, partitions: list[str], resources: "StepResources") -> Iterator[tuple[str, object]]:
+    """(partition, its results or its Failure), as each ends. A model that runs here takes every core: one
+    partition after another, in this thread. A remote encoder: each partition in a thread of its own,
+    PARTITIONS_AT_ONCE of them reading at once, the next begun as soon as one has read its last batch (partitions
+    of one size would otherwise end together and leave the provider idle while both verify and the next two
+    list their records); all share one open store. On Ctrl-C, a terminate or a failure every partition would
+    meet, those at work stop at their next batch (`interrupts.STOP`), keeping what they wrote."""
+    if resources.dense_encoder.concurrency > 1 and len(partitions) > 1:
+        yield from _side_by_side(context, partitions, resources)
+        return
+    for partition in partitions:
+        try:
+            yield partition, _results(context, partition, resources)
+        except dg.Failure as failure:
+            yield partition, failure
+
+
+def _side_by_side(context, partitions: list[str], resources: "StepResources") -> Iterator[tuple[str, object]]:
+    events: queue.Queue = queue.Queue()  # (partition, READ_ALL | its results | its Failure, an error to raise)
+
+    def run(partition: str) -> None:
+        try:
+            read_all = functools.partial(events.put, (partition, READ_ALL, None))
+            events.put((partition, _results(context, partition, resources, read_all), None))
+        except dg.Failure as failure:
+            events.put((partition, failure, None))
+        except BaseException as error:  # noqa: BLE001 (raised in the step's thread, below)
+            events.put((partition, None, error))
+
+    waiting, running, reading = list(partitions), [], set()
+    with keep_store_open():  # one store for the partitions at once (a process holds the embedded folder once)
+        try:
+            while waiting or running:
+                while waiting and len(reading) < PARTITIONS_AT_ONCE and len(running) <= PARTITIONS_AT_ONCE:
+                    running.append(waiting.pop(0))
+                    reading.add(running[-1])
+                    threading.Thread(target=run, args=(running[-1],), name="embed-partition", daemon=True).start()
+                partition, outcome, error = events.get()
+                reading.discard(partition)
+                if outcome is READ_ALL:
+                    continue
+                running.remove(partition)
+                if error is not None:
+                    raise error
+                yield partition, outcome
+        except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+            metadata = {"partition": ", ".join(running)}
+            raise dg.Failure(INTERRUPTED, allow_retries=False, metadata=metadata) from None
+        finally:
+            if running:
+                STOP.set()
+                while running:
+                    partition, outcome, _ = events.get()
+                    if outcome is not READ_ALL:
+                        running.remove(partition)
+            STOP.clear()
 
 
 # Failures every partition would meet alike: a run over several, and `embedding-pipeline embed`, stop at the first.
@@ -152,12 +218,12 @@ class StepResources:
     embed_options: EmbedOptions
 
 
-def _results(context, partition: str, resources: StepResources) -> list:
+def _results(context, partition: str, resources: StepResources, read_all=lambda: None) -> list:
     """The partition's materializations and check results, once its run (or its checks alone) is done."""
     try:
         if not context.selected_asset_keys:  # the checks alone, on what Qdrant holds now
             return _checks_alone(context, partition, resources)
-        return _embed(context, partition, resources)
+        return _embed(context, partition, resources, read_all)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):  # Dagster would retry it, as an error
         raise dg.Failure(INTERRUPTED, allow_retries=False, metadata={"partition": partition}) from None
     except PermanentError as error:  # a setting, a missing model, a wrong database: retrying won't help
@@ -166,13 +232,14 @@ def _results(context, partition: str, resources: StepResources) -> list:
 
 
 @contextmanager
-def _partition(context, partition: str, resources: StepResources, step: str) -> Iterator[Partition]:
+def _partition(context, partition: str, resources: StepResources, step: str, read_all=None) -> Iterator[Partition]:
     """The partition's reader, store and models for one `with` block."""
     qdrant, database = resources.qdrant, resources.content_source.database()
     with database.reader(partition) as reader, qdrant.get_store_for_step(context, partition, step) as store:
         yield Partition(
             partition, reader, store, resources.chunker.get_chunker(), resources.dense_encoder,
             resources.sparse_encoder, qdrant.collection_names(), qdrant.location, context.log,
+            read_all or (lambda: None),
         )  # fmt: skip
 
 
@@ -185,7 +252,7 @@ def _checks_alone(context, partition: str, resources: StepResources) -> list:
     return qdrant_checks(verification, sizes, resources.dense_encoder.dim)
 
 
-def _embed(context, partition: str, resources: StepResources) -> list:
+def _embed(context, partition: str, resources: StepResources, read_all) -> list:
     """The partition's run: its state loaded, the run, its state saved, the aliases moved if a re-embed is complete."""
     qdrant, dense_encoder, sparse_encoder = resources.qdrant, resources.dense_encoder, resources.sparse_encoder
     options = resources.embed_options.run_options(
@@ -201,7 +268,7 @@ def _embed(context, partition: str, resources: StepResources) -> list:
     if options.scoped:
         context.log.info(f"{partition}: this run embeds {options.scope()}; every other record is left as it is")
     state = PartitionState.load(context.instance, partition)
-    with _partition(context, partition, resources, "embed") as part:
+    with _partition(context, partition, resources, "embed", read_all) as part:
         outcome = run_partition(part, options, state.heads_cache, verify_every_point=state.verify_every_point)
         state.save(outcome, whole=not options.scoped, version=qdrant.vectors_version)
         done = not options.scoped and state.every_partition_done(qdrant.vectors_version)

@@ -61,6 +61,7 @@ class Partition:
     names: CollectionNames
     location: str  # which Qdrant (a server's URL, the embedded store's folder): saved heads describe one
     log: Log = LOG
+    read_all: Callable[[], None] = lambda: None  # called once the last batch is read: a range run begins the next
 
     @property
     def collections(self) -> dict[str, str]:
@@ -115,7 +116,7 @@ def run_partition(
         heads_file.forget()  # saved again below, once Qdrant is checked
     PartitionWriter(
         part.store, part.reader, part.chunker, part.dense, part.sparse, part.collections, part.names.version,
-        part.resource_type, options, report, part.log.info, legacy=part.legacy_collections(),
+        part.resource_type, options, report, part.log.info, legacy=part.legacy_collections(), read_all=part.read_all,
     ).write(plan, _spec(part))  # fmt: skip
     verification = _verify_and_keep_heads(part, plan, report, options, heads_file, saved, verify_every_point)
     _log_outcome(part, plan, report)

@@ -6,11 +6,11 @@ done only once all its points are there: a run that dies resumes after the last 
 record that cannot be read or embedded keeps the points it had, and is tried again next run.
 
 A remote encoder works while the run reads, chunks and writes: a batch's new texts are embedded in a
-worker thread (as many batches at once as the encoder takes requests: `concurrency`), while this thread
-reads the next batch and writes the last one whose vectors are ready. Batches are written in order, and at
-most `concurrency + 1` are read but not yet written, so memory does not grow with the partition. A local
-model (`concurrency` 1) already uses every core: a batch is read, embedded and written before the next is
-read, as overlapping them only made both slower (docs/benchmarks.md, issue 39).
+worker thread (the encoder sends at most `concurrency` requests at once, whatever the process's runs ask),
+while this thread reads the next batch and writes the last one whose vectors are ready. Batches are written
+in order, and at most `concurrency + 1` are read but not yet written, so memory does not grow with the
+partition. A local model (`concurrency` 1) already uses every core: a batch is read, embedded and written
+before the next is read, as overlapping them only made both slower (docs/benchmarks.md, issue 39).
 """
 
 import threading
@@ -27,6 +27,7 @@ from cachetools import LRUCache
 from embedding_pipeline.chunking import Chunker
 from embedding_pipeline.content import UNREADABLE
 from embedding_pipeline.embedding import DenseModel, SparseModel
+from embedding_pipeline.interrupts import stop_if_asked
 from embedding_pipeline.mit_learn import OWN, RESOURCE_TYPES, STORED_TEXT_FIELDS, own, stored_text
 from embedding_pipeline.partition.heads import of_type
 from embedding_pipeline.partition.plan import Plan, RunOptions
@@ -65,6 +66,38 @@ def batches(records: list[Record], size: int) -> Iterator[list[Record]]:
         yield batch
 
 
+class TextsInFlight:
+    """The texts being embedded in this process, by vectors version and text hash: a batch that holds one (of
+    the same run, or of a partition embedded beside it) waits for that embedding instead of sending the text
+    again. A text is let go once the batch that embeds it is written, so that whoever looks next finds it in
+    Qdrant."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[str, str], Future] = {}
+
+    def pending(self, version: str, hashes) -> dict[str, Future]:
+        with self._lock:
+            return {h: self._futures[version, h] for h in hashes if (version, h) in self._futures}
+
+    def claim(self, version: str, hashes, future: Future) -> dict[str, Future]:
+        """`future` embeds the texts nobody embeds yet; returns the others (hash → the embedding that makes it)."""
+        with self._lock:
+            others = {h: self._futures[version, h] for h in hashes if (version, h) in self._futures}
+            self._futures.update({(version, h): future for h in hashes if h not in others})
+            return others
+
+    def release(self, version: str, claimed: dict[str, Future]) -> None:
+        """Lets go of these texts (hash → the embedding that claimed it), where nobody claimed them since."""
+        with self._lock:
+            for h, future in claimed.items():
+                if self._futures.get((version, h)) is future:
+                    del self._futures[version, h]
+
+
+TEXTS_IN_FLIGHT = TextsInFlight()
+
+
 @dataclass
 class Embedded:
     """What one batch's encoding made, in a worker thread; the run's report takes it in when the batch is written."""
@@ -98,15 +131,15 @@ class PartitionWriter:
         self, store: VectorStore, reader, chunker: Chunker, dense: DenseModel, sparse: SparseModel,
         names: dict[str, str], version: str, resource_type: str, options: RunOptions, report: Report,
         progress: Callable[[str], None], legacy: dict[str, str] | None = None,
+        read_all: Callable[[], None] = lambda: None,
     ):  # fmt: skip
         self.store, self.reader, self.chunker, self.dense, self.sparse = store, reader, chunker, dense, sparse
         self.names, self.version, self.resource_type, self.options = names, version, resource_type, options
-        self.report, self.progress, self.legacy = report, progress, legacy or {}
+        self.report, self.progress, self.legacy, self.read_all = report, progress, legacy or {}, read_all
         self._recent: LRUCache = LRUCache(maxsize=RECENT_VECTORS)  # text hash → vectors
         self._orphans: set[str] = set()  # points no listed record owned when the run planned
         self._owned: set[str] = set()  # of those, points a record this run wrote turned out to own: they stay
-        self._embedding: dict[str, Future] = {}  # text hash → the embedding of a batch not yet written that makes it
-        self._encoders = threading.BoundedSemaphore(dense.concurrency)  # batches being embedded at once
+        self._claimed: dict[str, Future] = {}  # text hash → this run's embedding of it, until its batch is written
         self._read_ahead = dense.concurrency + 1 if dense.concurrency > 1 else 0  # batches read and not yet written
 
     def write(self, plan: Plan, spec: Callable[[str], CollectionSpec]) -> None:
@@ -118,15 +151,20 @@ class PartitionWriter:
             ensure_collections(self.store, self.names, spec)
         started, done = time.perf_counter(), 0
         read: deque[ReadBatch] = deque()  # in order, each waiting for its vectors
-        for batch in batches(todo, self.options.batch_size):
-            self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
-            read.append(self._read(batch, plan))
-            while read and (len(read) > self._read_ahead or read[0].ready()):
+        try:
+            for batch in batches(todo, self.options.batch_size):
+                stop_if_asked()  # Ctrl-C, for a run in a thread of its own
+                self.store.pause_for_waiters()  # a search waiting for the embedded store goes first
+                read.append(self._read(batch, plan))
+                while read and (len(read) > self._read_ahead or read[0].ready()):
+                    done += self._write_batch(read.popleft(), plan)
+                    self._progress(done, len(todo), started)
+            self.read_all()  # what is left is waiting for the encoder's last answers, writing and verifying
+            while read:
                 done += self._write_batch(read.popleft(), plan)
                 self._progress(done, len(todo), started)
-        while read:
-            done += self._write_batch(read.popleft(), plan)
-            self._progress(done, len(todo), started)
+        finally:  # a run that fails lets its texts go: the next to need them embeds them
+            TEXTS_IN_FLIGHT.release(self.version, self._claimed)
         self._delete(plan)
         self._finish()
 
@@ -160,8 +198,11 @@ class PartitionWriter:
         points = self._keys_of_this_type(points, stored)
         todo = [p for p in points if self.options.force or stored.get(p.point_id, {}).get("point_hash") != p.point_hash]
         found, earlier, missing = self._vectors(todo)
-        embedding = self._start_embedding(missing)
-        self._embedding.update(dict.fromkeys(missing, embedding))
+        embedding: Future = Future()
+        earlier.update(TEXTS_IN_FLIGHT.claim(self.version, missing, embedding))  # claimed meanwhile by another
+        missing = {h: p for h, p in missing.items() if h not in earlier}
+        self._claimed.update(dict.fromkeys(missing, embedding))
+        self._start_embedding(missing, embedding)
         return ReadBatch(records, points, todo, found, embedding, earlier)
 
     def _write_batch(self, batch: ReadBatch, plan: Plan) -> int:
@@ -175,8 +216,6 @@ class PartitionWriter:
                 vectors[text_hash] = made.vectors[text_hash]
             else:
                 rejected[text_hash] = made.rejected.get(text_hash, "no vector")
-        for text_hash in (*embedded.vectors, *embedded.rejected):  # later batches find them in `_recent` or Qdrant
-            del self._embedding[text_hash]
         self._recent.update(vectors)
 
         points, todo = batch.points, batch.todo
@@ -200,6 +239,8 @@ class PartitionWriter:
         for point in writes:
             point.vectors = vectors[point.text_hash]
         self._write(writes, stale)
+        made = {h: self._claimed.pop(h) for h in (*embedded.vectors, *embedded.rejected)}
+        TEXTS_IN_FLIGHT.release(self.version, made)  # written: later batches find them in `_recent` or Qdrant
         self.report.batches += 1
         return len(batch.records)
 
@@ -291,7 +332,7 @@ class PartitionWriter:
 
         if not self.options.force:
             found = {h: self._recent[h] for h in needed if h in self._recent}
-            earlier = {h: self._embedding[h] for h in unknown() if h in self._embedding}
+            earlier = TEXTS_IN_FLIGHT.pending(self.version, unknown())
             for kind in {p.collection for p in points}:
                 found.update(self._stored_vectors(self.names[kind], list(unknown())))
             taken = self._taken_over(unknown())
@@ -330,23 +371,20 @@ class PartitionWriter:
                     found[payload[OWN]["text_hash"]] = vectors
         return found
 
-    def _start_embedding(self, points: dict[str, PlannedPoint]) -> Future:
-        """The embedding of these points' texts: for a remote encoder begun in a daemon thread (a run interrupted
-        does not wait for it), for a local model done at once (in a new thread per batch it ran 12% slower)."""
-        future: Future = Future()
+    def _start_embedding(self, points: dict[str, PlannedPoint], future: Future) -> None:
+        """Embeds these points' texts into `future`: for a remote encoder in a daemon thread (a run interrupted
+        does not wait for it), for a local model at once (in a new thread per batch it ran 12% slower)."""
         if not points or not self._read_ahead:  # a local model: here and now, as ONNX Runtime runs best
             future.set_result(self._embed(points) if points else Embedded())
-            return future
+            return
 
         def embed() -> None:
             try:
-                with self._encoders:
-                    future.set_result(self._embed(points))
+                future.set_result(self._embed(points))  # the encoder holds its requests to `concurrency` at once
             except BaseException as error:  # noqa: BLE001 (handed to the run's thread, which raises it)
                 future.set_exception(error)
 
         threading.Thread(target=embed, name=f"embed-{self.resource_type}", daemon=True).start()
-        return future
 
     def _embed(self, points: dict[str, PlannedPoint]) -> Embedded:
         """Dense and sparse vectors of these points' texts, by text hash; texts the model refused are absent."""

@@ -9,6 +9,7 @@ import atexit
 import logging
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,13 +25,14 @@ from embedding_pipeline.vector_store.aliases import CollectionNames
 
 log = logging.getLogger(__name__)
 
-_kept: dict[str, VectorStore] | None = None  # embedded stores kept open, by path, while keep_store_open() lasts
+_kept: "dict[str, _Shared] | None" = None  # embedded stores kept open, by path, while keep_store_open() lasts
+_kept_lock = threading.Lock()
 
 
 @contextmanager
 def keep_store_open() -> Iterator[None]:
-    """Let the runs this process executes one after another (the CLI's partitions) share one open
-    embedded store: opening and warming its shards costs about 0.3 s at 50,000 points, more than a
+    """Let the runs this process executes (the CLI's partitions, one after another or side by side) share one
+    open embedded store: opening and warming its shards costs about 0.3 s at 50,000 points, more than a
     run with nothing to do spends on its own work; and the indexes are built once, when the store
     is closed or handed over, not after each run (at 50,000 points, 17 s over eight runs against 9 s
     once). A process waiting for the store still gets it at the next batch or the next run, indexed."""
@@ -43,8 +45,34 @@ def keep_store_open() -> Iterator[None]:
         yield
     finally:
         stores, _kept = _kept, None
-        for store in stores.values():
-            store.close()
+        for shared in stores.values():
+            shared.store.close()
+
+
+class _Shared:
+    """An embedded store kept open and lent to the runs of this process, several at once when `embed` runs
+    partitions side by side: one call at a time reaches the engine (a scroll holds it until it ends), so one
+    run's reindexing or pause for a waiting search never closes a shard under the other's feet."""
+
+    def __init__(self, store: VectorStore):
+        self.store, self.users, self.failed = store, 0, False
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str):
+        value = getattr(self.store, name)
+        if not callable(value):
+            return value
+
+        def serialized(*args, **kwargs):
+            with self._lock:
+                result = value(*args, **kwargs)
+            return self._iterate(result) if isinstance(result, types.GeneratorType) else result
+
+        return serialized
+
+    def _iterate(self, items: Iterator) -> Iterator:
+        with self._lock:
+            yield from items
 
 
 class _QueryStore:
@@ -125,21 +153,31 @@ class QdrantResource(dg.ConfigurableResource):
         wait_seconds = self.lock_wait_seconds if wait_seconds is None else wait_seconds
         if not self.host:
             close_query_stores(self.path)  # one process may hold the folder once
-        kept = _kept if _kept is not None and not self.host else None
-        store = kept.pop(self.path, None) if kept is not None else None
-        if store is not None:
-            store.reuse(purpose, wait_seconds, report or log.info)
-        else:
-            store = self._open(purpose, wait_seconds, report, index_on_release=kept is not None)
+        if self.host or _kept is None:
+            store = self._open(purpose, wait_seconds, report)
+            try:
+                yield store
+            finally:
+                store.close()
+            return
+        with _kept_lock:
+            shared = _kept.get(self.path)
+            if shared is None:
+                shared = _kept[self.path] = _Shared(self._open(purpose, wait_seconds, report, index_on_release=True))
+            else:
+                shared.reuse(purpose, wait_seconds, report or log.info)
+            shared.users += 1
         try:
-            yield store
+            yield shared  # type: ignore[misc] (a VectorStore in all but name)
         except BaseException:
-            store.close()  # a store that failed is not handed on
+            shared.failed = True  # a store that failed is closed once no run holds it; the next run opens it anew
             raise
-        if kept is not None:
-            kept[self.path] = store
-        else:
-            store.close()
+        finally:
+            with _kept_lock:
+                shared.users -= 1
+                if shared.failed and not shared.users:
+                    _kept.pop(self.path, None)
+                    shared.store.close()
 
     @contextmanager
     def get_store_for_queries(self, purpose: str, wait_seconds: float) -> Iterator[VectorStore]:

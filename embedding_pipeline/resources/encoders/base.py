@@ -39,7 +39,7 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
 
     @property
     def concurrency(self) -> int:
-        """How many batches a run embeds at once: one for a model that runs here and uses every core."""
+        """How many requests the model serves at once: one for a model that runs here and uses every core."""
         return 1
 
     @property

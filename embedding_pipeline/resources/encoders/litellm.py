@@ -3,13 +3,14 @@
 Batches are cut by an input count and a token budget, over-long texts are cut to the model's input
 limit, transient failures (429, 5xx, timeouts, resets) are retried with exponential backoff and
 jitter honouring Retry-After (tenacity), and a request refused because of one input is split
-(`embedding.embed_distinct`) until that input is alone. A run sends up to `max_concurrent_requests`
-requests at once (one per batch it embeds: `concurrency`), paced by the provider's rate-limit headers
+(`embedding.embed_distinct`) until that input is alone. A process sends up to `max_concurrent_requests`
+requests at once (one per batch its runs embed), paced by the provider's rate-limit headers
 (`pacing.Pacer`). LiteLLM is imported at the first request.
 """
 
 import functools
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -53,9 +54,11 @@ def _retry_after(error: BaseException | None) -> float | None:
 
 
 # The dimension each model returned in this process, and its provider's token budget as the last answer told
-# it (shared by the process's runs, one after another or at once), by (model, server, provider).
+# it with the requests in flight (shared by the process's runs, one after another or at once), by (model,
+# server, provider).
 _SERVED_DIMENSIONS: dict[tuple[str, str, str], int] = {}
 _PACERS: dict[tuple[str, str, str], Pacer] = {}
+_PROBING = threading.Lock()
 
 
 class LiteLLMEncoder(DenseEncoder):
@@ -107,12 +110,13 @@ class LiteLLMEncoder(DenseEncoder):
         """What the server returned last in this process; before any answer, LiteLLM's model info when it knows
         the model, else one embedding call (a run waits for it before its first batch: once per process, not
         once per partition)."""
-        if self._served_by not in _SERVED_DIMENSIONS:
-            try:
-                dimension = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
-            except Exception:
-                dimension = len(self._request(["dimension probe"], 2, Counter())[0])
-            _SERVED_DIMENSIONS.setdefault(self._served_by, dimension)
+        with _PROBING:  # partitions embedded side by side ask at once: one probe
+            if self._served_by not in _SERVED_DIMENSIONS:
+                try:
+                    dimension = int(load_litellm().get_model_info(self.model_name)["output_vector_size"])
+                except Exception:
+                    dimension = len(self._request(["dimension probe"], 2, Counter())[0])
+                _SERVED_DIMENSIONS.setdefault(self._served_by, dimension)
         return _SERVED_DIMENSIONS[self._served_by]
 
     @property
@@ -121,7 +125,7 @@ class LiteLLMEncoder(DenseEncoder):
 
     @property
     def _pacer(self) -> Pacer:
-        return _PACERS.setdefault(self._served_by, Pacer())
+        return _PACERS.setdefault(self._served_by, Pacer(self.max_concurrent_requests))
 
     def batches(self, texts: list[str]) -> Iterator[list[str]]:
         batch: list[str] = []

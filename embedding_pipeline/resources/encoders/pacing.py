@@ -7,7 +7,8 @@ OpenAI (and LiteLLM's proxy, Azure, vLLM behind a gateway) answer with `x-rateli
 less the tokens of requests still in flight, covers it. A 429 holds every request back for its Retry-After.
 Answers overtake one another (a long request answered after a short later one): the budget an answer states
 is taken only where it is lower than the running estimate, never to raise it.
-A provider that sends none of these is not paced (its 429s are retried, as before).
+A provider that sends none of these is not paced (its 429s are retried, as before). Whatever the budget, at most
+`slots` requests (LITELLM_MAX_CONCURRENT_REQUESTS) are in flight from one process, however many runs it executes.
 """
 
 import math
@@ -42,8 +43,9 @@ def _number(headers: Mapping[str, str], name: str) -> float | None:
 class Pacer:
     """The provider's token budget as its last answer told it, shared by the requests of one encoder."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int) -> None:
         self._changed = threading.Condition()
+        self._slots, self._requests = slots, 0  # requests in flight at most, and now
         self._in_flight = 0  # tokens of requests sent and not answered yet
         self._remaining: float | None = None  # tokens left, as of `_seen`
         self._limit = math.inf
@@ -57,19 +59,22 @@ class Pacer:
         return min(self._limit, self._remaining + (now - self._seen) * self._refill) - self._in_flight
 
     def acquire(self, tokens: int) -> None:
-        """Wait until the budget covers a request of `tokens` (a request larger than the whole budget waits
-        until nothing else is in flight and the budget is whole), then count it as in flight."""
+        """Wait for a free slot and until the budget covers a request of `tokens` (a request larger than the whole
+        budget waits until nothing else is in flight and the budget is whole), then count it as in flight."""
         with self._changed:
             while True:
                 now = time.monotonic()
                 wait = self._paused_until - now
-                if wait <= 0:
+                if wait <= 0 and self._requests >= self._slots:
+                    wait = 5.0  # until an answer frees a slot
+                elif wait <= 0:
                     short = min(tokens, self._limit) - self._available(now)
                     if short <= 0 or (self._refill <= 0 and not self._in_flight):  # nothing would tell us more
                         break
                     wait = short / self._refill if self._refill > 0 else 1.0
                 self._changed.wait(timeout=min(wait, 5.0))  # an answer may change the budget sooner
             self._in_flight += tokens
+            self._requests += 1
 
     def answered(self, tokens: int, headers: Mapping[str, str] | None, retry_after: float | None = None) -> None:
         """A request of `tokens` was answered (or failed) with these headers; a 429's Retry-After pauses all."""
@@ -77,6 +82,7 @@ class Pacer:
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         with self._changed:
             self._in_flight -= tokens
+            self._requests -= 1
             if retry_after is not None:
                 self._paused_until = max(self._paused_until, now + retry_after)
             remaining = _number(headers, "x-ratelimit-remaining-tokens")

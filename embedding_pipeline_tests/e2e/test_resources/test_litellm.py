@@ -1,14 +1,21 @@
 """The LiteLLM encoder against real HTTP servers on 127.0.0.1 (OpenAI's and Ollama's APIs)."""
 
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
 
+from embedding_pipeline.content import tables
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
@@ -225,7 +232,7 @@ def test_openais_reset_times_are_read():
 def test_an_answer_overtaken_by_a_later_one_does_not_raise_the_budget():
     """Request A (600 tokens) is answered after B (300), which the provider counted after A: A's headers tell
     of a budget B had not yet spent. The pacer keeps B's figure, so a request of 350 more must wait."""
-    pacer, limits = Pacer(), {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-reset-tokens": "60s"}
+    pacer, limits = Pacer(slots=8), {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-reset-tokens": "60s"}
     pacer.acquire(600)
     pacer.acquire(300)
     pacer.answered(300, {**limits, "x-ratelimit-remaining-tokens": "100"})  # B: after A's 600 and its own 300
@@ -280,3 +287,97 @@ def test_a_run_keeps_its_requests_in_flight_together_and_writes_what_one_at_a_ti
         assert server.in_flight()[0] == 1
     assert alone["texts_embedded"] == together["texts_embedded"] == 32 and alone["requests"] == together["requests"]
     assert (pipeline.points("resources"), pipeline.points("content_files")) == points
+
+
+def _embed_command(*flags: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("embedding-pipeline")), "embed", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def _litellm_env(server: EmbeddingServer, concurrency: int) -> dict[str, str]:
+    return {
+        "QDRANT_ENCODER": "embedding_pipeline.resources.encoders.litellm.LiteLLMEncoder",
+        "QDRANT_DENSE_MODEL": "test-hashed", "LITELLM_API_BASE": server.url, "LITELLM_CUSTOM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test-key", "QDRANT_CHUNK_SIZE": "2", "LITELLM_MAX_CONCURRENT_REQUESTS": str(concurrency),
+    }  # fmt: skip
+
+
+def _most_partitions_at_once(instance: dg.DagsterInstance, since: float) -> tuple[int, int]:
+    """How many runs began since `since`, and the most partitions at work at once in them (from the first to
+    the last log line each partition's run wrote)."""
+    runs = [r.dagster_run.run_id for r in instance.get_run_records() if r.create_timestamp.timestamp() >= since]
+    spans: dict[str, list[float]] = {}
+    for run_id in runs:
+        for event in instance.all_logs(run_id):
+            partition = (event.user_message or "").split(":")[0]
+            if partition in ("course", "video", "podcast"):
+                spans.setdefault(partition, []).append(event.timestamp)
+    moments = [(min(times), max(times)) for times in spans.values()]
+    return len(runs), max(sum(1 for start, end in moments if start <= moment < end) for moment, _ in moments)
+
+
+def test_embed_with_a_remote_encoder_runs_two_partitions_at_once_and_writes_what_one_at_a_time_writes(pipeline):
+    """While one partition waits for its last answers the next is read: one range run, partitions at once, their
+    requests held to LITELLM_MAX_CONCURRENT_REQUESTS in all, a text two of them hold sent once; with 1, a run
+    per partition, one after another, and the same points."""
+    flags = ("--courses", "--videos", "--podcasts")
+    shared = "Lecture notes shared by a course and a video: eigenvalues, eigenvectors and the spectral theorem."
+    for number, (resource_id,) in enumerate(
+        pipeline.rows("SELECT MIN(id) FROM {T}learningresource WHERE resource_type IN ('course', 'video') "
+                      "AND published GROUP BY resource_type")
+    ):  # fmt: skip
+        pipeline.insert(
+            tables.content_file,
+            {"id": 9300 + number, "learning_resource_id": resource_id, "key": f"shared-{number}.md", "content": shared},
+        )
+    with EmbeddingServer(None, "openai", hashed=True, latency=(0.2, 0.0)) as server:
+        started = time.time()
+        side_by_side = _embed_command(*flags, env=_litellm_env(server, 3))
+        said = side_by_side.communicate(timeout=300)[0]
+        assert side_by_side.returncode == 0, said[-3000:]
+        sent = [text for batch in server.batches() for text in batch]
+        assert sent.count(shared) == 1 and len(sent) == len(set(sent))  # what both partitions hold is sent once
+        assert sorted(line.split(":")[0] for line in said.splitlines() if ": ok (run " in line) == [
+            "course", "podcast", "video"
+        ]  # fmt: skip
+        assert server.in_flight()[0] == 3
+        with dg.DagsterInstance.get() as instance:
+            runs, most = _most_partitions_at_once(instance, started)
+        assert runs == 1 and most in (2, 3)  # two reading, and one finishing
+        points = pipeline.points("resources"), pipeline.points("content_files")
+
+        started = time.time()
+        alone = _embed_command(*flags, "--overwrite", env=_litellm_env(server, 1))
+        said = alone.communicate(timeout=300)[0]
+        assert alone.returncode == 0, said[-3000:]
+        with dg.DagsterInstance.get() as instance:
+            assert _most_partitions_at_once(instance, started) == (3, 1)
+    assert (pipeline.points("resources"), pipeline.points("content_files")) == points
+
+
+def test_ctrl_c_stops_partitions_running_side_by_side_and_the_next_run_resumes(pipeline):
+    pipeline.add_documents(60, resource_type="course")
+    with EmbeddingServer(None, "openai", hashed=True, latency=(0.5, 0.0)) as server:
+        env = _litellm_env(server, 4)
+        first = _embed_command("--courses", "--videos", "--podcasts", env=env)
+        for line in first.stdout:  # until the course partition has written a few batches
+            if "course: 8/" in line:
+                break
+        interrupted = time.monotonic()
+        first.send_signal(signal.SIGINT)
+        rest = first.communicate(timeout=60)[0]
+        assert first.returncode != 0 and time.monotonic() - interrupted < 15, rest[-3000:]
+        assert "Interrupted: stopped at course" in rest
+        assert not re.search(r"course: \d+/\d+ records \(100%\)", rest)  # it stopped at its next batch
+        with dg.DagsterInstance.get() as instance:
+            (run,) = instance.get_run_records()
+        assert run.dagster_run.status == dg.DagsterRunStatus.FAILURE
+
+        second = _embed_command("--courses", env=env)
+        said = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, said[-3000:]
+    listed = next(line for line in said.splitlines() if "records listed" in line)
+    assert int(listed.split(" unchanged,")[0].rsplit(" ", 1)[1]) >= 8  # the batches written before Ctrl-C stay done
+    assert pipeline.count("resources", resource_type="course") == 68  # the sample's 8 published and the 60
