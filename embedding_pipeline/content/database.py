@@ -1,6 +1,8 @@
 """Reading the content database: one connection per use, the configured queries, errors named by setting."""
 
 import logging
+import re
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +35,16 @@ from embedding_pipeline.errors import PermanentError
 log = logging.getLogger(__name__)
 
 UNREADABLE = "_unreadable"  # the key of a row the database could not hand over, with the reason
+# A connection dropped (pg_terminate_backend, a failover, an idle timeout) or a server restarting: connected
+# again after these many seconds, one line each, before the run gives up. A wrong password or a missing table is
+# no such error, and fails at once.
+RECONNECT_AFTER = (0.5, 1.0, 2.0, 4.0, 8.0)
+_DROPPED = re.compile(
+    r"server closed the connection|terminating connection|connection refused|could not connect|"
+    r"the database system is (starting up|shutting down|in recovery)|connection (reset|timed out|already closed)|"
+    r"no connection to the server|SSL connection has been closed|server conn crashed",
+    re.IGNORECASE,
+)
 LISTING_BATCH = 1000  # rows read by id at a time once a listing had to fall back to that
 
 
@@ -104,17 +116,34 @@ class ContentDatabase:
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
             raise ContentSourceError(self.url, f"not a usable database URL: {error}") from None
         try:
-            conn = engine.connect()
+            conn = self.connected(engine)
         except sa.exc.OperationalError as error:
             engine.dispose()
             raise ContentSourceError(self.url, f"cannot connect: {error.orig}") from None
         try:
             with conn:
-                if conn.dialect.name == "postgresql":
-                    _without_jit(conn)
                 yield conn
         finally:
             engine.dispose()
+
+    def connected(self, engine: sa.Engine) -> sa.Connection:
+        """A new connection, the server tried again while it looks dropped or restarting (RECONNECT_AFTER)."""
+        pauses, attempt = iter(RECONNECT_AFTER), 0
+        while True:
+            try:
+                conn = engine.connect()
+                if conn.dialect.name == "postgresql":
+                    _without_jit(conn)
+                return conn
+            except sa.exc.OperationalError as error:
+                pause, attempt = next(pauses, None), attempt + 1
+                if pause is None or not dropped(error):
+                    raise
+                log.warning(
+                    f"The content database {masked_url(self.url)} does not answer ({_first_line(error)}); "
+                    f"connecting again in {pause:g}s (attempt {attempt} of {len(RECONNECT_AFTER)})"
+                )
+                time.sleep(pause)
 
     def _rows(self, query: str | sa.Select, conn: sa.Connection, params: dict | None = None) -> list[tuple]:
         try:
@@ -186,7 +215,22 @@ class ContentDatabase:
     def reader(self, resource_type: str) -> Iterator["ContentReader"]:
         """One connection for a run's reads of one resource type."""
         with self.connect() as conn:
-            yield ContentReader(conn, resource_type, self)
+            reader = ContentReader(conn, resource_type, self)
+            try:
+                yield reader
+            finally:
+                if reader.conn is not conn:  # connected again after a drop
+                    reader.conn.close()
+
+
+def dropped(error: sa.exc.DBAPIError) -> bool:
+    """The connection was lost or the server is restarting: worth connecting again, unlike a refused password."""
+    return bool(error.connection_invalidated or _DROPPED.search(str(error.orig)))
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(getattr(error, "orig", error) or "").strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _without_jit(conn: sa.Connection) -> None:
@@ -259,7 +303,17 @@ class ContentReader:
         return statement.bindparams(sa.bindparam("ids", expanding=True)) if ids is not None else statement
 
     def _execute(self, query_name: str, statement: sa.Executable, params: dict) -> sa.CursorResult:
+        """The statement, on a new connection if the server dropped this one (or restarted): reads only."""
         try:
+            for _ in RECONNECT_AFTER:
+                try:
+                    return self.conn.execute(statement, params)
+                except sa.exc.DBAPIError as error:
+                    if not dropped(error):
+                        raise
+                    log.warning(f"The content database dropped the connection ({_first_line(error)}); connecting again")
+                    self.conn.invalidate()
+                    self.conn = self.database.connected(self.conn.engine)
             return self.conn.execute(statement, params)
         except sa.exc.DBAPIError as error:
             raise ContentSourceError(

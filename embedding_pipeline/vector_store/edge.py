@@ -96,9 +96,10 @@ INDEXING_THRESHOLD_KB = 20_000
 WAL_OPTIONS = {"segment_capacity": 4 * 1024 * 1024, "segment_queue_len": 0, "retain_closed": 1}
 REPORT_EVERY_SECONDS = 5.0
 # What the engine says (as a plain Exception) when a collection's files cannot be read: truncated vectors,
-# payloads or id mappings. Other errors (a wrong vector name, a full disk) are not damage.
+# payloads, id mappings or segment configurations. Other errors (a wrong vector name, a full disk) are not damage.
 DAMAGE = re.compile(
-    r"not readable|IO error|out of bounds|corrupt|unexpected end|failed to fill whole buffer", re.IGNORECASE
+    r"not readable|IO error|out of bounds|corrupt|unexpected end|failed to fill whole buffer|failed to load segment",
+    re.IGNORECASE,
 )
 
 
@@ -310,6 +311,7 @@ class EdgeStore(VectorStore):
             if isinstance(error, (PermanentError, StoreBusy)) or not DAMAGE.search(said):
                 raise
             physical = self.resolve(name)
+            said = said.replace(f"{self._folder(physical)}/", "")  # the folder is named once, below
             raise StoreDamaged(
                 f"The Qdrant collection {physical} in {self._folder(physical)} cannot be read ({said}). "
                 "`embedding-pipeline repair` rebuilds it from every point it can read; the next run embeds the rest"

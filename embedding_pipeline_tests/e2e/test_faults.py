@@ -196,6 +196,31 @@ def test_a_damaged_vectors_file_is_named_and_repair_rebuilds_it_embedding_only_w
 
 
 @DETERMINISTIC
+def test_a_damaged_segment_file_is_named_in_one_line_and_repair_rebuilds_the_collection(pipeline):
+    """A segment's segment.json cut short: `embed` stops in one line naming the collection and `repair`, with no
+    stack trace; `repair` rebuilds the collection (from what it can read, and the next run embeds the rest)."""
+    assert embed("--documents").returncode == 0
+    name = pipeline.qdrant.collection_names().physical("content_files")
+    folder = pipeline.settings.qdrant_path / "collections" / name
+    for config in folder.glob("segments/*/segment.json"):
+        os.truncate(config, config.stat().st_size // 2)
+    broken = embed("--documents")
+    assert broken.returncode != 0 and "Traceback" not in broken.stderr and "Stack Trace" not in broken.stderr
+    (failed,) = broken.stdout.splitlines()
+    assert failed.startswith(f"document: FAILED: The Qdrant collection {name} in {folder} cannot be read")
+    assert "embedding-pipeline repair" in failed
+
+    repaired = subprocess.run(
+        [str(BIN / "embedding-pipeline"), "repair"], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert repaired.returncode == 0, repaired.stdout[-2000:] + repaired.stderr[-3000:]
+    assert any(line.startswith(f"{name}: rebuilt") for line in repaired.stdout.splitlines()), repaired.stdout
+    healed = embed("--documents")
+    assert healed.returncode == 0, healed.stdout + healed.stderr[-3000:]
+    assert _stored_points(pipeline.settings.qdrant_path, "document")["content_files"][0] > 0
+
+
+@DETERMINISTIC
 def test_an_id_mapping_cut_in_half_is_found_by_the_next_run_which_writes_the_lost_points_again(pipeline):
     """Half the id tracker of a collection's segment gone: the points it no longer maps are missing from searches.
     The next run finds Qdrant out of step, writes them again (their vectors are still stored under their text

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 import yaml
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
-from embedding_pipeline.content import tables
+from embedding_pipeline.content import ContentDatabase, ContentSourceError, tables
 from embedding_pipeline.content.tables import PREFIX as T
 from embedding_pipeline.mit_learn import OWN
 from embedding_pipeline.partitions import PARTITIONS
@@ -328,3 +329,31 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
         name.endswith(after["resource_embeddings.resources"][-8:]) for name in after.values()
     )
     engine.dispose()
+
+
+def _terminate(database_url: str, pid: int) -> None:
+    server = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    server.dispose()
+
+
+def test_a_dropped_connection_is_made_again_and_the_read_goes_on_while_a_wrong_password_fails_at_once(
+    mit_learn_database, caplog
+):
+    """pg_terminate_backend between a run's reads, twice: the next read connects again (one line each) and
+    returns every row; a refused password is not tried again."""
+    database = ContentSource(batch_size=100, database_url=mit_learn_database).database()
+    with database.reader("course") as reader:
+        ids = [r["id"] for r in reader.list_resources()]
+        for _ in range(2):
+            _terminate(mit_learn_database, reader.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            assert sorted(reader.resources(ids)) == sorted(ids)
+    said = [r.getMessage() for r in caplog.records if "dropped the connection" in r.getMessage()]
+    assert len(said) == 2 and "server closed the connection" in said[0]
+
+    wrong = sa.engine.make_url(mit_learn_database).set(password="not-the-password")
+    started = time.monotonic()
+    with pytest.raises(ContentSourceError, match="password authentication failed"):
+        ContentDatabase(wrong.render_as_string(hide_password=False)).change_marker()
+    assert time.monotonic() - started < 2  # not tried again
