@@ -182,7 +182,7 @@ def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str], bool]
     partition the same way (the model, the content database, the store: unreachable, or held longer than
     QDRANT_LOCK_WAIT_SECONDS) stops the command here, said once; records no partition embeds are named."""
     from embedding_pipeline.assets.embed import NEVER_EMBEDDED_TAG
-    from embedding_pipeline.content import ContentSourceError
+    from embedding_pipeline.content import NO_RESOURCES, ContentSourceError
     from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
 
     partitions = chosen_partitions(args)
@@ -190,11 +190,8 @@ def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str], bool]
         built.dense_encoder.check()
         database = built.content_source.database()
         never = database.unembeddable(RESOURCE_TYPES)
-        with database.reader(partitions[0]) as reader:
-            if reader.holds_no_resources():
-                raise ContentSourceError(
-                    database.url, "the database holds no learning resources at all; nothing was written"
-                )
+        if database.holds_no_resources():
+            raise ContentSourceError(database.url, NO_RESOURCES)
         with built.qdrant.get_store(purpose="embed"):
             pass  # opened once, and kept for the runs (keep_store_open)
         if never:

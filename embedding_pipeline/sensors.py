@@ -8,7 +8,7 @@ import dagster as dg
 
 from embedding_pipeline.assets.embed import NEVER_EMBEDDED_TAG, PARTITIONS_TAG
 from embedding_pipeline.content.blocklist import BLOCKLISTED_TYPE, BlocklistUnreadable
-from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
+from embedding_pipeline.content.database import NO_RESOURCES, masked_url, never_embedded_line, never_embedded_summary
 from embedding_pipeline.digests import digest
 from embedding_pipeline.jobs import embed_job
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
@@ -61,6 +61,8 @@ def request_runs_for_changes(context: dg.SensorEvaluationContext, content_source
     marker = digest(database.change_marker(), blocklist)
     if marker == cursor.get("marker"):
         return dg.SkipReason("No content was added, edited, deleted or unpublished since the last tick")
+    if database.holds_no_resources():  # every partition's run would refuse it: said once, the cursor kept
+        return dg.SkipReason(f"CONTENT_DATABASE_URL={masked_url(database.url)}: {NO_RESOURCES}; no run requested")
     never = database.unembeddable(RESOURCE_TYPES)
     if never:
         context.log.warning(never_embedded_line(never))

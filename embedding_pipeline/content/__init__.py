@@ -2,6 +2,7 @@
 no Dagster)."""
 
 from embedding_pipeline.content.database import (
+    NO_RESOURCES,
     UNREADABLE,
     ContentDatabase,
     ContentReader,
@@ -10,4 +11,12 @@ from embedding_pipeline.content.database import (
 )
 from embedding_pipeline.content.queries import Queries
 
-__all__ = ["UNREADABLE", "ContentDatabase", "ContentReader", "ContentSourceError", "Queries", "masked_url"]
+__all__ = [
+    "NO_RESOURCES",
+    "UNREADABLE",
+    "ContentDatabase",
+    "ContentReader",
+    "ContentSourceError",
+    "Queries",
+    "masked_url",
+]

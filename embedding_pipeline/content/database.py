@@ -45,6 +45,7 @@ _DROPPED = re.compile(
     r"no connection to the server|SSL connection has been closed|server conn crashed",
     re.IGNORECASE,
 )
+NO_RESOURCES = "the database holds no published learning resource of the eight types at all; nothing was written"
 LISTING_BATCH = 1000  # rows read by id at a time once a listing had to fall back to that
 
 
@@ -211,6 +212,11 @@ class ContentDatabase:
                 found.update(dict.fromkeys(reader.resources(ids), resource_type))
         return found
 
+    def holds_no_resources(self) -> bool:
+        """No learning resource any partition embeds (`ContentReader.holds_no_resources`): a wrong database."""
+        with self.reader(TOPICS_PARTITION) as reader:
+            return reader.holds_no_resources()
+
     @contextmanager
     def reader(self, resource_type: str) -> Iterator["ContentReader"]:
         """One connection for a run's reads of one resource type."""
@@ -289,8 +295,8 @@ class ContentReader:
         self._columns: dict[str, list[str]] = {}
 
     def holds_no_resources(self) -> bool:
-        """True if the database (default queries' schema) has no learning resource at all: a wrong database,
-        not a partition without content. With queries of your own it answers False."""
+        """True if the database (default queries' schema) has no learning resource any partition embeds: a wrong
+        database, not a partition without content. With queries of your own it answers False."""
         if not self.database.queries.default_schema:
             return False
         return self._execute("resources_query", ANY_RESOURCE_QUERY, {}).scalar() == 0

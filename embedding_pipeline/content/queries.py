@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from embedding_pipeline.content import tables as t
 from embedding_pipeline.content.dialect import as_json, epoch_ms, json_list, json_object
+from embedding_pipeline.mit_learn import RESOURCE_TYPES as EMBEDDED_TYPES
 
 ZERO, ONE = sa.literal_column("0"), sa.literal_column("1")
 RESOURCE_TYPE = sa.bindparam("resource_type")  # every reader's query is asked for one type
@@ -692,9 +693,18 @@ LATEST_SAVE_QUERY = sa.select(
     *(sa.select(sa.func.max(epoch_ms(table.c.updated_on))).scalar_subquery() for table in (t.learning_resource,
                                                                                              t.content_file))
 )  # fmt: skip
-# Whether the database holds any learning resource at all (an empty one is a wrong database).
+# Whether the database holds any learning resource a partition embeds (published or in test mode, of one of the
+# eight types): one that holds none is a wrong database (or one emptied by mistake), not an empty catalogue.
 ANY_RESOURCE_QUERY = sa.select(sa.func.count()).select_from(
-    sa.select(ONE).select_from(t.learning_resource).limit(ONE).offset(ZERO).subquery("one")
+    sa.select(ONE)
+    .select_from(t.learning_resource)
+    .where(
+        t.learning_resource.c.resource_type.in_(EMBEDDED_TYPES),
+        sa.or_(t.learning_resource.c.published, t.learning_resource.c.test_mode),
+    )
+    .limit(ONE)
+    .offset(ZERO)
+    .subquery("one")
 )
 
 

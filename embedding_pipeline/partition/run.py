@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from embedding_pipeline.chunking import Chunker
-from embedding_pipeline.content import ContentReader, ContentSourceError
+from embedding_pipeline.content import NO_RESOURCES, ContentReader, ContentSourceError
 from embedding_pipeline.content.queries import TOPICS_PARTITION
 from embedding_pipeline.embedding import DenseModel, SparseModel
 from embedding_pipeline.partition.heads import (
@@ -177,9 +177,7 @@ def _plan(part: Partition, options: RunOptions, heads, full: bool, report: Repor
         with timed(report, "heads"):
             heads = stored_heads(part.store, part.collections, part.resource_type)
     if not listing.records and not listing.failed and part.reader.holds_no_resources():
-        raise ContentSourceError(
-            part.reader.database.url, "the database holds no learning resources at all; nothing was written"
-        )
+        raise ContentSourceError(part.reader.database.url, NO_RESOURCES)
     damage = find_damage(part.store, part.collections, part.resource_type, heads, listing.records, full)
     if damage.missing or damage.extra:
         part.log.info(

@@ -50,6 +50,21 @@ def test_first_tick_requests_every_type_then_nothing_until_content_changes(tick)
     assert quiet.run_requests == [] and "No content was added" in quiet.skip_message
 
 
+def test_a_database_emptied_of_resources_requests_no_run_and_says_why_until_it_holds_some_again(pipeline, tick):
+    """Every partition's run would refuse it (nothing deleted): the tick says so once and keeps its cursor."""
+    tick()
+    was = pipeline.rows("SELECT id, published, test_mode FROM {T}learningresource")
+    pipeline.execute("UPDATE {T}learningresource SET published = 0, test_mode = 0")
+    emptied = tick()
+    assert emptied.run_requests == [] and "holds no published learning resource" in emptied.skip_message
+    for resource_id, published, test_mode in was:
+        pipeline.execute(
+            f"UPDATE {{T}}learningresource SET published = {int(published)}, test_mode = {int(test_mode)} "
+            f"WHERE id = {resource_id}"
+        )
+    assert tick().skip_message.startswith("No content was added")  # as it was before: nothing to do
+
+
 def _sql(statement: str):
     return lambda pipeline: pipeline.execute(statement)
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from embedding_pipeline.assets.embed import PARTITIONS_TAG
 from embedding_pipeline.cli import main
-from embedding_pipeline.content import tables
+from embedding_pipeline.content import NO_RESOURCES, tables
 from embedding_pipeline.content.tables import PREFIX as T
 from embedding_pipeline.content.tables import metadata
 from embedding_pipeline.mit_learn import OWN, own
@@ -269,17 +269,22 @@ def test_a_database_without_the_tables_is_named(pipeline, tmp_path):
     assert line.startswith(f"CONTENT_DATABASE_URL=sqlite:///{empty}: the content source's") and "no such table" in line
 
 
-def test_a_database_without_any_learning_resource_is_named_and_deletes_nothing(pipeline, tmp_path):
-    """A fresh partition too: an empty database is a wrong database, not an empty catalogue."""
+def test_a_database_without_any_learning_resource_is_named_once_and_deletes_nothing(pipeline, tmp_path):
+    """A fresh partition too: an empty database, or one whose resources are all unpublished or of no partition's
+    type, is a wrong database (or one emptied by mistake), not an empty catalogue: one line for every partition."""
     pipeline.materialize("document")
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     metadata.create_all(sa.create_engine(empty))  # the tables, no rows
     for partition in ("--documents", "--videos"):  # one embedded before, one never
         line = _one_line(embed(partition, env={"CONTENT_DATABASE_URL": empty}))
-        assert (
-            line
-            == f"CONTENT_DATABASE_URL={empty}: the database holds no learning resources at all; nothing was written"
-        )
+        assert line == f"CONTENT_DATABASE_URL={empty}: {NO_RESOURCES}"
+    pipeline.execute("UPDATE {T}learningresource SET published = 0, test_mode = 0")
+    pipeline.execute(
+        "UPDATE {T}learningresource SET resource_type = 'article' WHERE id IN (SELECT MIN(id) FROM {T}learningresource)"
+    )
+    everything = embed()  # every partition
+    assert everything.returncode != 0 and everything.stdout == ""
+    assert _one_line(everything) == f"CONTENT_DATABASE_URL={pipeline.settings.content_database_url}: {NO_RESOURCES}"
     assert pipeline.count("resources", resource_type="document") == 5
 
 
