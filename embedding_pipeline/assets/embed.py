@@ -190,6 +190,7 @@ SHARED_CAUSES = {
     "StoreUnavailable",
     "StoreBusy",
     "StoreDamaged",
+    "StoreFull",
     "ModelMissing",
     "ContentSourceError",
     "SettingError",

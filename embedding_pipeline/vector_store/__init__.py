@@ -56,6 +56,10 @@ class StoreDamaged(PermanentError):
     """A collection whose files the engine cannot read: named with its folder, and how to rebuild it."""
 
 
+class StoreFull(PermanentError):
+    """The disk holding the embedded store has too little room for the next write: stopped before it, cleanly."""
+
+
 class StoreUnavailable(PermanentError):
     """The store named by QDRANT_HOST or QDRANT_PATH cannot be used (no answer, not a writable folder)."""
 

@@ -39,6 +39,7 @@ from embedding_pipeline.vector_store import (
     SparseVector,
     StoreBusy,
     StoreDamaged,
+    StoreFull,
     VectorStore,
 )
 
@@ -94,6 +95,13 @@ INDEXING_THRESHOLD_KB = 20_000
 # bound that to ~12 MB, at the same write speed. qdrant-edge-py 0.9.0 takes WAL options only from
 # the shard's persisted config (the engine's `EdgeConfig.wal_options`), so they are written there.
 WAL_OPTIONS = {"segment_capacity": 4 * 1024 * 1024, "segment_queue_len": 0, "retain_closed": 1}
+# Room on disk the engine's files may take beyond a batch's own bytes: newly touched pages of its sparse files
+# (vectors, payloads and payload indexes grow in 32 MB and 4 MB files, filled as they are written), the WAL's
+# files, and a reindex, which writes the new segment beside the one it replaces (REINDEX_EVERY_BYTES). The
+# engine's files are memory-mapped: a write that finds the disk full kills the process (SIGBUS), so each write
+# is checked first and refused in a line while the store is still consistent.
+SPACE_MARGIN_BYTES = 2 * REINDEX_EVERY_BYTES
+OPEN_MARGIN_BYTES = 64_000_000  # opening a shard replays its WAL into segments: at most a few WAL files' worth
 REPORT_EVERY_SECONDS = 5.0
 # What the engine says (as a plain Exception) when a collection's files cannot be read: truncated vectors,
 # payloads, id mappings or segment configurations. Other errors (a wrong vector name, a full disk) are not damage.
@@ -297,6 +305,7 @@ class EdgeStore(VectorStore):
         if name not in self._shards:
             if not self._folder(name).is_dir():
                 raise MissingCollection(f"Qdrant has no collection {name}: run the embed job first")
+            self._ensure_room(margin=OPEN_MARGIN_BYTES, doing="opening it")
             with self.reading(name):
                 self._shards[name] = edge.EdgeShard.load(str(self._folder(name)))
         return self._shards[name]
@@ -324,6 +333,7 @@ class EdgeStore(VectorStore):
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
         """Built in a hidden folder and renamed into place: a crash never leaves half a collection."""
         self._hold()
+        self._ensure_room()
         # Vectors and their indexes are memory-mapped, as the payloads: opening a shard loads none of
         # them into the process's own memory, which then does not grow with the catalogue (at 30,000
         # points, 50 MB less per shard opened, for 0.2 ms more per query).
@@ -399,7 +409,18 @@ class EdgeStore(VectorStore):
 
     # Points
 
+    def _ensure_room(self, needed: int = 0, margin: int = SPACE_MARGIN_BYTES, doing: str = "writing on") -> None:
+        """Refuse a write the disk may not have room for (see SPACE_MARGIN_BYTES), before it begins."""
+        free = shutil.disk_usage(self.root).free
+        if free < needed + margin:
+            raise StoreFull(
+                f"The disk holding the embedded Qdrant store {self.root} has {free / 1e6:,.0f} MB free, and {doing} "
+                f"needs about {(needed + margin) / 1e6:,.0f} MB: free some space (or set QDRANT_PATH to a larger "
+                "disk) and run again; what was written stays done"
+            )
+
     def upsert(self, name: str, points: Sequence[Point]) -> None:
+        self._ensure_room(2 * sum(held_bytes(point) for point in points))
         shard = self._shard(name)
         shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in points]))
         name = self.resolve(name)
@@ -480,16 +501,18 @@ class EdgeStore(VectorStore):
             self._unindexed.add(self.resolve(name))
             return
         shard = self._shard(name)
+        self._ensure_room()
         shard.optimize()  # builds the HNSW and sparse indexes: until then a segment is scanned (exactly)
         shard.flush()
 
     def _build_indexes(self) -> None:
         """The deferred index builds, of every open shard: one a killed process wrote and never indexed is
         indexed now too (a shard already indexed takes 50 µs). One that fails stays scanned (exact, slower)."""
-        if not self._index_on_release:
+        if not self._index_on_release or not self._shards:
             return
         started = time.perf_counter()
         try:
+            self._ensure_room(doing="building the indexes")  # short of it, the segments stay scanned (exact)
             for shard in self._shards.values():
                 shard.optimize()
             if self._unindexed:

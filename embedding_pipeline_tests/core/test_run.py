@@ -252,7 +252,9 @@ def test_a_database_without_any_learning_resource_is_named_and_deletes_nothing(w
     world.run("document")
     world.execute("DELETE FROM {T}contentfile")
     world.execute("DELETE FROM {T}learningresource")
-    with pytest.raises(ContentSourceError, match="the database holds no published learning resource of the eight types at all"):
+    with pytest.raises(
+        ContentSourceError, match="the database holds no published learning resource of the eight types at all"
+    ):
         world.run("document", max_delete_share=None)
     assert len(world.points("resources", resource_type="document")) == 5
 

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -505,19 +506,38 @@ def small_disk(tmp_path):
 
 
 @DETERMINISTIC
-def test_a_full_disk_kills_the_run_and_with_space_freed_the_next_converges(pipeline, small_disk, tmp_path):
-    """The next run, with space freed, ends with exactly the points a clean run writes."""
+def test_a_disk_with_too_little_room_stops_the_run_in_one_line_and_with_space_freed_the_next_converges(
+    pipeline, small_disk, tmp_path
+):
+    """The engine's files are memory-mapped, so a write onto a full disk would kill the process (SIGBUS): the
+    store refuses it first, in one line naming its folder; the next run, with space freed, ends with exactly the
+    points a clean run writes. A search on that disk says the same."""
     pipeline.add_documents(100)
     assert embed("--documents", env={"QDRANT_PATH": str(tmp_path / "clean")}, timeout=300).returncode == 0
     env = {"QDRANT_PATH": str(small_disk / "qdrant")}
     full = embed("--documents", env=env, timeout=300)
-    assert full.returncode != 0  # the engine's files are memory-mapped: a full disk ends the process
-    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]  # not -7: no SIGBUS
+    (failed,) = full.stdout.splitlines()
+    assert f"The disk holding the embedded Qdrant store {small_disk / 'qdrant'} has " in failed
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)  # the store takes ~300 MB
+    part = embed("--documents", env=env, timeout=300)  # stops before the batch that would leave too little
+    assert part.returncode == 1 and "100/215 records" in part.stderr and "MB free" in part.stdout, part.stderr[-3000:]
+    subprocess.run(["mount", "-o", "remount,size=1g", str(small_disk)], check=True)
     again = embed("--documents", env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "is gone (killed, out of memory or a reboot)" in again.stderr  # the dead run is marked failed
+    listed = next(line for line in again.stderr.splitlines() if "records listed" in line)
+    assert int(listed.split(" unchanged,")[0].rsplit(" ", 1)[1]) >= 100  # what was written is not embedded again
     stored = _stored_points(small_disk / "qdrant", "document")  # the very next run completed it
     assert stored == _stored_points(tmp_path / "clean", "document") and stored["resources"][0] == 105
+
+    with open(small_disk / "balloon", "wb") as balloon:  # the disk filled by something else: 10 MB left
+        os.posix_fallocate(balloon.fileno(), 0, shutil.disk_usage(small_disk).free - 10_000_000)
+    searched = subprocess.run(
+        [str(BIN / "embedding-pipeline"), "search", "open data"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **env}, check=False,
+    )  # fmt: skip
+    assert searched.returncode == 1 and "MB free" in searched.stderr.strip().splitlines()[-1], searched.stderr[-2000:]
+    (small_disk / "balloon").unlink()
     settled = embed("--documents", env=env, timeout=300)
     assert "215 records listed: 0 new, 0 changed, 215 unchanged, 0 deleted" in settled.stderr
 
