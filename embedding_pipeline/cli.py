@@ -378,7 +378,7 @@ def show_settings(args: argparse.Namespace) -> None:
 def repair(args: argparse.Namespace) -> None:
     """Rebuild the embedded store's damaged collections from what can be read, then embed what could not."""
     from embedding_pipeline.vector_store import COLLECTION_KINDS, collection_spec
-    from embedding_pipeline.vector_store.repair import repair_collection
+    from embedding_pipeline.vector_store.repair import lost_line, points_lost, repair_collection
 
     if Settings.from_env().qdrant_host:
         sys.exit(
@@ -388,10 +388,21 @@ def repair(args: argparse.Namespace) -> None:
     with _built_resources(("qdrant", "dense_encoder", "sparse_encoder")) as built:
         dense, sparse, names = built.dense_encoder, built.sparse_encoder, built.qdrant.collection_names()
         with built.qdrant.get_store(purpose="repair") as store:
+            gone = points_lost(store, [names.physical(kind) for kind in COLLECTION_KINDS])
             for kind in COLLECTION_KINDS:
-                if store.collection_exists(names.physical(kind)):
-                    spec = collection_spec(kind, dense.vector_name, dense.dim, sparse.vector_name, sparse.uses_idf)
-                    lost += repair_collection(store, names.physical(kind), spec, print)
+                name = names.physical(kind)
+                spec = collection_spec(kind, dense.vector_name, dense.dim, sparse.vector_name, sparse.uses_idf)
+                if name in gone:  # said, and made again where its folder went: the run below writes what is missing
+                    print(lost_line(name, *gone[name]))
+                    lost += gone[name][1] - (gone[name][0] or 0)
+                    if gone[name][0] is None:
+                        store.create_collection(name, spec)
+                if store.collection_exists(name):
+                    said: list[str] = []  # a collection that lost points is not "every point can be read"
+                    lost += repair_collection(store, name, spec, said.append)
+                    for line in said:
+                        if name not in gone or not line.endswith("can be read"):
+                            print(line)
     if lost:
         print("Writing again what could not be read:")
         embed(parser().parse_args(["embed"]))

@@ -210,6 +210,11 @@ class VectorStore(ABC):
     def finish_writes(self, name: str) -> None:
         """After a run's writes: make them durable and build the indexes searches use."""
 
+    def points_left(self) -> dict[str, int]:
+        """Collection → how many points the last run that wrote it left there, where the store keeps that (the
+        embedded one): a collection holding fewer, or gone, lost points since (deleted files, a damaged id map)."""
+        return {}
+
     def pause_for_waiters(self) -> bool:
         """Between a run's batches: let a process that waits for the store in (True if one did).
 

@@ -102,6 +102,9 @@ WAL_OPTIONS = {"segment_capacity": 4 * 1024 * 1024, "segment_queue_len": 0, "ret
 # is checked first and refused in a line while the store is still consistent.
 SPACE_MARGIN_BYTES = 2 * REINDEX_EVERY_BYTES
 OPEN_MARGIN_BYTES = 64_000_000  # opening a shard replays its WAL into segments: at most a few WAL files' worth
+# How many points each collection held when the last run that wrote it finished: a collection that holds
+# fewer (segments or an id map deleted or cut short) or is gone lost points since, which a count finds cheaply.
+POINTS_LEFT_FILE = "points_left.json"
 REPORT_EVERY_SECONDS = 5.0
 # What the engine says (as a plain Exception) when a collection's files cannot be read: truncated vectors,
 # payloads, id mappings or segment configurations. Other errors (a wrong vector name, a full disk) are not damage.
@@ -366,6 +369,7 @@ class EdgeStore(VectorStore):
         doomed = self._folder(f".drop-{name}")
         self._folder(name).rename(doomed)
         self._write_aliases({alias: target for alias, target in self.aliases().items() if target != name})
+        self._keep_points_left(name, None)
         shutil.rmtree(doomed)
 
     def replace_collection(self, name: str, replacement: str) -> None:
@@ -381,6 +385,7 @@ class EdgeStore(VectorStore):
         doomed = self._folder(f".drop-{name}")
         self._folder(name).rename(doomed)
         self._folder(replacement).rename(self._folder(name))
+        self._keep_points_left(replacement, None)  # `name` keeps what the last run left: a repair may lose some
         shutil.rmtree(doomed)
 
     def dense_sizes(self, name: str) -> dict[str, int]:
@@ -496,7 +501,23 @@ class EdgeStore(VectorStore):
     def delete_where(self, name: str, filters: Filters) -> None:
         self._shard(name).update(edge.UpdateOperation.delete_points_by_filter(_filter(filters)))
 
+    def points_left(self) -> dict[str, int]:
+        try:
+            return json.loads((self.root / POINTS_LEFT_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _keep_points_left(self, name: str, points: int | None) -> None:
+        left = self.points_left()
+        if points is None:
+            left.pop(name, None)
+        else:
+            left[name] = points
+        with atomic_write(self.root / POINTS_LEFT_FILE) as file:
+            json.dump(left, file, indent=1, sort_keys=True)
+
     def finish_writes(self, name: str) -> None:
+        self._keep_points_left(self.resolve(name), self.count(name))
         if self._index_on_release:  # indexed and flushed when the store is closed or handed over
             self._unindexed.add(self.resolve(name))
             return

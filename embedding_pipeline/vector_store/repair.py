@@ -12,6 +12,31 @@ from embedding_pipeline.vector_store.edge import EdgeStore
 PAGE = 256  # points read, checked and copied at a time
 
 
+def points_lost(store, names: list[str]) -> dict[str, tuple[int | None, int]]:
+    """Physical collection → (points it holds, or None if it is gone; points the last run left), for those of
+    `names` that hold fewer than the last run left: deleted segments, a damaged id map, a deleted folder."""
+    left = store.points_left()
+    if not any(name in left for name in names):
+        return {}  # a server store keeps no such count; nothing to compare
+    physical, lost = set(store.collections()), {}
+    for name in names:
+        if name not in left:
+            continue
+        try:
+            held = store.count(name) if name in physical else None
+        except StoreDamaged:
+            continue  # files the engine cannot read: `repair_collection` names and rebuilds them
+        if held is None or held < left[name]:
+            lost[name] = (held, left[name])
+    return lost
+
+
+def lost_line(name: str, held: int | None, left: int) -> str:
+    if held is None:
+        return f"{name}: the collection is gone (its folder deleted?); the last run left {left:,} points in it"
+    return f"{name}: holds {held:,} of the {left:,} points the last run left (files deleted or cut short?)"
+
+
 def repair_collection(store: EdgeStore, name: str, spec: CollectionSpec, report: Callable[[str], None]) -> int:
     """Rebuild `name` if any of its points cannot be read or is not the point its id names; the points lost."""
     lost = sum(lost for _, lost in _pages(store, name))

@@ -222,15 +222,55 @@ def test_a_damaged_segment_file_is_named_in_one_line_and_repair_rebuilds_the_col
 
 
 @DETERMINISTIC
+def test_a_deleted_collection_folder_or_deleted_segments_are_named_by_search_and_repair_which_mends_them(pipeline):
+    """What each collection held when the last run finished is kept beside it: a collection whose folder or
+    segments were deleted is named in one line by a search (a count, no scan) and by `repair`, never called
+    healthy, and `repair` brings back every point (the run it ends with writes what was lost)."""
+    assert embed("--documents").returncode == 0
+    names = pipeline.qdrant.collection_names()
+    folders = {
+        kind: pipeline.settings.qdrant_path / "collections" / names.physical(kind)
+        for kind in ("resources", "content_files")
+    }
+    before = _stored_points(pipeline.settings.qdrant_path, "document")
+    shutil.rmtree(folders["content_files"])
+    for lost in [*folders["resources"].glob("segments/*"), *folders["resources"].glob("wal/*")]:
+        shutil.rmtree(lost) if lost.is_dir() else lost.unlink()  # what the WAL would replay goes too
+
+    searched = subprocess.run(
+        [str(BIN / "embedding-pipeline"), "search", "open data"], capture_output=True, text=True, timeout=120, check=False
+    )  # fmt: skip
+    (warning,) = [line for line in searched.stderr.splitlines() if "the last run left" in line]
+    assert f"{names.physical('resources')}: holds 0 of the " in warning and "repair" in warning
+    repaired = subprocess.run(
+        [str(BIN / "embedding-pipeline"), "repair"], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert repaired.returncode == 0, repaired.stdout[-2000:] + repaired.stderr[-3000:]
+    assert "every point can be read" not in repaired.stdout
+    assert f"{names.physical('content_files')}: the collection is gone" in repaired.stdout
+    assert f"{names.physical('resources')}: holds 0 of the" in repaired.stdout
+    assert _stored_points(pipeline.settings.qdrant_path, "document") == before
+    again = subprocess.run(
+        [str(BIN / "embedding-pipeline"), "repair"], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.stdout.count("every point can be read") == 3, again.stdout  # resources, content files, topics
+
+
+@DETERMINISTIC
 def test_an_id_mapping_cut_in_half_is_found_by_the_next_run_which_writes_the_lost_points_again(pipeline):
-    """Half the id tracker of a collection's segment gone: the points it no longer maps are missing from searches.
-    The next run finds Qdrant out of step, writes them again (their vectors are still stored under their text
+    """Half the id tracker of a collection's segment gone: the points it no longer maps are missing from searches,
+    which say so. The next run finds Qdrant out of step, writes them again (their vectors are still stored under their text
     hashes) and ends with exactly the points it had."""
     assert embed("--documents").returncode == 0
     before = _stored_points(pipeline.settings.qdrant_path, "document")
     name = pipeline.qdrant.collection_names().physical("content_files")
     (mappings,) = (pipeline.settings.qdrant_path / "collections" / name).glob("segments/*/*id_tracker.mappings")
     os.truncate(mappings, mappings.stat().st_size // 2)
+    searched = subprocess.run(
+        [str(BIN / "embedding-pipeline"), "search", "open data", "--collection", "content_files"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert f"{name}: holds " in searched.stderr and "the last run left" in searched.stderr  # said, not silent
     healed = embed("--documents")
     assert healed.returncode == 0 and "document: ok" in healed.stdout
     assert "document: Qdrant was out of step" in healed.stderr
