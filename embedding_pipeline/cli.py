@@ -276,7 +276,7 @@ def _failure_metadata(result) -> dict:
 def _failed_check(result, partition: str | None = None) -> str | None:
     """A run (or a range run's `partition`) that wrote but left Qdrant out of step with the source, or of another
     dimension, in a line."""
-    from embedding_pipeline.assets.checks import DENSE_DIMENSION, POINTS_MATCH_SOURCE
+    from embedding_pipeline.assets.checks import DENSE_DIMENSION, POINTS_MATCH_SOURCE, SHARED_KEYS
 
     for check in result.get_asset_check_evaluations():
         if check.passed or check.check_name not in (POINTS_MATCH_SOURCE, DENSE_DIMENSION):
@@ -286,6 +286,13 @@ def _failed_check(result, partition: str | None = None) -> str | None:
         found = {name: value.value for name, value in check.metadata.items()}
         if check.check_name == DENSE_DIMENSION:
             return f"{DENSE_DIMENSION} failed: the encoder makes {found['encoder_dimension']}, Qdrant holds {found['collections']}"
+        shared = found.get(SHARED_KEYS)
+        if shared:  # its records' points are another type's: missing until one of the two changes
+            first = shared.splitlines()[0].removeprefix("- ")
+            return (
+                f"{POINTS_MATCH_SOURCE} failed: {first} (mit-learn's point id is the platform and readable_id, "
+                "whatever the type: give one of the two records another readable_id, or unpublish one)"
+            )
         wrong = found.get("points_answered_wrongly", "none")
         if wrong != "none":
             first = wrong.splitlines()[0].removeprefix("- ")

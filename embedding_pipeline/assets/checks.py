@@ -54,7 +54,13 @@ def chunk_checks(report: Report) -> list[dg.AssetCheckResult]:
     ]
 
 
-def qdrant_checks(verification: Verification, sizes: dict, dimension: int) -> list[dg.AssetCheckResult]:
+SHARED_KEYS = "keys_another_type_holds"
+
+
+def qdrant_checks(
+    verification: Verification, sizes: dict, dimension: int, shared_keys: list[str] = ()
+) -> list[dg.AssetCheckResult]:
+    """`shared_keys`: records whose point another type's record holds (their points are missing, and stay so)."""
     sample = {
         name: dg.MetadataValue.json(sorted(ids)[:SAMPLE])
         for name, ids in (
@@ -76,6 +82,7 @@ def qdrant_checks(verification: Verification, sizes: dict, dimension: int) -> li
                 "records_out_of_date": len(verification.out_of_date),
                 "points_answered_wrongly": dg.MetadataValue.md(listed(verification.unreadable)),
                 "every_point_listed": verification.every_point_listed,
+                **({SHARED_KEYS: dg.MetadataValue.md(listed(shared_keys))} if shared_keys else {}),
                 **sample,
             },
         ),

@@ -284,7 +284,7 @@ def _embed(context, partition: str, resources: StepResources, read_all) -> list:
             never_embedded=context.run.tags.get(NEVER_EMBEDDED_TAG, ""),
         ),
         *chunk_checks(outcome.report),
-        *qdrant_checks(outcome.verification, outcome.dense_sizes, dense_encoder.dim),
+        *qdrant_checks(outcome.verification, outcome.dense_sizes, dense_encoder.dim, outcome.report.shared_keys),
     ]
 
 

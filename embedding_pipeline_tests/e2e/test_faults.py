@@ -329,6 +329,21 @@ def test_a_database_without_any_learning_resource_is_named_once_and_deletes_noth
     assert pipeline.count("resources", resource_type="document") == 5
 
 
+@DETERMINISTIC
+def test_a_key_two_types_share_fails_the_second_types_check_naming_the_record_and_what_to_change(pipeline):
+    for number, resource_type in enumerate(["course", "program"]):
+        pipeline.insert(
+            tables.learning_resource,
+            {"id": 9500 + number, "readable_id": "twin", "platform_id": "ocw", "resource_type": resource_type,
+             "title": f"Twin {resource_type}", "published": 1},
+        )  # fmt: skip
+    done = embed("--courses", "--programs")
+    assert done.returncode != 0 and "course: ok" in done.stdout
+    (failed,) = [line for line in done.stdout.splitlines() if line.startswith("program:")]
+    assert failed.startswith("program: FAILED: points_match_source failed: ocw.twin: also the key of a course record")
+    assert "give one of the two records another readable_id, or unpublish one" in failed
+
+
 def test_trailing_spaces_in_a_setting_are_read_the_same_way_everywhere(pipeline):
     url = pipeline.settings.content_database_url
     done = embed("--documents", env={"CONTENT_DATABASE_URL": f"{url}   "})
