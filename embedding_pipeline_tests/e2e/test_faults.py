@@ -23,7 +23,15 @@ from embedding_pipeline.mit_learn import OWN, own
 from embedding_pipeline.run_workers import WORKER_TAG
 from embedding_pipeline.sample_data import complete
 from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
-from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, chunker, hold_store, pipeline_env, resource
+from embedding_pipeline_tests.support.helpers import (
+    QUICK_SENSOR,
+    REPO,
+    chunker,
+    hold_store,
+    interrupt_at,
+    pipeline_env,
+    resource,
+)
 
 # Faults that need no timing of the real model's work: the deterministic encoder, in seconds (the kills and
 # Ctrl-C below keep the real model, whose runs last long enough to be cut at the moment they aim at).
@@ -216,8 +224,7 @@ def test_a_damaged_segment_file_is_named_in_one_line_and_repair_rebuilds_the_col
     )
     assert repaired.returncode == 0, repaired.stdout[-2000:] + repaired.stderr[-3000:]
     assert any(line.startswith(f"{name}: rebuilt") for line in repaired.stdout.splitlines()), repaired.stdout
-    healed = embed("--documents")
-    assert healed.returncode == 0, healed.stdout + healed.stderr[-3000:]
+    assert "document: ok" in repaired.stdout  # the run it ends with wrote what could not be read
     assert _stored_points(pipeline.settings.qdrant_path, "document")["content_files"][0] > 0
 
 
@@ -250,10 +257,6 @@ def test_a_deleted_collection_folder_or_deleted_segments_are_named_by_search_and
     assert f"{names.physical('content_files')}: the collection is gone" in repaired.stdout
     assert f"{names.physical('resources')}: holds 0 of the" in repaired.stdout
     assert _stored_points(pipeline.settings.qdrant_path, "document") == before
-    again = subprocess.run(
-        [str(BIN / "embedding-pipeline"), "repair"], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert again.stdout.count("every point can be read") == 3, again.stdout  # resources, content files, topics
 
 
 @DETERMINISTIC
@@ -603,13 +606,8 @@ def test_ctrl_c_ends_the_command_at_once_and_the_next_run_resumes(pipeline):
         [str(BIN / "embedding-pipeline"), "embed", "--courses", "--videos"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "QDRANT_CHUNK_SIZE": "20"},
     )  # fmt: skip
-    for line in first.stdout:  # until two batches are written
-        if "course: 40/" in line:
-            break
-    interrupted = time.monotonic()
-    first.send_signal(signal.SIGINT)
-    rest = first.communicate(timeout=60)[0]
-    assert first.returncode != 0 and time.monotonic() - interrupted < 30, rest[-3000:]
+    rest, seconds = interrupt_at(first, "course: 40/")  # two batches written
+    assert first.returncode != 0 and seconds < 30, rest[-3000:]
     assert "video:" not in rest  # the command stopped; it did not go on to the next partition
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "course"}))

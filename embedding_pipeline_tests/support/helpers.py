@@ -3,8 +3,10 @@ Dagster, and the real model or the Dagster tier's deterministic one; Dagster's C
 the embedded store."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -218,3 +220,15 @@ class Pipeline:
     def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict:
         (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
         return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def interrupt_at(process: subprocess.Popen, progress: str) -> tuple[str, float]:
+    """Ctrl-C `process` once it prints a line holding `progress`: what it printed after, and how long it took to
+    end."""
+    for line in process.stdout:
+        if progress in line:
+            break
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    return rest, time.monotonic() - sent
