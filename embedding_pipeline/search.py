@@ -1,15 +1,10 @@
 """Queries the collections the way the search endpoint and the "similar resources" carousel do."""
 
-import logging
-
 from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.mit_learn import vector_point_id
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.qdrant import QdrantResource
 from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, Hit, UnknownResource
-from embedding_pipeline.vector_store.repair import lost_line, points_lost
-
-log = logging.getLogger(__name__)
 
 
 def search(
@@ -34,7 +29,6 @@ def search(
     sparse_query = sparse_encoder.embed_query(query) if hybrid else None
     with qdrant.get_store_for_queries(purpose="search", wait_seconds=wait_seconds) as store:
         name = qdrant.alias(collection)
-        _warn_of_lost_points(store, name)
         if hybrid:
             hits = store.query_hybrid(
                 name, dense_query, dense_encoder.vector_name, sparse_query, sparse_encoder.vector_name, limit, filters
@@ -57,7 +51,6 @@ def similar(
     _check_limit(limit)
     with qdrant.get_store_for_queries(purpose="similar resources", wait_seconds=wait_seconds) as store:
         name = qdrant.alias("resources")
-        _warn_of_lost_points(store, name)
         found = store.retrieve(name, [vector_point_id(resource)], fields=[])
         if not found:
             raise UnknownResource(
@@ -66,12 +59,6 @@ def similar(
             )
         hits = store.query_similar(name, found[0][0], dense_encoder.vector_name, limit, filters)
     return _rows(hits)
-
-
-def _warn_of_lost_points(store, alias: str) -> None:
-    """A collection holding fewer points than the last run left answers without them: said (a count, no scan)."""
-    for name, (held, left) in points_lost(store, [store.resolve(alias)]).items():
-        log.warning(f"{lost_line(name, held, left)}: answers miss them until `embedding-pipeline repair` mends it")
 
 
 class BadQuery(PermanentError, ValueError):

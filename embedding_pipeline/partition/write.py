@@ -78,14 +78,17 @@ class TextsInFlight:
 
     def pending(self, version: str, hashes) -> dict[str, Future]:
         with self._lock:
-            return {h: self._futures[version, h] for h in hashes if (version, h) in self._futures}
+            return self._pending(version, hashes)
 
     def claim(self, version: str, hashes, future: Future) -> dict[str, Future]:
         """`future` embeds the texts nobody embeds yet; returns the others (hash → the embedding that makes it)."""
         with self._lock:
-            others = {h: self._futures[version, h] for h in hashes if (version, h) in self._futures}
+            others = self._pending(version, hashes)
             self._futures.update({(version, h): future for h in hashes if h not in others})
             return others
+
+    def _pending(self, version: str, hashes) -> dict[str, Future]:
+        return {h: self._futures[version, h] for h in hashes if (version, h) in self._futures}
 
     def release(self, version: str, claimed: dict[str, Future]) -> None:
         """Lets go of these texts (hash → the embedding that claimed it), where nobody claimed them since."""

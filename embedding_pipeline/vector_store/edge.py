@@ -425,13 +425,14 @@ class EdgeStore(VectorStore):
             )
 
     def upsert(self, name: str, points: Sequence[Point]) -> None:
-        self._ensure_room(2 * sum(held_bytes(point) for point in points))
+        held = sum(held_bytes(point) for point in points)
+        self._ensure_room(2 * held)
         shard = self._shard(name)
         shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in points]))
         name = self.resolve(name)
         written = self._written.setdefault(name, [0, 0])
         written[0] += len(points)
-        written[1] += sum(held_bytes(point) for point in points)
+        written[1] += held
         if written[1] >= REINDEX_EVERY_BYTES:
             self._reopen_indexed(name)
         elif time.monotonic() - self._last_flush > FLUSH_EVERY_SECONDS:

@@ -247,8 +247,10 @@ def test_a_deleted_collection_folder_or_deleted_segments_are_named_by_search_and
     searched = subprocess.run(
         [str(BIN / "embedding-pipeline"), "search", "open data"], capture_output=True, text=True, timeout=120, check=False
     )  # fmt: skip
-    (warning,) = [line for line in searched.stderr.splitlines() if "the last run left" in line]
-    assert f"{names.physical('resources')}: holds 0 of the " in warning and "repair" in warning
+    warnings = sorted(line for line in searched.stderr.splitlines() if "the last run left" in line)
+    assert len(warnings) == 2 and all("repair" in line for line in warnings)  # once each, as the store opens
+    assert f"{names.physical('content_files')}: the collection is gone" in warnings[0]
+    assert f"{names.physical('resources')}: holds 0 of the " in warnings[1]
     repaired = subprocess.run(
         [str(BIN / "embedding-pipeline"), "repair"], capture_output=True, text=True, timeout=600, check=False
     )
