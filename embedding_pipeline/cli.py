@@ -131,7 +131,7 @@ def embed(args: argparse.Namespace) -> None:
                 print(f"{partition}: {'FAILED: ' + reason if reason else 'ok'} (run {result.run_id})")
                 if reason:
                     failed.append(partition)
-                if interrupted or reason == INTERRUPTED:
+                if interrupted or reason == INTERRUPTED or _interrupted(result):
                     sys.exit(f"Interrupted: stopped at {partition}; run the command again to finish")
                 if cause in SHARED_CAUSES:
                     sys.exit(f"Stopped at {partition}: the other partitions would fail the same way")
@@ -263,6 +263,18 @@ def _cause(result) -> str | None:
     """The class of the error a failed run named as its cause (`embed_partition` puts it in the failure)."""
     cause = _failure_metadata(result).get("cause")
     return cause.value if cause is not None else None
+
+
+def _interrupted(result) -> bool:
+    """Ctrl-C reached Dagster's own code (its handler, not ours, holds SIGINT while a run executes) rather than
+    the step's: the run failed with Dagster's interrupt instead of the step's INTERRUPTED."""
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure else None
+        while error is not None:
+            if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+                return True
+            error = error.cause
+    return False
 
 
 def _failure_metadata(result) -> dict:
