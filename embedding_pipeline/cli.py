@@ -179,21 +179,25 @@ def _warn(message: str) -> None:
 def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str], bool]:
     """The partitions to run (those of `--resource-ids`, if given), the runs' tags and whether the encoder takes
     requests at once (a remote one: the partitions go side by side in one range run). What would fail every
-    partition the same way (the model, the content database, the store: unreachable, or held longer than
-    QDRANT_LOCK_WAIT_SECONDS) stops the command here, said once; records no partition embeds are named."""
+    partition the same way (the model: missing, or not the one that made the collections; the content database;
+    the store: unreachable, or held longer than QDRANT_LOCK_WAIT_SECONDS) stops the command here, said once;
+    records no partition embeds are named."""
     from embedding_pipeline.assets.embed import NEVER_EMBEDDED_TAG
     from embedding_pipeline.content import NO_RESOURCES, ContentSourceError
     from embedding_pipeline.content.database import never_embedded_line, never_embedded_summary
+    from embedding_pipeline.model_identity import ModelIdentity, collections_for
 
     partitions = chosen_partitions(args)
-    with _built_resources(("content_source", "dense_encoder", "qdrant")) as built:
+    with _built_resources(("content_source", "dense_encoder", "sparse_encoder", "qdrant")) as built:
         built.dense_encoder.check()
         database = built.content_source.database()
         never = database.unembeddable(RESOURCE_TYPES)
         if database.holds_no_resources():
             raise ContentSourceError(database.url, NO_RESOURCES)
-        with built.qdrant.get_store(purpose="embed"):
-            pass  # opened once, and kept for the runs (keep_store_open)
+        with built.qdrant.get_store(purpose="embed") as store:  # opened once, and kept for the runs (keep_store_open)
+            if not (args.overwrite or args.recreate_collections):  # a model changed in place: said once, here
+                models = ModelIdentity.of(built.dense_encoder, built.sparse_encoder)
+                collections_for(store, built.qdrant.collection_names(), models, reembed=False)
         if never:
             print(never_embedded_line(never))
         if args.resource_ids:
@@ -396,6 +400,7 @@ def show_settings(args: argparse.Namespace) -> None:
 
 def repair(args: argparse.Namespace) -> None:
     """Rebuild the embedded store's damaged collections from what can be read, then embed what could not."""
+    from embedding_pipeline.model_identity import ModelIdentity, collections_made_by
     from embedding_pipeline.vector_store import COLLECTION_KINDS, collection_spec
     from embedding_pipeline.vector_store.repair import lost_line, points_lost, repair_collection
 
@@ -405,8 +410,9 @@ def repair(args: argparse.Namespace) -> None:
         )
     lost = 0
     with _built_resources(("qdrant", "dense_encoder", "sparse_encoder")) as built:
-        dense, sparse, names = built.dense_encoder, built.sparse_encoder, built.qdrant.collection_names()
+        dense, sparse = built.dense_encoder, built.sparse_encoder
         with built.qdrant.get_store(purpose="repair") as store:
+            names = collections_made_by(store, built.qdrant.collection_names(), ModelIdentity.of(dense, sparse))
             gone = points_lost(store, [names.physical(kind) for kind in COLLECTION_KINDS])
             for kind in COLLECTION_KINDS:
                 name = names.physical(kind)

@@ -1,10 +1,16 @@
 """Queries the collections the way the search endpoint and the "similar resources" carousel do."""
 
+import logging
+
 from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.mit_learn import vector_point_id
+from embedding_pipeline.model_identity import ModelIdentity
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.resources.qdrant import QdrantResource
-from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, Hit, UnknownResource
+from embedding_pipeline.vector_store import SEARCH_WAIT_SECONDS, Hit, UnknownResource, VectorStore
+
+log = logging.getLogger(__name__)
+_MODELS_CHECKED: set[tuple[str, str]] = set()  # (store, collection): said once per process
 
 
 def search(
@@ -29,6 +35,7 @@ def search(
     sparse_query = sparse_encoder.embed_query(query) if hybrid else None
     with qdrant.get_store_for_queries(purpose="search", wait_seconds=wait_seconds) as store:
         name = qdrant.alias(collection)
+        _say_if_another_model(store, qdrant.location, name, dense_encoder, sparse_encoder)
         if hybrid:
             hits = store.query_hybrid(
                 name, dense_query, dense_encoder.vector_name, sparse_query, sparse_encoder.vector_name, limit, filters
@@ -59,6 +66,22 @@ def similar(
             )
         hits = store.query_similar(name, found[0][0], dense_encoder.vector_name, limit, filters)
     return _rows(hits)
+
+
+def _say_if_another_model(store: VectorStore, location: str, name: str, dense, sparse) -> None:
+    """Queries embedded by a model that did not make the collection's vectors (changed in place, its re-embed not
+    done yet) rank by noise: said once per process and collection, as the store keeps its models."""
+    target = store.resolve(name)
+    if (location, target) in _MODELS_CHECKED or not store.collection_exists(target):
+        return
+    _MODELS_CHECKED.add((location, target))
+    kept = store.model_of(target)
+    why = ModelIdentity.of(dense, sparse).differs_from(kept) if kept else None
+    if why:
+        log.warning(
+            f"{why}: not the model that made {target}'s vectors, so these results rank by noise until a re-embed "
+            "(`embedding-pipeline embed --overwrite`) moves searches to its collections"
+        )
 
 
 class BadQuery(PermanentError, ValueError):

@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -24,6 +24,7 @@ from embedding_pipeline.assets.metadata import materializations
 from embedding_pipeline.assets.state import PartitionState
 from embedding_pipeline.errors import PermanentError
 from embedding_pipeline.interrupts import STOP
+from embedding_pipeline.model_identity import ModelIdentity, collections_for, collections_made_by
 from embedding_pipeline.partition.run import Partition, check_partition, move_aliases, run_partition
 from embedding_pipeline.partitions import resource_type_partitions
 from embedding_pipeline.resources.chunker import TextChunker
@@ -194,6 +195,7 @@ SHARED_CAUSES = {
     "ModelMissing",
     "ContentSourceError",
     "SettingError",
+    "ModelChanged",
 }
 PARTITIONS_TAG = "embedding_pipeline/partitions"  # of a range run: the partitions in it to embed (the sensor's)
 NEVER_EMBEDDED_TAG = "embedding_pipeline/never_embedded"  # what no partition embeds, as the run's requester saw it
@@ -217,6 +219,16 @@ class StepResources:
     sparse_encoder: SparseEncoderBase
     qdrant: QdrantResource
     embed_options: EmbedOptions
+    _models: list = field(default_factory=list)  # the models' identity, once known
+    _knowing: threading.Lock = field(default_factory=threading.Lock)
+
+    def models(self) -> ModelIdentity:
+        """Which models make the vectors: known once per step, for all its partitions (a remote model's probe is
+        one request)."""
+        with self._knowing:
+            if not self._models:
+                self._models.append(ModelIdentity.of(self.dense_encoder, self.sparse_encoder))
+            return self._models[0]
 
 
 def _results(context, partition: str, resources: StepResources, read_all=lambda: None) -> list:
@@ -233,14 +245,21 @@ def _results(context, partition: str, resources: StepResources, read_all=lambda:
 
 
 @contextmanager
-def _partition(context, partition: str, resources: StepResources, step: str, read_all=None) -> Iterator[Partition]:
-    """The partition's reader, store and models for one `with` block."""
-    qdrant, database = resources.qdrant, resources.content_source.database()
+def _partition(
+    context, partition: str, resources: StepResources, step: str, read_all=None, reembed: bool | None = None
+) -> Iterator[Partition]:
+    """The partition's reader, store and models for one `with` block: the collections it writes are those its
+    models made (a run whose models made none is refused unless it is a `reembed`); the checks alone (`reembed`
+    None) look at those, or at this version's."""
+    qdrant, database, models = resources.qdrant, resources.content_source.database(), resources.models()
     with database.reader(partition) as reader, qdrant.get_store_for_step(context, partition, step) as store:
+        if reembed is None:
+            names = collections_made_by(store, qdrant.collection_names(), models)
+        else:
+            names = collections_for(store, qdrant.collection_names(), models, reembed)
         yield Partition(
             partition, reader, store, resources.chunker.get_chunker(), resources.dense_encoder,
-            resources.sparse_encoder, qdrant.collection_names(), qdrant.location, context.log,
-            read_all or (lambda: None),
+            resources.sparse_encoder, names, qdrant.location, context.log, read_all or (lambda: None), models.kept(),
         )  # fmt: skip
 
 
@@ -269,10 +288,11 @@ def _embed(context, partition: str, resources: StepResources, read_all) -> list:
     if options.scoped:
         context.log.info(f"{partition}: this run embeds {options.scope()}; every other record is left as it is")
     state = PartitionState.load(context.instance, partition)
-    with _partition(context, partition, resources, "embed", read_all) as part:
+    reembed = options.force or options.recreate_collections or "dagster/backfill" in context.run.tags
+    with _partition(context, partition, resources, "embed", read_all, reembed) as part:
         outcome = run_partition(part, options, state.heads_cache, verify_every_point=state.verify_every_point)
-        state.save(outcome, whole=not options.scoped, version=qdrant.vectors_version)
-        done = not options.scoped and state.every_partition_done(qdrant.vectors_version)
+        state.save(outcome, whole=not options.scoped, version=part.names.version)
+        done = not options.scoped and state.every_partition_done(part.names.version)
         move_aliases(part, outcome, done, keep_old=qdrant.keep_old_collections)
     return [
         *materializations(

@@ -8,7 +8,7 @@ re-embed is complete. It returns what it did; the caller (an asset, a test) repo
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from embedding_pipeline.chunking import Chunker
@@ -37,6 +37,7 @@ from embedding_pipeline.partition.report import LISTED_FAILURES, Report
 from embedding_pipeline.partition.write import PartitionWriter, timed
 from embedding_pipeline.vector_store import VectorStore, collection_spec
 from embedding_pipeline.vector_store.aliases import AliasSwitch, CollectionNames, recreate_collections, switch_aliases
+from embedding_pipeline.vector_store.repair import lost_line, points_lost
 
 SAVED_HEADS = "the last whole run (Qdrant unchanged since)"
 LOG = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Partition:
     location: str  # which Qdrant (a server's URL, the embedded store's folder): saved heads describe one
     log: Log = LOG
     read_all: Callable[[], None] = lambda: None  # called once the last batch is read: a range run begins the next
+    models: dict | None = None  # which models make the vectors (ModelIdentity.kept()), kept with what a run makes
 
     @property
     def collections(self) -> dict[str, str]:
@@ -109,11 +111,14 @@ def run_partition(
         for name in recreate_collections(part.store, part.collections):
             part.log.warning(f"Dropped {name} (recreate_collections)")
     report = Report()
+    verify_every_point = _points_lost(part) or verify_every_point
     saved = None if verify_every_point else _saved_heads(part, heads_file, report)
     plan = _plan(part, options, saved, verify_every_point, report)
     check_deletions(plan, part.resource_type, options.max_delete_share)
     if plan.touches_qdrant:
         heads_file.forget()  # saved again below, once Qdrant is checked
+        for name in part.collections.values():
+            part.store.begin_writes(name)
     PartitionWriter(
         part.store, part.reader, part.chunker, part.dense, part.sparse, part.collections, part.names.version,
         part.resource_type, options, report, part.log.info, legacy=part.legacy_collections(), read_all=part.read_all,
@@ -146,11 +151,21 @@ def check_partition(part: Partition, exempt: set[str]) -> tuple[Verification, di
 
 def _spec(part: Partition) -> Callable:
     def spec(kind: str):
-        return collection_spec(
+        made = collection_spec(
             kind, part.dense.vector_name, part.dense.dim, part.sparse.vector_name, part.sparse.uses_idf
         )
+        return replace(made, models=part.models)
 
     return spec
+
+
+def _points_lost(part: Partition) -> bool:
+    """Whether a collection of the run holds fewer points than the last run left (files deleted or cut short since),
+    said in a line each: the run then compares every point, and writes the lost ones again."""
+    lost = points_lost(part.store, list(part.collections.values()))
+    for name, (held, left) in lost.items():
+        part.log.warning(f"{part.resource_type}: {lost_line(name, held, left)}; every point is compared")
+    return bool(lost)
 
 
 def _saved_heads(part: Partition, heads_file: HeadsFile, report: Report) -> dict[str, Head] | None:

@@ -73,6 +73,7 @@ class CollectionSpec:
     sparse_name: str
     sparse_idf: bool
     payload_indexes: dict[str, str] = field(default_factory=dict)  # field → kind of index (PAYLOAD_INDEXES)
+    models: dict | None = field(default=None, compare=False)  # kept with it: which models make its vectors
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,14 @@ class VectorStore(ABC):
     def set_aliases(self, targets: dict[str, str]) -> None:
         """Point each alias at its collection, all in one atomic step."""
 
+    @abstractmethod
+    def model_of(self, name: str) -> dict | None:
+        """Which models make the vectors of the collection (or alias), as kept with it; None if it keeps none."""
+
+    @abstractmethod
+    def keep_model(self, name: str, models: dict) -> None:
+        """Keep with the collection which models make its vectors (`model_identity.ModelIdentity.kept()`)."""
+
     def collection_exists(self, name: str) -> bool:
         return name in self.collections()
 
@@ -161,6 +170,8 @@ class VectorStore(ABC):
         """
         if not self.collection_exists(name):
             self.create_collection(name, spec)
+            if spec.models is not None:
+                self.keep_model(name, spec.models)
             return True
         sizes = self.dense_sizes(name)
         if sizes.get(spec.dense_name) != spec.dense_dim:
@@ -206,6 +217,10 @@ class VectorStore(ABC):
     @abstractmethod
     def delete_where(self, name: str, filters: Filters) -> None:
         """Delete every point that matches `filters` (in one operation)."""
+
+    def begin_writes(self, name: str) -> None:
+        """Before a run's writes: what the last run left (`points_left`) no longer describes the collection until
+        they finish (a run killed half-way may have deleted points it meant to)."""
 
     def finish_writes(self, name: str) -> None:
         """After a run's writes: make them durable and build the indexes searches use."""

@@ -105,6 +105,7 @@ OPEN_MARGIN_BYTES = 64_000_000  # opening a shard replays its WAL into segments:
 # How many points each collection held when the last run that wrote it finished: a collection that holds
 # fewer (segments or an id map deleted or cut short) or is gone lost points since, which a count finds cheaply.
 POINTS_LEFT_FILE = "points_left.json"
+MODELS_FILE = "models.json"  # which models make each collection's vectors (model_identity.py)
 REPORT_EVERY_SECONDS = 5.0
 # What the engine says (as a plain Exception) when a collection's files cannot be read: truncated vectors,
 # payloads, id mappings or segment configurations. Other errors (a wrong vector name, a full disk) are not damage.
@@ -370,6 +371,7 @@ class EdgeStore(VectorStore):
         self._folder(name).rename(doomed)
         self._write_aliases({alias: target for alias, target in self.aliases().items() if target != name})
         self._keep_points_left(name, None)
+        self._keep(MODELS_FILE, name, None)
         shutil.rmtree(doomed)
 
     def replace_collection(self, name: str, replacement: str) -> None:
@@ -503,19 +505,36 @@ class EdgeStore(VectorStore):
         self._shard(name).update(edge.UpdateOperation.delete_points_by_filter(_filter(filters)))
 
     def points_left(self) -> dict[str, int]:
+        return self._kept(POINTS_LEFT_FILE)
+
+    def _keep_points_left(self, name: str, points: int | None) -> None:
+        self._keep(POINTS_LEFT_FILE, name, points)
+
+    def model_of(self, name: str) -> dict | None:
+        return self._kept(MODELS_FILE).get(self.resolve(name))
+
+    def keep_model(self, name: str, models: dict) -> None:
+        self._keep(MODELS_FILE, self.resolve(name), models)
+
+    def _kept(self, file: str) -> dict:
+        """Collection → what `file` keeps for it (a few small JSON files beside the collections)."""
         try:
-            return json.loads((self.root / POINTS_LEFT_FILE).read_text())
+            return json.loads((self.root / file).read_text())
         except (FileNotFoundError, ValueError):
             return {}
 
-    def _keep_points_left(self, name: str, points: int | None) -> None:
-        left = self.points_left()
-        if points is None:
-            left.pop(name, None)
+    def _keep(self, file: str, name: str, value) -> None:
+        """Keep `value` for collection `name` in `file` (None: forget it)."""
+        kept = self._kept(file)
+        if value is None:
+            kept.pop(name, None)
         else:
-            left[name] = points
-        with atomic_write(self.root / POINTS_LEFT_FILE) as file:
-            json.dump(left, file, indent=1, sort_keys=True)
+            kept[name] = value
+        with atomic_write(self.root / file) as out:
+            json.dump(kept, out, indent=1, sort_keys=True)
+
+    def begin_writes(self, name: str) -> None:
+        self._keep_points_left(self.resolve(name), None)
 
     def finish_writes(self, name: str) -> None:
         self._keep_points_left(self.resolve(name), self.count(name))

@@ -5,6 +5,7 @@ qdrant-client's, and makes collections as mit-learn's `create_qdrant_collection`
 strict mode, quantization), tuning their optimizer as its `tune_qdrant_collections` does.
 """
 
+import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +25,8 @@ from embedding_pipeline.vector_store import (
     VectorStore,
 )
 
+log = logging.getLogger(__name__)
+
 PAYLOAD_SCHEMAS = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "lookup": models.PayloadSchemaType.KEYWORD,
@@ -41,6 +44,7 @@ PARALLEL_UPSERTS = 4
 # threshold), and the share of a segment at which indexing starts.
 OPTIMIZER_STEPS = [(50_000, 20_000, 15), (500_000, 60_000, 20), (2_000_000, 120_000, 25), (None, 250_000, 30)]
 INDEXING_THRESHOLD_RATIO = 0.8
+MODELS_KEY = "embedding_pipeline_models"  # in a collection's metadata: which models make its vectors
 
 
 def optimizer_settings(point_count: int, shard_number: int) -> dict[str, int]:
@@ -151,6 +155,21 @@ class ServerStore(VectorStore):
 
     def drop_collection(self, name: str) -> None:
         self.client.delete_collection(name)
+
+    def model_of(self, name: str) -> dict | None:
+        return (self._call(name, self.client.get_collection).config.metadata or {}).get(MODELS_KEY)
+
+    def keep_model(self, name: str, kept: dict) -> None:
+        """In the collection's metadata (Qdrant 1.16 and later; an older server is said to lack it, not a fault)."""
+        try:
+            self.client.update_collection(name, metadata={MODELS_KEY: kept})
+        except UnexpectedResponse as error:
+            if error.status_code not in (400, 422):
+                raise self._missing(name, error) from error
+            log.warning(
+                "Qdrant keeps no metadata with %s (a server before 1.16?): a model changed in place under the same "
+                "name cannot be told from the one that made its vectors", name,
+            )  # fmt: skip
 
     def dense_sizes(self, name: str) -> dict[str, int]:
         vectors = self._call(name, self.client.get_collection).config.params.vectors

@@ -312,7 +312,7 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
             sa.text(f"UPDATE {T}learningresource SET description = description || ' Revised.', updated_on = :u "
                     "WHERE readable_id IN ('yt-crispr', 'ocw-8.04')"), {"u": "2030-01-01"},
         )  # fmt: skip
-    embed()
+    embed("--courses", "--videos")  # their partitions (a sensor would ask for them alone too)
     assert texts_embedded() == 4  # each one's text and its course information's
     new_machine()
     reembed = {"CONTENT_FILE_EMBEDDING_CHUNK_SIZE": "400"}  # new settings: a re-embed into new collections

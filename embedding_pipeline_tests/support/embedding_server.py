@@ -2,7 +2,8 @@
 
 Vectors come from the local ONNX model, so a test can compare them with the fastembed encoder's (or, for
 a benchmark that must not spend the machine's CPU on the provider's work, from hashing the text's words).
-On demand it answers 429 with Retry-After, 500, slowly, or 400 for inputs containing a marker. It can play
+On demand it answers 429 with Retry-After, 500, slowly, or 400 for inputs containing a marker, adds a provider's
+numeric noise, or serves another model of the same dimension under the same name (`weights`). It can play
 a provider: a latency model (`latency`: seconds per request and per 1,000 tokens) and a tokens-per-minute
 limit answered as OpenAI answers it (`tokens_per_minute`: a budget refilled evenly, every answer carrying
 the `x-ratelimit-*-tokens` headers, a request the budget cannot cover refused with 429 and Retry-After).
@@ -74,6 +75,8 @@ class EmbeddingServer:
         self.faults: deque = deque()  # ("status", code, headers), ("delay", seconds) or ("reset",), one per request
         self.reject: set[str] = set()  # a request with an input containing one of these gets a 400
         self.dim: int | None = None  # cut vectors to this many numbers (a model of another dimension)
+        self.weights = 0  # another number: another model of the same dimension, served under the same name
+        self.noise = 0.0  # each answer's numbers moved by this much (a provider's batching and GPU kernels)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -106,7 +109,13 @@ class EmbeddingServer:
         else:
             with self.lock:  # one ONNX session, many handler threads
                 vectors = self.model.embed_batch(inputs, Counter())
-        return vectors[:, : self.dim] if self.dim else vectors
+        vectors = vectors[:, : self.dim] if self.dim else vectors
+        if self.weights:  # the same numbers, mixed up: unrelated to the first model's, as another model's are
+            mixed = np.random.default_rng(self.weights)
+            vectors = vectors[:, mixed.permutation(vectors.shape[1])] * mixed.choice([-1.0, 1.0], vectors.shape[1])
+        if self.noise:
+            vectors = vectors + np.random.default_rng().normal(0, self.noise, vectors.shape)
+        return vectors.astype(np.float32)
 
     def in_flight(self) -> tuple[int, float]:
         """The most requests answered at once, and the mean over the time any was in flight (answered ones)."""

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from embedding_pipeline.assets.embed import embed_partition
 from embedding_pipeline.content import tables
 from embedding_pipeline.content.tables import PREFIX as T
+from embedding_pipeline.model_identity import PROBE_TEXT
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders.base import SparseEncoderBase
@@ -118,7 +119,7 @@ def counting(encoder):
         return type(f"Counting{base.__name__}", (base,), {"embed_documents": embed_documents})(**encoder.model_dump())
 
     def embed_batch(self, texts, stats: Counter):
-        DENSE_RECEIVED.extend(texts)
+        DENSE_RECEIVED.extend(text for text in texts if text != PROBE_TEXT)  # what a run embeds, not which model
         return base.embed_batch(self, texts, stats)
 
     return type(f"Counting{base.__name__}", (base,), {"embed_batch": embed_batch})(**encoder.model_dump())

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from embedding_pipeline.embedding import EmbedResult, embed_distinct
 from embedding_pipeline.mit_learn import model_short_name
+from embedding_pipeline.model_identity import PROBE_TEXT, Fingerprint
 from embedding_pipeline.vector_store import SparseVector
 
 
@@ -36,6 +37,16 @@ class DenseEncoder(dg.ConfigurableResource, ABC):
     @property
     def vector_name(self) -> str:
         return model_short_name(self.model_name)
+
+    @property
+    def source(self) -> str:
+        """Where the model comes from, as the settings say it."""
+        return f"QDRANT_DENSE_MODEL={self.model_name}"
+
+    def fingerprint(self) -> Fingerprint:
+        """What tells this model's vectors from another's under the same name: here its vector for a probe text
+        (one call); a model read from a folder of its own is known by its files."""
+        return Fingerprint.of_probe(self.embed_batch([PROBE_TEXT], Counter())[0], self.source)
 
     @property
     def concurrency(self) -> int:
@@ -80,6 +91,11 @@ class SparseEncoderBase(dg.ConfigurableResource, ABC):
     @property
     def vector_name(self) -> str:
         return model_short_name(self.model_name)
+
+    def fingerprint(self) -> Fingerprint | None:
+        """What tells this model's vectors from another's under the same name: its files, where it has a folder
+        of its own; None for a model its name and code alone make."""
+        return None
 
     @property
     def uses_idf(self) -> bool:

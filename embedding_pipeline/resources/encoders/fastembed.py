@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from embedding_pipeline.embedding import ModelMissing
+from embedding_pipeline.model_identity import Fingerprint
 from embedding_pipeline.resources.encoders.base import DenseEncoder, SparseEncoderBase
 from embedding_pipeline.vector_store import SparseVector
 
@@ -85,6 +86,17 @@ class FastEmbedEncoder(DenseEncoder):
                 "`embedding-pipeline setup` to build the default model, or point it at an ONNX model directory"
             )
 
+    @property
+    def source(self) -> str:
+        return f"QDRANT_DENSE_MODEL_PATH={self.model_path}" if self.model_path else super().source
+
+    def fingerprint(self) -> Fingerprint:
+        """The digest of the model's files: known without loading the model."""
+        if not self.model_path:
+            return super().fingerprint()
+        self.check()
+        return Fingerprint.of_files(self.model_path, self.source)
+
     def _load(self):
         self.check()
         return _text_model(self.model_name, self.model_path, self.threads)
@@ -119,6 +131,13 @@ class SparseEncoder(SparseEncoderBase):
 
     def _load(self):
         return _sparse_model(self.model_name, self.model_path)
+
+    def fingerprint(self) -> Fingerprint | None:
+        if not self.model_path or not Path(self.model_path).is_dir():
+            return None
+        bundled = Path(self.model_path) == BUNDLED_BM25_DIR
+        source = f"QDRANT_SPARSE_MODEL_V2={self.model_name} (its files in {self.model_path})" if bundled else None
+        return Fingerprint.of_files(self.model_path, source or f"QDRANT_SPARSE_MODEL_PATH={self.model_path}")
 
     @property
     def uses_idf(self) -> bool:

@@ -8,12 +8,15 @@ embedding-pipeline[gensim]`.
 """
 
 import functools
+import os
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 from embedding_pipeline.embedding import ModelMissing, RejectedInput
 from embedding_pipeline.mit_learn import model_short_name
+from embedding_pipeline.model_identity import Fingerprint
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 
 DEFAULT_MODEL = "glove/glove-wiki-gigaword-50"  # GensimEncoder's own default (mit-learn sets no QDRANT_DENSE_MODEL)
@@ -45,6 +48,15 @@ class GensimEncoder(DenseEncoder):
 
     def check(self) -> None:
         _vectors(model_short_name(self.model_name))
+
+    def fingerprint(self) -> Fingerprint:
+        """The digest of the model's folder in GENSIM_DATA_DIR, where it is: known without loading the vectors."""
+        folder = Path(os.environ.get("GENSIM_DATA_DIR", "~/gensim-data")).expanduser() / model_short_name(
+            self.model_name
+        )
+        if not folder.is_dir():
+            return super().fingerprint()
+        return Fingerprint.of_files(folder, f"QDRANT_DENSE_MODEL={self.model_name} (its files in {folder})")
 
     @property
     def dim(self) -> int:

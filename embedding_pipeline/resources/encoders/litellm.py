@@ -22,6 +22,7 @@ from embedding_pipeline.chunking import COUNTING_ENCODING, encoding, load_litell
 from embedding_pipeline.embedding import RejectedInput
 from embedding_pipeline.resources.encoders.base import DenseEncoder
 from embedding_pipeline.resources.encoders.pacing import Pacer
+from embedding_pipeline.settings import masked
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ class LiteLLMEncoder(DenseEncoder):
     @property
     def concurrency(self) -> int:
         return self.max_concurrent_requests
+
+    @property
+    def source(self) -> str:
+        return super().source + (f" at LITELLM_API_BASE={masked(self.api_base)}" if self.api_base else "")
 
     def _tokens(self, text: str) -> list[int]:
         return encoding(self.token_encoding_name).encode(text, disallowed_special=())

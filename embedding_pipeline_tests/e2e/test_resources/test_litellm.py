@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from embedding_pipeline.content import tables
+from embedding_pipeline.model_identity import PROBE_TEXT
 from embedding_pipeline.resources import build_resources
 from embedding_pipeline.resources.encoders import dense_encoder_class
 from embedding_pipeline.resources.encoders.fastembed import FastEmbedEncoder
@@ -209,11 +210,12 @@ def test_a_partition_embeds_through_the_openai_compatible_server_without_leaking
     assert secret not in str(pipeline.instance.get_run_by_id(result.run_id))
 
     openai_server.dim = 8  # the provider now serves another dimension under the same name
-    failed = pipeline.materialize("course", run_config=FORCE, raise_on_error=False)
+    failed = pipeline.materialize("course", raise_on_error=False)
     assert not failed.success
     (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.error.message
-    assert "'test-minilm': 384" in message and "'test-minilm' of dimension 8" in message
+    assert "QDRANT_DENSE_MODEL=test-minilm at LITELLM_API_BASE=" in message
+    assert "it makes vectors of 8 dimensions, the old one made 384" in message
 
 
 def test_openais_reset_times_are_read():
@@ -337,7 +339,7 @@ def test_embed_with_a_remote_encoder_runs_two_partitions_at_once_and_writes_what
         side_by_side = _embed_command(*flags, env=_litellm_env(server, 3))
         said = side_by_side.communicate(timeout=300)[0]
         assert side_by_side.returncode == 0, said[-3000:]
-        sent = [text for batch in server.batches() for text in batch]
+        sent = [text for batch in server.batches() for text in batch if text != PROBE_TEXT]  # the model's, per run
         assert sent.count(shared) == 1 and len(sent) == len(set(sent))  # what both partitions hold is sent once
         assert sorted(line.split(":")[0] for line in said.splitlines() if ": ok (run " in line) == ["course", "video"]
         assert server.in_flight()[0] == 3
@@ -373,3 +375,53 @@ def test_ctrl_c_stops_partitions_running_side_by_side_and_the_next_run_resumes(p
     listed = next(line for line in said.splitlines() if "records listed" in line)
     assert int(listed.split(" unchanged,")[0].rsplit(" ", 1)[1]) >= 8  # the batches written before Ctrl-C stay done
     assert pipeline.count("resources", resource_type="course") == 48  # the sample's 8 published and the 40
+
+
+def test_new_weights_under_the_same_name_are_refused_until_a_reembed_moves_searches_to_their_collections(pipeline):
+    """A provider's numeric noise is the same model; new weights served under the same name are refused in one
+    line, writing nothing; `embed --overwrite` re-embeds into collections of their own, which searches then use,
+    and incremental runs go on."""
+    ((readable_id, text),) = pipeline.rows(  # a query only its own resource's point is near, for these word hashes
+        "SELECT readable_id, title || ' ' || description FROM {T}learningresource "
+        "WHERE published AND resource_type = 'course' LIMIT 1"
+    )
+    with EmbeddingServer(None, "openai", hashed=True) as server:
+        server.noise = 5e-4  # every answer a little different, as a provider's are
+        env = _litellm_env(server, 4) | {"QDRANT_CHUNK_SIZE": "100"}
+        pipeline.reconfigure(**env)
+        assert all(result.success for result in pipeline.materialize_all().values())
+        with pipeline.store() as store:
+            before = {name: store.count(name) for name in store.collections()}
+
+        server.weights, sent = 1, len(server.requests)
+        refused = _embed_command(env=env)
+        said = refused.communicate(timeout=300)[0]
+        assert refused.returncode != 0 and "Traceback" not in said, said[-3000:]
+        (line,) = said.strip().splitlines()
+        assert line.startswith(f"QDRANT_DENSE_MODEL=test-hashed at LITELLM_API_BASE={server.url}: its vector for")
+        assert all(r["inputs"] == [PROBE_TEXT] for r in server.requests[sent:])  # nothing but the probe
+        with pipeline.store() as store:
+            assert {name: store.count(name) for name in store.collections()} == before
+
+        assert _finished(_embed_command("--overwrite", env=env)).count(": ok (run ") == 9
+        with pipeline.store() as store:
+            after, physical = store.aliases(), store.collections()
+        assert all(target.rsplit(".", 1)[1].startswith(version.rsplit(".", 1)[1] + "-") for target, version in zip(
+            sorted(after.values()), sorted(before)))  # fmt: skip
+        assert sorted(physical) == sorted(after.values())  # the old model's collections are gone
+        (hit,) = search(pipeline.qdrant, pipeline.resources["dense_encoder"], pipeline.resources["sparse_encoder"],
+                        text, limit=1)  # fmt: skip
+        assert hit["readable_id"] == readable_id  # the query and the points: one model
+
+        pipeline.execute("UPDATE {T}learningresource SET title = 'Beekeeping' WHERE readable_id = :id", id=readable_id)
+        incremental = pipeline.materialize("course")  # a sensor's run: the probe's noise is no change of model
+        # the resource and its course information record, both showing the title
+        assert pipeline.metadata(incremental, "source_content")["listed_changed"] == 2
+    with pipeline.store() as store:
+        assert store.aliases() == after
+
+
+def _finished(command: subprocess.Popen) -> str:
+    said = command.communicate(timeout=300)[0]
+    assert command.returncode == 0, said[-3000:]
+    return said
