@@ -7,7 +7,7 @@ and 4,800 files), one store and Dagster home, `embedding-pipeline embed` with LI
   no change  `embed` again: what the model check adds to a run (one probe request, a count per collection)
   refused    the new weights: `embed` must exit non-zero in one line, having sent nothing but the probe and
              written nothing (points and collections as they were)
-  re-embed   `embed --overwrite`: new collections that searches move to, the old ones gone; its time against A,
+  re-embed   `embed --reembed`: new collections that searches move to, the old ones gone; its time against A,
              its texts embedded against A's
   edit       1% of the resources' titles edited: `embed` goes on in the new collections
 
@@ -92,7 +92,7 @@ def measure(scale: int, args) -> dict:
         results["refused"] = embed(env)
         results["refused"]["requests"] = [r["inputs"] for r in server.requests[sent:]]
         results["refused"]["store unchanged"] = store_state(env) == before
-        results["re-embed"] = embed(env, "--overwrite")
+        results["re-embed"] = embed(env, "--reembed")
         after = store_state(env)
         results["re-embed"]["searches moved"] = all(
             after["aliases"][a] != before["aliases"][a] for a in before["aliases"]

@@ -65,6 +65,7 @@ def setup(args: argparse.Namespace) -> None:
 
 def embed_run_config(
     overwrite: bool = False,
+    reembed: bool = False,
     recreate_collections: bool = False,
     resource_ids: list[int] | None = None,
     skip_content_files: bool = False,
@@ -73,6 +74,7 @@ def embed_run_config(
     """The embed job's run config for the old command's flags: what the launchpad or `--config` takes."""
     options = {
         "force_reembed": overwrite,
+        "reembed": reembed,
         "recreate_collections": recreate_collections,
         "resource_ids": resource_ids or [],
         "skip_content_files": skip_content_files,
@@ -117,6 +119,7 @@ def embed(args: argparse.Namespace) -> None:
         for run in filter(None, runs):
             run_config = embed_run_config(
                 overwrite=args.overwrite,
+                reembed=args.reembed,
                 recreate_collections=args.recreate_collections and run[0] == partitions[0],  # dropped once
                 resource_ids=args.resource_ids,
                 skip_content_files=args.skip_contentfiles,
@@ -195,7 +198,7 @@ def _prepare(args: argparse.Namespace) -> tuple[list[str], dict[str, str], bool]
         if database.holds_no_resources():
             raise ContentSourceError(database.url, NO_RESOURCES)
         with built.qdrant.get_store(purpose="embed") as store:  # opened once, and kept for the runs (keep_store_open)
-            if not (args.overwrite or args.recreate_collections):  # a model changed in place: said once, here
+            if not (args.reembed or args.overwrite or args.recreate_collections):  # a model changed: said once, here
                 models = ModelIdentity.of(built.dense_encoder, built.sparse_encoder)
                 collections_for(store, built.qdrant.collection_names(), models, reembed=False)
         if never:
@@ -461,6 +464,11 @@ def _embed_parser(commands) -> None:
         help="Embed the learning resources only; content-file points stay as they are.",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="Embed and write every record again (force_reembed).")
+    p.add_argument(
+        "--reembed", action="store_true",
+        help="Models changed in place (new files, new weights under the same name): re-embed into collections of "
+        "their own; searches move to them once every partition is done (reembed).",
+    )  # fmt: skip
     p.add_argument(
         "--allow-mass-deletion", action="store_true",
         help="Let a run delete more than QDRANT_MAX_DELETE_SHARE of a partition's points (the source lost them).",

@@ -126,8 +126,8 @@ def collections_for(
     raise ModelChanged(
         f"{models.differs_from(kept)}: this is not the model that made {name}, and writing would mix two "
         "models' vectors, so nothing was written. To change models, re-embed into new collections (searches "
-        "stay on the old ones until it is done): `embedding-pipeline embed --overwrite`, or a backfill of every "
-        "partition; or put the old model back"
+        "stay on the old ones until it is done): `embedding-pipeline embed --reembed` (run config `reembed: true`), "
+        "or a backfill of every partition; or put the old model back"
     )
 
 

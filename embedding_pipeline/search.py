@@ -80,7 +80,7 @@ def _say_if_another_model(store: VectorStore, location: str, name: str, dense, s
     if why:
         log.warning(
             f"{why}: not the model that made {target}'s vectors, so these results rank by noise until a re-embed "
-            "(`embedding-pipeline embed --overwrite`) moves searches to its collections"
+            "(`embedding-pipeline embed --reembed`) moves searches to its collections"
         )
 
 

@@ -288,7 +288,8 @@ def _embed(context, partition: str, resources: StepResources, read_all) -> list:
     if options.scoped:
         context.log.info(f"{partition}: this run embeds {options.scope()}; every other record is left as it is")
     state = PartitionState.load(context.instance, partition)
-    reembed = options.force or options.recreate_collections or "dagster/backfill" in context.run.tags
+    reembed = resources.embed_options.reembed or options.force or options.recreate_collections
+    reembed = reembed or "dagster/backfill" in context.run.tags
     with _partition(context, partition, resources, "embed", read_all, reembed) as part:
         outcome = run_partition(part, options, state.heads_cache, verify_every_point=state.verify_every_point)
         state.save(outcome, whole=not options.scoped, version=part.names.version)

@@ -18,6 +18,12 @@ class EmbedOptions(dg.ConfigurableResource):
         default=False,
         description="Embed every text again and upsert every point, ignoring earlier vectors (--overwrite).",
     )
+    reembed: bool = Field(
+        default=False,
+        description="Let models that did not make the collections (files replaced, new weights under the same "
+        "name) re-embed into collections of their own, which searches move to once every partition is done "
+        "(--reembed); without it such a run is refused. Texts embedded once in the new collections are reused.",
+    )
     recreate_collections: bool = Field(
         default=False,
         description="Drop and recreate the collections before upserting this partition, as the old "

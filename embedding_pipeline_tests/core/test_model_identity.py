@@ -93,7 +93,7 @@ def test_a_model_changed_in_place_is_refused_in_one_line_and_nothing_is_written(
         collections_for(store, NAMES, changed, reembed=False)
     said = str(refused.value)
     assert "\n" not in said and said.startswith(f"QDRANT_DENSE_MODEL_PATH={model}: its files differ")
-    assert "made base.content_files.v1," in said and "embed --overwrite" in said
+    assert "made base.content_files.v1," in said and "embed --reembed" in said
     assert store.collections() == collections and store.model_of(NAMES.physical("resources")) == models.kept()
     assert collections_made_by(store, NAMES, changed) == NAMES  # the checks look at what there is
 

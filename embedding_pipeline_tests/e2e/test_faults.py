@@ -304,7 +304,7 @@ def test_model_files_replaced_in_place_are_refused_until_a_reembed_moves_searche
     pipeline, tmp_path, model_dir, caplog
 ):
     """The next `embed` says so in one line and writes nothing, a search warns, a run fails; a re-embed (run config
-    force_reembed, as from the UI; `embed --overwrite` in test_litellm) fills collections of their own, which
+    `reembed: true`, as from the UI; `embed --reembed` in test_litellm) fills collections of their own, which
     searches use once every partition is done; then incremental runs go on."""
     model = tmp_path / "model"
     shutil.copytree(model_dir, model)
@@ -318,7 +318,7 @@ def test_model_files_replaced_in_place_are_refused_until_a_reembed_moves_searche
     _retrained(model)
 
     line = _one_line(embed())
-    assert line.startswith(f"QDRANT_DENSE_MODEL_PATH={model}: its files differ") and "embed --overwrite" in line
+    assert line.startswith(f"QDRANT_DENSE_MODEL_PATH={model}: its files differ") and "embed --reembed" in line
     refused = pipeline.materialize("course", raise_on_error=False)  # as the sensor's run
     assert not refused.success and "its files differ" in str(refused.get_step_failure_events()[0].event_specific_data)
     with pipeline.store() as store:
@@ -326,8 +326,8 @@ def test_model_files_replaced_in_place_are_refused_until_a_reembed_moves_searche
     _search(pipeline, title)
     assert "not the model that made" in caplog.text  # a search says its results rank by noise
 
-    force = {"resources": {"embed_options": {"config": {"force_reembed": True}}}}
-    assert all(pipeline.materialize(partition, run_config=force).success for partition in PARTITIONS)
+    reembed = {"resources": {"embed_options": {"config": {"reembed": True}}}}
+    assert all(pipeline.materialize(partition, run_config=reembed).success for partition in PARTITIONS)
     with pipeline.store() as store:
         after, physical = store.aliases(), store.collections()
     assert not set(after.values()) & set(before) and sorted(physical) == sorted(after.values())

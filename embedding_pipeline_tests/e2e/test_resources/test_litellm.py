@@ -379,8 +379,8 @@ def test_ctrl_c_stops_partitions_running_side_by_side_and_the_next_run_resumes(p
 
 def test_new_weights_under_the_same_name_are_refused_until_a_reembed_moves_searches_to_their_collections(pipeline):
     """A provider's numeric noise is the same model; new weights served under the same name are refused in one
-    line, writing nothing; `embed --overwrite` re-embeds into collections of their own, which searches then use,
-    and incremental runs go on."""
+    line, writing nothing; `embed --reembed` re-embeds into collections of their own, each text once, and
+    searches then use them; incremental runs go on."""
     ((readable_id, text),) = pipeline.rows(  # a query only its own resource's point is near, for these word hashes
         "SELECT readable_id, title || ' ' || description FROM {T}learningresource "
         "WHERE published AND resource_type = 'course' LIMIT 1"
@@ -403,7 +403,10 @@ def test_new_weights_under_the_same_name_are_refused_until_a_reembed_moves_searc
         with pipeline.store() as store:
             assert {name: store.count(name) for name in store.collections()} == before
 
-        assert _finished(_embed_command("--overwrite", env=env)).count(": ok (run ") == 9
+        sent = len(server.requests)
+        assert _finished(_embed_command("--reembed", env=env)).count(": ok (run ") == 9
+        texts = [text for r in server.requests[sent:] for text in r["inputs"] if text != PROBE_TEXT]
+        assert len(texts) == len(set(texts))  # a text several records hold is embedded once
         with pipeline.store() as store:
             after, physical = store.aliases(), store.collections()
         assert all(target.rsplit(".", 1)[1].startswith(version.rsplit(".", 1)[1] + "-") for target, version in zip(
