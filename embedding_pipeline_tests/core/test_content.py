@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from embedding_pipeline.content import ContentDatabase, ContentSourceError, Queries, tables
+from embedding_pipeline.content import database as database_module
 from embedding_pipeline.content.database import analyze_sqlite
 from embedding_pipeline.content.dialect import sql_text
 from embedding_pipeline.content.queries import DEFAULT_CONTENT_FILES_QUERY
@@ -249,10 +250,16 @@ def test_a_missing_sqlite_file_is_named_and_never_created(tmp_path):
     assert not missing.exists()
 
 
-def test_a_password_in_the_url_is_never_shown():
+def test_a_server_that_refuses_connections_is_tried_again_and_its_password_is_never_shown(monkeypatch, caplog):
+    """A refused connection may be a server restarting: tried again after each pause (shortened here), said
+    each time, then one error; none of it shows the password."""
+    monkeypatch.setattr(database_module, "RECONNECT_AFTER", (0.01, 0.02))
     with pytest.raises(ContentSourceError) as error:
         ContentDatabase("postgresql://reader:s3cret@127.0.0.1:9/content").change_marker()
     assert "s3cret" not in str(error.value) and "reader:***@127.0.0.1:9" in str(error.value)
+    said = [r.getMessage() for r in caplog.records if "does not answer" in r.getMessage()]
+    assert [line.rsplit("(", 1)[1] for line in said] == ["attempt 1 of 2)", "attempt 2 of 2)"]
+    assert not any("s3cret" in line for line in said)
 
 
 def test_a_videos_own_files_are_listed_by_their_stamp_and_their_edit_moves_only_that_video(tmp_path):

@@ -11,7 +11,14 @@ import dagster as dg
 from embedding_pipeline.partitions import PARTITIONS, RESOURCE_TYPES
 from embedding_pipeline.sample_data import load_sample_data
 from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
-from embedding_pipeline_tests.support.helpers import REPO, encoder_env, hold_store, pipeline_env, resource
+from embedding_pipeline_tests.support.helpers import (
+    REPO,
+    dagster_daemon,
+    encoder_env,
+    hold_store,
+    pipeline_env,
+    resource,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -35,28 +42,23 @@ def test_job_backfill_all_partitions_with_the_daemon(tmp_path, model_dir, monkey
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert backfill.returncode == 0, backfill.stderr[-2000:]
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", *workspace], env=env, cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),
-    )  # fmt: skip
-    # A search (or any other process) holds the embedded folder while the first runs reach Qdrant.
-    holder = hold_store(tmp_path / "qdrant")  # until the first run waits for it
-    try:
-        monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-        with dg.DagsterInstance.get() as instance:
-            # The backfill's nine runs (the types and the topics), and the sensor's first-tick run alongside them.
-            runs = _wait_for_runs(instance, at_least=len(PARTITIONS), timeout=600)
-            failed = [
-                (r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS
-            ]
-            assert failed == [], (tmp_path / "daemon.log").read_text()[-3000:]
-            backfilled = sorted(r.tags["dagster/partition"] for r in runs if "dagster/backfill" in r.tags)
-            assert backfilled == sorted(PARTITIONS)
-        assert holder.wait() == 0
-    finally:
-        holder.kill()
-        daemon.terminate()
-        daemon.wait(timeout=60)
+    with dagster_daemon(env, tmp_path / "daemon.log"):
+        # A search (or any other process) holds the embedded folder while the first runs reach Qdrant.
+        holder = hold_store(tmp_path / "qdrant")  # until the first run waits for it
+        try:
+            monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+            with dg.DagsterInstance.get() as instance:
+                # The backfill's nine runs (the types and the topics), and the sensor's first-tick run alongside them.
+                runs = _wait_for_runs(instance, at_least=len(PARTITIONS), timeout=600)
+                failed = [
+                    (r.tags.get("dagster/partition"), r.status) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS
+                ]
+                assert failed == [], (tmp_path / "daemon.log").read_text()[-3000:]
+                backfilled = sorted(r.tags["dagster/partition"] for r in runs if "dagster/backfill" in r.tags)
+                assert backfilled == sorted(PARTITIONS)
+            assert holder.wait() == 0
+        finally:
+            holder.kill()
     qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
         types = {payload["resource_type"] for _, payload in store.scroll(qdrant.alias("resources"))}

@@ -3,8 +3,6 @@ first tick, and a small edit across several types, is one run that materializes 
 change is one run per partition."""
 
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +16,8 @@ from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import complete, load_sample_data
 from embedding_pipeline.sensors import ONE_RUN_MAX_RECORDS
 from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
-from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, REPO, encoder_env, pipeline_env
+from embedding_pipeline_tests.support.helpers import QUICK_SENSOR, dagster_daemon, encoder_env, pipeline_env
 
-BIN = Path(sys.executable).parent
 T = tables.PREFIX
 
 
@@ -51,41 +48,33 @@ def test_a_small_edit_is_one_run_and_a_large_change_one_run_per_partition(tmp_pa
     database = f"sqlite:///{tmp_path / 'content.db'}"
     load_sample_data(database)
     engine = sa.create_engine(database)
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], env=env, cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"),  # noqa: SIM115
-    )  # fmt: skip
-    try:
-        with dg.DagsterInstance.get() as instance:
-            (first,) = _finished_runs(instance, 1, 600, tmp_path / "daemon.log")  # the first tick: every partition
-            assert first.status == dg.DagsterRunStatus.SUCCESS and first.tags[PARTITIONS_TAG] == ",".join(PARTITIONS)
+    with dagster_daemon(env, tmp_path / "daemon.log"), dg.DagsterInstance.get() as instance:
+        (first,) = _finished_runs(instance, 1, 600, tmp_path / "daemon.log")  # the first tick: every partition
+        assert first.status == dg.DagsterRunStatus.SUCCESS and first.tags[PARTITIONS_TAG] == ",".join(PARTITIONS)
 
-            edit = f"UPDATE {T}learningresource SET description = description || ' Revised.', updated_on = :u "
-            with engine.begin() as conn:  # a video, a course and a document edited
-                for readable_id in ("yt-crispr", "ocw-18.06", "doc-open-data"):
-                    conn.execute(sa.text(edit + "WHERE readable_id = :r"), {"u": datetime.now(UTC), "r": readable_id})
-            *_, small = _finished_runs(instance, 2, 300, tmp_path / "daemon.log")
-            assert small.status == dg.DagsterRunStatus.SUCCESS and small.tags[PARTITIONS_TAG] == "course,video,document"
-            assets = {"source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"}
-            assert _materialized(instance, small) == {p: assets for p in ("course", "video", "document")}
+        edit = f"UPDATE {T}learningresource SET description = description || ' Revised.', updated_on = :u "
+        with engine.begin() as conn:  # a video, a course and a document edited
+            for readable_id in ("yt-crispr", "ocw-18.06", "doc-open-data"):
+                conn.execute(sa.text(edit + "WHERE readable_id = :r"), {"u": datetime.now(UTC), "r": readable_id})
+        *_, small = _finished_runs(instance, 2, 300, tmp_path / "daemon.log")
+        assert small.status == dg.DagsterRunStatus.SUCCESS and small.tags[PARTITIONS_TAG] == "course,video,document"
+        assets = {"source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"}
+        assert _materialized(instance, small) == {p: assets for p in ("course", "video", "document")}
 
-            many = ONE_RUN_MAX_RECORDS // 2 + 1
-            with engine.begin() as conn:
-                conn.execute(
-                    tables.learning_resource.insert(),
-                    [
-                        complete(tables.learning_resource, {
-                            "readable_id": f"bulk-{kind}-{i}", "platform_id": "youtube", "resource_type": kind,
-                            "title": f"Bulk {kind} {i}",
-                        })
-                        for kind in ("video", "document")
-                        for i in range(many)
-                    ],
-                )  # fmt: skip
-            *_, one, other = _finished_runs(instance, 4, 600, tmp_path / "daemon.log")
-            assert {one.tags.get("dagster/partition"), other.tags.get("dagster/partition")} == {"video", "document"}
-            assert one.status == other.status == dg.DagsterRunStatus.SUCCESS
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
-        engine.dispose()
+        many = ONE_RUN_MAX_RECORDS // 2 + 1
+        with engine.begin() as conn:
+            conn.execute(
+                tables.learning_resource.insert(),
+                [
+                    complete(tables.learning_resource, {
+                        "readable_id": f"bulk-{kind}-{i}", "platform_id": "youtube", "resource_type": kind,
+                        "title": f"Bulk {kind} {i}",
+                    })
+                    for kind in ("video", "document")
+                    for i in range(many)
+                ],
+            )  # fmt: skip
+        *_, one, other = _finished_runs(instance, 4, 600, tmp_path / "daemon.log")
+        assert {one.tags.get("dagster/partition"), other.tags.get("dagster/partition")} == {"video", "document"}
+        assert one.status == other.status == dg.DagsterRunStatus.SUCCESS
+    engine.dispose()

@@ -87,52 +87,6 @@ def test_mit_learns_own_tables_are_read_with_their_joins_and_arrays(mit_learn_da
     assert full["direct_content_files"][0]["content"].startswith("Lecture 1 notes.")
 
 
-def test_a_full_embed_on_mit_learns_tables_with_dagsters_storage_in_postgresql(mit_learn_database, tmp_path, model_dir):
-    """The production set-up from the shell: content and Dagster's storage both in PostgreSQL, every partition."""
-    env = {
-        **pipeline_env(tmp_path, model_dir),
-        "DAGSTER_POSTGRES_URL": mit_learn_database,
-        "CONTENT_DATABASE_URL": mit_learn_database,
-    }
-    home = Path(env["DAGSTER_HOME"])
-    embed = subprocess.run(
-        [str(Path(sys.executable).with_name("embedding-pipeline")), "embed"],
-        env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert embed.returncode == 0, embed.stdout[-2000:] + embed.stderr[-3000:]
-    assert [line.split(":")[0] for line in embed.stdout.splitlines()] == PARTITIONS
-
-    engine = sa.create_engine(mit_learn_database)
-    with engine.connect() as conn:
-        runs = conn.execute(sa.text("SELECT run_id, status, partition FROM runs")).all()
-        events = conn.execute(
-            sa.text(
-                "SELECT asset_key FROM event_logs WHERE run_id = :r AND dagster_event_type = 'ASSET_MATERIALIZATION'"
-            ),
-            {"r": runs[0].run_id},
-        ).scalars()
-        materialized = sorted(json.loads(key)[0] for key in events)  # keys are stored as JSON lists
-    engine.dispose()
-    assert sorted(partition for _, _, partition in runs) == sorted(PARTITIONS)
-    assert {status for _, status, _ in runs} == {"SUCCESS"}
-    assert materialized == ["dense_vectors", "qdrant_points", "source_content", "sparse_vectors", "text_chunks"]
-    assert not (home / "history").exists()  # nothing went to SQLite
-    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
-    with qdrant.get_store() as store:
-        guides = dict(store.scroll(qdrant.alias("resources"), {"readable_id": "unplatformed-guide"}))
-        files = dict(
-            store.scroll(
-                qdrant.alias("content_files"),
-                {"resource_readable_id": "episode-230-the-physics-of-ice", "file_type": "podcast_transcript"},
-            )
-        )
-        assert store.count(qdrant.alias("resources")) == 51  # 52, but for one neither published nor in test mode
-    (guide,) = guides.values()
-    assert guide["platform"] is None and guide[OWN]["record_key"] == ".unplatformed-guide"
-    (transcript,) = files.values()
-    assert transcript["run_readable_id"] == "episode-230-the-physics-of-ice"  # a run-less file: its resource's
-
-
 def test_dagster_postgres_host_and_friends_select_postgresql_too(postgres_database, tmp_path, monkeypatch):
     """Dagster's own PostgreSQL storage, configured by the variables' names: the instance configuration, and the
     reference Dagster hands to run workers, hold no password."""
@@ -239,13 +193,14 @@ def test_every_document_on_postgresql_is_mit_learns(mit_learn_database):
         same_document(point.payload, dict(golden["payload"]), golden["key"])
 
 
-def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_postgresql(
-    postgres_database, tmp_path, model_dir, monkeypatch
+def test_the_production_set_up_from_the_shell_then_a_new_machine_carries_on_from_dagsters_storage(
+    mit_learn_database, tmp_path, model_dir, monkeypatch
 ):
-    """Dagster's storage in PostgreSQL and one Qdrant, machines with nothing else in common: a run on a machine
-    whose DAGSTER_HOME holds only dagster.yaml (a Kubernetes run pod) carries on where the other machine stopped.
-    It embeds only an edit, still knows the record that failed (its checks alone pass), and finishes a re-embed
-    the other machine started, moving every alias."""
+    """Content and Dagster's storage both in PostgreSQL (mit-learn's tables), every partition from the shell; then
+    machines with nothing else in common, sharing one Qdrant: a run on a machine whose DAGSTER_HOME holds only
+    dagster.yaml (a Kubernetes run pod) carries on where the other machine stopped. It embeds only an edit, still
+    knows the record that failed (its checks alone pass), and finishes a re-embed the other machine started,
+    moving every alias. (The encoder is the deterministic one: the storage and the tables are what is tested.)"""
     from embedding_pipeline.definitions import defs
     from embedding_pipeline.partitions import resource_type_partitions
     from embedding_pipeline.resources import build_resources
@@ -253,16 +208,16 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
 
     env = {
         **pipeline_env(tmp_path, model_dir, **encoder_env(HASHING_ENCODER)),
-        "DAGSTER_POSTGRES_URL": postgres_database,
+        "DAGSTER_POSTGRES_URL": mit_learn_database,
+        "CONTENT_DATABASE_URL": mit_learn_database,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    home, content = Path(env["DAGSTER_HOME"]), f"sqlite:///{tmp_path / 'content.db'}"
-    load_sample_data(content)
-    engine = sa.create_engine(content)
+    home = Path(env["DAGSTER_HOME"])
+    engine = sa.create_engine(mit_learn_database)
     with engine.begin() as conn:  # a document that cannot be embedded: it fails alone, and has no points
-        broken = {"id": 900, "readable_id": "doc-broken", "platform_id": "library", "resource_type": "document",
-                  "title": "Broken", "ocw_topics": "not a list"}  # fmt: skip
+        broken = {"id": 900, "readable_id": "doc-broken", "platform_id": "ocw", "resource_type": "document",
+                  "title": ""}  # fmt: skip
         conn.execute(tables.learning_resource.insert(), [complete(tables.learning_resource, broken)])
 
     def embed(*flags: str, **extra: str) -> subprocess.CompletedProcess:
@@ -295,7 +250,36 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
         return total
 
     first = embed()
+    assert [line.split(":")[0] for line in first.stdout.splitlines()] == PARTITIONS
     assert "doc-broken" in first.stderr and texts_embedded() > 100
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT run_id, status, partition FROM runs")).all()
+        events = conn.execute(
+            sa.text(
+                "SELECT asset_key FROM event_logs WHERE run_id = :r AND dagster_event_type = 'ASSET_MATERIALIZATION'"
+            ),
+            {"r": runs[0].run_id},
+        ).scalars()
+        materialized = sorted(json.loads(key)[0] for key in events)  # keys are stored as JSON lists
+    assert sorted(partition for _, _, partition in runs) == sorted(PARTITIONS)
+    assert {status for _, status, _ in runs} == {"SUCCESS"}
+    assert materialized == ["dense_vectors", "qdrant_points", "source_content", "sparse_vectors", "text_chunks"]
+    assert not (home / "history").exists()  # nothing went to SQLite
+    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
+    with qdrant.get_store() as store:
+        guides = dict(store.scroll(qdrant.alias("resources"), {"readable_id": "unplatformed-guide"}))
+        files = dict(
+            store.scroll(
+                qdrant.alias("content_files"),
+                {"resource_readable_id": "episode-230-the-physics-of-ice", "file_type": "podcast_transcript"},
+            )
+        )
+        # 53 with the broken one, which has no point, and one neither published nor in test mode
+        assert store.count(qdrant.alias("resources")) == 51
+    (guide,) = guides.values()
+    assert guide["platform"] is None and guide[OWN]["record_key"] == ".unplatformed-guide"
+    (transcript,) = files.values()
+    assert transcript["run_readable_id"] == "episode-230-the-physics-of-ice"  # a run-less file: its resource's
     new_machine()
     checks = dg.define_asset_job(
         "checks",
@@ -317,7 +301,6 @@ def test_no_disk_is_shared_a_new_machine_carries_on_from_dagsters_storage_in_pos
     new_machine()
     reembed = {"CONTENT_FILE_EMBEDDING_CHUNK_SIZE": "400"}  # new settings: a re-embed into new collections
     embed("--courses", "--programs", "--learning_paths", "--podcasts", **reembed)
-    qdrant = resource("qdrant", path=str(tmp_path / "qdrant"))
     with qdrant.get_store() as store:
         before = store.aliases()
     new_machine()

@@ -21,7 +21,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from embedding_pipeline.partitions import PARTITIONS
 from embedding_pipeline.sample_data import load_sample_data
-from embedding_pipeline_tests.support.helpers import REPO, pipeline_env, unavailable
+from embedding_pipeline_tests.support.encoders import HASHING_ENCODER
+from embedding_pipeline_tests.support.helpers import REPO, encoder_env, pipeline_env, stop_session, unavailable
 
 PIPELINE_ASSETS = ["source_content", "text_chunks", "dense_vectors", "sparse_vectors", "qdrant_points"]
 CHROMIUM = os.environ.get("EMBEDDING_PIPELINE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -51,7 +52,7 @@ SHOWN_METADATA = {
 def dagster_home(tmp_path_factory, model_dir):
     """A Dagster home as `embedding-pipeline setup` and `embed` leave it, with `document` and `video` embedded."""
     data = tmp_path_factory.mktemp("ui")
-    env = {**os.environ, **pipeline_env(data, model_dir)}
+    env = {**os.environ, **pipeline_env(data, model_dir, **encoder_env(HASHING_ENCODER))}  # the UI is what is tested
     for name in ("CONTENT_DATABASE_URL", "QDRANT_HOST", "DAGSTER_POSTGRES_URL", "DAGSTER_POSTGRES_HOST"):
         env.pop(name, None)
     home = Path(env["DAGSTER_HOME"])
@@ -101,7 +102,7 @@ def webserver(dagster_home):
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            env=dagster_home, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env=dagster_home, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while True:
@@ -114,8 +115,7 @@ def webserver(dagster_home):
                     pytest.fail(f"dagster-webserver did not start:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
         yield url
-        server.terminate()
-        server.wait(timeout=30)
+        stop_session(server)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,15 @@
 """What the Dagster and end-to-end tiers share: a pipeline on its own data folder with the real engine and
-Dagster, and the real model or the Dagster tier's deterministic one; Dagster's CLI; a process that holds
-the embedded store."""
+Dagster, and the real model or the Dagster tier's deterministic one; Dagster's CLI and daemon; a process that
+holds the embedded store."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -63,6 +65,32 @@ def run_dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(dagster), *args], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=600
     )
+
+
+@contextlib.contextmanager
+def dagster_daemon(env: dict, log: Path) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` on the project's workspace, as deployed, its errors in `log`; stopped with every
+    process it started (its code server can outlive a SIGTERM to the daemon alone)."""
+    with open(log, "w") as errors:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO / "workspace.yaml")],
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield daemon
+    finally:
+        stop_session(daemon)
+
+
+def stop_session(process: subprocess.Popen) -> None:
+    """SIGTERM to a Dagster process started with `start_new_session=True`, then SIGKILL to what is left of its
+    session: the code server (`dagster api grpc`) and run workers it started."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def resource(name: str, **changes):
