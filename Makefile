@@ -28,7 +28,7 @@ $(VENV)/.installed: setup.py
 # Tests run in one process more than there are cores, at most 4 (pytest-xdist): many wait on processes they
 # start (a daemon's runs, a killed command's successor), and the extra one works meanwhile (on two cores, one
 # session: 11:52 with three, 12:35 with two).
-WORKERS := $(shell $(PYTHON) -c 'import os; print(min(4, (os.cpu_count() or 1) + 1))')
+WORKERS = $(shell $(PYTHON) -c 'import os; print(min(4, (os.cpu_count() or 1) + 1))')
 PARALLEL = -n $(WORKERS) --dist worksteal
 # Tests keep their stores, databases and Dagster homes under TMPDIR: on a tmpfs the fsyncs of SQLite, Dagster's
 # storage and Qdrant cost nothing (the Dagster tier's assets took 65 s there, 135 s on this machine's disk). A
